@@ -1,0 +1,17 @@
+//! The routine-load API: CRD types, shared names and the load plan the operator validates and the
+//! workers execute.
+
+pub mod column_type;
+pub mod crd;
+pub mod job;
+pub mod load_plan;
+pub mod names;
+pub mod table;
+pub mod task;
+pub mod value;
+
+pub use column_type::ColumnType;
+pub use job::{RoutineLoadJob, RoutineLoadJobSpec, RoutineLoadJobStatus};
+pub use load_plan::LoadPlan;
+pub use table::{Table, TableSpec, TableStatus};
+pub use task::{RoutineLoadTask, RoutineLoadTaskSpec, RoutineLoadTaskStatus};

@@ -1,0 +1,157 @@
+//! The `Table` custom resource: a Delta Lake table that routine load jobs write into.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::column_type::{COLUMN_TYPE_PATTERN, ColumnType, ColumnTypeError};
+
+/// A Delta Lake table that routine load jobs load into (StarRocks: the destination table).
+///
+/// The namespace plays the StarRocks database; the object name is the table name.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "routineload.io",
+    version = "v1alpha1",
+    kind = "Table",
+    plural = "tables",
+    shortname = "rltable",
+    namespaced,
+    status = "TableStatus",
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Version","type":"integer","jsonPath":".status.deltaVersion"}"#,
+    printcolumn = r#"{"name":"Location","type":"string","jsonPath":".spec.location"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[x_kube(validation = Rule::new("!has(self.partitionColumns) || self.partitionColumns.all(p, self.columns.exists(c, c.name == p))").message("every partitionColumns entry must name a column of the table"))]
+#[serde(rename_all = "camelCase")]
+pub struct TableSpec {
+    /// Columns of the table, in order. Loads map source fields to these by name.
+    #[schemars(length(min = 1, max = 1000))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub columns: Vec<TableColumn>,
+
+    /// Columns whose values partition the Delta table (Hive-style directories, identity
+    /// partitioning). Each must name a column. Default: not partitioned.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("partitionColumns is immutable"))]
+    pub partition_columns: Vec<String>,
+
+    /// Where the Delta table lives: `file:///path`, `s3://bucket/prefix`, `gs://bucket/prefix`
+    /// or `az://container/prefix`. Immutable.
+    #[schemars(regex(pattern = r"^(file|s3|s3a|gs|az|abfss)://.+"))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("location is immutable"))]
+    pub location: String,
+
+    /// Secret whose keys are object-store options for `location` (for S3: `AWS_ACCESS_KEY_ID`,
+    /// `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, `AWS_ENDPOINT_URL`, `AWS_ALLOW_HTTP`, ...).
+    /// Default: none (the pod's environment or workload identity).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret: Option<SecretReference>,
+
+    /// What deleting the Table object does to the data: `Retain` (default) keeps the Delta
+    /// table, `Delete` removes its files.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+
+    /// Free-form description (StarRocks: table COMMENT).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+}
+
+/// One column of a `Table`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TableColumn {
+    /// Column name, as loads and readers refer to it.
+    #[schemars(
+        length(min = 1, max = 255),
+        regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$")
+    )]
+    pub name: String,
+
+    /// StarRocks type: BOOLEAN, TINYINT, SMALLINT, INT, BIGINT, LARGEINT, FLOAT, DOUBLE,
+    /// DECIMAL(p,s), DATE, DATETIME, CHAR(n), VARCHAR(n), STRING or JSON.
+    #[serde(rename = "type")]
+    #[schemars(regex(pattern = COLUMN_TYPE_PATTERN))]
+    pub column_type: String,
+
+    /// Whether the column accepts NULL. Default: true.
+    #[serde(default = "default_true")]
+    pub nullable: bool,
+
+    /// Value loaded when a job gives the column no source (StarRocks: DEFAULT). Written as the
+    /// text the column's type parses, e.g. `"0"` or `"2024-01-01"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<String>,
+
+    /// Free-form description (StarRocks: column COMMENT).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+}
+
+impl TableColumn {
+    /// The parsed StarRocks type of this column.
+    pub fn parsed_type(&self) -> Result<ColumnType, ColumnTypeError> {
+        self.column_type.parse()
+    }
+}
+
+/// A reference to a Secret in the object's namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretReference {
+    /// Name of the Secret, in the same namespace.
+    #[schemars(length(min = 1))]
+    pub name: String,
+}
+
+/// What deleting a `Table` does to its data.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum DeletionPolicy {
+    /// Keep the Delta table's files (default).
+    #[default]
+    Retain,
+    /// Remove the Delta table's files.
+    Delete,
+}
+
+/// Observed state of a `Table`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TableStatus {
+    /// Pending, Ready, Failed or Deleting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<TablePhase>,
+
+    /// Latest Delta version the operator has seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delta_version: Option<i64>,
+
+    /// The metadata.generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// Standard conditions (`Ready`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+/// Lifecycle phase of a `Table`.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum TablePhase {
+    /// The operator has not created or adopted the Delta table yet.
+    Pending,
+    /// The Delta table exists with the declared schema.
+    Ready,
+    /// The Delta table can't be created or adopted; see the Ready condition.
+    Failed,
+    /// The Table is being deleted.
+    Deleting,
+}
+
+fn default_true() -> bool {
+    true
+}

@@ -1,0 +1,118 @@
+//! The `RoutineLoadTask` custom resource: one task of a job, assigned by the operator to a worker.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A task of a `RoutineLoadJob`: a set of Kafka partitions loaded by one worker. Created, moved
+/// and deleted by the operator (StarRocks: the TaskScheduler's routine load task); owned by its
+/// job.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "routineload.io",
+    version = "v1alpha1",
+    kind = "RoutineLoadTask",
+    plural = "routineloadtasks",
+    shortname = "rltask",
+    namespaced,
+    status = "RoutineLoadTaskStatus",
+    printcolumn = r#"{"name":"Job","type":"string","jsonPath":".spec.job"}"#,
+    printcolumn = r#"{"name":"Worker","type":"string","jsonPath":".spec.worker"}"#,
+    printcolumn = r#"{"name":"Epoch","type":"integer","jsonPath":".spec.epoch"}"#,
+    printcolumn = r#"{"name":"Loaded","type":"integer","jsonPath":".status.loadedRows"}"#,
+    printcolumn = r#"{"name":"Errors","type":"integer","jsonPath":".status.errorRows"}"#,
+    printcolumn = r#"{"name":"Last Commit","type":"date","jsonPath":".status.lastCommitTime"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct RoutineLoadTaskSpec {
+    /// Name of the owning `RoutineLoadJob`.
+    pub job: String,
+
+    /// UID of the owning job; the Delta transaction app ids derive from it.
+    pub job_uid: String,
+
+    /// Kafka partitions this task loads.
+    #[schemars(length(min = 1))]
+    pub partitions: Vec<i32>,
+
+    /// Name of the worker pod that runs the task.
+    pub worker: String,
+
+    /// Incremented every time the task is reassigned; a worker holding an older epoch stops.
+    #[schemars(range(min = 0))]
+    pub epoch: i64,
+
+    /// The job generation this task was planned from.
+    #[serde(default)]
+    pub job_generation: i64,
+}
+
+/// What a worker reports about a task (StarRocks: the task's result reported to the FE).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RoutineLoadTaskStatus {
+    /// Epoch of the assignment this status was written under.
+    #[serde(default)]
+    pub epoch: i64,
+
+    /// Next offset to load per Kafka partition, as committed in the table.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub committed_offsets: BTreeMap<String, i64>,
+
+    /// High watermark minus committed offset per partition, when last measured.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub lag: BTreeMap<String, i64>,
+
+    /// Bytes of message payload received.
+    #[serde(default)]
+    pub received_bytes: i64,
+    /// Rows received, including error and unselected rows.
+    #[serde(default)]
+    pub total_rows: i64,
+    /// Rows loaded.
+    #[serde(default)]
+    pub loaded_rows: i64,
+    /// Error rows.
+    #[serde(default)]
+    pub error_rows: i64,
+    /// Rows filtered out by WHERE.
+    #[serde(default)]
+    pub unselected_rows: i64,
+    /// Batches committed.
+    #[serde(default)]
+    pub committed_batches: i64,
+    /// Batches aborted.
+    #[serde(default)]
+    pub aborted_batches: i64,
+    /// Time spent executing batches, in milliseconds.
+    #[serde(default)]
+    pub execute_time_ms: i64,
+
+    /// Delta version of the last commit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_commit_version: Option<i64>,
+
+    /// When the last batch committed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_commit_time: Option<Time>,
+
+    /// When the worker last wrote this status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat_time: Option<Time>,
+
+    /// URL of the task's error log (StarRocks `ErrorLogUrls` entry).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_log_url: Option<String>,
+
+    /// Set when the error rows in the current window passed maxErrorNumber or maxFilterRatio:
+    /// the reason, in StarRocks' words, naming the rows and the error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_window_exceeded: Option<String>,
+
+    /// Last error or state message from the worker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}

@@ -1,0 +1,328 @@
+//! Text to typed value conversion with StarRocks' load rules, shared by the plan (to check column
+//! defaults) and the worker's load engine (for every field of every row).
+//!
+//! Each parser takes the field's bytes and returns the value or the StarRocks error class it
+//! belongs to; the engine turns the class into the reason text and applies strict mode.
+
+use chrono::{NaiveDate, NaiveDateTime};
+
+/// Why a field did not convert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConvertError {
+    /// Not a value of the type ("convert csv string to INT failed"). Strict mode makes the row an
+    /// error row; otherwise the value loads as NULL.
+    Invalid,
+    /// An integer outside the type's range, or a string longer than the column
+    /// ("the length of input is too long than schema").
+    TooLong,
+    /// More fractional digits than the DECIMAL scale.
+    FracTooLong,
+    /// More integer digits than DECIMAL precision minus scale.
+    IntTooLong,
+    /// More digits than any DECIMAL holds.
+    DecimalOverflow,
+}
+
+/// Days from 0001-01-01 (CE day 1) to 1970-01-01.
+const UNIX_EPOCH_DAYS_FROM_CE: i32 = 719_163;
+
+fn trim(text: &[u8]) -> &[u8] {
+    text.trim_ascii()
+}
+
+/// BOOLEAN: `true`/`false` in any case, or a number (0 is false, anything else true), as
+/// StarRocks casts strings to BOOLEAN.
+pub fn parse_bool(text: &[u8]) -> Result<bool, ConvertError> {
+    let t = trim(text);
+    if t.eq_ignore_ascii_case(b"true") {
+        return Ok(true);
+    }
+    if t.eq_ignore_ascii_case(b"false") {
+        return Ok(false);
+    }
+    match parse_f64(t) {
+        Ok(v) => Ok(v != 0.0),
+        Err(_) => Err(ConvertError::Invalid),
+    }
+}
+
+/// An integer that fits in `min..=max`. Out of range is [`ConvertError::TooLong`].
+pub fn parse_int(text: &[u8], min: i128, max: i128) -> Result<i128, ConvertError> {
+    let t = trim(text);
+    let (negative, digits) = match t.first() {
+        Some(b'-') => (true, &t[1..]),
+        Some(b'+') => (false, &t[1..]),
+        _ => (false, t),
+    };
+    if digits.is_empty() {
+        return Err(ConvertError::Invalid);
+    }
+    let mut value: i128 = 0;
+    let mut overflow = false;
+    for &b in digits {
+        if !b.is_ascii_digit() {
+            return Err(ConvertError::Invalid);
+        }
+        if !overflow {
+            match value
+                .checked_mul(10)
+                .and_then(|v| v.checked_add((b - b'0') as i128))
+            {
+                Some(v) => value = v,
+                None => overflow = true,
+            }
+        }
+    }
+    if overflow {
+        return Err(ConvertError::TooLong);
+    }
+    let value = if negative { -value } else { value };
+    if value < min || value > max {
+        return Err(ConvertError::TooLong);
+    }
+    Ok(value)
+}
+
+/// A finite floating point number (`1.1`, `.356`, `1e3`).
+pub fn parse_f64(text: &[u8]) -> Result<f64, ConvertError> {
+    let t = trim(text);
+    // Only plain decimal notation: Rust's parser also accepts "inf" and "nan", StarRocks does not.
+    if t.is_empty()
+        || !t
+            .iter()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'+' | b'e' | b'E'))
+    {
+        return Err(ConvertError::Invalid);
+    }
+    let s = std::str::from_utf8(t).map_err(|_| ConvertError::Invalid)?;
+    s.parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite())
+        .ok_or(ConvertError::Invalid)
+}
+
+/// A DECIMAL(precision, scale) as its unscaled i128 value.
+pub fn parse_decimal(text: &[u8], precision: u8, scale: u8) -> Result<i128, ConvertError> {
+    let t = trim(text);
+    let (negative, body) = match t.first() {
+        Some(b'-') => (true, &t[1..]),
+        Some(b'+') => (false, &t[1..]),
+        _ => (false, t),
+    };
+    let (int_part, frac_part) = match body.iter().position(|b| *b == b'.') {
+        Some(dot) => (&body[..dot], &body[dot + 1..]),
+        None => (body, &body[..0]),
+    };
+    if (int_part.is_empty() && frac_part.is_empty())
+        || !int_part.iter().all(u8::is_ascii_digit)
+        || !frac_part.iter().all(u8::is_ascii_digit)
+    {
+        return Err(ConvertError::Invalid);
+    }
+    let int_digits = {
+        let first_nonzero = int_part.iter().position(|b| *b != b'0');
+        first_nonzero.map_or(&int_part[..0], |p| &int_part[p..])
+    };
+    let frac_digits = {
+        let last_nonzero = frac_part.iter().rposition(|b| *b != b'0');
+        last_nonzero.map_or(&frac_part[..0], |p| &frac_part[..=p])
+    };
+    if int_digits.len() + frac_digits.len() > crate::column_type::MAX_DECIMAL_PRECISION as usize {
+        return Err(ConvertError::DecimalOverflow);
+    }
+    if frac_digits.len() > scale as usize {
+        return Err(ConvertError::FracTooLong);
+    }
+    if int_digits.len() > (precision - scale) as usize {
+        return Err(ConvertError::IntTooLong);
+    }
+    let mut value: i128 = 0;
+    for &b in int_digits {
+        value = value * 10 + (b - b'0') as i128;
+    }
+    for i in 0..scale as usize {
+        let digit = frac_digits.get(i).map_or(0, |b| (b - b'0') as i128);
+        value = value * 10 + digit;
+    }
+    Ok(if negative { -value } else { value })
+}
+
+fn digits<const N: usize>(t: &[u8], at: usize) -> Option<u32> {
+    let s = t.get(at..at + N)?;
+    let mut v = 0u32;
+    for &b in s {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        v = v * 10 + (b - b'0') as u32;
+    }
+    Some(v)
+}
+
+/// The date part of a DATE or DATETIME text: `2017-10-03`, `2017/10/03` or `20171003`, and the
+/// number of bytes it used.
+fn parse_date_prefix(t: &[u8]) -> Option<(NaiveDate, usize)> {
+    let year = digits::<4>(t, 0)? as i32;
+    let (month, day, used) = match t.get(4) {
+        Some(b'-') | Some(b'/') => {
+            let sep = t[4];
+            // Month and day may have one or two digits (2017-1-3).
+            let (month, after_month) = one_or_two_digits(t, 5)?;
+            if t.get(after_month) != Some(&sep) {
+                return None;
+            }
+            let (day, used) = one_or_two_digits(t, after_month + 1)?;
+            (month, day, used)
+        }
+        Some(b) if b.is_ascii_digit() => (digits::<2>(t, 4)?, digits::<2>(t, 6)?, 8),
+        _ => return None,
+    };
+    Some((NaiveDate::from_ymd_opt(year, month, day)?, used))
+}
+
+fn one_or_two_digits(t: &[u8], at: usize) -> Option<(u32, usize)> {
+    let first = *t.get(at)?;
+    if !first.is_ascii_digit() {
+        return None;
+    }
+    match t.get(at + 1) {
+        Some(b) if b.is_ascii_digit() => {
+            Some(((first - b'0') as u32 * 10 + (b - b'0') as u32, at + 2))
+        }
+        _ => Some(((first - b'0') as u32, at + 1)),
+    }
+}
+
+/// DATE as days since 1970-01-01. A DATETIME text with a midnight time is accepted too.
+pub fn parse_date(text: &[u8]) -> Result<i32, ConvertError> {
+    let t = trim(text);
+    let (date, used) = parse_date_prefix(t).ok_or(ConvertError::Invalid)?;
+    if used != t.len() {
+        // StarRocks accepts a DATETIME for a DATE column and drops the time.
+        parse_datetime(t)?;
+    }
+    Ok(date.num_days_from_ce() - UNIX_EPOCH_DAYS_FROM_CE)
+}
+
+/// DATETIME as microseconds since 1970-01-01 00:00:00 (a wall-clock time, no time zone):
+/// `2017-06-13 12:34:03`, with `T` for the space, optional `.ffffff`, or a date alone.
+pub fn parse_datetime(text: &[u8]) -> Result<i64, ConvertError> {
+    let t = trim(text);
+    let (date, used) = parse_date_prefix(t).ok_or(ConvertError::Invalid)?;
+    let mut micros_of_day: i64 = 0;
+    if used < t.len() {
+        let rest = &t[used..];
+        if !matches!(rest[0], b' ' | b'T') {
+            return Err(ConvertError::Invalid);
+        }
+        let time = &rest[1..];
+        let hour = digits::<2>(time, 0).ok_or(ConvertError::Invalid)?;
+        let (minute, second, mut end) = match (time.get(2), time.get(5)) {
+            (Some(b':'), Some(b':')) => (
+                digits::<2>(time, 3).ok_or(ConvertError::Invalid)?,
+                digits::<2>(time, 6).ok_or(ConvertError::Invalid)?,
+                8,
+            ),
+            (Some(b':'), None) => (digits::<2>(time, 3).ok_or(ConvertError::Invalid)?, 0, 5),
+            (None, _) => (0, 0, 2),
+            _ => return Err(ConvertError::Invalid),
+        };
+        if hour > 23 || minute > 59 || second > 59 {
+            return Err(ConvertError::Invalid);
+        }
+        let mut micros = 0i64;
+        if time.get(end) == Some(&b'.') {
+            let frac = &time[end + 1..];
+            if frac.is_empty() || frac.len() > 9 || !frac.iter().all(u8::is_ascii_digit) {
+                return Err(ConvertError::Invalid);
+            }
+            for i in 0..6 {
+                micros = micros * 10 + frac.get(i).map_or(0, |b| (b - b'0') as i64);
+            }
+            end = time.len();
+        }
+        if end != time.len() {
+            return Err(ConvertError::Invalid);
+        }
+        micros_of_day =
+            ((hour as i64 * 60 + minute as i64) * 60 + second as i64) * 1_000_000 + micros;
+    }
+    let days = (date.num_days_from_ce() - UNIX_EPOCH_DAYS_FROM_CE) as i64;
+    Ok(days * 86_400_000_000 + micros_of_day)
+}
+
+/// A DATETIME wall-clock value as a chrono value (for functions that format it).
+pub fn micros_to_naive(micros: i64) -> Option<NaiveDateTime> {
+    chrono::DateTime::from_timestamp_micros(micros).map(|d| d.naive_utc())
+}
+
+use chrono::Datelike;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integers_respect_their_range() {
+        assert_eq!(parse_int(b" 42 ", -128, 127), Ok(42));
+        assert_eq!(parse_int(b"-128", -128, 127), Ok(-128));
+        assert_eq!(parse_int(b"128", -128, 127), Err(ConvertError::TooLong));
+        assert_eq!(parse_int(b"12a", -128, 127), Err(ConvertError::Invalid));
+        assert_eq!(parse_int(b"", -128, 127), Err(ConvertError::Invalid));
+        assert_eq!(
+            parse_int(
+                b"999999999999999999999999999999999999999999",
+                i128::MIN,
+                i128::MAX
+            ),
+            Err(ConvertError::TooLong)
+        );
+    }
+
+    #[test]
+    fn decimals_follow_precision_and_scale() {
+        assert_eq!(parse_decimal(b"123.45", 5, 2), Ok(12345));
+        assert_eq!(parse_decimal(b"-0.5", 5, 2), Ok(-50));
+        assert_eq!(parse_decimal(b".356", 5, 3), Ok(356));
+        assert_eq!(parse_decimal(b"1.230", 5, 2), Ok(123));
+        assert_eq!(
+            parse_decimal(b"1.234", 5, 2),
+            Err(ConvertError::FracTooLong)
+        );
+        assert_eq!(
+            parse_decimal(b"1234.5", 5, 2),
+            Err(ConvertError::IntTooLong)
+        );
+        assert_eq!(
+            parse_decimal(b"1234567890123456789012345678901234567890", 38, 0),
+            Err(ConvertError::DecimalOverflow)
+        );
+        assert_eq!(parse_decimal(b"1.2.3", 5, 2), Err(ConvertError::Invalid));
+    }
+
+    #[test]
+    fn dates_and_datetimes() {
+        assert_eq!(parse_date(b"1970-01-02"), Ok(1));
+        assert_eq!(parse_date(b"19700102"), Ok(1));
+        assert_eq!(parse_date(b"1970/1/2"), Ok(1));
+        assert_eq!(parse_date(b"1970-01-02 00:00:00"), Ok(1));
+        assert_eq!(parse_date(b"1970-02-30"), Err(ConvertError::Invalid));
+        assert_eq!(parse_datetime(b"1970-01-01 00:00:01"), Ok(1_000_000));
+        assert_eq!(parse_datetime(b"1970-01-01T00:01:00.5"), Ok(60_500_000));
+        assert_eq!(parse_datetime(b"1970-01-02"), Ok(86_400_000_000));
+        assert_eq!(
+            parse_datetime(b"2015-09-12 25:00:00"),
+            Err(ConvertError::Invalid)
+        );
+        assert_eq!(parse_datetime(b"yesterday"), Err(ConvertError::Invalid));
+    }
+
+    #[test]
+    fn booleans_and_floats() {
+        assert_eq!(parse_bool(b"TRUE"), Ok(true));
+        assert_eq!(parse_bool(b"0"), Ok(false));
+        assert_eq!(parse_bool(b"yes"), Err(ConvertError::Invalid));
+        assert_eq!(parse_f64(b".356"), Ok(0.356));
+        assert_eq!(parse_f64(b"nan"), Err(ConvertError::Invalid));
+    }
+}

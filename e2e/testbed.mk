@@ -1,0 +1,23 @@
+# Makefile fragment for the local testbed; the root Makefile includes it.
+# Components are built/fetched once into ~/.cache/routine-load/<component>-<version>/.
+TESTBED_DIR := $(dir $(lastword $(MAKEFILE_LIST)))testbed
+
+.PHONY: testbed-prereqs testbed-build testbed-up testbed-down testbed-status testbed-env
+
+testbed-prereqs:
+	bash $(TESTBED_DIR)/install-prereqs.sh
+
+testbed-build:
+	bash $(TESTBED_DIR)/testbed.sh build
+
+testbed-up:
+	bash $(TESTBED_DIR)/testbed.sh up
+
+testbed-down:
+	bash $(TESTBED_DIR)/testbed.sh down
+
+testbed-status:
+	bash $(TESTBED_DIR)/testbed.sh status
+
+testbed-env:
+	@bash $(TESTBED_DIR)/testbed.sh env

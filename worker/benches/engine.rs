@@ -1,0 +1,118 @@
+//! Load engine throughput on the reference's Wikipedia rows (CSV and JSON), one core.
+//!
+//! `make bench-engine` runs it; criterion reports rows/s as "elem/s".
+
+use std::sync::Arc;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use routine_load_api::load_plan::LoadPlan;
+use routine_load_api::{RoutineLoadJobSpec, TableSpec};
+use routine_load_worker::engine::{LoadEngine, SourceMessage};
+
+const ROWS: usize = 100_000;
+
+const TABLE: &str = r#"
+location: file:///tmp/routine_wiki_edit
+columns:
+  - {name: event_time, type: DATETIME, nullable: false}
+  - {name: channel, type: VARCHAR(32)}
+  - {name: user, type: VARCHAR(128)}
+  - {name: is_anonymous, type: TINYINT}
+  - {name: is_minor, type: TINYINT}
+  - {name: is_new, type: TINYINT}
+  - {name: is_robot, type: TINYINT}
+  - {name: is_unpatrolled, type: TINYINT}
+  - {name: delta, type: INT}
+  - {name: added, type: INT}
+  - {name: deleted, type: INT}
+"#;
+
+fn engine(job: &str) -> LoadEngine {
+    let table: TableSpec = serde_yaml::from_str(TABLE).expect("table");
+    let job: RoutineLoadJobSpec = serde_yaml::from_str(&format!(
+        "table: routine_wiki_edit\nkafka: {{brokerList: 'localhost:9092', topic: starrocks-load}}\n{job}"
+    ))
+    .expect("job");
+    LoadEngine::new(Arc::new(
+        LoadPlan::build(&job, "routine_wiki_edit", &table).expect("plan"),
+    ))
+}
+
+fn wikipedia_rows() -> Vec<(String, String)> {
+    let channels = [
+        "#en.wikipedia",
+        "#ca.wikipedia",
+        "#de.wikipedia",
+        "#fr.wikipedia",
+    ];
+    (0..ROWS)
+        .map(|i| {
+            let time = format!("2015-09-12 {:02}:{:02}:{:02}", (i / 3600) % 24, (i / 60) % 60, i % 60);
+            let channel = channels[i % channels.len()];
+            let user = format!("User{}", i % 5000);
+            let flags = [(i % 2), (i % 3 == 0) as usize, 0, (i % 7 == 0) as usize, 1];
+            let (delta, added, deleted) = ((i % 400) as i64 - 200, i % 300, i % 50);
+            let csv = format!(
+                "{time},{channel},{user},{},{},{},{},{},{delta},{added},{deleted}",
+                flags[0], flags[1], flags[2], flags[3], flags[4]
+            );
+            let json = format!(
+                r#"{{"event_time":"{time}","channel":"{channel}","user":"{user}","is_anonymous":{},"is_minor":{},"is_new":{},"is_robot":{},"is_unpatrolled":{},"delta":{delta},"added":{added},"deleted":{deleted}}}"#,
+                flags[0], flags[1], flags[2], flags[3], flags[4]
+            );
+            (csv, json)
+        })
+        .collect()
+}
+
+fn bench(c: &mut Criterion) {
+    let rows = wikipedia_rows();
+    let mut group = c.benchmark_group("engine");
+    group.throughput(Throughput::Elements(ROWS as u64));
+    group.sample_size(20);
+
+    let csv: Vec<SourceMessage<'_>> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, (csv, _))| SourceMessage {
+            partition: 0,
+            offset: i as i64,
+            payload: csv.as_bytes(),
+        })
+        .collect();
+    let mut csv_engine = engine("columnSeparator: ','");
+    group.bench_function("wikipedia_csv", |b| {
+        b.iter(|| csv_engine.load(&csv).expect("load").counters.loaded_rows)
+    });
+
+    let mut derived_engine = engine(
+        "columnSeparator: ','\ncolumns: [event_time, channel, user, is_anonymous, is_minor, is_new, is_robot, is_unpatrolled, raw_delta, added, deleted, 'delta = cast(raw_delta as int) * 2']\nwhere: added > 10",
+    );
+    group.bench_function("wikipedia_csv_derived_where", |b| {
+        b.iter(|| {
+            derived_engine
+                .load(&csv)
+                .expect("load")
+                .counters
+                .loaded_rows
+        })
+    });
+
+    let json: Vec<SourceMessage<'_>> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, (_, json))| SourceMessage {
+            partition: 0,
+            offset: i as i64,
+            payload: json.as_bytes(),
+        })
+        .collect();
+    let mut json_engine = engine("format: json");
+    group.bench_function("wikipedia_json", |b| {
+        b.iter(|| json_engine.load(&json).expect("load").counters.loaded_rows)
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

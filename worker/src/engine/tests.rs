@@ -1,0 +1,665 @@
+use std::sync::Arc;
+
+use deltalake::arrow::array::{Array, AsArray};
+use deltalake::arrow::datatypes::{
+    Date32Type, Decimal128Type, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type,
+    Int64Type, TimestampMicrosecondType,
+};
+use deltalake::arrow::util::display::array_value_to_string;
+use routine_load_api::load_plan::LoadPlan;
+use routine_load_api::{RoutineLoadJobSpec, TableSpec};
+
+use super::*;
+
+fn engine(table_yaml: &str, job_yaml: &str) -> LoadEngine {
+    let table: TableSpec = serde_yaml::from_str(table_yaml).expect("table yaml");
+    let job: RoutineLoadJobSpec = serde_yaml::from_str(&format!(
+        "table: t\nkafka: {{brokerList: 'b:9092', topic: t}}\n{job_yaml}"
+    ))
+    .expect("job yaml");
+    LoadEngine::new(Arc::new(LoadPlan::build(&job, "t", &table).expect("plan")))
+}
+
+fn load(engine: &mut LoadEngine, payloads: &[&str]) -> LoadedBatch {
+    let messages: Vec<SourceMessage<'_>> = payloads
+        .iter()
+        .enumerate()
+        .map(|(i, p)| SourceMessage {
+            partition: 0,
+            offset: i as i64,
+            payload: p.as_bytes(),
+        })
+        .collect();
+    engine.load(&messages).expect("load")
+}
+
+/// Every loaded value of column `c` as text ("NULL" for null).
+fn column(batch: &LoadedBatch, c: &str) -> Vec<String> {
+    let array = batch.batch.column_by_name(c).expect("column");
+    (0..array.len())
+        .map(|i| {
+            if array.is_null(i) {
+                "NULL".to_string()
+            } else {
+                array_value_to_string(array, i).unwrap()
+            }
+        })
+        .collect()
+}
+
+const WIKIPEDIA_TABLE: &str = r#"
+location: file:///tmp/routine_wiki_edit
+columns:
+  - {name: event_time, type: DATETIME, nullable: false}
+  - {name: channel, type: VARCHAR(32)}
+  - {name: user, type: VARCHAR(128)}
+  - {name: is_anonymous, type: TINYINT}
+  - {name: is_minor, type: TINYINT}
+  - {name: is_new, type: TINYINT}
+  - {name: is_robot, type: TINYINT}
+  - {name: is_unpatrolled, type: TINYINT}
+  - {name: delta, type: INT}
+  - {name: added, type: INT}
+  - {name: deleted, type: INT}
+"#;
+
+const WIKIPEDIA_JOB: &str = r#"
+columnSeparator: ","
+columns: [event_time, channel, user, is_anonymous, is_minor, is_new, is_robot, is_unpatrolled, delta, added, deleted]
+desiredConcurrentNumber: 1
+maxErrorNumber: 1000
+"#;
+
+#[test]
+fn wikipedia_quick_start_rows_load_typed() {
+    let mut e = engine(WIKIPEDIA_TABLE, WIKIPEDIA_JOB);
+    let payloads = [
+        "2015-09-12 00:47:00,#en.wikipedia,GELongstreet,0,0,0,0,0,36,36,0",
+        "2015-09-12 00:47:05,#ca.wikipedia,PereBot,0,1,0,1,0,17,17,0\n",
+        "2015-09-12 00:48:00,#en.wikipedia,Bad,0,0,0,0,0,not-a-number,1,0",
+    ];
+    let out = load(&mut e, &payloads);
+    assert_eq!(out.counters.total_rows, 3);
+    assert_eq!(out.counters.loaded_rows, 2);
+    assert_eq!(out.counters.error_rows, 1);
+    assert_eq!(
+        out.counters.received_bytes as usize,
+        payloads.iter().map(|p| p.len()).sum::<usize>()
+    );
+    assert_eq!(
+        column(&out, "event_time"),
+        ["2015-09-12T00:47:00", "2015-09-12T00:47:05"]
+    );
+    assert_eq!(column(&out, "channel"), ["#en.wikipedia", "#ca.wikipedia"]);
+    assert_eq!(column(&out, "user"), ["GELongstreet", "PereBot"]);
+    let minor = out
+        .batch
+        .column_by_name("is_minor")
+        .unwrap()
+        .as_primitive::<Int8Type>();
+    assert_eq!(minor.values().to_vec(), [0, 1]);
+    let delta = out
+        .batch
+        .column_by_name("delta")
+        .unwrap()
+        .as_primitive::<Int32Type>();
+    assert_eq!(delta.values().to_vec(), [36, 17]);
+    let error = &out.errors[0];
+    assert_eq!(error.reason, "convert csv string to INT failed");
+    assert_eq!(error.column.as_deref(), Some("delta"));
+    assert_eq!(error.value.as_deref(), Some("not-a-number"));
+    assert_eq!(error.offset, 2);
+    assert!(error.row.contains("Bad"), "{}", error.row);
+}
+
+/// One row per case: (column type, field text, strict result, non-strict result), where a result
+/// is `Ok(loaded value)` or `Err(reason)`.
+#[test]
+fn every_column_type_in_strict_and_non_strict_mode() {
+    type Case = (
+        &'static str,
+        &'static str,
+        Result<&'static str, &'static str>,
+        Result<&'static str, &'static str>,
+    );
+    let cases: &[Case] = &[
+        ("BOOLEAN", "true", Ok("true"), Ok("true")),
+        ("BOOLEAN", "0", Ok("false"), Ok("false")),
+        (
+            "BOOLEAN",
+            "maybe",
+            Err("convert csv string to BOOLEAN failed"),
+            Ok("NULL"),
+        ),
+        ("TINYINT", "-128", Ok("-128"), Ok("-128")),
+        (
+            "TINYINT",
+            "128",
+            Err("the length of input is too long than schema"),
+            Ok("NULL"),
+        ),
+        (
+            "TINYINT",
+            "x",
+            Err("convert csv string to TINYINT failed"),
+            Ok("NULL"),
+        ),
+        ("SMALLINT", "32767", Ok("32767"), Ok("32767")),
+        (
+            "SMALLINT",
+            "40000",
+            Err("the length of input is too long than schema"),
+            Ok("NULL"),
+        ),
+        ("INT", "-2147483648", Ok("-2147483648"), Ok("-2147483648")),
+        (
+            "INT",
+            "abc",
+            Err("convert csv string to INT failed"),
+            Ok("NULL"),
+        ),
+        (
+            "INT",
+            "2147483648",
+            Err("the length of input is too long than schema"),
+            Ok("NULL"),
+        ),
+        (
+            "BIGINT",
+            "9223372036854775807",
+            Ok("9223372036854775807"),
+            Ok("9223372036854775807"),
+        ),
+        (
+            "BIGINT",
+            "1.5",
+            Err("convert csv string to BIGINT failed"),
+            Ok("NULL"),
+        ),
+        (
+            "LARGEINT",
+            "170141183460469231731687303715884105",
+            Ok("170141183460469231731687303715884105"),
+            Ok("170141183460469231731687303715884105"),
+        ),
+        ("FLOAT", "1.5", Ok("1.5"), Ok("1.5")),
+        (
+            "FLOAT",
+            "1.5x",
+            Err("convert csv string to FLOAT failed"),
+            Ok("NULL"),
+        ),
+        ("DOUBLE", ".356", Ok("0.356"), Ok("0.356")),
+        (
+            "DOUBLE",
+            "nan",
+            Err("convert csv string to DOUBLE failed"),
+            Ok("NULL"),
+        ),
+        ("DECIMAL(5,2)", "123.45", Ok("123.45"), Ok("123.45")),
+        (
+            "DECIMAL(5,2)",
+            "1.234",
+            Err("The frac part length longer than schema scale"),
+            Ok("NULL"),
+        ),
+        (
+            "DECIMAL(5,2)",
+            "1234.5",
+            Err("The int part length longer than schema precision"),
+            Ok("NULL"),
+        ),
+        (
+            "DECIMAL(38,2)",
+            "123456789012345678901234567890123456789",
+            Err("The length of decimal value is overflow"),
+            Ok("NULL"),
+        ),
+        (
+            "DECIMAL(5,2)",
+            "12a",
+            Err("convert csv string to DECIMAL128 failed"),
+            Ok("NULL"),
+        ),
+        ("DATE", "2017-10-03", Ok("2017-10-03"), Ok("2017-10-03")),
+        (
+            "DATE",
+            "2017-13-03",
+            Err("convert csv string to DATE failed"),
+            Ok("NULL"),
+        ),
+        (
+            "DATETIME",
+            "2017-06-13 12:34:03",
+            Ok("2017-06-13T12:34:03"),
+            Ok("2017-06-13T12:34:03"),
+        ),
+        (
+            "DATETIME",
+            "13/06/2017",
+            Err("convert csv string to DATETIME failed"),
+            Ok("NULL"),
+        ),
+        ("CHAR(3)", "abc", Ok("abc"), Ok("abc")),
+        (
+            "CHAR(3)",
+            "abcd",
+            Err("the length of input is too long than schema"),
+            Err("the length of input is too long than schema"),
+        ),
+        (
+            "VARCHAR(5)",
+            "héllo",
+            Err("the length of input is too long than schema"),
+            Err("the length of input is too long than schema"),
+        ),
+        ("VARCHAR(6)", "héllo", Ok("héllo"), Ok("héllo")),
+        ("STRING", "anything", Ok("anything"), Ok("anything")),
+        ("JSON", r#"{"a":1}"#, Ok(r#"{"a":1}"#), Ok(r#"{"a":1}"#)),
+        (
+            "JSON",
+            "{not json",
+            Err("convert csv string to JSON failed"),
+            Ok("NULL"),
+        ),
+        ("INT", "\\N", Ok("NULL"), Ok("NULL")),
+    ];
+    for strict in [true, false] {
+        for (column_type, text, strict_result, lenient_result) in cases {
+            let table = format!(
+                "location: file:///tmp/t\ncolumns:\n  - {{name: id, type: INT}}\n  - {{name: v, type: '{column_type}'}}\n"
+            );
+            let mut e = engine(
+                &table,
+                &format!("columnSeparator: '|'\nstrictMode: {strict}"),
+            );
+            let out = load(&mut e, &[&format!("1|{text}")]);
+            let expected = if strict {
+                strict_result
+            } else {
+                lenient_result
+            };
+            let context = format!("{column_type} '{text}' strict={strict}");
+            match expected {
+                Ok(value) => {
+                    assert!(
+                        out.errors.is_empty(),
+                        "{context}: unexpected {:?}",
+                        out.errors
+                    );
+                    assert_eq!(column(&out, "v"), [*value], "{context}");
+                }
+                Err(reason) => {
+                    assert_eq!(out.counters.loaded_rows, 0, "{context}");
+                    assert_eq!(out.errors.len(), 1, "{context}");
+                    assert_eq!(out.errors[0].reason, *reason, "{context}");
+                    assert_eq!(out.errors[0].column.as_deref(), Some("v"), "{context}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn typed_values_have_the_storage_types() {
+    let table = r#"
+location: file:///tmp/t
+columns:
+  - {name: t8, type: TINYINT}
+  - {name: t16, type: SMALLINT}
+  - {name: t64, type: BIGINT}
+  - {name: f, type: FLOAT}
+  - {name: d, type: DOUBLE}
+  - {name: dec, type: 'DECIMAL(6,3)'}
+  - {name: day, type: DATE}
+  - {name: ts, type: DATETIME}
+"#;
+    let mut e = engine(table, "columnSeparator: ','");
+    let out = load(
+        &mut e,
+        &["1,2,3,1.5,2.5,-12.345,1970-01-11,1970-01-01 00:00:01.25"],
+    );
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+    let b = &out.batch;
+    assert_eq!(b.column(0).as_primitive::<Int8Type>().value(0), 1);
+    assert_eq!(b.column(1).as_primitive::<Int16Type>().value(0), 2);
+    assert_eq!(b.column(2).as_primitive::<Int64Type>().value(0), 3);
+    assert_eq!(b.column(3).as_primitive::<Float32Type>().value(0), 1.5);
+    assert_eq!(b.column(4).as_primitive::<Float64Type>().value(0), 2.5);
+    assert_eq!(
+        b.column(5).as_primitive::<Decimal128Type>().value(0),
+        -12345
+    );
+    assert_eq!(b.column(6).as_primitive::<Date32Type>().value(0), 10);
+    assert_eq!(
+        b.column(7)
+            .as_primitive::<TimestampMicrosecondType>()
+            .value(0),
+        1_250_000
+    );
+}
+
+#[test]
+fn column_count_mismatches_are_error_rows() {
+    let mut e = engine(WIKIPEDIA_TABLE, WIKIPEDIA_JOB);
+    let out = load(
+        &mut e,
+        &[
+            "2015-09-12 00:47:00,#en.wikipedia,only-three",
+            "2015-09-12 00:47:00,#en.wikipedia,u,0,0,0,0,0,1,1,0,extra",
+        ],
+    );
+    let reasons: Vec<_> = out.errors.iter().map(|e| e.reason.as_str()).collect();
+    assert_eq!(
+        reasons,
+        [
+            "actual column number is less than schema column number",
+            "actual column number is more than schema column number"
+        ]
+    );
+    assert_eq!(out.counters.loaded_rows, 0);
+    assert_eq!(out.counters.total_rows, 2);
+}
+
+#[test]
+fn null_marker_and_not_null_columns() {
+    let mut e = engine(WIKIPEDIA_TABLE, WIKIPEDIA_JOB);
+    let out = load(
+        &mut e,
+        &[
+            "2015-09-12 00:47:00,\\N,u,0,0,0,0,0,1,1,0",
+            "\\N,#en,u,0,0,0,0,0,1,1,0",
+        ],
+    );
+    assert_eq!(column(&out, "channel"), ["NULL"]);
+    assert_eq!(out.errors.len(), 1);
+    assert_eq!(out.errors[0].reason, "NULL value in non-nullable column");
+    assert_eq!(out.errors[0].column.as_deref(), Some("event_time"));
+}
+
+#[test]
+fn invalid_utf8_is_an_error_row() {
+    let mut e = engine(WIKIPEDIA_TABLE, WIKIPEDIA_JOB);
+    let bad = b"2015-09-12 00:47:00,#en,\xff\xfe,0,0,0,0,0,1,1,0";
+    let messages = [SourceMessage {
+        partition: 3,
+        offset: 42,
+        payload: bad,
+    }];
+    let out = e.load(&messages).unwrap();
+    assert_eq!(out.errors.len(), 1);
+    assert_eq!(out.errors[0].reason, "invalid UTF-8 in the input");
+    assert_eq!((out.errors[0].partition, out.errors[0].offset), (3, 42));
+}
+
+const ARITH_TABLE: &str = r#"
+location: file:///tmp/t
+columns:
+  - {name: col1, type: INT}
+  - {name: col2, type: INT}
+  - {name: col3, type: VARCHAR(10)}
+  - {name: col4, type: BIGINT}
+"#;
+
+#[test]
+fn placeholder_absorbs_a_source_field() {
+    let mut e = engine(
+        ARITH_TABLE,
+        "columnSeparator: ','\ncolumns: [col2, col1, temp, col3]",
+    );
+    let out = load(&mut e, &["2,1,ignored,c"]);
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+    assert_eq!(column(&out, "col1"), ["1"]);
+    assert_eq!(column(&out, "col2"), ["2"]);
+    assert_eq!(column(&out, "col3"), ["c"]);
+    assert_eq!(column(&out, "col4"), ["NULL"]);
+    assert_eq!(out.batch.num_columns(), 4, "the placeholder is not loaded");
+}
+
+#[test]
+fn derived_column_with_where_on_it() {
+    let mut e = engine(
+        ARITH_TABLE,
+        "columnSeparator: ','\ncolumns: [col2, col1, temp, col3, 'col4 = col1 + col2']\nwhere: col4 > 10",
+    );
+    let out = load(&mut e, &["2,1,x,a", "20,5,x,b", "7,4,x,c", "bad,1,x,d"]);
+    assert_eq!(column(&out, "col4"), ["25", "11"]);
+    assert_eq!(column(&out, "col3"), ["b", "c"]);
+    assert_eq!(out.counters.unselected_rows, 1, "2+1 is not > 10");
+    assert_eq!(out.counters.error_rows, 1);
+    assert_eq!(out.counters.total_rows, 4);
+    assert_eq!(out.counters.loaded_rows, 2);
+    assert_eq!(out.errors[0].reason, "convert csv string to INT failed");
+}
+
+#[test]
+fn starrocks_functions_in_columns_and_where() {
+    let table = r#"
+location: file:///tmp/t
+columns:
+  - {name: id, type: INT}
+  - {name: day, type: DATE}
+  - {name: ts, type: DATETIME}
+  - {name: label, type: VARCHAR(64)}
+  - {name: epoch, type: BIGINT}
+  - {name: kind, type: VARCHAR(16)}
+"#;
+    let job = r#"
+columnSeparator: ','
+timezone: Asia/Shanghai
+columns:
+  - id
+  - raw_day
+  - raw_epoch
+  - name
+  - "day = str_to_date(raw_day, '%d/%m/%Y')"
+  - "ts = from_unixtime(cast(raw_epoch as bigint))"
+  - "label = concat(date_format(str_to_date(raw_day, '%d/%m/%Y'), '%Y%m'), '-', ifnull(name, 'anon'))"
+  - "epoch = unix_timestamp(from_unixtime(cast(raw_epoch as bigint)))"
+  - "kind = if(id % 2 = 0, 'even', 'odd')"
+where: "name like 'a%' or name is null or id in (7, 8)"
+"#;
+    let mut e = engine(table, job);
+    let out = load(
+        &mut e,
+        &[
+            "1,03/10/2017,0,alice",
+            "2,04/10/2017,3600,\\N",
+            "3,05/10/2017,0,bob",
+            "8,06/10/2017,0,bob",
+        ],
+    );
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+    assert_eq!(column(&out, "id"), ["1", "2", "8"]);
+    assert_eq!(
+        column(&out, "day"),
+        ["2017-10-03", "2017-10-04", "2017-10-06"]
+    );
+    // from_unixtime renders in the job's time zone (UTC+8).
+    assert_eq!(
+        column(&out, "ts"),
+        [
+            "1970-01-01T08:00:00",
+            "1970-01-01T09:00:00",
+            "1970-01-01T08:00:00"
+        ]
+    );
+    assert_eq!(
+        column(&out, "label"),
+        ["201710-alice", "201710-anon", "201710-bob"]
+    );
+    assert_eq!(column(&out, "epoch"), ["0", "3600", "0"]);
+    assert_eq!(column(&out, "kind"), ["odd", "even", "even"]);
+    assert_eq!(out.counters.unselected_rows, 1);
+}
+
+#[test]
+fn derived_values_follow_strict_mode() {
+    let table = "location: file:///tmp/t\ncolumns:\n  - {name: raw, type: STRING}\n  - {name: day, type: DATE}\n";
+    // The expression yields text, which converts to DATE with the load rules.
+    let job = "columnSeparator: ','\ncolumns: [raw, \"day = concat(raw, '')\"]";
+    let mut strict = engine(table, &format!("{job}\nstrictMode: true"));
+    let out = load(&mut strict, &["2024-01-05", "garbage"]);
+    assert_eq!(column(&out, "day"), ["2024-01-05"]);
+    assert_eq!(out.errors.len(), 1);
+    assert_eq!(out.errors[0].column.as_deref(), Some("day"));
+    assert_eq!(out.errors[0].value.as_deref(), Some("garbage"));
+    assert_eq!(out.errors[0].reason, "convert csv string to DATE failed");
+    let mut lenient = engine(table, &format!("{job}\nstrictMode: false"));
+    let out = load(&mut lenient, &["2024-01-05", "garbage"]);
+    assert!(out.errors.is_empty());
+    assert_eq!(column(&out, "day"), ["2024-01-05", "NULL"]);
+}
+
+#[test]
+fn functions_returning_null_are_not_strict_mode_errors() {
+    // As in StarRocks, strict mode does not apply to values generated by functions.
+    let table = "location: file:///tmp/t\ncolumns:\n  - {name: raw, type: STRING}\n  - {name: day, type: DATE}\n";
+    let job = "columnSeparator: ','\nstrictMode: true\ncolumns: [raw, \"day = str_to_date(raw, '%Y%m%d')\"]";
+    let mut e = engine(table, job);
+    let out = load(&mut e, &["20240105", "garbage"]);
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+    assert_eq!(column(&out, "day"), ["2024-01-05", "NULL"]);
+}
+
+#[test]
+fn expression_failure_in_one_row_only_fails_that_row() {
+    let mut e = engine(
+        ARITH_TABLE,
+        "columnSeparator: ','\ncolumns: [col1, col2, 'col4 = col1 / col2']",
+    );
+    let out = load(&mut e, &["6,3", "1,0", "8,2"]);
+    assert_eq!(column(&out, "col4"), ["2", "4"]);
+    assert_eq!(out.errors.len(), 1);
+    assert_eq!(out.errors[0].offset, 1);
+    assert!(
+        out.errors[0].reason.contains("expression failed"),
+        "{}",
+        out.errors[0].reason
+    );
+}
+
+#[test]
+fn rows_outside_the_target_partitions_are_error_rows() {
+    let table = r#"
+location: file:///tmp/t
+partitionColumns: [dt]
+columns:
+  - {name: id, type: INT}
+  - {name: dt, type: DATE}
+"#;
+    let mut e = engine(table, "columnSeparator: ','\npartitions: ['dt=2024-01-01']");
+    let out = load(&mut e, &["1,2024-01-01", "2,2024-01-02"]);
+    assert_eq!(column(&out, "id"), ["1"]);
+    assert_eq!(out.errors.len(), 1);
+    assert_eq!(
+        out.errors[0].reason,
+        "There is no corresponding partition for this key"
+    );
+    assert_eq!(out.errors[0].value.as_deref(), Some("dt=2024-01-02"));
+}
+
+#[test]
+fn defaults_fill_unmapped_columns() {
+    let table = r#"
+location: file:///tmp/t
+columns:
+  - {name: id, type: INT}
+  - {name: source, type: VARCHAR(8), nullable: false, default: kafka}
+"#;
+    let mut e = engine(table, "columns: [id]");
+    let out = load(&mut e, &["1", "2"]);
+    assert_eq!(column(&out, "source"), ["kafka", "kafka"]);
+}
+
+const JSON_TABLE: &str = r#"
+location: file:///tmp/t
+columns:
+  - {name: id, type: BIGINT}
+  - {name: name, type: VARCHAR(16)}
+  - {name: score, type: 'DECIMAL(5,1)'}
+  - {name: active, type: BOOLEAN}
+  - {name: attrs, type: JSON}
+"#;
+
+#[test]
+fn json_objects_by_field_name() {
+    let mut e = engine(JSON_TABLE, "format: json");
+    let out = load(
+        &mut e,
+        &[
+            r#"{"id": 1, "name": "a", "score": 9.5, "active": true, "attrs": {"k": [1,2]}}"#,
+            r#"{"id": 2, "name": "b"}"#,
+            r#"{"id": "x", "name": "c"}"#,
+            r#"{"id": 4, "name": ["not", "scalar"]}"#,
+            r#"not json"#,
+            r#"[{"id": 5}]"#,
+        ],
+    );
+    assert_eq!(column(&out, "id"), ["1", "2"]);
+    assert_eq!(column(&out, "score"), ["9.5", "NULL"]);
+    assert_eq!(column(&out, "active"), ["true", "NULL"]);
+    assert_eq!(column(&out, "attrs"), [r#"{"k":[1,2]}"#, "NULL"]);
+    let reasons: Vec<_> = out.errors.iter().map(|e| e.reason.clone()).collect();
+    assert_eq!(reasons[0], "convert json value to BIGINT failed");
+    assert_eq!(reasons[1], "the Array type is not supported");
+    assert!(reasons[2].starts_with("invalid JSON"), "{}", reasons[2]);
+    assert!(reasons[3].contains("set stripOuterArray"), "{}", reasons[3]);
+    assert_eq!(out.counters.total_rows, 6);
+}
+
+#[test]
+fn json_paths_root_and_outer_array() {
+    let job = r#"
+format: json
+columns: [id, name, score]
+jsonPaths: ["$.key.id", "$.who.name", "$.metrics[0]"]
+jsonRoot: "$.data"
+stripOuterArray: true
+"#;
+    let mut e = engine(JSON_TABLE, job);
+    let out = load(
+        &mut e,
+        &[
+            r#"{"data": [{"key": {"id": 1}, "who": {"name": "x"}, "metrics": [1.5, 2]}, {"key": {"id": 2}, "who": {}, "metrics": []}]}"#,
+            r#"{"other": []}"#,
+            r#"{"data": {"key": {"id": 3}}}"#,
+        ],
+    );
+    assert_eq!(column(&out, "id"), ["1", "2"]);
+    assert_eq!(column(&out, "name"), ["x", "NULL"]);
+    assert_eq!(column(&out, "score"), ["1.5", "NULL"]);
+    assert_eq!(out.errors.len(), 2);
+    assert_eq!(
+        out.errors[0].reason,
+        "JSON root $.data not found in the message"
+    );
+    assert_eq!(
+        out.errors[1].reason,
+        "stripOuterArray is set but the message is not a JSON array"
+    );
+    assert_eq!(out.counters.total_rows, 4);
+}
+
+#[test]
+fn json_invalid_utf8_is_an_error_row() {
+    let mut e = engine(JSON_TABLE, "format: json");
+    let messages = [SourceMessage {
+        partition: 0,
+        offset: 0,
+        payload: b"{\"name\": \"\xff\"}",
+    }];
+    let out = e.load(&messages).unwrap();
+    assert_eq!(out.errors[0].reason, "invalid UTF-8 in the input");
+}
+
+#[test]
+fn error_row_display_names_reason_column_and_row() {
+    let mut e = engine(WIKIPEDIA_TABLE, WIKIPEDIA_JOB);
+    let out = load(&mut e, &["2015-09-12 00:47:00,#en,u,0,0,0,0,0,x,1,0"]);
+    assert_eq!(
+        out.errors[0].to_string(),
+        "Error: convert csv string to INT failed. Column: delta. Value: 'x'. Partition: 0, offset: 0. \
+         Row: 2015-09-12 00:47:00,#en,u,0,0,0,0,0,x,1,0"
+    );
+}

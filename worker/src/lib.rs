@@ -1,0 +1,3 @@
+//! The routine-load worker (StarRocks BE): runs the load tasks the operator assigns to it.
+
+pub mod engine;
