@@ -28,7 +28,7 @@ unit-test: ## unit tests and the CRD drift check; testbed tests are skipped, vis
 	ROUTINE_LOAD_E2E=0 $(CARGO) test --workspace
 
 e2e-test: testbed-up ## every test, including those against the real testbed
-	source "$$(bash e2e/testbed/testbed.sh env)" && $(CARGO) test --workspace -- --test-threads=2
+	source "$$(bash e2e/testbed/testbed.sh env)" && $(CARGO) test --workspace --no-fail-fast -- --test-threads=2
 
 test: lint e2e-test ## the whole suite, as CI runs it
 

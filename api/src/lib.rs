@@ -3,6 +3,7 @@
 
 pub mod column_type;
 pub mod crd;
+pub mod delta_table;
 pub mod job;
 pub mod load_plan;
 pub mod names;

@@ -130,6 +130,15 @@ make_pki() {
       "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local\n"
     local client="basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n"
     cert admin "/O=system:masters/CN=routine-load-admin" "$client"
+    # aggregation layer (front proxy): its own CA and the client cert the apiserver proxies with
+    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=routine-load-testbed-front-proxy-ca" \
+      -keyout front-proxy-ca.key -out front-proxy-ca.crt 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=front-proxy-client" -keyout front-proxy-client.key \
+      -out front-proxy-client.csr 2>/dev/null
+    printf '%b' "$client" >front-proxy-client.ext
+    openssl x509 -req -in front-proxy-client.csr -CA front-proxy-ca.crt -CAkey front-proxy-ca.key \
+      -CAcreateserial -days 3650 -extfile front-proxy-client.ext -out front-proxy-client.crt 2>/dev/null
+    rm -f front-proxy-client.csr front-proxy-client.ext
     cert kube-controller-manager "/CN=system:kube-controller-manager" "$client"
     # service-account token signing key pair
     openssl genrsa -out sa.key 2048 2>/dev/null
@@ -229,6 +238,11 @@ cmd_up() {
     --cert-dir "$RL_STATE/apiserver" \
     --tls-cert-file "$PKI/apiserver.crt" --tls-private-key-file "$PKI/apiserver.key" \
     --client-ca-file "$PKI/ca.crt" \
+    --requestheader-client-ca-file "$PKI/front-proxy-ca.crt" \
+    --requestheader-allowed-names front-proxy-client \
+    --requestheader-username-headers X-Remote-User --requestheader-group-headers X-Remote-Group \
+    --requestheader-extra-headers-prefix X-Remote-Extra- \
+    --proxy-client-cert-file "$PKI/front-proxy-client.crt" --proxy-client-key-file "$PKI/front-proxy-client.key" \
     --authorization-mode Node,RBAC \
     --anonymous-auth=false \
     --service-account-issuer https://kubernetes.default.svc.cluster.local \

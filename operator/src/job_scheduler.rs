@@ -94,7 +94,9 @@ mod tests {
 
     #[test]
     fn splits_are_balanced_and_cover_every_partition_once() {
-        let cases: &[(&[i32], usize, &[&[i32]])] = &[
+        // partitions, tasks, expected groups
+        type Case<'a> = (&'a [i32], usize, &'a [&'a [i32]]);
+        let cases: &[Case] = &[
             (&[0, 1, 2, 3, 4, 5], 3, &[&[0, 1], &[2, 3], &[4, 5]]),
             (&[0, 1, 2, 3, 4], 2, &[&[0, 1, 2], &[3, 4]]),
             (&[0], 3, &[&[0]]),

@@ -1,4 +1,9 @@
 //! The routine-load operator (StarRocks FE): plans jobs into tasks and places tasks on workers.
 
+pub mod job_controller;
 pub mod job_scheduler;
+pub mod job_state;
+pub mod leader;
+pub mod metrics;
+pub mod table_controller;
 pub mod task_scheduler;

@@ -1,7 +1,241 @@
-//! Operator entry point. The controllers and schedulers are tracked in the operator issue; until
-//! they land this binary refuses to start rather than pretend to run jobs.
+//! routine-load operator (StarRocks FE): runs the Table and RoutineLoadJob controllers while it
+//! holds the leader Lease, and serves `/metrics` and `/healthz`.
+//!
+//! Settings (environment):
+//! - `POD_NAME`: this replica's identity in the leader Lease (default: hostname, then a random id).
+//! - `POD_NAMESPACE`: namespace of the leader Lease (default `default`).
+//! - `ROUTINE_LOAD_LEADER_LEASE`: leader Lease name (default `routine-load-operator`).
+//! - `ROUTINE_LOAD_LEASE_DURATION_SECONDS`: leader lease duration (default 15).
+//! - `ROUTINE_LOAD_HTTP_ADDR`: address of `/metrics` and `/healthz` (default `0.0.0.0:8080`).
+//! - `ROUTINE_LOAD_MAX_TASKS_PER_JOB` (default 5), `ROUTINE_LOAD_MAX_TASKS_PER_WORKER` (default 16).
+//! - `ROUTINE_LOAD_WORKER_LEASE_SECONDS`: worker lease duration when a Lease doesn't say (default 15).
+//! - `ROUTINE_LOAD_WATCH_NAMESPACE`: reconcile only this namespace (default: all namespaces).
+//! - `RUST_LOG`: log filter (default `info`).
 
-fn main() {
-    eprintln!("routine-load-operator: the controllers are not built yet (see the operator issue)");
-    std::process::exit(2);
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::routing::get;
+use kube::Client;
+use kube::api::ListParams;
+use kube::runtime::events::{Recorder, Reporter};
+use routine_load_api::{RoutineLoadJob, RoutineLoadTask, Table};
+use routine_load_operator::job_controller::{self, Config, Context};
+use routine_load_operator::leader::{self, LeaderConfig};
+use routine_load_operator::metrics::Metrics;
+use routine_load_operator::table_controller;
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+
+fn env_or(key: &str, default: &str) -> String {
+    std::env::var(key)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| default.to_string())
+}
+
+fn env_num(key: &str, default: u64) -> anyhow::Result<u64> {
+    match std::env::var(key) {
+        Ok(v) if !v.is_empty() => v
+            .parse()
+            .with_context(|| format!("{key}={v} is not a number")),
+        _ => Ok(default),
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    // kube (ring or aws-lc-rs) and deltalake (aws-lc-rs) share rustls: pick the provider first.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("{e:#}");
+            eprintln!("routine-load-operator: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn check_crds(client: &Client, config: &Config) -> anyhow::Result<()> {
+    let lp = ListParams::default().limit(1);
+    let missing = |kind: &str, e: kube::Error| match e {
+        kube::Error::Api(s) if s.code == 404 => anyhow::anyhow!(
+            "the {kind} CRD is not installed: install the CRDs with `kubectl apply -f crds/` (or the Helm chart)"
+        ),
+        e => anyhow::Error::new(e).context(format!("checking the {kind} CRD")),
+    };
+    config
+        .api::<Table>(client)
+        .list(&lp)
+        .await
+        .map_err(|e| missing("Table", e))?;
+    config
+        .api::<RoutineLoadJob>(client)
+        .list(&lp)
+        .await
+        .map_err(|e| missing("RoutineLoadJob", e))?;
+    config
+        .api::<RoutineLoadTask>(client)
+        .list(&lp)
+        .await
+        .map_err(|e| missing("RoutineLoadTask", e))?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
+    let identity = std::env::var("POD_NAME")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| format!("routine-load-operator-{}", std::process::id()));
+    let leader_cfg = LeaderConfig {
+        namespace: env_or("POD_NAMESPACE", "default"),
+        lease_name: env_or("ROUTINE_LOAD_LEADER_LEASE", "routine-load-operator"),
+        identity: identity.clone(),
+        lease_duration: Duration::from_secs(env_num("ROUTINE_LOAD_LEASE_DURATION_SECONDS", 15)?),
+        retry_period: Duration::from_secs(2),
+    };
+    let config = Config {
+        max_tasks_per_job: env_num("ROUTINE_LOAD_MAX_TASKS_PER_JOB", 5)? as usize,
+        max_tasks_per_worker: env_num("ROUTINE_LOAD_MAX_TASKS_PER_WORKER", 16)? as usize,
+        default_lease_duration: Duration::from_secs(env_num(
+            "ROUTINE_LOAD_WORKER_LEASE_SECONDS",
+            15,
+        )?),
+        watch_namespace: std::env::var("ROUTINE_LOAD_WATCH_NAMESPACE")
+            .ok()
+            .filter(|v| !v.is_empty()),
+        ..Config::default()
+    };
+    let addr = env_or("ROUTINE_LOAD_HTTP_ADDR", "0.0.0.0:8080");
+
+    let client = Client::try_default()
+        .await
+        .context("connecting to Kubernetes (in-cluster config or KUBECONFIG)")?;
+    check_crds(&client, &config).await?;
+
+    let metrics = Arc::new(Metrics::new());
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .with_context(|| format!("binding the HTTP address {addr}"))?;
+    info!(%addr, "serving /metrics and /healthz");
+    let m = metrics.clone();
+    let app = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/metrics",
+            get(move || {
+                let m = m.clone();
+                async move { m.render() }
+            }),
+        );
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut http_stop = stop_rx;
+    let http = tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = http_stop.wait_for(|s| *s).await;
+            })
+            .await;
+    });
+
+    // Wait for leadership (or a signal).
+    let signal = shutdown_signal();
+    tokio::pin!(signal);
+    info!(identity = %identity, lease = %leader_cfg.lease_name, namespace = %leader_cfg.namespace, "waiting for leadership");
+    loop {
+        match leader::try_acquire(&client, &leader_cfg).await {
+            Ok(true) => break,
+            Ok(false) => {}
+            Err(e) => warn!(error = %e, "leader election attempt failed"),
+        }
+        tokio::select! {
+            _ = &mut signal => {
+                let _ = stop_tx.send(true);
+                let _ = http.await;
+                return Ok(());
+            }
+            _ = tokio::time::sleep(leader_cfg.retry_period) => {}
+        }
+    }
+    info!(identity = %identity, "became leader; starting controllers");
+
+    let reporter = Reporter {
+        controller: "routine-load-operator".into(),
+        instance: Some(identity.clone()),
+    };
+    let recorder = Recorder::new(client.clone(), reporter);
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        recorder,
+        metrics.clone(),
+        config,
+    ));
+    // The controllers' shutdown triggers must be Sync: oneshot receivers are.
+    let (stop_jobs, jobs_stopped) = tokio::sync::oneshot::channel::<()>();
+    let (stop_tables, tables_stopped) = tokio::sync::oneshot::channel::<()>();
+    let jobs = tokio::spawn(job_controller::run(ctx.clone(), async move {
+        let _ = jobs_stopped.await;
+    }));
+    let tables = tokio::spawn(table_controller::run(ctx.clone(), async move {
+        let _ = tables_stopped.await;
+    }));
+
+    // Renew; exit if leadership is lost (another replica may already be writing).
+    let mut last_renewed = tokio::time::Instant::now();
+    let lost = loop {
+        tokio::select! {
+            _ = &mut signal => break false,
+            _ = tokio::time::sleep(leader_cfg.retry_period) => {}
+        }
+        match leader::try_acquire(&client, &leader_cfg).await {
+            Ok(true) => last_renewed = tokio::time::Instant::now(),
+            Ok(false) => break true,
+            Err(e) => {
+                warn!(error = %e, "renewing the leader lease failed");
+                if last_renewed.elapsed() >= leader_cfg.lease_duration {
+                    break true;
+                }
+            }
+        }
+    };
+    if lost {
+        error!("lost the leader lease; exiting so that only the new leader writes");
+        std::process::exit(1);
+    }
+    info!("shutting down");
+    let _ = stop_jobs.send(());
+    let _ = stop_tables.send(());
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(20), async {
+        let _ = jobs.await;
+        let _ = tables.await;
+    })
+    .await;
+    leader::release(&client, &leader_cfg).await;
+    let _ = http.await;
+    Ok(())
 }

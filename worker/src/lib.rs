@@ -1,3 +1,6 @@
 //! The routine-load worker (StarRocks BE): runs the load tasks the operator assigns to it.
 
+pub mod delta_sink;
 pub mod engine;
+pub mod metrics;
+pub mod task_runner;

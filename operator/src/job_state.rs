@@ -1,0 +1,661 @@
+//! The job state machine (StarRocks FE semantics) and the folding of task statuses into the job
+//! status. Pure functions: the job controller gathers the facts, these decide.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use routine_load_api::job::{DesiredState, JobState, JobStatistic};
+use routine_load_api::task::RoutineLoadTaskStatus;
+use serde::{Deserialize, Serialize};
+
+/// Why a job is paused (or not running). Recorded as the `reason` of the job's `Ready` condition,
+/// so the next reconcile knows whether the pause clears by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// `spec.state: Paused`. Cleared by setting `spec.state: Running` again.
+    UserPaused,
+    /// `spec.state: Stopped`. Final.
+    UserStopped,
+    /// A task's error rows passed `maxErrorNumber` in its window. Cleared like a StarRocks
+    /// `RESUME ROUTINE LOAD`: by pausing and resuming, or by editing the job spec.
+    ErrorWindowExceeded,
+    /// The job's table does not exist.
+    TableNotFound,
+    /// The table exists but its Delta table is not ready.
+    TableNotReady,
+    /// The load plan does not validate against the table (bad column mapping or expression).
+    InvalidPlan,
+    /// Kafka metadata could not be read (brokers unreachable, topic missing).
+    KafkaUnavailable,
+    /// Scheduling, no blocker.
+    Scheduling,
+    /// No live worker to run a task.
+    NoLiveWorker,
+    /// Running.
+    Running,
+}
+
+impl Cause {
+    /// The condition reason string (CamelCase, as Kubernetes conditions want).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Cause::UserPaused => "UserPaused",
+            Cause::UserStopped => "UserStopped",
+            Cause::ErrorWindowExceeded => "ErrorWindowExceeded",
+            Cause::TableNotFound => "TableNotFound",
+            Cause::TableNotReady => "TableNotReady",
+            Cause::InvalidPlan => "InvalidPlan",
+            Cause::KafkaUnavailable => "KafkaUnavailable",
+            Cause::Scheduling => "Scheduling",
+            Cause::NoLiveWorker => "NoLiveWorker",
+            Cause::Running => "Running",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Cause> {
+        [
+            Cause::UserPaused,
+            Cause::UserStopped,
+            Cause::ErrorWindowExceeded,
+            Cause::TableNotFound,
+            Cause::TableNotReady,
+            Cause::InvalidPlan,
+            Cause::KafkaUnavailable,
+            Cause::Scheduling,
+            Cause::NoLiveWorker,
+            Cause::Running,
+        ]
+        .into_iter()
+        .find(|c| c.as_str() == s)
+    }
+
+    /// A pause the operator lifts by itself once the fact that caused it is gone.
+    pub fn clears_by_itself(&self) -> bool {
+        matches!(
+            self,
+            Cause::TableNotFound
+                | Cause::TableNotReady
+                | Cause::InvalidPlan
+                | Cause::KafkaUnavailable
+        )
+    }
+
+    /// A transient failure: retried with capped exponential backoff.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Cause::KafkaUnavailable | Cause::TableNotReady)
+    }
+}
+
+/// Something that keeps a job from running, with the message users see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Blocker {
+    pub cause: Cause,
+    pub message: String,
+}
+
+/// What the controller knows about a job at one reconcile.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Facts {
+    pub desired: DesiredState,
+    pub current: Option<JobState>,
+    /// The cause recorded with the current state (the `Ready` condition's reason).
+    pub current_cause: Option<Cause>,
+    /// `metadata.generation` now, and the one the status was written for.
+    pub generation: i64,
+    pub observed_generation: Option<i64>,
+    /// First blocker found (table, plan, Kafka), if any.
+    pub blocker: Option<Blocker>,
+    /// A task reported that its error window was exceeded: the message names the rows and why.
+    pub error_window_exceeded: Option<String>,
+}
+
+/// What the job should do: the controller schedules tasks only for `Run`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Intent {
+    /// Keep the current state and tasks (final states).
+    Keep,
+    /// Remove the tasks and enter this state.
+    Halt {
+        state: JobState,
+        cause: Cause,
+        reason: String,
+    },
+    /// Keep or create tasks; the state follows from how many tasks run (`running_state`).
+    Run,
+}
+
+/// Decide what the job should do, before scheduling.
+pub fn decide(f: &Facts) -> Intent {
+    if f.current.is_some_and(|s| s.is_final()) {
+        // STOPPED and CANCELLED are final: editing the job changes nothing.
+        return Intent::Keep;
+    }
+    match f.desired {
+        DesiredState::Stopped => {
+            return Intent::Halt {
+                state: JobState::Stopped,
+                cause: Cause::UserStopped,
+                reason: "stopped by user (spec.state: Stopped)".into(),
+            };
+        }
+        DesiredState::Paused => {
+            return Intent::Halt {
+                state: JobState::Paused,
+                cause: Cause::UserPaused,
+                reason: "paused by user (spec.state: Paused)".into(),
+            };
+        }
+        DesiredState::Running => {}
+    }
+    if f.current == Some(JobState::Paused) && f.current_cause == Some(Cause::ErrorWindowExceeded) {
+        let spec_edited = f.observed_generation.is_some_and(|o| o < f.generation);
+        if !spec_edited {
+            return Intent::Keep;
+        }
+    }
+    if let Some(b) = &f.blocker {
+        return Intent::Halt {
+            state: JobState::Paused,
+            cause: b.cause,
+            reason: b.message.clone(),
+        };
+    }
+    let running = matches!(f.current, Some(JobState::Running | JobState::NeedSchedule));
+    if running && let Some(msg) = &f.error_window_exceeded {
+        return Intent::Halt {
+            state: JobState::Paused,
+            cause: Cause::ErrorWindowExceeded,
+            reason: msg.clone(),
+        };
+    }
+    Intent::Run
+}
+
+/// The state of a job that should run, once its tasks are scheduled. As in StarRocks a new or
+/// resumed job passes through NEED_SCHEDULE before it is RUNNING.
+pub fn running_state(current: Option<JobState>, tasks: usize) -> (JobState, Cause) {
+    match current {
+        Some(JobState::NeedSchedule) if tasks > 0 => (JobState::Running, Cause::Running),
+        Some(JobState::Running) if tasks > 0 => (JobState::Running, Cause::Running),
+        _ if tasks == 0 => (JobState::NeedSchedule, Cause::NoLiveWorker),
+        _ => (JobState::NeedSchedule, Cause::Scheduling),
+    }
+}
+
+/// Counters a task reports; summed into the job statistic.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Counters {
+    #[serde(default)]
+    pub received_bytes: i64,
+    #[serde(default)]
+    pub total_rows: i64,
+    #[serde(default)]
+    pub loaded_rows: i64,
+    #[serde(default)]
+    pub error_rows: i64,
+    #[serde(default)]
+    pub unselected_rows: i64,
+    #[serde(default)]
+    pub committed_batches: i64,
+    #[serde(default)]
+    pub aborted_batches: i64,
+    #[serde(default)]
+    pub execute_time_ms: i64,
+}
+
+impl Counters {
+    pub fn of(s: &RoutineLoadTaskStatus) -> Counters {
+        Counters {
+            received_bytes: s.received_bytes,
+            total_rows: s.total_rows,
+            loaded_rows: s.loaded_rows,
+            error_rows: s.error_rows,
+            unselected_rows: s.unselected_rows,
+            committed_batches: s.committed_batches,
+            aborted_batches: s.aborted_batches,
+            execute_time_ms: s.execute_time_ms,
+        }
+    }
+
+    pub fn add(&mut self, o: &Counters) {
+        self.received_bytes += o.received_bytes;
+        self.total_rows += o.total_rows;
+        self.loaded_rows += o.loaded_rows;
+        self.error_rows += o.error_rows;
+        self.unselected_rows += o.unselected_rows;
+        self.committed_batches += o.committed_batches;
+        self.aborted_batches += o.aborted_batches;
+        self.execute_time_ms += o.execute_time_ms;
+    }
+}
+
+/// A task as the fold sees it: its status counts only if it was written for the task's current
+/// epoch (a status from an older epoch was already retired into the base counters).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskReport {
+    pub epoch: i64,
+    pub status: Option<RoutineLoadTaskStatus>,
+}
+
+impl TaskReport {
+    fn current(&self) -> Option<&RoutineLoadTaskStatus> {
+        self.status.as_ref().filter(|s| s.epoch == self.epoch)
+    }
+}
+
+/// Sample of cumulative counters, for rates over a recent window.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sample {
+    pub at_ms: i64,
+    pub loaded_rows: i64,
+    pub received_bytes: i64,
+}
+
+/// How far back rates look.
+pub const RATE_WINDOW_MS: i64 = 60_000;
+/// How many error log URLs the status keeps (newest last).
+pub const MAX_ERROR_LOG_URLS: usize = 5;
+
+/// The folded part of a job status.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Folded {
+    pub statistic: JobStatistic,
+    pub progress: BTreeMap<String, i64>,
+    pub lag: BTreeMap<String, i64>,
+    pub total_lag: Option<i64>,
+    pub error_log_urls: Vec<String>,
+    pub current_task_num: i32,
+}
+
+/// Fold task statuses into the job status. `base` holds the counters of removed or moved task
+/// epochs; `previous_*` keep progress and error logs of partitions and tasks no longer running;
+/// `samples` is the recent history of (time, loaded rows, received bytes), oldest first, and gets
+/// this fold's sample appended and old ones dropped.
+pub fn fold(
+    base: &Counters,
+    tasks: &[TaskReport],
+    previous_progress: &BTreeMap<String, i64>,
+    previous_error_log_urls: &[String],
+    samples: &mut VecDeque<Sample>,
+    now_ms: i64,
+) -> Folded {
+    let mut sum = *base;
+    let mut progress = previous_progress.clone();
+    let mut lag = BTreeMap::new();
+    let mut urls: Vec<String> = previous_error_log_urls.to_vec();
+    for t in tasks {
+        let Some(s) = t.current() else { continue };
+        sum.add(&Counters::of(s));
+        for (p, o) in &s.committed_offsets {
+            let e = progress.entry(p.clone()).or_insert(*o);
+            *e = (*e).max(*o);
+        }
+        for (p, l) in &s.lag {
+            lag.insert(p.clone(), *l);
+        }
+        if let Some(u) = &s.error_log_url
+            && !urls.contains(u)
+        {
+            urls.push(u.clone());
+        }
+    }
+    if urls.len() > MAX_ERROR_LOG_URLS {
+        urls.drain(..urls.len() - MAX_ERROR_LOG_URLS);
+    }
+    samples.push_back(Sample {
+        at_ms: now_ms,
+        loaded_rows: sum.loaded_rows,
+        received_bytes: sum.received_bytes,
+    });
+    while samples.len() > 1
+        && samples
+            .front()
+            .is_some_and(|s| now_ms - s.at_ms > RATE_WINDOW_MS)
+    {
+        samples.pop_front();
+    }
+    let (load_rows_rate, received_bytes_rate) = rates(samples);
+    let total_lag = (!lag.is_empty()).then(|| lag.values().sum());
+    Folded {
+        statistic: JobStatistic {
+            received_bytes: sum.received_bytes,
+            error_rows: sum.error_rows,
+            committed_task_num: sum.committed_batches,
+            loaded_rows: sum.loaded_rows,
+            load_rows_rate,
+            aborted_task_num: sum.aborted_batches,
+            total_rows: sum.total_rows,
+            unselected_rows: sum.unselected_rows,
+            received_bytes_rate,
+            task_execute_time_ms: sum.execute_time_ms,
+        },
+        progress,
+        lag,
+        total_lag,
+        error_log_urls: urls,
+        current_task_num: i32::try_from(tasks.len()).unwrap_or(i32::MAX),
+    }
+}
+
+/// Rows per second and bytes per second between the oldest and newest sample.
+pub fn rates(samples: &VecDeque<Sample>) -> (i64, i64) {
+    let (Some(first), Some(last)) = (samples.front(), samples.back()) else {
+        return (0, 0);
+    };
+    let ms = last.at_ms - first.at_ms;
+    if ms <= 0 {
+        return (0, 0);
+    }
+    let per_s = |d: i64| (d.max(0) as i128 * 1000 / ms as i128) as i64;
+    (
+        per_s(last.loaded_rows - first.loaded_rows),
+        per_s(last.received_bytes - first.received_bytes),
+    )
+}
+
+/// Capped exponential backoff for transient pauses: 5 s, 10 s, 20 s ... up to 5 minutes.
+pub fn backoff_secs(attempt: u32) -> u64 {
+    5u64.saturating_mul(1u64 << attempt.min(6)).min(300)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use DesiredState as D;
+    use JobState as S;
+
+    fn facts(desired: D, current: Option<S>, cause: Option<Cause>) -> Facts {
+        Facts {
+            desired,
+            current,
+            current_cause: cause,
+            generation: 1,
+            observed_generation: Some(1),
+            blocker: None,
+            error_window_exceeded: None,
+        }
+    }
+
+    fn halt(state: S, cause: Cause) -> (Option<S>, Option<Cause>) {
+        (Some(state), Some(cause))
+    }
+
+    fn shape(i: &Intent) -> (Option<S>, Option<Cause>) {
+        match i {
+            Intent::Keep => (None, None),
+            Intent::Run => (Some(S::Running), None),
+            Intent::Halt { state, cause, .. } => (Some(*state), Some(*cause)),
+        }
+    }
+
+    #[test]
+    fn decisions_follow_starrocks() {
+        let table_missing = Blocker {
+            cause: Cause::TableNotFound,
+            message: "table 'orders' not found".into(),
+        };
+        let run = (Some(S::Running), None);
+        let keep = (None, None);
+        type Shape = (Option<S>, Option<Cause>);
+        let cases: Vec<(&str, Facts, Shape)> = vec![
+            ("new job runs", facts(D::Running, None, None), run),
+            (
+                "new paused job",
+                facts(D::Paused, None, None),
+                halt(S::Paused, Cause::UserPaused),
+            ),
+            (
+                "pause",
+                facts(D::Paused, Some(S::Running), None),
+                halt(S::Paused, Cause::UserPaused),
+            ),
+            (
+                "stop running",
+                facts(D::Stopped, Some(S::Running), None),
+                halt(S::Stopped, Cause::UserStopped),
+            ),
+            (
+                "stop paused",
+                facts(D::Stopped, Some(S::Paused), Some(Cause::UserPaused)),
+                halt(S::Stopped, Cause::UserStopped),
+            ),
+            (
+                "resume",
+                facts(D::Running, Some(S::Paused), Some(Cause::UserPaused)),
+                run,
+            ),
+            (
+                "stopped is final",
+                facts(D::Running, Some(S::Stopped), Some(Cause::UserStopped)),
+                keep,
+            ),
+            (
+                "stopped stays on pause",
+                facts(D::Paused, Some(S::Stopped), Some(Cause::UserStopped)),
+                keep,
+            ),
+            (
+                "cancelled is final",
+                facts(D::Running, Some(S::Cancelled), None),
+                keep,
+            ),
+            (
+                "unknown table pauses",
+                Facts {
+                    blocker: Some(table_missing.clone()),
+                    ..facts(D::Running, None, None)
+                },
+                halt(S::Paused, Cause::TableNotFound),
+            ),
+            (
+                "still missing stays paused",
+                Facts {
+                    blocker: Some(table_missing),
+                    ..facts(D::Running, Some(S::Paused), Some(Cause::TableNotFound))
+                },
+                halt(S::Paused, Cause::TableNotFound),
+            ),
+            (
+                "table back resumes",
+                facts(D::Running, Some(S::Paused), Some(Cause::TableNotFound)),
+                run,
+            ),
+            (
+                "error window pauses",
+                Facts {
+                    error_window_exceeded: Some("too many".into()),
+                    ..facts(D::Running, Some(S::Running), None)
+                },
+                halt(S::Paused, Cause::ErrorWindowExceeded),
+            ),
+            (
+                "error pause waits",
+                facts(
+                    D::Running,
+                    Some(S::Paused),
+                    Some(Cause::ErrorWindowExceeded),
+                ),
+                keep,
+            ),
+            (
+                "error pause lifted by spec edit",
+                Facts {
+                    generation: 2,
+                    ..facts(
+                        D::Running,
+                        Some(S::Paused),
+                        Some(Cause::ErrorWindowExceeded),
+                    )
+                },
+                run,
+            ),
+            (
+                "user pause wins over blocker",
+                Facts {
+                    blocker: Some(Blocker {
+                        cause: Cause::KafkaUnavailable,
+                        message: "x".into(),
+                    }),
+                    ..facts(D::Paused, Some(S::Running), None)
+                },
+                halt(S::Paused, Cause::UserPaused),
+            ),
+        ];
+        for (name, f, expected) in cases {
+            assert_eq!(shape(&decide(&f)), expected, "{name}");
+        }
+    }
+
+    #[test]
+    fn running_state_passes_through_need_schedule() {
+        let cases = [
+            (None, 2, S::NeedSchedule, Cause::Scheduling),
+            (Some(S::Paused), 2, S::NeedSchedule, Cause::Scheduling),
+            (Some(S::NeedSchedule), 2, S::Running, Cause::Running),
+            (
+                Some(S::NeedSchedule),
+                0,
+                S::NeedSchedule,
+                Cause::NoLiveWorker,
+            ),
+            (Some(S::Running), 1, S::Running, Cause::Running),
+            (Some(S::Running), 0, S::NeedSchedule, Cause::NoLiveWorker),
+        ];
+        for (current, tasks, state, cause) in cases {
+            assert_eq!(
+                running_state(current, tasks),
+                (state, cause),
+                "{current:?} {tasks}"
+            );
+        }
+    }
+
+    fn status(
+        epoch: i64,
+        loaded: i64,
+        offsets: &[(&str, i64)],
+        lag: &[(&str, i64)],
+    ) -> RoutineLoadTaskStatus {
+        RoutineLoadTaskStatus {
+            epoch,
+            loaded_rows: loaded,
+            total_rows: loaded + 1,
+            error_rows: 1,
+            received_bytes: loaded * 10,
+            committed_batches: 1,
+            committed_offsets: offsets.iter().map(|(p, o)| (p.to_string(), *o)).collect(),
+            lag: lag.iter().map(|(p, l)| (p.to_string(), *l)).collect(),
+            error_log_url: Some(format!("http://w/{epoch}")),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn fold_sums_current_epochs_and_keeps_base_and_progress() {
+        let base = Counters {
+            loaded_rows: 100,
+            ..Default::default()
+        };
+        let tasks = vec![
+            TaskReport {
+                epoch: 0,
+                status: Some(status(0, 10, &[("0", 5)], &[("0", 2)])),
+            },
+            TaskReport {
+                epoch: 1,
+                status: Some(status(1, 20, &[("1", 7)], &[("1", 3)])),
+            },
+            // Status still from the previous epoch: already retired into base, not counted.
+            TaskReport {
+                epoch: 2,
+                status: Some(status(1, 1000, &[("2", 1)], &[])),
+            },
+            TaskReport {
+                epoch: 0,
+                status: None,
+            },
+        ];
+        let prev: BTreeMap<String, i64> = [("0".to_string(), 9), ("3".to_string(), 4)].into();
+        let mut samples = VecDeque::new();
+        let f = fold(&base, &tasks, &prev, &[], &mut samples, 1_000);
+        assert_eq!(f.statistic.loaded_rows, 130);
+        assert_eq!(f.statistic.total_rows, 32);
+        assert_eq!(f.statistic.error_rows, 2);
+        assert_eq!(f.statistic.committed_task_num, 2);
+        assert_eq!(
+            f.progress,
+            [("0".into(), 9), ("1".into(), 7), ("3".into(), 4)].into()
+        );
+        assert_eq!(f.lag, [("0".into(), 2), ("1".into(), 3)].into());
+        assert_eq!(f.total_lag, Some(5));
+        assert_eq!(f.current_task_num, 4);
+        assert_eq!(f.error_log_urls, vec!["http://w/0", "http://w/1"]);
+        assert_eq!(f.statistic.load_rows_rate, 0, "one sample has no rate");
+    }
+
+    #[test]
+    fn rates_use_the_recent_window() {
+        let mut samples = VecDeque::new();
+        let t = |loaded| TaskReport {
+            epoch: 0,
+            status: Some(status(0, loaded, &[], &[])),
+        };
+        fold(
+            &Counters::default(),
+            &[t(0)],
+            &BTreeMap::new(),
+            &[],
+            &mut samples,
+            0,
+        );
+        let f = fold(
+            &Counters::default(),
+            &[t(100)],
+            &BTreeMap::new(),
+            &[],
+            &mut samples,
+            10_000,
+        );
+        assert_eq!(f.statistic.load_rows_rate, 10);
+        assert_eq!(f.statistic.received_bytes_rate, 100);
+        // 70 s later the first samples fall out of the 60 s window.
+        let f = fold(
+            &Counters::default(),
+            &[t(100)],
+            &BTreeMap::new(),
+            &[],
+            &mut samples,
+            80_000,
+        );
+        assert_eq!(samples.len(), 1);
+        assert_eq!(f.statistic.load_rows_rate, 0);
+    }
+
+    #[test]
+    fn error_log_urls_are_capped() {
+        let prev: Vec<String> = (0..5).map(|i| format!("u{i}")).collect();
+        let tasks = vec![TaskReport {
+            epoch: 7,
+            status: Some(status(7, 0, &[], &[])),
+        }];
+        let f = fold(
+            &Counters::default(),
+            &tasks,
+            &BTreeMap::new(),
+            &prev,
+            &mut VecDeque::new(),
+            0,
+        );
+        assert_eq!(f.error_log_urls.len(), MAX_ERROR_LOG_URLS);
+        assert_eq!(
+            f.error_log_urls.last().map(String::as_str),
+            Some("http://w/7")
+        );
+    }
+
+    #[test]
+    fn backoff_is_capped() {
+        let got: Vec<u64> = (0..10).map(backoff_secs).collect();
+        assert_eq!(got, vec![5, 10, 20, 40, 80, 160, 300, 300, 300, 300]);
+    }
+}

@@ -1,0 +1,358 @@
+//! The Table controller: creates (or adopts) the Delta table a `Table` declares, reports its
+//! phase and Delta version, and guards deletion with a finalizer that honours `deletionPolicy`
+//! and refuses while jobs still load into the table.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
+use routine_load_api::delta_table::{self, DeltaTableSetupError};
+use routine_load_api::names::{OPERATOR_FIELD_MANAGER, TABLE_FINALIZER};
+use routine_load_api::table::{DeletionPolicy, TablePhase};
+use routine_load_api::{RoutineLoadJob, Table, TableStatus};
+use serde_json::json;
+use tracing::{info, warn};
+
+use crate::job_controller::Context;
+
+/// The table's condition saying whether its Delta table is usable.
+pub const READY_CONDITION: &str = "Ready";
+
+/// One variant per step that can fail.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("table has no namespace")]
+    NoNamespace,
+    #[error("reading credentials secret '{secret}': {source}")]
+    GetSecret {
+        secret: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("listing jobs: {0}")]
+    ListJobs(#[source] kube::Error),
+    #[error("table is still loaded by jobs {0:?}: stop or delete them first")]
+    InUse(Vec<String>),
+    #[error("deleting the Delta table files: {0}")]
+    DeleteData(String),
+    #[error("patching table status: {0}")]
+    PatchStatus(#[source] kube::Error),
+    #[error("finalizer: {0}")]
+    Finalizer(String),
+}
+
+impl Error {
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::NoNamespace => "no_namespace",
+            Error::GetSecret { .. } => "get_secret",
+            Error::ListJobs(_) => "list_jobs",
+            Error::InUse(_) => "in_use",
+            Error::DeleteData(_) => "delete_data",
+            Error::PatchStatus(_) => "patch_status",
+            Error::Finalizer(_) => "finalizer",
+        }
+    }
+}
+
+/// Run the controller until `shutdown` resolves.
+pub async fn run(
+    ctx: Arc<Context>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let tables: Api<Table> = ctx.config.api(&ctx.client);
+    Controller::new(tables, watcher::Config::default())
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                warn!(error = %e, "table reconcile failed");
+            }
+        })
+        .await;
+}
+
+fn error_policy(table: Arc<Table>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics
+        .reconcile_errors
+        .with_label_values(&["table", error.metric_label()])
+        .inc();
+    warn!(table = %table.name_any(), error = %error, "table reconcile failed; retrying");
+    Action::requeue(Duration::from_secs(10))
+}
+
+async fn reconcile(table: Arc<Table>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    ctx.metrics.reconciles.with_label_values(&["table"]).inc();
+    let ns = table.namespace().ok_or(Error::NoNamespace)?;
+    let api: Api<Table> = Api::namespaced(ctx.client.clone(), &ns);
+    let (c, n) = (ctx.clone(), ns.clone());
+    let result = finalizer(&api, TABLE_FINALIZER, table, |event| async move {
+        match event {
+            Finalizer::Apply(t) => apply(&t, &c, &n).await,
+            Finalizer::Cleanup(t) => cleanup(&t, &c, &n).await,
+        }
+    })
+    .await
+    .map_err(|e| match e {
+        kube::runtime::finalizer::Error::ApplyFailed(e)
+        | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
+        other => Error::Finalizer(other.to_string()),
+    });
+    ctx.metrics
+        .reconcile_duration
+        .with_label_values(&["table"])
+        .observe(started.elapsed().as_secs_f64());
+    result
+}
+
+async fn storage_options(
+    table: &Table,
+    ctx: &Context,
+    ns: &str,
+) -> Result<Result<BTreeMap<String, String>, String>, Error> {
+    let Some(secret) = &table.spec.credentials_secret else {
+        return Ok(Ok(BTreeMap::new()));
+    };
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+    let found = api
+        .get_opt(&secret.name)
+        .await
+        .map_err(|source| Error::GetSecret {
+            secret: secret.name.clone(),
+            source,
+        })?;
+    Ok(match found {
+        None => Err(format!(
+            "credentials secret '{}' not found in namespace '{ns}'",
+            secret.name
+        )),
+        Some(s) => Ok(s
+            .data
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
+            .chain(s.string_data.unwrap_or_default())
+            .collect()),
+    })
+}
+
+async fn apply(table: &Table, ctx: &Context, ns: &str) -> Result<Action, Error> {
+    let secret = match storage_options(table, ctx, ns).await? {
+        Ok(s) => s,
+        Err(msg) => {
+            set_status(
+                table,
+                ctx,
+                ns,
+                TablePhase::Failed,
+                None,
+                "SecretNotFound",
+                &msg,
+            )
+            .await?;
+            return Ok(Action::requeue(Duration::from_secs(30)));
+        }
+    };
+    let location = &table.spec.location;
+    let opts = delta_table::storage_options(location, &secret);
+    match delta_table::create_or_adopt(location, &table.spec, opts).await {
+        Ok(version) => {
+            set_status(
+                table,
+                ctx,
+                ns,
+                TablePhase::Ready,
+                Some(version),
+                "DeltaTableReady",
+                &format!("Delta table at {location} is at version {version}"),
+            )
+            .await?;
+            Ok(Action::requeue(Duration::from_secs(30)))
+        }
+        // A spec that can never work waits for the spec to change.
+        Err(
+            e @ (DeltaTableSetupError::SchemaMismatch { .. }
+            | DeltaTableSetupError::Location { .. }
+            | DeltaTableSetupError::Column { .. }),
+        ) => {
+            let reason = match e {
+                DeltaTableSetupError::SchemaMismatch { .. } => "SchemaMismatch",
+                _ => "InvalidSpec",
+            };
+            set_status(
+                table,
+                ctx,
+                ns,
+                TablePhase::Failed,
+                None,
+                reason,
+                &e.to_string(),
+            )
+            .await?;
+            Ok(Action::await_change())
+        }
+        // Storage errors are transient: retry.
+        Err(e) => {
+            set_status(
+                table,
+                ctx,
+                ns,
+                TablePhase::Pending,
+                None,
+                "StorageUnavailable",
+                &e.to_string(),
+            )
+            .await?;
+            Ok(Action::requeue(Duration::from_secs(15)))
+        }
+    }
+}
+
+async fn cleanup(table: &Table, ctx: &Context, ns: &str) -> Result<Action, Error> {
+    let jobs: Api<RoutineLoadJob> = Api::namespaced(ctx.client.clone(), ns);
+    let loading: Vec<String> = jobs
+        .list(&ListParams::default())
+        .await
+        .map_err(Error::ListJobs)?
+        .items
+        .into_iter()
+        .filter(|j| j.spec.table == table.name_any())
+        .filter(|j| {
+            !j.status
+                .as_ref()
+                .and_then(|s| s.state)
+                .is_some_and(|s| s.is_final())
+        })
+        .map(|j| j.name_any())
+        .collect();
+    if !loading.is_empty() {
+        let msg = format!(
+            "deletion refused: jobs {loading:?} still load into this table; stop or delete them first"
+        );
+        set_status(
+            table,
+            ctx,
+            ns,
+            TablePhase::Deleting,
+            table.status.as_ref().and_then(|s| s.delta_version),
+            "InUse",
+            &msg,
+        )
+        .await?;
+        return Err(Error::InUse(loading));
+    }
+    if table.spec.deletion_policy == DeletionPolicy::Delete {
+        delete_data(table, ctx, ns).await?;
+        info!(table = %table.name_any(), location = %table.spec.location, "deleted the Delta table's files");
+    }
+    Ok(Action::await_change())
+}
+
+async fn delete_data(table: &Table, ctx: &Context, ns: &str) -> Result<(), Error> {
+    use deltalake::ObjectStore;
+    let secret = storage_options(table, ctx, ns)
+        .await?
+        .map_err(Error::DeleteData)?;
+    let location = &table.spec.location;
+    let opts = delta_table::storage_options(location, &secret);
+    let t = match delta_table::open(location, opts).await {
+        Ok(t) => t,
+        // Nothing there (never created, or already deleted).
+        Err(DeltaTableSetupError::Delta(deltalake::DeltaTableError::NotATable(_))) => return Ok(()),
+        Err(e) => return Err(Error::DeleteData(e.to_string())),
+    };
+    let store = t.object_store();
+    let files: Vec<_> = store
+        .list(None)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Error::DeleteData(e.to_string()))?;
+    let locations = futures::stream::iter(files.into_iter().map(|f| Ok(f.location))).boxed();
+    for r in store.delete_stream(locations).collect::<Vec<_>>().await {
+        r.map_err(|e| Error::DeleteData(e.to_string()))?;
+    }
+    Ok(())
+}
+
+async fn set_status(
+    table: &Table,
+    ctx: &Context,
+    ns: &str,
+    phase: TablePhase,
+    version: Option<i64>,
+    reason: &str,
+    message: &str,
+) -> Result<(), Error> {
+    let previous = table.status.clone().unwrap_or_default();
+    let status_word = if phase == TablePhase::Ready {
+        "True"
+    } else {
+        "False"
+    };
+    let now = Timestamp::now();
+    let last = previous
+        .conditions
+        .iter()
+        .find(|c| c.type_ == READY_CONDITION && c.status == status_word && c.reason == reason)
+        .map(|c| c.last_transition_time.clone());
+    let status = TableStatus {
+        phase: Some(phase),
+        delta_version: version.or(previous.delta_version),
+        observed_generation: table.metadata.generation,
+        conditions: vec![Condition {
+            type_: READY_CONDITION.into(),
+            status: status_word.into(),
+            reason: reason.into(),
+            message: message.into(),
+            observed_generation: table.metadata.generation,
+            last_transition_time: last.clone().unwrap_or(Time(now)),
+        }],
+    };
+    if status == previous {
+        return Ok(());
+    }
+    let api: Api<Table> = Api::namespaced(ctx.client.clone(), ns);
+    let body = json!({
+        "apiVersion": "routineload.io/v1alpha1",
+        "kind": "Table",
+        "metadata": { "name": table.name_any() },
+        "status": status,
+    });
+    api.patch_status(
+        &table.name_any(),
+        &PatchParams::apply(OPERATOR_FIELD_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await
+    .map_err(Error::PatchStatus)?;
+    if previous.phase != Some(phase) || last.is_none() {
+        let event = Event {
+            type_: if phase == TablePhase::Ready {
+                EventType::Normal
+            } else {
+                EventType::Warning
+            },
+            reason: reason.into(),
+            note: Some(message.chars().take(1000).collect()),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(e) = ctx.recorder.publish(&event, &table.object_ref(&())).await {
+            warn!(table = %table.name_any(), error = %e, "failed to publish event");
+        }
+    }
+    Ok(())
+}
