@@ -35,7 +35,7 @@ struct Env {
     tb: Testbed,
     client: Client,
     ns: String,
-    _operator: LocalProcess,
+    _operator: Option<LocalProcess>,
     metrics_addr: String,
 }
 
@@ -65,7 +65,7 @@ async fn setup(label: &str) -> Option<Env> {
         tb,
         client,
         ns,
-        _operator: operator,
+        _operator: Some(operator),
         metrics_addr,
     })
 }
@@ -269,9 +269,10 @@ async fn operator_schedules_pauses_resumes_stops_and_moves_tasks() {
     let topic = unique_name("op-topic");
     env.tb.create_topic(&topic, 4).await.expect("topic");
     let brokers = env.tb.var("KAFKA_BROKERS").expect("brokers").to_string();
-    let w_a = fake_worker(&env.client, &env.ns, "worker-a").await;
-    let _w_b = fake_worker(&env.client, &env.ns, "worker-b").await;
-    let _w_c = fake_worker(&env.client, &env.ns, "worker-c").await;
+    let mut fakes = BTreeMap::new();
+    for w in ["worker-a", "worker-b", "worker-c"] {
+        fakes.insert(w, fake_worker(&env.client, &env.ns, w).await);
+    }
 
     create_table(&env, "events").await;
     let tables = api(&env.client, &env.ns, "Table", "tables");
@@ -380,33 +381,43 @@ async fn operator_schedules_pauses_resumes_stops_and_moves_tasks() {
         },
     )
     .await;
-    let on_a = tasks
-        .iter()
-        .find(|t| t["spec"]["worker"] == "worker-a")
-        .cloned();
-    w_a.alive.store(false, Ordering::SeqCst);
+    let victim = tasks[0].clone();
+    let dead = victim["spec"]["worker"]
+        .as_str()
+        .expect("worker")
+        .to_string();
+    let name = victim["metadata"]["name"]
+        .as_str()
+        .expect("name")
+        .to_string();
+    let epoch = victim["spec"]["epoch"].as_i64().expect("epoch");
+    fakes[dead.as_str()].alive.store(false, Ordering::SeqCst);
     let started = Instant::now();
-    if let Some(on_a) = on_a {
-        let name = on_a["metadata"]["name"].as_str().expect("name").to_string();
-        let epoch = on_a["spec"]["epoch"].as_i64().expect("epoch");
-        let moved = wait_for(
-            "task moved off worker-a",
-            Duration::from_secs(30),
-            || async {
-                let t = tasks_of(&env.client, &env.ns, "load-events").await;
-                match t.iter().find(|t| t["metadata"]["name"] == name.as_str()) {
-                    Some(t) if t["spec"]["worker"] != "worker-a" => Ok(t.clone()),
-                    _ => Err(task_summary(&t)),
-                }
-            },
-        )
-        .await;
-        assert_eq!(moved["spec"]["epoch"].as_i64(), Some(epoch + 1), "{moved}");
-        assert!(started.elapsed() < Duration::from_secs(30));
-    }
+    let moved = wait_for(
+        &format!("task {name} moved off {dead}"),
+        Duration::from_secs(30),
+        || async {
+            let t = tasks_of(&env.client, &env.ns, "load-events").await;
+            match t.iter().find(|t| t["metadata"]["name"] == name.as_str()) {
+                Some(t) if t["spec"]["worker"] != dead.as_str() => Ok(t.clone()),
+                _ => Err(task_summary(&t)),
+            }
+        },
+    )
+    .await;
+    eprintln!(
+        "task {name} moved off {dead} in {:?}: {moved}",
+        started.elapsed()
+    );
+    assert_eq!(moved["spec"]["epoch"].as_i64(), Some(epoch + 1), "{moved}");
+    assert_eq!(
+        moved["metadata"]["labels"][WORKER_LABEL],
+        moved["spec"]["worker"]
+    );
     let tasks = tasks_of(&env.client, &env.ns, "load-events").await;
+    assert_eq!(tasks.len(), 2, "{}", task_summary(&tasks));
     assert!(
-        tasks.iter().all(|t| t["spec"]["worker"] != "worker-a"),
+        tasks.iter().all(|t| t["spec"]["worker"] != dead.as_str()),
         "{}",
         task_summary(&tasks)
     );
@@ -544,4 +555,550 @@ async fn operator_explains_jobs_that_cannot_run() {
         })
         .collect();
     assert_eq!(tasks.len(), 1, "{parts:?}");
+}
+
+/// Writes a task's status the way a worker does (status subresource, worker field manager).
+async fn report(client: &Client, ns: &str, task: &str, status: Value) {
+    let tasks = api(client, ns, "RoutineLoadTask", "routineloadtasks");
+    let body = json!({
+        "apiVersion": "routineload.io/v1alpha1",
+        "kind": "RoutineLoadTask",
+        "metadata": { "name": task },
+        "status": status,
+    });
+    tasks
+        .patch_status(
+            task,
+            &PatchParams::apply("routine-load-worker").force(),
+            &Patch::Apply(body),
+        )
+        .await
+        .expect("write task status");
+}
+
+#[tokio::test]
+async fn operator_folds_task_status_and_pauses_on_error_window() {
+    let Some(env) = setup("operator status folding").await else {
+        return;
+    };
+    let topic = unique_name("op-fold");
+    env.tb.create_topic(&topic, 2).await.expect("topic");
+    let brokers = env.tb.var("KAFKA_BROKERS").expect("brokers").to_string();
+    let _w = fake_worker(&env.client, &env.ns, "worker-a").await;
+    create_table(&env, "t").await;
+    create_job(
+        &env,
+        "fold",
+        "t",
+        &topic,
+        &brokers,
+        json!({ "desiredConcurrentNumber": 1 }),
+    )
+    .await;
+    let jobs = api(&env.client, &env.ns, "RoutineLoadJob", "routineloadjobs");
+    wait_state(&jobs, "fold", "RUNNING", Duration::from_secs(60)).await;
+    let tasks = tasks_of(&env.client, &env.ns, "fold").await;
+    assert_eq!(tasks.len(), 1, "{}", task_summary(&tasks));
+    let task = tasks[0]["metadata"]["name"]
+        .as_str()
+        .expect("name")
+        .to_string();
+    let epoch = tasks[0]["spec"]["epoch"].as_i64().expect("epoch");
+
+    report(
+        &env.client,
+        &env.ns,
+        &task,
+        json!({
+            "epoch": epoch, "loadedRows": 10, "totalRows": 12, "errorRows": 1, "unselectedRows": 1,
+            "receivedBytes": 120, "committedBatches": 2,
+            "committedOffsets": { "0": 6, "1": 6 }, "lag": { "0": 3, "1": 4 },
+            "errorLogUrl": "http://worker-a:8080/error_log/x",
+        }),
+    )
+    .await;
+    let job = wait_for("folded statistic", Duration::from_secs(20), || async {
+        let j = get(&jobs, "fold").await;
+        if j["status"]["statistic"]["loadedRows"] == 10 {
+            Ok(j)
+        } else {
+            Err(format!("{}", j["status"]))
+        }
+    })
+    .await;
+    let s = &job["status"];
+    assert_eq!(s["statistic"]["totalRows"], 12, "{s}");
+    assert_eq!(s["statistic"]["errorRows"], 1, "{s}");
+    assert_eq!(s["statistic"]["unselectedRows"], 1, "{s}");
+    assert_eq!(s["statistic"]["receivedBytes"], 120, "{s}");
+    assert_eq!(s["statistic"]["committedTaskNum"], 2, "{s}");
+    assert_eq!(s["progress"], json!({ "0": 6, "1": 6 }), "{s}");
+    assert_eq!(s["lag"], json!({ "0": 3, "1": 4 }), "{s}");
+    assert_eq!(s["totalLag"], 7, "{s}");
+    assert_eq!(
+        s["errorLogUrls"],
+        json!(["http://worker-a:8080/error_log/x"]),
+        "{s}"
+    );
+    assert_eq!(s["currentTaskNum"], 1, "{s}");
+    assert_eq!(s["currentKafkaPartitions"], json!([0, 1]), "{s}");
+
+    // The worker reports its error window exceeded: the job pauses with that reason, the task is
+    // removed, and counters and progress stay.
+    report(
+        &env.client,
+        &env.ns,
+        &task,
+        json!({
+            "epoch": epoch, "loadedRows": 10, "totalRows": 12, "errorRows": 1, "unselectedRows": 1,
+            "receivedBytes": 120, "committedBatches": 2,
+            "committedOffsets": { "0": 6, "1": 6 }, "lag": { "0": 3, "1": 4 },
+            "errorWindowExceeded": "error rows 1 > maxErrorNumber 0: convert csv string to INT failed",
+        }),
+    )
+    .await;
+    let job = wait_state(&jobs, "fold", "PAUSED", Duration::from_secs(20)).await;
+    let s = &job["status"];
+    assert!(
+        s["reasonOfStateChanged"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("convert csv string to INT failed"),
+        "{s}"
+    );
+    assert_eq!(s["conditions"][0]["reason"], "ErrorWindowExceeded", "{s}");
+    assert_eq!(s["statistic"]["loadedRows"], 10, "{s}");
+    assert_eq!(s["progress"], json!({ "0": 6, "1": 6 }), "{s}");
+    wait_for("task removed", Duration::from_secs(15), || async {
+        let t = tasks_of(&env.client, &env.ns, "fold").await;
+        if t.is_empty() {
+            Ok(())
+        } else {
+            Err(task_summary(&t))
+        }
+    })
+    .await;
+    // Stays paused (a StarRocks job paused for errors needs a RESUME) ...
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(get(&jobs, "fold").await["status"]["state"], "PAUSED");
+    // ... which is Paused then Running; the counters carry over into the new tasks' sums.
+    set_desired(&env, "fold", "Paused").await;
+    wait_for("user pause recorded", Duration::from_secs(20), || async {
+        let j = get(&jobs, "fold").await;
+        if j["status"]["conditions"][0]["reason"] == "UserPaused" {
+            Ok(())
+        } else {
+            Err(format!("{}", j["status"]))
+        }
+    })
+    .await;
+    set_desired(&env, "fold", "Running").await;
+    wait_state(&jobs, "fold", "RUNNING", Duration::from_secs(60)).await;
+    let tasks = tasks_of(&env.client, &env.ns, "fold").await;
+    assert_eq!(tasks.len(), 1, "{}", task_summary(&tasks));
+    let task = tasks[0]["metadata"]["name"]
+        .as_str()
+        .expect("name")
+        .to_string();
+    let epoch = tasks[0]["spec"]["epoch"].as_i64().expect("epoch");
+    report(
+        &env.client,
+        &env.ns,
+        &task,
+        json!({ "epoch": epoch, "loadedRows": 5, "committedOffsets": { "0": 9 } }),
+    )
+    .await;
+    let job = wait_for(
+        "statistic keeps removed tasks' counters",
+        Duration::from_secs(20),
+        || async {
+            let j = get(&jobs, "fold").await;
+            if j["status"]["statistic"]["loadedRows"] == 15 {
+                Ok(j)
+            } else {
+                Err(format!("{}", j["status"]))
+            }
+        },
+    )
+    .await;
+    assert_eq!(
+        job["status"]["progress"],
+        json!({ "0": 9, "1": 6 }),
+        "{}",
+        job["status"]
+    );
+}
+
+#[tokio::test]
+async fn operator_table_deletion_waits_for_jobs_and_honours_policy() {
+    let Some(env) = setup("operator table deletion").await else {
+        return;
+    };
+    let topic = unique_name("op-del");
+    env.tb.create_topic(&topic, 1).await.expect("topic");
+    let brokers = env.tb.var("KAFKA_BROKERS").expect("brokers").to_string();
+    let _w = fake_worker(&env.client, &env.ns, "worker-a").await;
+    create_table(&env, "doomed").await;
+    let tables = api(&env.client, &env.ns, "Table", "tables");
+    let t = wait_for("table Ready", Duration::from_secs(60), || async {
+        let t = get(&tables, "doomed").await;
+        if t["status"]["phase"] == "Ready" {
+            Ok(t)
+        } else {
+            Err(format!("{}", t["status"]))
+        }
+    })
+    .await;
+    assert_eq!(t["status"]["deltaVersion"], 0, "{}", t["status"]);
+    assert_eq!(t["metadata"]["finalizers"], json!(["routineload.io/table"]));
+    let location = t["spec"]["location"]
+        .as_str()
+        .expect("location")
+        .to_string();
+    let dir = std::path::PathBuf::from(location.trim_start_matches("file://"));
+    assert!(
+        dir.join("_delta_log").is_dir(),
+        "no Delta log in {}",
+        dir.display()
+    );
+    tables
+        .patch(
+            "doomed",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": { "deletionPolicy": "Delete" } })),
+        )
+        .await
+        .expect("set deletionPolicy");
+
+    create_job(&env, "loader", "doomed", &topic, &brokers, json!({})).await;
+    let jobs = api(&env.client, &env.ns, "RoutineLoadJob", "routineloadjobs");
+    wait_state(&jobs, "loader", "RUNNING", Duration::from_secs(60)).await;
+
+    // Deleting a table a job loads into is refused (the finalizer stays) with a reason.
+    tables
+        .delete("doomed", &Default::default())
+        .await
+        .expect("delete table");
+    wait_for(
+        "deletion refused while the job runs",
+        Duration::from_secs(20),
+        || async {
+            let t = get(&tables, "doomed").await;
+            let c = &t["status"]["conditions"][0];
+            if t["status"]["phase"] == "Deleting"
+                && c["reason"] == "InUse"
+                && c["message"].as_str().unwrap_or_default().contains("loader")
+            {
+                Ok(())
+            } else {
+                Err(format!("{}", t["status"]))
+            }
+        },
+    )
+    .await;
+
+    // Once the job is stopped the table goes, and with deletionPolicy Delete its files too.
+    set_desired(&env, "loader", "Stopped").await;
+    wait_for("table deleted", Duration::from_secs(30), || async {
+        match tables.get_opt("doomed").await {
+            Ok(None) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    assert!(
+        !dir.join("_delta_log").exists(),
+        "Delta log left in {}",
+        dir.display()
+    );
+}
+
+fn spawn_operator(tb: &Testbed, ns: &str, identity: &str, extra: &[(&str, &str)]) -> LocalProcess {
+    let bin = workspace_binary("routine-load-operator").expect("operator binary");
+    let mut cmd = Command::new(bin);
+    for (k, v) in tb.child_env() {
+        cmd.env(k, v);
+    }
+    cmd.env("POD_NAME", identity)
+        .env("POD_NAMESPACE", ns)
+        .env("ROUTINE_LOAD_WATCH_NAMESPACE", ns)
+        .env("ROUTINE_LOAD_HTTP_ADDR", "127.0.0.1:0");
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    tb.spawn(identity, cmd).expect("start operator")
+}
+
+async fn leader_of(client: &Client, ns: &str) -> Option<String> {
+    let leases: Api<Lease> = Api::namespaced(client.clone(), ns);
+    leases
+        .get_opt("routine-load-operator")
+        .await
+        .ok()
+        .flatten()
+        .and_then(|l| l.spec)
+        .and_then(|s| s.holder_identity)
+}
+
+#[tokio::test]
+async fn operator_leader_failover() {
+    let Some(tb) = testbed_or_skip("operator leader failover") else {
+        return;
+    };
+    tb.apply_crds().expect("apply CRDs");
+    let client = tb.client().await.expect("admin client");
+    let ns = unique_name("e2e-op-ha");
+    tb.ensure_namespace(&client, &ns).await.expect("namespace");
+    let lease = [("ROUTINE_LOAD_LEASE_DURATION_SECONDS", "5")];
+    let mut ops: BTreeMap<String, LocalProcess> = ["op-1", "op-2", "op-3"]
+        .into_iter()
+        .map(|id| (id.to_string(), spawn_operator(&tb, &ns, id, &lease)))
+        .collect();
+    let first = wait_for("a leader", Duration::from_secs(30), || async {
+        leader_of(&client, &ns)
+            .await
+            .filter(|l| !l.is_empty())
+            .ok_or_else(|| "no leader".to_string())
+    })
+    .await;
+
+    let env = Env {
+        tb: tb.clone(),
+        client: client.clone(),
+        ns: ns.clone(),
+        _operator: None,
+        metrics_addr: String::new(),
+    };
+    let topic = unique_name("op-ha");
+    tb.create_topic(&topic, 1).await.expect("topic");
+    let brokers = tb.var("KAFKA_BROKERS").expect("brokers").to_string();
+    let _w = fake_worker(&client, &ns, "worker-a").await;
+    create_table(&env, "ha").await;
+    create_job(&env, "ha-job", "ha", &topic, &brokers, json!({})).await;
+    let jobs = api(&client, &ns, "RoutineLoadJob", "routineloadjobs");
+    wait_state(&jobs, "ha-job", "RUNNING", Duration::from_secs(60)).await;
+    // Only the leader writes: one task, owned by one field manager.
+    assert_eq!(tasks_of(&client, &ns, "ha-job").await.len(), 1);
+
+    // Kill the leader (no release): another replica takes over once the lease expires and keeps
+    // reconciling (a pause is applied).
+    ops.get_mut(&first)
+        .expect("leader")
+        .kill()
+        .expect("kill leader");
+    let started = Instant::now();
+    let next = wait_for("a new leader", Duration::from_secs(30), || async {
+        match leader_of(&client, &ns).await {
+            Some(l) if !l.is_empty() && l != first => Ok(l),
+            l => Err(format!("{l:?}")),
+        }
+    })
+    .await;
+    eprintln!(
+        "{next} took over from killed {first} in {:?}",
+        started.elapsed()
+    );
+    set_desired(&env, "ha-job", "Paused").await;
+    wait_state(&jobs, "ha-job", "PAUSED", Duration::from_secs(30)).await;
+
+    // SIGTERM on the new leader: it exits cleanly and releases the lease, so the last replica
+    // leads well before the lease would have expired.
+    let status = ops
+        .get_mut(&next)
+        .expect("new leader")
+        .stop(Duration::from_secs(20))
+        .expect("stop");
+    assert!(status.success(), "graceful shutdown exit status {status}");
+    let started = Instant::now();
+    wait_for(
+        "the last replica leads",
+        Duration::from_secs(15),
+        || async {
+            match leader_of(&client, &ns).await {
+                Some(l) if !l.is_empty() && l != first && l != next => Ok(()),
+                l => Err(format!("{l:?}")),
+            }
+        },
+    )
+    .await;
+    eprintln!(
+        "last replica took over after graceful stop in {:?}",
+        started.elapsed()
+    );
+    set_desired(&env, "ha-job", "Running").await;
+    wait_state(&jobs, "ha-job", "RUNNING", Duration::from_secs(60)).await;
+}
+
+#[tokio::test]
+async fn operator_picks_up_added_partitions_and_refuses_mismatched_tables() {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions};
+    use rdkafka::client::DefaultClientContext;
+    let Some(env) = setup("operator added partitions").await else {
+        return;
+    };
+    let topic = unique_name("op-grow");
+    env.tb.create_topic(&topic, 2).await.expect("topic");
+    let brokers = env.tb.var("KAFKA_BROKERS").expect("brokers").to_string();
+    let _w = fake_worker(&env.client, &env.ns, "worker-a").await;
+    create_table(&env, "grow").await;
+    create_job(
+        &env,
+        "grow",
+        "grow",
+        &topic,
+        &brokers,
+        json!({ "desiredConcurrentNumber": 1 }),
+    )
+    .await;
+    let jobs = api(&env.client, &env.ns, "RoutineLoadJob", "routineloadjobs");
+    wait_state(&jobs, "grow", "RUNNING", Duration::from_secs(60)).await;
+    let tasks = tasks_of(&env.client, &env.ns, "grow").await;
+    assert_eq!(tasks.len(), 1, "{}", task_summary(&tasks));
+    assert_eq!(tasks[0]["spec"]["partitions"], json!([0, 1]));
+    let epoch = tasks[0]["spec"]["epoch"].as_i64().expect("epoch");
+
+    let admin: AdminClient<DefaultClientContext> = env
+        .tb
+        .kafka_config(routine_load_e2e::kafka::Listener::Plaintext)
+        .expect("kafka config")
+        .create()
+        .expect("admin client");
+    let results = admin
+        .create_partitions(&[NewPartitions::new(&topic, 3)], &AdminOptions::new())
+        .await
+        .expect("CreatePartitions");
+    for r in results {
+        r.expect("partitions added");
+    }
+    let task = wait_for(
+        "the new partition in the task",
+        Duration::from_secs(30),
+        || async {
+            let t = tasks_of(&env.client, &env.ns, "grow").await;
+            match t.first() {
+                Some(t) if t["spec"]["partitions"] == json!([0, 1, 2]) => Ok(t.clone()),
+                _ => Err(task_summary(&t)),
+            }
+        },
+    )
+    .await;
+    assert_eq!(task["spec"]["epoch"].as_i64(), Some(epoch + 1), "{task}");
+    let job = get(&jobs, "grow").await;
+    assert_eq!(job["status"]["currentKafkaPartitions"], json!([0, 1, 2]));
+
+    // A second Table at the same location with another schema is refused, naming the columns.
+    let location =
+        get(&api(&env.client, &env.ns, "Table", "tables"), "grow").await["spec"]["location"]
+            .clone();
+    let tables = api(&env.client, &env.ns, "Table", "tables");
+    let body: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "routineload.io/v1alpha1",
+        "kind": "Table",
+        "metadata": { "name": "other" },
+        "spec": {
+            "columns": [ { "name": "k", "type": "BIGINT" }, { "name": "w", "type": "STRING" } ],
+            "location": location,
+        }
+    }))
+    .expect("table object");
+    tables
+        .create(&PostParams::default(), &body)
+        .await
+        .expect("create table");
+    let t = wait_for(
+        "mismatched table Failed",
+        Duration::from_secs(30),
+        || async {
+            let t = get(&tables, "other").await;
+            if t["status"]["phase"] == "Failed" {
+                Ok(t)
+            } else {
+                Err(format!("{}", t["status"]))
+            }
+        },
+    )
+    .await;
+    let c = &t["status"]["conditions"][0];
+    assert_eq!(c["reason"], "SchemaMismatch", "{c}");
+    let msg = c["message"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains("'k'") && msg.contains("'w'") && msg.contains("'v'"),
+        "{msg}"
+    );
+}
+
+/// A TCP proxy to `target` on `listener`, forwarding every connection until the test ends.
+fn tcp_proxy(listener: tokio::net::TcpListener, target: String) {
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            let target = target.clone();
+            tokio::spawn(async move {
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+}
+
+#[tokio::test]
+async fn operator_resumes_a_job_when_its_brokers_come_back() {
+    let Some(env) = setup("operator broker outage").await else {
+        return;
+    };
+    let topic = unique_name("op-outage");
+    env.tb.create_topic(&topic, 1).await.expect("topic");
+    let brokers = env.tb.var("KAFKA_BROKERS").expect("brokers").to_string();
+    let _w = fake_worker(&env.client, &env.ns, "worker-a").await;
+    create_table(&env, "t").await;
+    let tables = api(&env.client, &env.ns, "Table", "tables");
+    wait_for("table Ready", Duration::from_secs(60), || async {
+        let t = get(&tables, "t").await;
+        if t["status"]["phase"] == "Ready" {
+            Ok(())
+        } else {
+            Err(format!("{}", t["status"]))
+        }
+    })
+    .await;
+    // The job's broker list is a port nothing listens on yet.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
+        l.local_addr().expect("addr").port()
+    };
+    let proxy_addr = format!("127.0.0.1:{port}");
+    create_job(&env, "outage", "t", &topic, &proxy_addr, json!({})).await;
+    let jobs = api(&env.client, &env.ns, "RoutineLoadJob", "routineloadjobs");
+    let job = wait_state(&jobs, "outage", "PAUSED", Duration::from_secs(60)).await;
+    assert_eq!(
+        job["status"]["conditions"][0]["reason"], "KafkaUnavailable",
+        "{}",
+        job["status"]
+    );
+
+    // The brokers come back (a proxy to the real broker on that port): the job resumes by itself,
+    // through NEED_SCHEDULE, with an Event for the pause and the resume.
+    let listener = tokio::net::TcpListener::bind(&proxy_addr)
+        .await
+        .expect("bind proxy");
+    tcp_proxy(listener, brokers);
+    let started = Instant::now();
+    wait_state(&jobs, "outage", "RUNNING", Duration::from_secs(90)).await;
+    eprintln!(
+        "resumed {:?} after the brokers came back",
+        started.elapsed()
+    );
+    let events = events_for(&env.client, &env.ns, "outage").await;
+    assert!(
+        events
+            .iter()
+            .any(|(r, m)| r == "KafkaUnavailable" && m.contains("-> PAUSED")),
+        "{events:?}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|(_, m)| m.contains("PAUSED -> NEED_SCHEDULE")),
+        "{events:?}"
+    );
 }

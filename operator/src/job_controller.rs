@@ -22,7 +22,9 @@ use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use routine_load_api::job::{DesiredState, JobState, RoutineLoadJobStatus};
-use routine_load_api::names::{JOB_LABEL, OPERATOR_FIELD_MANAGER, WORKER_LABEL};
+use routine_load_api::names::{
+    JOB_LABEL, OPERATOR_FIELD_MANAGER, WORKER_FIELD_MANAGER, WORKER_LABEL,
+};
 use routine_load_api::table::TablePhase;
 use routine_load_api::{LoadPlan, RoutineLoadJob, RoutineLoadTask, RoutineLoadTaskSpec, Table};
 use serde_json::json;
@@ -174,6 +176,22 @@ pub async fn run(
     let tables: Api<Table> = ctx.config.api(&ctx.client);
     let controller = Controller::new(jobs, watcher::Config::default());
     let store = controller.store();
+    // Deleted jobs are not reconciled again: forget them from time to time.
+    let pruner = {
+        let (store, ctx) = (store.clone(), ctx.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                let uids: std::collections::HashSet<String> =
+                    store.state().iter().filter_map(|j| j.uid()).collect();
+                ctx.metrics.retain_jobs(&uids);
+                ctx.memory
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .retain(|uid, _| uids.contains(uid));
+            }
+        })
+    };
     controller
         // A Table that appears, becomes ready or changes re-plans the jobs that load into it.
         .watches(tables, watcher::Config::default(), move |table: Table| {
@@ -194,6 +212,7 @@ pub async fn run(
             }
         })
         .await;
+    pruner.abort();
 }
 
 fn error_policy(job: Arc<RoutineLoadJob>, error: &Error, ctx: Arc<Context>) -> Action {
@@ -327,7 +346,7 @@ async fn reconcile_job(job: &RoutineLoadJob, ctx: &Context) -> Result<Action, Er
             let (state, cause) = job_state::running_state(status.state, live.len());
             let reason = match cause {
                 Cause::NoLiveWorker => Some(format!(
-                    "no live worker: no fresh worker Lease (label {WORKER_LABEL}) in namespace {ns}"
+                    "no live worker: no fresh worker Lease in namespace {ns}"
                 )),
                 _ => None,
             };
@@ -467,7 +486,11 @@ async fn check_table_and_plan(
             .map(|c| format!(": {}", c.message))
             .unwrap_or_default();
         return Ok(Some(Blocker {
-            cause: Cause::TableNotReady,
+            cause: if phase == Some(TablePhase::Failed) {
+                Cause::TableNotReady
+            } else {
+                Cause::TablePending
+            },
             message: format!(
                 "table '{table_name}' is not ready (phase {}){detail}",
                 phase
@@ -603,7 +626,7 @@ async fn live_workers(
 ) -> Result<(Vec<WorkerState>, BTreeMap<String, usize>), Error> {
     let leases: Api<Lease> = Api::namespaced(ctx.client.clone(), ns);
     let list = leases
-        .list(&ListParams::default().labels(WORKER_LABEL))
+        .list(&ListParams::default())
         .await
         .map_err(Error::ListLeases)?;
     let now_ms = Timestamp::now().as_millisecond();
@@ -620,7 +643,16 @@ async fn live_workers(
     Ok((workers, load))
 }
 
-/// Pure: worker liveness from Leases labelled with the worker label. The worker's name is the
+/// Pure: whether a Lease is a worker's heartbeat: labelled with the worker label, or written by
+/// the workers' field manager (the worker applies its Lease named after its pod).
+pub fn is_worker_lease(l: &Lease) -> bool {
+    l.labels().contains_key(WORKER_LABEL)
+        || l.managed_fields()
+            .iter()
+            .any(|m| m.manager.as_deref() == Some(WORKER_FIELD_MANAGER))
+}
+
+/// Pure: worker liveness from worker Leases (`is_worker_lease`). The worker's name is the worker
 /// label's value (falling back to the holder identity, then the Lease name); a Lease is fresh if
 /// renewed within its duration.
 pub fn worker_states(
@@ -630,6 +662,7 @@ pub fn worker_states(
 ) -> Vec<WorkerState> {
     let mut out: Vec<WorkerState> = leases
         .iter()
+        .filter(|l| is_worker_lease(l))
         .map(|l| {
             let name = l
                 .labels()
@@ -1051,7 +1084,7 @@ async fn publish_state_event(
 mod tests {
     use super::*;
     use k8s_openapi::api::coordination::v1::LeaseSpec;
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, MicroTime};
 
     fn lease(
         name: &str,
@@ -1080,8 +1113,17 @@ mod tests {
             lease("worker-a", Some("worker-a"), Some(now - 1_000), None),
             lease("lease-b", Some("worker-b"), Some(now - 16_000), None),
             lease("worker-c", Some(""), Some(now - 16_000), Some(30)),
-            lease("worker-d", None, None, None),
+            lease("worker-d", Some("worker-d"), None, None),
+            // Not a worker's: the operator's leader Lease.
+            lease("routine-load-operator", None, Some(now), None),
         ];
+        // A worker that applies its Lease with the worker field manager, unlabelled.
+        let mut e = lease("worker-e", None, Some(now), None);
+        e.metadata.managed_fields = Some(vec![ManagedFieldsEntry {
+            manager: Some(WORKER_FIELD_MANAGER.into()),
+            ..Default::default()
+        }]);
+        let leases = [leases, vec![e]].concat();
         let got: Vec<(String, bool)> = worker_states(&leases, now, Duration::from_secs(15))
             .into_iter()
             .map(|w| (w.name, w.live))
@@ -1093,6 +1135,7 @@ mod tests {
                 ("worker-b".into(), false),
                 ("worker-c".into(), true),
                 ("worker-d".into(), false),
+                ("worker-e".into(), true),
             ]
         );
     }

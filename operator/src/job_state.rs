@@ -20,8 +20,10 @@ pub enum Cause {
     ErrorWindowExceeded,
     /// The job's table does not exist.
     TableNotFound,
-    /// The table exists but its Delta table is not ready.
+    /// The table exists but failed (its Delta table can't be created or adopted).
     TableNotReady,
+    /// The table is still being set up: the job waits in NEED_SCHEDULE, not paused.
+    TablePending,
     /// The load plan does not validate against the table (bad column mapping or expression).
     InvalidPlan,
     /// Kafka metadata could not be read (brokers unreachable, topic missing).
@@ -43,6 +45,7 @@ impl Cause {
             Cause::ErrorWindowExceeded => "ErrorWindowExceeded",
             Cause::TableNotFound => "TableNotFound",
             Cause::TableNotReady => "TableNotReady",
+            Cause::TablePending => "TablePending",
             Cause::InvalidPlan => "InvalidPlan",
             Cause::KafkaUnavailable => "KafkaUnavailable",
             Cause::Scheduling => "Scheduling",
@@ -58,6 +61,7 @@ impl Cause {
             Cause::ErrorWindowExceeded,
             Cause::TableNotFound,
             Cause::TableNotReady,
+            Cause::TablePending,
             Cause::InvalidPlan,
             Cause::KafkaUnavailable,
             Cause::Scheduling,
@@ -74,6 +78,7 @@ impl Cause {
             self,
             Cause::TableNotFound
                 | Cause::TableNotReady
+                | Cause::TablePending
                 | Cause::InvalidPlan
                 | Cause::KafkaUnavailable
         )
@@ -153,8 +158,14 @@ pub fn decide(f: &Facts) -> Intent {
         }
     }
     if let Some(b) = &f.blocker {
+        // A table still being created is not a failure: wait for it unpaused.
+        let state = if b.cause == Cause::TablePending {
+            JobState::NeedSchedule
+        } else {
+            JobState::Paused
+        };
         return Intent::Halt {
-            state: JobState::Paused,
+            state,
             cause: b.cause,
             reason: b.message.clone(),
         };
@@ -459,6 +470,17 @@ mod tests {
                 "table back resumes",
                 facts(D::Running, Some(S::Paused), Some(Cause::TableNotFound)),
                 run,
+            ),
+            (
+                "table being created waits unpaused",
+                Facts {
+                    blocker: Some(Blocker {
+                        cause: Cause::TablePending,
+                        message: "pending".into(),
+                    }),
+                    ..facts(D::Running, None, None)
+                },
+                halt(S::NeedSchedule, Cause::TablePending),
             ),
             (
                 "error window pauses",

@@ -10,7 +10,7 @@
 //! - `ROUTINE_LOAD_MAX_TASKS_PER_JOB` (default 5), `ROUTINE_LOAD_MAX_TASKS_PER_WORKER` (default 16).
 //! - `ROUTINE_LOAD_WORKER_LEASE_SECONDS`: worker lease duration when a Lease doesn't say (default 15).
 //! - `ROUTINE_LOAD_WATCH_NAMESPACE`: reconcile only this namespace (default: all namespaces).
-//! - `RUST_LOG`: log filter (default `info`).
+//! - `RUST_LOG`: log filter (default `info,buoyant_kernel=off`).
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -53,7 +53,8 @@ async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                // delta-kernel logs ERROR for every probe of a not-yet-created table.
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,buoyant_kernel=off")),
         )
         .init();
     match run().await {

@@ -104,6 +104,22 @@ impl Metrics {
         }
     }
 
+    /// Forget jobs that no longer exist (deleted jobs are never reconciled again).
+    pub fn retain_jobs(&self, uids: &std::collections::HashSet<String>) {
+        let states: Vec<(String, JobState)> = {
+            let mut states = self.job_states.lock().unwrap_or_else(|e| e.into_inner());
+            states.retain(|uid, _| uids.contains(uid));
+            states.iter().map(|(u, s)| (u.clone(), *s)).collect()
+        };
+        if let Some((uid, state)) = states.first() {
+            self.set_job_state(uid, Some(*state));
+        } else {
+            for s in ALL_STATES {
+                self.jobs.with_label_values(&[s.as_str()]).set(0);
+            }
+        }
+    }
+
     /// The text exposition format.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();

@@ -284,6 +284,14 @@ async fn delete_data(table: &Table, ctx: &Context, ns: &str) -> Result<(), Error
     for r in store.delete_stream(locations).collect::<Vec<_>>().await {
         r.map_err(|e| Error::DeleteData(e.to_string()))?;
     }
+    // A local object store leaves the emptied directories behind.
+    if let Some(path) = location.strip_prefix("file://") {
+        match tokio::fs::remove_dir_all(path).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::DeleteData(format!("removing {path}: {e}"))),
+        }
+    }
     Ok(())
 }
 

@@ -1,9 +1,293 @@
-//! Worker entry point. Task execution against Kafka and Delta is tracked in the worker issue; this
-//! binary currently exposes the engine through the library only.
+//! The routine-load worker (StarRocks BE): runs the `RoutineLoadTask`s assigned to its pod.
+//!
+//! Configuration (environment):
+//! - `POD_NAME` (required): the worker's name; tasks labelled `routineload.io/worker=<POD_NAME>`
+//!   (and whose `spec.worker` is that name) are run here, and the heartbeat Lease has this name.
+//! - `POD_NAMESPACE`: namespace to watch for tasks and to hold the Lease; unset = all namespaces
+//!   (the Lease then goes to `ROUTINE_LOAD_LEASE_NAMESPACE`, default `default`).
+//! - `ROUTINE_LOAD_HTTP_ADDR`: address of `/metrics`, `/healthz`, `/readyz` and
+//!   `/api/_load_error_log` (default `0.0.0.0:8040`).
+//! - `ROUTINE_LOAD_ADVERTISE_URL`: base URL of this worker's HTTP server in error log URLs
+//!   (default `http://$POD_IP:<port>`, or the pod name).
+//! - `ROUTINE_LOAD_ERROR_LOG_DIR`: directory of the error logs (default `/tmp/routine-load/error_log`).
+//! - `ROUTINE_LOAD_BATCH_INTERVAL_MS`: override of the jobs' maxBatchInterval (tests, demos).
+//! - `ROUTINE_LOAD_MAX_BATCH_ROWS`: override of the jobs' maxBatchRows (tests, demos).
+//! - `KUBECONFIG` or the in-cluster service account: the API server.
 
-fn main() {
-    eprintln!(
-        "routine-load-worker: the task runner is not built yet; the load engine is in the library"
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use axum::Router;
+use axum::http::{StatusCode, Uri};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use futures::StreamExt;
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::{WatchStreamExt, reflector, watcher};
+use kube::{Api, Client, ResourceExt};
+use routine_load_api::RoutineLoadTask;
+use routine_load_api::names::{WORKER_FIELD_MANAGER, WORKER_LABEL};
+use routine_load_worker::metrics::Metrics;
+use routine_load_worker::task_runner::{Assignment, WorkerContext, run_task};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+struct Running {
+    epoch: i64,
+    stop: watch::Sender<bool>,
+    handle: JoinHandle<()>,
+}
+
+fn main() -> Result<()> {
+    // Before any TLS client exists: kube and deltalake both use rustls (NOTES-deps.md).
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run())
+}
+
+async fn run() -> Result<()> {
+    let pod_name = std::env::var("POD_NAME").context("POD_NAME must be set")?;
+    let namespace = std::env::var("POD_NAMESPACE").ok().filter(|s| !s.is_empty());
+    let http_addr =
+        std::env::var("ROUTINE_LOAD_HTTP_ADDR").unwrap_or_else(|_| "0.0.0.0:8040".into());
+    let port = http_addr.rsplit(':').next().unwrap_or("8040").to_string();
+    let advertise = std::env::var("ROUTINE_LOAD_ADVERTISE_URL").unwrap_or_else(|_| {
+        let host = std::env::var("POD_IP").unwrap_or_else(|_| pod_name.clone());
+        format!("http://{host}:{port}")
+    });
+    let error_log_dir = PathBuf::from(
+        std::env::var("ROUTINE_LOAD_ERROR_LOG_DIR")
+            .unwrap_or_else(|_| "/tmp/routine-load/error_log".into()),
     );
-    std::process::exit(2);
+    std::fs::create_dir_all(&error_log_dir)
+        .with_context(|| format!("creating {}", error_log_dir.display()))?;
+    let batch_interval_override = std::env::var("ROUTINE_LOAD_BATCH_INTERVAL_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(Duration::from_millis);
+
+    let client = Client::try_default().await.context("connecting to the API server")?;
+    let metrics = Arc::new(Metrics::new());
+    let ready = Arc::new(AtomicBool::new(false));
+
+    let listener = tokio::net::TcpListener::bind(&http_addr)
+        .await
+        .with_context(|| format!("binding {http_addr}"))?;
+    tracing::info!(%http_addr, pod = %pod_name, "worker starting");
+    let app = router(metrics.clone(), ready.clone(), error_log_dir.clone());
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+    });
+
+    let lease_ns = namespace.clone().unwrap_or_else(|| {
+        std::env::var("ROUTINE_LOAD_LEASE_NAMESPACE").unwrap_or_else(|_| "default".into())
+    });
+    tokio::spawn(renew_lease(client.clone(), lease_ns, pod_name.clone()));
+
+    let ctx = WorkerContext {
+        client: client.clone(),
+        pod_name: pod_name.clone(),
+        error_log_dir,
+        error_log_base_url: advertise,
+        metrics: metrics.clone(),
+        batch_interval_override,
+        batch_rows_override: std::env::var("ROUTINE_LOAD_MAX_BATCH_ROWS")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .filter(|n| *n > 0),
+    };
+
+    let api: Api<RoutineLoadTask> = match &namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let (store, writer) = reflector::store();
+    let cfg = watcher::Config::default().labels(&format!("{WORKER_LABEL}={pod_name}"));
+    let mut events = Box::pin(
+        reflector(writer, watcher(api, cfg))
+            .default_backoff()
+            .touched_objects(),
+    );
+    let mut running: HashMap<(String, String), Running> = HashMap::new();
+    let mut tick = tokio::time::interval(Duration::from_secs(3));
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    loop {
+        tokio::select! {
+            ev = events.next() => match ev {
+                Some(Ok(_)) => {}
+                Some(Err(e)) => { tracing::warn!(error = %e, "task watch"); continue; }
+                None => break,
+            },
+            _ = tick.tick() => {}
+            _ = sigterm.recv() => { tracing::info!("SIGTERM: stopping task loops"); break; }
+            _ = tokio::signal::ctrl_c() => { tracing::info!("interrupt: stopping task loops"); break; }
+        }
+        // Ready once the watcher has listed the tasks (without blocking the event loop).
+        if !ready.load(Ordering::Relaxed)
+            && matches!(
+                tokio::time::timeout(Duration::ZERO, store.wait_until_ready()).await,
+                Ok(Ok(()))
+            )
+        {
+            ready.store(true, Ordering::Relaxed);
+        } else if !ready.load(Ordering::Relaxed) {
+            continue;
+        }
+        // Desired assignments: tasks for this pod, not being deleted.
+        let mut desired: HashMap<(String, String), i64> = HashMap::new();
+        for t in store.state() {
+            if t.spec.worker == pod_name && t.metadata.deletion_timestamp.is_none() {
+                desired.insert((t.namespace().unwrap_or_default(), t.name_any()), t.spec.epoch);
+            }
+        }
+        running.retain(|key, r| {
+            let keep = desired.get(key) == Some(&r.epoch) && !r.handle.is_finished();
+            if !keep {
+                let _ = r.stop.send(true);
+                tracing::info!(task = %key.1, epoch = r.epoch, "stopping task loop");
+            }
+            keep
+        });
+        for (key, epoch) in desired {
+            if running.contains_key(&key) {
+                continue;
+            }
+            tracing::info!(namespace = %key.0, task = %key.1, epoch, "starting task loop");
+            let (tx, rx) = watch::channel(false);
+            let a = Assignment {
+                namespace: key.0.clone(),
+                name: key.1.clone(),
+                epoch,
+            };
+            let ctx = ctx.clone();
+            let gauge = metrics.tasks.with_label_values(&[&key.0]);
+            let handle = tokio::spawn(async move {
+                gauge.inc();
+                if let Err(e) = run_task(ctx, a.clone(), rx).await {
+                    tracing::warn!(task = %a.name, error = format!("{e:#}"), "task loop ended");
+                    // Back off before the next reconcile restarts it.
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                }
+                gauge.dec();
+            });
+            running.insert(key, Running { epoch, stop: tx, handle });
+        }
+    }
+
+    // Shutdown: stop every loop (the batch in flight is abandoned or already committed).
+    ready.store(false, Ordering::Relaxed);
+    for r in running.values() {
+        let _ = r.stop.send(true);
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(25);
+    for (_, r) in running {
+        let _ = tokio::time::timeout_at(deadline, r.handle).await;
+    }
+    tracing::info!("worker stopped");
+    Ok(())
+}
+
+fn router(metrics: Arc<Metrics>, ready: Arc<AtomicBool>, log_dir: PathBuf) -> Router {
+    Router::new()
+        .route("/metrics", get(move || async move { metrics.render() }))
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(move || async move {
+                if ready.load(Ordering::Relaxed) {
+                    (StatusCode::OK, "ok")
+                } else {
+                    (StatusCode::SERVICE_UNAVAILABLE, "not ready")
+                }
+            }),
+        )
+        .route(
+            "/api/_load_error_log",
+            get(move |uri: Uri| {
+                let dir = log_dir.clone();
+                async move { error_log(&dir, &uri).await }
+            }),
+        )
+}
+
+/// Serves one error log file; only plain file names inside the error-log directory.
+async fn error_log(dir: &std::path::Path, uri: &Uri) -> axum::response::Response {
+    let file = uri
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("file="))
+        .unwrap_or("");
+    if !safe_file_name(file) {
+        return (StatusCode::BAD_REQUEST, "invalid file name\n").into_response();
+    }
+    match tokio::fs::read(dir.join(file)).await {
+        Ok(body) => (StatusCode::OK, body).into_response(),
+        Err(_) => (StatusCode::NOT_FOUND, "no such error log\n").into_response(),
+    }
+}
+
+fn safe_file_name(f: &str) -> bool {
+    !f.is_empty()
+        && f.len() <= 255
+        && !f.starts_with('.')
+        && f.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+async fn renew_lease(client: Client, ns: String, name: String) {
+    let api: Api<Lease> = Api::namespaced(client, &ns);
+    let pp = PatchParams::apply(WORKER_FIELD_MANAGER).force();
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+        let lease = Lease {
+            metadata: kube::api::ObjectMeta {
+                name: Some(name.clone()),
+                namespace: Some(ns.clone()),
+                ..Default::default()
+            },
+            spec: Some(LeaseSpec {
+                holder_identity: Some(name.clone()),
+                lease_duration_seconds: Some(20),
+                renew_time: Some(MicroTime(k8s_openapi::jiff::Timestamp::now())),
+                ..Default::default()
+            }),
+        };
+        let mut v = serde_json::to_value(&lease).unwrap_or_default();
+        v["apiVersion"] = "coordination.k8s.io/v1".into();
+        v["kind"] = "Lease".into();
+        if let Err(e) = api.patch(&name, &pp, &Patch::Apply(&v)).await {
+            tracing::warn!(error = %e, "renewing the heartbeat Lease");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_file_name;
+
+    #[test]
+    fn error_log_names_are_path_traversal_safe() {
+        assert!(safe_file_name("error_log_ns_task-1.log"));
+        for bad in ["", "../etc/passwd", "a/b", "..", ".hidden", "a%2Fb", "/etc/passwd"] {
+            assert!(!safe_file_name(bad), "{bad}");
+        }
+    }
 }

@@ -43,6 +43,8 @@ pub struct WorkerContext {
     pub metrics: Arc<Metrics>,
     /// Override of the job's maxBatchInterval (tests).
     pub batch_interval_override: Option<Duration>,
+    /// Override of the job's maxBatchRows (tests: many small batches).
+    pub batch_rows_override: Option<usize>,
 }
 
 /// Identifies one assignment.
@@ -99,6 +101,14 @@ pub async fn run_task(ctx: WorkerContext, a: Assignment, mut stop: watch::Receiv
     };
     let storage_options =
         routine_load_api::delta_table::storage_options(&table.spec.location, &storage_secret);
+    // Adopt the table (checking its schema still matches the Table), creating it if missing.
+    routine_load_api::delta_table::create_or_adopt(
+        &table.spec.location,
+        &table.spec,
+        storage_options.clone(),
+    )
+    .await
+    .context("checking the Delta table")?;
     let partitions = task.spec.partitions.clone();
     let mut sink = DeltaSink::open(
         &table.spec.location,
@@ -133,7 +143,9 @@ pub async fn run_task(ctx: WorkerContext, a: Assignment, mut stop: watch::Receiv
     let interval = ctx
         .batch_interval_override
         .unwrap_or(Duration::from_secs(job.spec.max_batch_interval.max(1) as u64));
-    let max_rows = job.spec.max_batch_rows.max(1) as usize;
+    let max_rows = ctx
+        .batch_rows_override
+        .unwrap_or(job.spec.max_batch_rows.max(1) as usize);
     let max_bytes = job.spec.max_batch_size.max(1) as usize;
     let window_size = (ERROR_WINDOW_FACTOR * job.spec.max_batch_rows).max(1) as u64;
 
