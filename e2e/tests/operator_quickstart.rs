@@ -46,6 +46,49 @@ async fn get(api: &Api<DynamicObject>, name: &str) -> Value {
     serde_json::to_value(api.get(name).await.expect("get")).expect("json")
 }
 
+/// Waits until the job is RUNNING with `rows` loaded and no lag.
+async fn wait_loaded(jobs: &Api<DynamicObject>, rows: i64) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let s = get(jobs, "quick").await["status"].clone();
+        if s["state"] == "RUNNING" && s["statistic"]["loadedRows"] == rows && s["totalLag"] == 0 {
+            return s;
+        }
+        if Instant::now() > deadline {
+            panic!("job did not load {rows} rows within 120 s; status: {s}");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+async fn produce(tb: &Testbed, topic: &str, from: i64, to: i64) -> i64 {
+    let mut n = 0;
+    for p in 0..2 {
+        let lines: Vec<String> = (from..to)
+            .map(|i| format!("{},row-{p}-{i}", i64::from(p) * 1000 + i))
+            .collect();
+        let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+        tb.produce_lines(Listener::Plaintext, topic, p, &refs)
+            .await
+            .expect("produce");
+        n += refs.len() as i64;
+    }
+    n
+}
+
+fn assert_exactly_once(tb: &Testbed, location: &str, rows: i64) {
+    let snapshot = tb.read_delta(location, None).expect("read Delta table");
+    assert_eq!(snapshot.rows.len() as i64, rows, "rows in the Delta table");
+    let mut keys: Vec<i64> = snapshot
+        .column("k")
+        .iter()
+        .filter_map(Value::as_i64)
+        .collect();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len() as i64, rows, "every row exactly once");
+}
+
 #[tokio::test]
 async fn operator_and_worker_load_a_topic_end_to_end() {
     let Some(tb) = testbed_or_skip("operator + worker quick start") else {
@@ -57,17 +100,7 @@ async fn operator_and_worker_load_a_topic_end_to_end() {
     tb.ensure_namespace(&client, &ns).await.expect("namespace");
     let topic = unique_name("quick");
     tb.create_topic(&topic, 2).await.expect("topic");
-    let mut produced = 0;
-    for p in 0..2 {
-        let lines: Vec<String> = (0..25)
-            .map(|i| format!("{},row-{p}-{i}", p * 100 + i))
-            .collect();
-        let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
-        tb.produce_lines(Listener::Plaintext, &topic, p, &refs)
-            .await
-            .expect("produce");
-        produced += refs.len() as i64;
-    }
+    let mut produced = produce(&tb, &topic, 0, 25).await;
 
     let _operator = spawn(
         &tb,
@@ -77,16 +110,16 @@ async fn operator_and_worker_load_a_topic_end_to_end() {
         &[("ROUTINE_LOAD_WATCH_NAMESPACE", ns.clone())],
     );
     let errlog = std::env::temp_dir().join(unique_name("quick-errlog"));
-    let _worker = spawn(
-        &tb,
-        &ns,
-        "routine-load-worker",
-        "worker-0",
-        &[
-            ("ROUTINE_LOAD_BATCH_INTERVAL_MS", "1000".into()),
-            ("ROUTINE_LOAD_ERROR_LOG_DIR", errlog.display().to_string()),
-        ],
-    );
+    let mut workers: Vec<LocalProcess> = ["worker-0", "worker-1"]
+        .into_iter()
+        .map(|w| {
+            let env = [
+                ("ROUTINE_LOAD_BATCH_INTERVAL_MS", "1000".to_string()),
+                ("ROUTINE_LOAD_ERROR_LOG_DIR", errlog.display().to_string()),
+            ];
+            spawn(&tb, &ns, "routine-load-worker", w, &env)
+        })
+        .collect();
 
     let dir = std::env::temp_dir().join(unique_name("quick-table"));
     let location = format!("file://{}", dir.display());
@@ -106,7 +139,7 @@ async fn operator_and_worker_load_a_topic_end_to_end() {
         "apiVersion": "routineload.io/v1alpha1", "kind": "RoutineLoadJob", "metadata": { "name": "quick" },
         "spec": {
             "table": "quick", "columnSeparator": ",", "columns": ["k", "v"],
-            "desiredConcurrentNumber": 1,
+            "desiredConcurrentNumber": 2,
             "kafka": { "brokerList": tb.var("KAFKA_BROKERS").expect("brokers"), "topic": topic,
                        "defaultOffset": "OFFSET_BEGINNING" },
         },
@@ -116,37 +149,20 @@ async fn operator_and_worker_load_a_topic_end_to_end() {
         .await
         .expect("create job");
 
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let status = loop {
-        let j = get(&jobs, "quick").await;
-        let s = j["status"].clone();
-        if s["state"] == "RUNNING" && s["statistic"]["loadedRows"] == produced && s["totalLag"] == 0
-        {
-            break s;
-        }
-        if Instant::now() > deadline {
-            panic!("job did not load {produced} rows within 120 s; status: {s}");
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    let status = wait_loaded(&jobs, produced).await;
     eprintln!("job status: {status}");
     assert_eq!(status["statistic"]["errorRows"], 0, "{status}");
-    assert_eq!(status["currentTaskNum"], 1, "{status}");
-    let progress = status["progress"].as_object().expect("progress");
-    assert_eq!(progress.len(), 2, "{status}");
+    assert_eq!(status["currentTaskNum"], 2, "{status}");
+    // Progress is the next offset to consume per partition (the Delta transaction version).
+    assert_eq!(status["progress"], json!({ "0": 25, "1": 25 }), "{status}");
+    assert_exactly_once(&tb, &location, produced);
 
-    let snapshot = tb.read_delta(&location, None).expect("read Delta table");
-    assert_eq!(
-        snapshot.rows.len() as i64,
-        produced,
-        "rows in the Delta table"
-    );
-    let mut keys: Vec<i64> = snapshot
-        .column("k")
-        .iter()
-        .filter_map(Value::as_i64)
-        .collect();
-    keys.sort();
-    keys.dedup();
-    assert_eq!(keys.len() as i64, produced, "every row exactly once");
+    // Kill worker-0 (no goodbye): its task moves to worker-1, which loads what is produced next;
+    // the table holds every row exactly once.
+    workers[0].kill().expect("kill worker-0");
+    produced += produce(&tb, &topic, 25, 50).await;
+    let status = wait_loaded(&jobs, produced).await;
+    eprintln!("job status after worker-0 died: {status}");
+    assert_eq!(status["progress"], json!({ "0": 50, "1": 50 }), "{status}");
+    assert_exactly_once(&tb, &location, produced);
 }

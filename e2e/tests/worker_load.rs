@@ -296,8 +296,8 @@ async fn worker_loads_wikipedia_csv_exactly_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worker_kill_9_restarts_exactly_once() {
-    const N: usize = 60_000;
-    const KILLS: usize = 8;
+    const N: usize = 100_000;
+    const KILLS: usize = 10;
     let Some(s) = setup("worker kill -9", N).await else {
         return;
     };
@@ -312,19 +312,31 @@ async fn worker_kill_9_restarts_exactly_once() {
             })
             .unwrap_or(0)
     };
-    let mut w = spawn_worker(&s, 18042, Some(2_000));
+    let mut w = spawn_worker(&s, 18042, Some(1_000));
+    let mut kills = 0;
     for k in 0..KILLS {
         // Wait for progress (a new commit), then kill at a varying point of the next batch.
         let v0 = snapshot_version(&s);
         let t0 = Instant::now();
+        let mut done = false;
         while snapshot_version(&s) <= v0 {
+            if task_status(&s).await["committedOffsets"]["0"].as_i64() == Some(N as i64) {
+                done = true;
+                break;
+            }
             assert!(t0.elapsed() < Duration::from_secs(120), "no commit after kill {k}:\n{}", w.log());
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        tokio::time::sleep(Duration::from_millis(150 * (k as u64 % 4) + 50)).await;
+        if done {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(37 * (k as u64 % 7) + 10)).await;
         w.kill().expect("kill -9");
-        w = spawn_worker(&s, 18042, Some(2_000));
+        kills += 1;
+        w = spawn_worker(&s, 18042, Some(1_000));
     }
+    eprintln!("killed the worker {kills} times mid-load");
+    assert!(kills >= 3, "the load finished before 3 kills; make it longer");
     wait_committed(&s, &mut w, N as i64, Duration::from_secs(300)).await;
     check_table(&s, N);
     let _ = w.stop(Duration::from_secs(20));

@@ -694,7 +694,7 @@ pub struct PlannedTask {
     pub partitions: Vec<i32>,
     pub worker: Option<String>,
     pub epoch: i64,
-    /// Whether the task's previous epoch ended (moved or re-split): its counters are retired.
+    /// Whether the task gets a new epoch (its partitions changed).
     pub new_epoch: bool,
 }
 
@@ -822,7 +822,8 @@ async fn schedule(
         }
         p.worker = a.worker.clone();
     }
-    // Tasks that will no longer exist, and tasks whose epoch ends: retire their counters first.
+    // Tasks that will no longer exist: retire their counters first. (A moved or re-split task
+    // keeps its counters: the worker taking it over continues them.)
     let keep: Vec<&PlannedTask> = planned.iter().filter(|p| p.worker.is_some()).collect();
     let mut retire = Counters::default();
     let mut to_delete = Vec::new();
@@ -833,9 +834,9 @@ async fn schedule(
                 to_delete.push(t);
                 true
             }
-            Some(p) => p.new_epoch,
+            Some(_) => false,
         };
-        if ends && let Some(s) = t.status.as_ref().filter(|s| s.epoch == t.spec.epoch) {
+        if ends && let Some(s) = t.status.as_ref() {
             retire.add(&Counters::of(s));
         }
     }
@@ -861,11 +862,8 @@ async fn schedule(
             job_generation: job.metadata.generation.unwrap_or(0),
         };
         let existing = tasks.iter().find(|t| t.name_any() == p.name);
-        let unchanged = existing.is_some_and(|t| {
-            t.spec.partitions == spec.partitions
-                && t.spec.worker == spec.worker
-                && t.spec.epoch == spec.epoch
-        });
+        // A job spec edit reaches the task through jobGeneration (the worker reloads the plan).
+        let unchanged = existing.is_some_and(|t| t.spec == spec);
         if unchanged {
             result.push(existing.cloned().expect("checked above"));
             continue;
@@ -929,7 +927,7 @@ async fn remove_tasks(
     }
     let mut retire = Counters::default();
     for t in tasks {
-        if let Some(s) = t.status.as_ref().filter(|s| s.epoch == t.spec.epoch) {
+        if let Some(s) = t.status.as_ref() {
             retire.add(&Counters::of(s));
         }
     }

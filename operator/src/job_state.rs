@@ -240,8 +240,9 @@ impl Counters {
     }
 }
 
-/// A task as the fold sees it: its status counts only if it was written for the task's current
-/// epoch (a status from an older epoch was already retired into the base counters).
+/// A task as the fold sees it. Workers keep a task's counters cumulative across epochs (a worker
+/// taking a task over continues from its status), so every task status counts once; only removed
+/// tasks are moved into the base counters.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskReport {
     pub epoch: i64,
@@ -250,7 +251,7 @@ pub struct TaskReport {
 
 impl TaskReport {
     fn current(&self) -> Option<&RoutineLoadTaskStatus> {
-        self.status.as_ref().filter(|s| s.epoch == self.epoch)
+        self.status.as_ref()
     }
 }
 
@@ -573,7 +574,7 @@ mod tests {
     }
 
     #[test]
-    fn fold_sums_current_epochs_and_keeps_base_and_progress() {
+    fn fold_sums_task_counters_and_keeps_base_and_progress() {
         let base = Counters {
             loaded_rows: 100,
             ..Default::default()
@@ -587,7 +588,7 @@ mod tests {
                 epoch: 1,
                 status: Some(status(1, 20, &[("1", 7)], &[("1", 3)])),
             },
-            // Status still from the previous epoch: already retired into base, not counted.
+            // Status still from the previous epoch (the new worker has not reported yet): counts.
             TaskReport {
                 epoch: 2,
                 status: Some(status(1, 1000, &[("2", 1)], &[])),
@@ -600,13 +601,19 @@ mod tests {
         let prev: BTreeMap<String, i64> = [("0".to_string(), 9), ("3".to_string(), 4)].into();
         let mut samples = VecDeque::new();
         let f = fold(&base, &tasks, &prev, &[], &mut samples, 1_000);
-        assert_eq!(f.statistic.loaded_rows, 130);
-        assert_eq!(f.statistic.total_rows, 32);
-        assert_eq!(f.statistic.error_rows, 2);
-        assert_eq!(f.statistic.committed_task_num, 2);
+        assert_eq!(f.statistic.loaded_rows, 1130);
+        assert_eq!(f.statistic.total_rows, 1033);
+        assert_eq!(f.statistic.error_rows, 3);
+        assert_eq!(f.statistic.committed_task_num, 3);
         assert_eq!(
             f.progress,
-            [("0".into(), 9), ("1".into(), 7), ("3".into(), 4)].into()
+            [
+                ("0".into(), 9),
+                ("1".into(), 7),
+                ("2".into(), 1),
+                ("3".into(), 4)
+            ]
+            .into()
         );
         assert_eq!(f.lag, [("0".into(), 2), ("1".into(), 3)].into());
         assert_eq!(f.total_lag, Some(5));

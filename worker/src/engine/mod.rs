@@ -319,7 +319,6 @@ impl LoadEngine {
             .collect();
         let mut where_inputs = columns;
         where_inputs.extend(placeholders);
-        let mut origins = origins;
         if step_errors.count > 0 {
             let keep = step_errors.keep_mask();
             where_inputs = where_inputs
@@ -395,7 +394,7 @@ impl LoadEngine {
                     source,
                 })?;
             let mut outside = RowErrors::new(table_batch.num_rows());
-            for row in 0..table_batch.num_rows() {
+            for (row, origin) in origins.iter().enumerate() {
                 let path =
                     partition_path(plan.partition_columns.iter().zip(&values).map(|(&c, v)| {
                         let v = v
@@ -410,7 +409,7 @@ impl LoadEngine {
                 if !allowed.contains(&path) && outside.mark(row) {
                     errors.push(self.error_for(
                         messages,
-                        origins[row],
+                        *origin,
                         reason::NO_PARTITION.to_string(),
                         None,
                         Some(path),
