@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use deltalake::arrow::datatypes::{DataType as ArrowType, TimeUnit};
 use deltalake::kernel::{DataType as DeltaType, StructField, StructType};
-use url::Url;
 use deltalake::{DeltaTable, DeltaTableError};
+use url::Url;
 
 use crate::table::TableSpec;
 
@@ -38,7 +38,10 @@ pub enum DeltaTableSetupError {
 /// an `http://` `AWS_ENDPOINT_URL` implies `AWS_ALLOW_HTTP=true`, and a missing region defaults
 /// to `us-east-1`. Keys are passed through unchanged otherwise (delta-rs/object_store names,
 /// e.g. `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_ENDPOINT_URL`).
-pub fn storage_options(location: &str, secret: &BTreeMap<String, String>) -> HashMap<String, String> {
+pub fn storage_options(
+    location: &str,
+    secret: &BTreeMap<String, String>,
+) -> HashMap<String, String> {
     let mut opts: HashMap<String, String> =
         secret.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     if location.starts_with("s3://") || location.starts_with("s3a://") {
@@ -59,11 +62,9 @@ pub fn storage_options(location: &str, secret: &BTreeMap<String, String>) -> Has
 
 /// Parses a Table location into the URL delta-rs takes.
 pub fn table_url(location: &str) -> Result<Url, DeltaTableSetupError> {
-    deltalake::ensure_table_uri(location).map_err(|e| {
-        DeltaTableSetupError::Location {
-            location: location.to_string(),
-            reason: e.to_string(),
-        }
+    deltalake::ensure_table_uri(location).map_err(|e| DeltaTableSetupError::Location {
+        location: location.to_string(),
+        reason: e.to_string(),
     })
 }
 
@@ -72,16 +73,15 @@ pub fn table_url(location: &str) -> Result<Url, DeltaTableSetupError> {
 pub fn delta_schema(spec: &TableSpec) -> Result<StructType, DeltaTableSetupError> {
     let mut fields = Vec::with_capacity(spec.columns.len());
     for c in &spec.columns {
-        let ty = c
-            .parsed_type()
-            .map_err(|e| DeltaTableSetupError::Column {
-                column: c.name.clone(),
-                reason: e.to_string(),
-            })?;
-        let delta_ty = delta_type(&ty.arrow_type()).ok_or_else(|| DeltaTableSetupError::Column {
+        let ty = c.parsed_type().map_err(|e| DeltaTableSetupError::Column {
             column: c.name.clone(),
-            reason: format!("type {} has no Delta type", c.column_type),
+            reason: e.to_string(),
         })?;
+        let delta_ty =
+            delta_type(&ty.arrow_type()).ok_or_else(|| DeltaTableSetupError::Column {
+                column: c.name.clone(),
+                reason: format!("type {} has no Delta type", c.column_type),
+            })?;
         fields.push(StructField::new(c.name.clone(), delta_ty, c.nullable));
     }
     StructType::try_new(fields).map_err(|e| DeltaTableSetupError::Column {
@@ -261,10 +261,14 @@ mod tests {
         let s = spec(&location, cols.clone());
         let rt = rt();
         rt.block_on(async {
-            let v = create_or_adopt(&location, &s, HashMap::new()).await.unwrap();
+            let v = create_or_adopt(&location, &s, HashMap::new())
+                .await
+                .unwrap();
             assert_eq!(v, 0);
             // Adopting the same table is fine.
-            let v = create_or_adopt(&location, &s, HashMap::new()).await.unwrap();
+            let v = create_or_adopt(&location, &s, HashMap::new())
+                .await
+                .unwrap();
             assert_eq!(v, 0);
             let t = open(&location, HashMap::new()).await.unwrap();
             assert_eq!(t.version(), Some(0u64));
@@ -285,7 +289,10 @@ mod tests {
     #[test]
     fn s3_options_allow_http_endpoints() {
         let mut secret = BTreeMap::new();
-        secret.insert("AWS_ENDPOINT_URL".to_string(), "http://127.0.0.1:9000".to_string());
+        secret.insert(
+            "AWS_ENDPOINT_URL".to_string(),
+            "http://127.0.0.1:9000".to_string(),
+        );
         let o = storage_options("s3://b/t", &secret);
         assert_eq!(o.get("AWS_ALLOW_HTTP").map(String::as_str), Some("true"));
         assert_eq!(o.get("AWS_REGION").map(String::as_str), Some("us-east-1"));

@@ -27,7 +27,12 @@ fn ar(kind: &str, plural: &str) -> ApiResource {
 /// The Wikipedia row for message `i`; every 100th message is bad (an INT column holds text).
 /// `user` carries `i` so the reader can check every offset exactly once.
 fn row(i: usize) -> String {
-    let channels = ["#en.wikipedia", "#ca.wikipedia", "#de.wikipedia", "#fr.wikipedia"];
+    let channels = [
+        "#en.wikipedia",
+        "#ca.wikipedia",
+        "#de.wikipedia",
+        "#fr.wikipedia",
+    ];
     let time = format!(
         "2015-09-12 {:02}:{:02}:{:02}",
         (i / 3600) % 24,
@@ -43,8 +48,8 @@ fn row(i: usize) -> String {
         "{time},{},User{i},{},{},0,{},1,{delta},{},{}",
         channels[i % 4],
         i % 2,
-        (i % 3 == 0) as u8,
-        (i % 7 == 0) as u8,
+        i.is_multiple_of(3) as u8,
+        i.is_multiple_of(7) as u8,
         i % 300,
         i % 50
     )
@@ -67,7 +72,9 @@ struct Setup {
 
 async fn setup(name: &str, messages: usize) -> Option<Setup> {
     let tb = testbed_or_skip(name)?;
-    let client = client_from_kubeconfig(&tb.kubeconfig()).await.expect("client");
+    let client = client_from_kubeconfig(&tb.kubeconfig())
+        .await
+        .expect("client");
     tb.apply_crds().expect("apply CRDs");
     let ns = unique_name("e2e-worker");
     tb.ensure_namespace(&client, &ns).await.expect("namespace");
@@ -81,7 +88,8 @@ async fn setup(name: &str, messages: usize) -> Option<Setup> {
     let worker = unique_name("worker");
 
     let pp = PostParams::default();
-    let tables: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &ar("Table", "tables"));
+    let tables: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), &ns, &ar("Table", "tables"));
     let table: DynamicObject = serde_json::from_value(json!({
         "apiVersion": "routineload.io/v1alpha1", "kind": "Table",
         "metadata": {"name": "routine-wiki-edit"},
@@ -105,8 +113,11 @@ async fn setup(name: &str, messages: usize) -> Option<Setup> {
     .unwrap();
     tables.create(&pp, &table).await.expect("create Table");
 
-    let jobs: Api<DynamicObject> =
-        Api::namespaced_with(client.clone(), &ns, &ar("RoutineLoadJob", "routineloadjobs"));
+    let jobs: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        &ns,
+        &ar("RoutineLoadJob", "routineloadjobs"),
+    );
     let job: DynamicObject = serde_json::from_value(json!({
         "apiVersion": "routineload.io/v1alpha1", "kind": "RoutineLoadJob",
         "metadata": {"name": "routine-load-wikipedia"},
@@ -129,8 +140,11 @@ async fn setup(name: &str, messages: usize) -> Option<Setup> {
     let job = jobs.create(&pp, &job).await.expect("create RoutineLoadJob");
     let job_uid = job.metadata.uid.clone().expect("job uid");
 
-    let tasks: Api<DynamicObject> =
-        Api::namespaced_with(client.clone(), &ns, &ar("RoutineLoadTask", "routineloadtasks"));
+    let tasks: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        &ns,
+        &ar("RoutineLoadTask", "routineloadtasks"),
+    );
     let task_name = "routine-load-wikipedia-0".to_string();
     let task: DynamicObject = serde_json::from_value(json!({
         "apiVersion": "routineload.io/v1alpha1", "kind": "RoutineLoadTask",
@@ -139,7 +153,10 @@ async fn setup(name: &str, messages: usize) -> Option<Setup> {
                  "worker": worker, "epoch": 1}
     }))
     .unwrap();
-    tasks.create(&pp, &task).await.expect("create RoutineLoadTask");
+    tasks
+        .create(&pp, &task)
+        .await
+        .expect("create RoutineLoadTask");
     Some(Setup {
         tb,
         client,
@@ -164,7 +181,9 @@ async fn produce_fast(tb: &Testbed, topic: &str, lines: &[String]) {
     for chunk in lines.chunks(5_000) {
         let sends = chunk.iter().map(|l| {
             producer.send(
-                FutureRecord::<(), str>::to(topic).payload(l.as_str()).partition(0),
+                FutureRecord::<(), str>::to(topic)
+                    .payload(l.as_str())
+                    .partition(0),
                 Duration::from_secs(60),
             )
         });
@@ -188,7 +207,10 @@ fn spawn_worker(s: &Setup, http_port: u16, batch_rows: Option<usize>) -> LocalPr
         .env("POD_NAMESPACE", &s.ns)
         .env("ROUTINE_LOAD_HTTP_ADDR", format!("127.0.0.1:{http_port}"))
         .env("ROUTINE_LOAD_ERROR_LOG_DIR", logs)
-        .env("ROUTINE_LOAD_ADVERTISE_URL", format!("http://127.0.0.1:{http_port}"))
+        .env(
+            "ROUTINE_LOAD_ADVERTISE_URL",
+            format!("http://127.0.0.1:{http_port}"),
+        )
         .env("ROUTINE_LOAD_BATCH_INTERVAL_MS", "1000")
         .env("RUST_LOG", "info,buoyant_kernel=warn,deltalake_core=warn");
     if let Some(n) = batch_rows {
@@ -230,17 +252,27 @@ async fn wait_committed(s: &Setup, w: &mut LocalProcess, offset: i64, timeout: D
 fn check_table(s: &Setup, messages: usize) {
     let snap = s.tb.read_delta(&s.location, None).expect("read table");
     let app = format!("routine-load-{}-0", s.job_uid);
-    assert_eq!(snap.txns.get(&app).copied(), Some(messages as i64), "txn of partition 0");
+    assert_eq!(
+        snap.txns.get(&app).copied(),
+        Some(messages as i64),
+        "txn of partition 0"
+    );
     let users = snap.column("user");
     let mut seen = BTreeSet::new();
     for u in &users {
         let u = u.as_str().expect("user is a string");
         assert!(seen.insert(u.to_string()), "duplicate row {u}");
     }
-    let expected: BTreeSet<String> = (0..messages).filter(|i| good(*i)).map(|i| format!("User{i}")).collect();
+    let expected: BTreeSet<String> = (0..messages)
+        .filter(|i| good(*i))
+        .map(|i| format!("User{i}"))
+        .collect();
     let missing: Vec<_> = expected.difference(&seen).take(5).collect();
     let extra: Vec<_> = seen.difference(&expected).take(5).collect();
-    assert!(missing.is_empty() && extra.is_empty(), "missing {missing:?}, unexpected {extra:?}");
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "missing {missing:?}, unexpected {extra:?}"
+    );
     // Typed values of one row.
     let rows = snap.sorted_rows(&["user"]);
     let r = rows
@@ -258,7 +290,10 @@ fn check_table(s: &Setup, messages: usize) {
         assert_eq!(r[k], v, "column {k} of message 4000: {r:?}");
     }
     let ts = r["event_time"].as_str().unwrap_or_default();
-    assert!(ts.starts_with("2015-09-12") && ts.contains("01:06:40"), "event_time {ts}");
+    assert!(
+        ts.starts_with("2015-09-12") && ts.contains("01:06:40"),
+        "event_time {ts}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -271,12 +306,17 @@ async fn worker_loads_wikipedia_csv_exactly_once() {
     let mut w = spawn_worker(&s, 18041, None);
     let st = wait_committed(&s, &mut w, N as i64, Duration::from_secs(240)).await;
     let secs = t0.elapsed().as_secs_f64();
-    eprintln!("loaded {N} messages in {secs:.1}s (incl. startup): {:.0} rows/s", N as f64 / secs);
+    eprintln!(
+        "loaded {N} messages in {secs:.1}s (incl. startup): {:.0} rows/s",
+        N as f64 / secs
+    );
     let bad = (0..N).filter(|i| !good(*i)).count() as i64;
     // Counters come with the commit's status patch (rate-limited, but the last one lands).
     let t1 = Instant::now();
     let mut st = st;
-    while st["loadedRows"].as_i64() != Some(N as i64 - bad) && t1.elapsed() < Duration::from_secs(30) {
+    while st["loadedRows"].as_i64() != Some(N as i64 - bad)
+        && t1.elapsed() < Duration::from_secs(30)
+    {
         tokio::time::sleep(Duration::from_millis(500)).await;
         st = task_status(&s).await;
     }
@@ -286,9 +326,34 @@ async fn worker_loads_wikipedia_csv_exactly_once() {
     assert!(st["errorLogUrl"].as_str().is_some(), "{st}");
     // The error log is served and names the reason.
     let url = st["errorLogUrl"].as_str().unwrap().to_string();
-    let out = Command::new("curl").args(["-sf", &url]).output().expect("curl");
+    let out = Command::new("curl")
+        .args(["-sf", &url])
+        .output()
+        .expect("curl");
     let body = String::from_utf8_lossy(&out.stdout);
     assert!(body.contains("not-a-number"), "error log at {url}: {body}");
+    // Metrics and health over HTTP.
+    let get = |path: &str| {
+        let out = Command::new("curl")
+            .args(["-sf", &format!("http://127.0.0.1:18041{path}")])
+            .output()
+            .expect("curl");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let metrics = get("/metrics");
+    assert!(
+        metrics.contains("routine_load_worker_rows_total")
+            && metrics.contains("routine_load_worker_commit_seconds_bucket")
+            && metrics.contains("routine_load_worker_lag"),
+        "{metrics}"
+    );
+    assert_eq!(get("/healthz"), "ok");
+    assert_eq!(get("/readyz"), "ok");
+    assert_eq!(
+        get("/api/_load_error_log?file=../../etc/passwd"),
+        "",
+        "traversal refused"
+    );
     check_table(&s, N);
     let _ = w.stop(Duration::from_secs(20));
     let _ = &s.topic;
@@ -302,7 +367,8 @@ async fn worker_kill_9_restarts_exactly_once() {
         return;
     };
     // Commits so far: the JSON commit files in the log (cheap, no reader run).
-    let log_dir = std::path::PathBuf::from(s.location.trim_start_matches("file://")).join("_delta_log");
+    let log_dir =
+        std::path::PathBuf::from(s.location.trim_start_matches("file://")).join("_delta_log");
     let snapshot_version = |_: &Setup| -> i64 {
         std::fs::read_dir(&log_dir)
             .map(|d| {
@@ -324,7 +390,11 @@ async fn worker_kill_9_restarts_exactly_once() {
                 done = true;
                 break;
             }
-            assert!(t0.elapsed() < Duration::from_secs(120), "no commit after kill {k}:\n{}", w.log());
+            assert!(
+                t0.elapsed() < Duration::from_secs(120),
+                "no commit after kill {k}:\n{}",
+                w.log()
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         if done {
@@ -336,8 +406,29 @@ async fn worker_kill_9_restarts_exactly_once() {
         w = spawn_worker(&s, 18042, Some(1_000));
     }
     eprintln!("killed the worker {kills} times mid-load");
-    assert!(kills >= 3, "the load finished before 3 kills; make it longer");
+    assert!(
+        kills >= 3,
+        "the load finished before 3 kills; make it longer"
+    );
     wait_committed(&s, &mut w, N as i64, Duration::from_secs(300)).await;
     check_table(&s, N);
     let _ = w.stop(Duration::from_secs(20));
+}
+
+/// Two worker processes run the same task at once (as when a task moves and the old owner has
+/// not noticed yet): their commits race on the same transaction ids, one side's batch is refused
+/// each time, and nothing is loaded twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_two_owners_no_duplicate() {
+    const N: usize = 50_000;
+    let Some(s) = setup("worker two owners", N).await else {
+        return;
+    };
+    let mut a = spawn_worker(&s, 18043, Some(1_000));
+    let mut b = spawn_worker(&s, 18044, Some(1_000));
+    let st = wait_committed(&s, &mut a, N as i64, Duration::from_secs(240)).await;
+    eprintln!("two owners: status {st}");
+    check_table(&s, N);
+    let _ = a.stop(Duration::from_secs(20));
+    let _ = b.stop(Duration::from_secs(20));
 }

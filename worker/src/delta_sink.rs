@@ -171,9 +171,7 @@ impl DeltaSink {
                 return Err(match source {
                     e @ (TransactionError::CommitConflict(_)
                     | TransactionError::VersionAlreadyExists(_)
-                    | TransactionError::MaxCommitAttempts(_)) => {
-                        SinkError::Conflict(e.to_string())
-                    }
+                    | TransactionError::MaxCommitAttempts(_)) => SinkError::Conflict(e.to_string()),
                     e => SinkError::Delta(DeltaTableError::Transaction { source: e }),
                 });
             }

@@ -49,8 +49,7 @@ fn main() -> Result<()> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
     tokio::runtime::Builder::new_multi_thread()
@@ -61,7 +60,9 @@ fn main() -> Result<()> {
 
 async fn run() -> Result<()> {
     let pod_name = std::env::var("POD_NAME").context("POD_NAME must be set")?;
-    let namespace = std::env::var("POD_NAMESPACE").ok().filter(|s| !s.is_empty());
+    let namespace = std::env::var("POD_NAMESPACE")
+        .ok()
+        .filter(|s| !s.is_empty());
     let http_addr =
         std::env::var("ROUTINE_LOAD_HTTP_ADDR").unwrap_or_else(|_| "0.0.0.0:8040".into());
     let port = http_addr.rsplit(':').next().unwrap_or("8040").to_string();
@@ -80,7 +81,9 @@ async fn run() -> Result<()> {
         .and_then(|v| v.parse::<u64>().ok())
         .map(Duration::from_millis);
 
-    let client = Client::try_default().await.context("connecting to the API server")?;
+    let client = Client::try_default()
+        .await
+        .context("connecting to the API server")?;
     let metrics = Arc::new(Metrics::new());
     let ready = Arc::new(AtomicBool::new(false));
 
@@ -125,7 +128,7 @@ async fn run() -> Result<()> {
             .touched_objects(),
     );
     let mut running: HashMap<(String, String), Running> = HashMap::new();
-    let mut tick = tokio::time::interval(Duration::from_secs(3));
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
         tokio::select! {
@@ -153,7 +156,10 @@ async fn run() -> Result<()> {
         let mut desired: HashMap<(String, String), i64> = HashMap::new();
         for t in store.state() {
             if t.spec.worker == pod_name && t.metadata.deletion_timestamp.is_none() {
-                desired.insert((t.namespace().unwrap_or_default(), t.name_any()), t.spec.epoch);
+                desired.insert(
+                    (t.namespace().unwrap_or_default(), t.name_any()),
+                    t.spec.epoch,
+                );
             }
         }
         running.retain(|key, r| {
@@ -186,7 +192,14 @@ async fn run() -> Result<()> {
                 }
                 gauge.dec();
             });
-            running.insert(key, Running { epoch, stop: tx, handle });
+            running.insert(
+                key,
+                Running {
+                    epoch,
+                    stop: tx,
+                    handle,
+                },
+            );
         }
     }
 
@@ -286,7 +299,15 @@ mod tests {
     #[test]
     fn error_log_names_are_path_traversal_safe() {
         assert!(safe_file_name("error_log_ns_task-1.log"));
-        for bad in ["", "../etc/passwd", "a/b", "..", ".hidden", "a%2Fb", "/etc/passwd"] {
+        for bad in [
+            "",
+            "../etc/passwd",
+            "a/b",
+            "..",
+            ".hidden",
+            "a%2Fb",
+            "/etc/passwd",
+        ] {
             assert!(!safe_file_name(bad), "{bad}");
         }
     }

@@ -31,7 +31,10 @@ impl Metrics {
         )
         .expect("metric");
         let bytes = IntCounterVec::new(
-            Opts::new("routine_load_worker_received_bytes_total", "Kafka payload bytes received"),
+            Opts::new(
+                "routine_load_worker_received_bytes_total",
+                "Kafka payload bytes received",
+            ),
             &["namespace", "job"],
         )
         .expect("metric");
@@ -50,7 +53,10 @@ impl Metrics {
         )
         .expect("metric");
         let lag = IntGaugeVec::new(
-            Opts::new("routine_load_worker_lag", "High watermark minus committed offset"),
+            Opts::new(
+                "routine_load_worker_lag",
+                "High watermark minus committed offset",
+            ),
             &["namespace", "job", "partition"],
         )
         .expect("metric");
@@ -62,9 +68,13 @@ impl Metrics {
         for c in [&rows, &bytes, &batches] {
             registry.register(Box::new(c.clone())).expect("register");
         }
-        registry.register(Box::new(commit_seconds.clone())).expect("register");
+        registry
+            .register(Box::new(commit_seconds.clone()))
+            .expect("register");
         registry.register(Box::new(lag.clone())).expect("register");
-        registry.register(Box::new(tasks.clone())).expect("register");
+        registry
+            .register(Box::new(tasks.clone()))
+            .expect("register");
         Self {
             registry,
             rows,

@@ -77,7 +77,11 @@ pub fn error_log_file(a: &Assignment) -> String {
 }
 
 /// Runs the task until `stop` turns true, the task goes away or its epoch moves on.
-pub async fn run_task(ctx: WorkerContext, a: Assignment, mut stop: watch::Receiver<bool>) -> Result<()> {
+pub async fn run_task(
+    ctx: WorkerContext,
+    a: Assignment,
+    mut stop: watch::Receiver<bool>,
+) -> Result<()> {
     let tasks: Api<RoutineLoadTask> = Api::namespaced(ctx.client.clone(), &a.namespace);
     let task = tasks.get(&a.name).await.context("reading the task")?;
     if task.spec.epoch != a.epoch {
@@ -140,9 +144,9 @@ pub async fn run_task(ctx: WorkerContext, a: Assignment, mut stop: watch::Receiv
 
     let ns = a.namespace.clone();
     let job_name = job.metadata.name.clone().unwrap_or_default();
-    let interval = ctx
-        .batch_interval_override
-        .unwrap_or(Duration::from_secs(job.spec.max_batch_interval.max(1) as u64));
+    let interval = ctx.batch_interval_override.unwrap_or(Duration::from_secs(
+        job.spec.max_batch_interval.max(1) as u64,
+    ));
     let max_rows = ctx
         .batch_rows_override
         .unwrap_or(job.spec.max_batch_rows.max(1) as usize);
@@ -166,7 +170,10 @@ pub async fn run_task(ctx: WorkerContext, a: Assignment, mut stop: watch::Receiv
     let mut first_window_error: Option<String> = None;
     let mut last_status = Instant::now() - HEARTBEAT_INTERVAL;
     let mut dirty = true;
-    let mut last_lag = Instant::now() - LAG_INTERVAL;
+    let mut lag = LagTracker {
+        last: None,
+        highs: BTreeMap::new(),
+    };
 
     'resume: loop {
         if *stop.borrow() {
@@ -192,6 +199,12 @@ pub async fn run_task(ctx: WorkerContext, a: Assignment, mut stop: watch::Receiv
             tpl.add_partition_offset(&kafka.topic, p, off)?;
         }
         consumer.assign(&tpl).context("assigning partitions")?;
+        // Next offset expected per partition: a message below it (e.g. prefetched before a
+        // re-assign) is never loaded again.
+        let mut position: BTreeMap<i32, i64> = resumed
+            .iter()
+            .filter_map(|(p, o)| o.map(|o| (*p, o)))
+            .collect();
         // What the table holds is the truth; forget anything else a status said.
         for (p, o) in &resumed {
             match o {
@@ -212,6 +225,10 @@ pub async fn run_task(ctx: WorkerContext, a: Assignment, mut stop: watch::Receiv
                     r = tokio::time::timeout_at(deadline, consumer.recv()) => match r {
                         Err(_) => break,
                         Ok(Ok(m)) => {
+                            if position.get(&m.partition()).is_some_and(|next| m.offset() < *next) {
+                                continue;
+                            }
+                            position.insert(m.partition(), m.offset() + 1);
                             let payload = m.payload().unwrap_or(&[]).to_vec();
                             bytes += payload.len();
                             msgs.push((m.partition(), m.offset(), payload));
@@ -231,13 +248,21 @@ pub async fn run_task(ctx: WorkerContext, a: Assignment, mut stop: watch::Receiv
                 // from the table's offsets.
                 break 'resume;
             }
-            refresh_lag(&consumer, &kafka.topic, &partitions, &mut status, &ctx.metrics, &ns, &job_name, &mut last_lag);
+            lag.update(
+                &consumer,
+                &kafka.topic,
+                &partitions,
+                &mut status,
+                &ctx.metrics,
+                &ns,
+                &job_name,
+            );
             if msgs.is_empty() {
-                if dirty || last_status.elapsed() >= HEARTBEAT_INTERVAL {
-                    if patch_status(&tasks, &a.name, &status).await.is_ok() {
-                        dirty = false;
-                        last_status = Instant::now();
-                    }
+                if (dirty || last_status.elapsed() >= HEARTBEAT_INTERVAL)
+                    && patch_status(&tasks, &a.name, &status).await.is_ok()
+                {
+                    dirty = false;
+                    last_status = Instant::now();
                 }
                 continue;
             }
@@ -296,7 +321,10 @@ pub async fn run_task(ctx: WorkerContext, a: Assignment, mut stop: watch::Receiv
                 status.aborted_batches += 1;
                 status.error_window_exceeded = Some(reason.clone());
                 status.message = Some(reason);
-                ctx.metrics.batches.with_label_values(&[&ns, &job_name, "aborted"]).inc();
+                ctx.metrics
+                    .batches
+                    .with_label_values(&[&ns, &job_name, "aborted"])
+                    .inc();
                 let _ = patch_status(&tasks, &a.name, &status).await;
                 // Nothing more is loaded until the operator pauses the job (and removes the task).
                 let _ = stop.wait_for(|s| *s).await;
@@ -305,20 +333,35 @@ pub async fn run_task(ctx: WorkerContext, a: Assignment, mut stop: watch::Receiv
 
             let t0 = Instant::now();
             let batch = (loaded.batch.num_rows() > 0).then(|| loaded.batch.clone());
-            match sink.commit(batch, &resumed_subset(&status, &next, &resumed), &next).await {
+            match sink
+                .commit(batch, &resumed_subset(&status, &next, &resumed), &next)
+                .await
+            {
                 Ok(done) => {
                     let secs = t0.elapsed().as_secs_f64();
-                    ctx.metrics.commit_seconds.with_label_values(&[&ns, &job_name]).observe(secs);
-                    ctx.metrics.batches.with_label_values(&[&ns, &job_name, "committed"]).inc();
+                    ctx.metrics
+                        .commit_seconds
+                        .with_label_values(&[&ns, &job_name])
+                        .observe(secs);
+                    ctx.metrics
+                        .batches
+                        .with_label_values(&[&ns, &job_name, "committed"])
+                        .inc();
                     for (kind, n) in [
                         ("total", c.total_rows),
                         ("loaded", c.loaded_rows),
                         ("error", c.error_rows),
                         ("unselected", c.unselected_rows),
                     ] {
-                        ctx.metrics.rows.with_label_values(&[&ns, &job_name, kind]).inc_by(n);
+                        ctx.metrics
+                            .rows
+                            .with_label_values(&[&ns, &job_name, kind])
+                            .inc_by(n);
                     }
-                    ctx.metrics.bytes.with_label_values(&[&ns, &job_name]).inc_by(c.received_bytes);
+                    ctx.metrics
+                        .bytes
+                        .with_label_values(&[&ns, &job_name])
+                        .inc_by(c.received_bytes);
                     status.received_bytes += c.received_bytes as i64;
                     status.total_rows += c.total_rows as i64;
                     status.loaded_rows += c.loaded_rows as i64;
@@ -332,7 +375,15 @@ pub async fn run_task(ctx: WorkerContext, a: Assignment, mut stop: watch::Receiv
                         status.committed_offsets.insert(p.to_string(), *o);
                     }
                     status.message = None;
-                    refresh_lag(&consumer, &kafka.topic, &partitions, &mut status, &ctx.metrics, &ns, &job_name, &mut last_lag);
+                    lag.update(
+                        &consumer,
+                        &kafka.topic,
+                        &partitions,
+                        &mut status,
+                        &ctx.metrics,
+                        &ns,
+                        &job_name,
+                    );
                     dirty = true;
                     if last_status.elapsed() >= STATUS_INTERVAL
                         && patch_status(&tasks, &a.name, &status).await.is_ok()
@@ -343,7 +394,10 @@ pub async fn run_task(ctx: WorkerContext, a: Assignment, mut stop: watch::Receiv
                 }
                 Err(e) => {
                     tracing::warn!(task = %a.name, error = %e, "batch not committed");
-                    ctx.metrics.batches.with_label_values(&[&ns, &job_name, "aborted"]).inc();
+                    ctx.metrics
+                        .batches
+                        .with_label_values(&[&ns, &job_name, "aborted"])
+                        .inc();
                     status.aborted_batches += 1;
                     status.message = Some(format!("batch not committed: {e}"));
                     let _ = patch_status(&tasks, &a.name, &status).await;
@@ -396,40 +450,65 @@ fn initial_offset(kafka: &routine_load_api::job::KafkaSource, partition: i32) ->
     }
 }
 
-fn refresh_lag(
-    consumer: &StreamConsumer,
-    topic: &str,
-    partitions: &[i32],
-    status: &mut RoutineLoadTaskStatus,
-    metrics: &Metrics,
-    ns: &str,
-    job: &str,
-    last: &mut Instant,
-) {
-    if last.elapsed() < LAG_INTERVAL {
-        return;
-    }
-    *last = Instant::now();
-    for &p in partitions {
-        let w = tokio::task::block_in_place(|| {
-            consumer.fetch_watermarks(topic, p, Duration::from_millis(500))
-        });
-        if let Ok((_, high)) = w
-            && high >= 0
-        {
-            let committed = status.committed_offsets.get(&p.to_string()).copied().unwrap_or(0);
+/// Partition lag: high watermarks are queried at most every `LAG_INTERVAL`; the lag is
+/// recomputed from the last known watermark whenever the committed offsets move.
+struct LagTracker {
+    last: Option<Instant>,
+    highs: BTreeMap<i32, i64>,
+}
+
+impl LagTracker {
+    #[allow(clippy::too_many_arguments)]
+    fn update(
+        &mut self,
+        consumer: &StreamConsumer,
+        topic: &str,
+        partitions: &[i32],
+        status: &mut RoutineLoadTaskStatus,
+        metrics: &Metrics,
+        ns: &str,
+        job: &str,
+    ) {
+        if self.last.is_none_or(|l| l.elapsed() >= LAG_INTERVAL) {
+            self.last = Some(Instant::now());
+            for &p in partitions {
+                let w = tokio::task::block_in_place(|| {
+                    consumer.fetch_watermarks(topic, p, Duration::from_millis(500))
+                });
+                if let Ok((_, high)) = w
+                    && high >= 0
+                {
+                    self.highs.insert(p, high);
+                }
+            }
+        }
+        for (p, high) in &self.highs {
+            let committed = status
+                .committed_offsets
+                .get(&p.to_string())
+                .copied()
+                .unwrap_or(0);
             let lag = (high - committed).max(0);
             status.lag.insert(p.to_string(), lag);
-            metrics.lag.with_label_values(&[ns, job, &p.to_string()]).set(lag);
+            metrics
+                .lag
+                .with_label_values(&[ns, job, &p.to_string()])
+                .set(lag);
         }
     }
 }
 
-fn append_error_log(path: &std::path::Path, errors: &[crate::engine::ErrorRow]) -> std::io::Result<()> {
+fn append_error_log(
+    path: &std::path::Path,
+    errors: &[crate::engine::ErrorRow],
+) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
     let mut w = std::io::BufWriter::new(f);
     for e in errors {
         writeln!(w, "{e}")?;
@@ -448,7 +527,11 @@ async fn patch_status(
 ) -> Result<()> {
     let mut status = status.clone();
     status.heartbeat_time = Some(Time(now()));
-    let body = serde_json::json!({ "status": status });
+    let mut body = serde_json::json!({ "status": status });
+    // A merge patch keeps fields it doesn't mention: clear a message that no longer applies.
+    if status.message.is_none() {
+        body["status"]["message"] = serde_json::Value::Null;
+    }
     tasks
         .patch_status(name, &PatchParams::default(), &Patch::Merge(&body))
         .await
