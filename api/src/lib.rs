@@ -7,6 +7,7 @@ pub mod delta_table;
 pub mod job;
 pub mod load_plan;
 pub mod names;
+pub mod reference;
 pub mod table;
 pub mod task;
 pub mod value;

@@ -6,26 +6,11 @@ use std::sync::Arc;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use routine_load_api::load_plan::LoadPlan;
+use routine_load_api::reference::WIKIPEDIA_TABLE_YAML as TABLE;
 use routine_load_api::{RoutineLoadJobSpec, TableSpec};
 use routine_load_worker::engine::{LoadEngine, SourceMessage};
 
 const ROWS: usize = 100_000;
-
-const TABLE: &str = r#"
-location: file:///tmp/routine_wiki_edit
-columns:
-  - {name: event_time, type: DATETIME, nullable: false}
-  - {name: channel, type: VARCHAR(32)}
-  - {name: user, type: VARCHAR(128)}
-  - {name: is_anonymous, type: TINYINT}
-  - {name: is_minor, type: TINYINT}
-  - {name: is_new, type: TINYINT}
-  - {name: is_robot, type: TINYINT}
-  - {name: is_unpatrolled, type: TINYINT}
-  - {name: delta, type: INT}
-  - {name: added, type: INT}
-  - {name: deleted, type: INT}
-"#;
 
 fn engine(job: &str) -> LoadEngine {
     let table: TableSpec = serde_yaml::from_str(TABLE).expect("table");

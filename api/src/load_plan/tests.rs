@@ -2,22 +2,7 @@ use super::*;
 use crate::job::RoutineLoadJobSpec;
 use crate::table::TableSpec;
 
-/// The reference's Wikipedia quick start table (`routine_wiki_edit`).
-pub(crate) const WIKIPEDIA_TABLE: &str = r#"
-location: file:///tmp/routine_wiki_edit
-columns:
-  - {name: event_time, type: DATETIME, nullable: false}
-  - {name: channel, type: VARCHAR(32)}
-  - {name: user, type: VARCHAR(128)}
-  - {name: is_anonymous, type: TINYINT}
-  - {name: is_minor, type: TINYINT}
-  - {name: is_new, type: TINYINT}
-  - {name: is_robot, type: TINYINT}
-  - {name: is_unpatrolled, type: TINYINT}
-  - {name: delta, type: INT}
-  - {name: added, type: INT}
-  - {name: deleted, type: INT}
-"#;
+use crate::reference::WIKIPEDIA_TABLE_YAML as WIKIPEDIA_TABLE;
 
 fn table(yaml: &str) -> TableSpec {
     serde_yaml::from_str(yaml).expect("table yaml")

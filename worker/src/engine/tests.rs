@@ -7,6 +7,7 @@ use deltalake::arrow::datatypes::{
 };
 use deltalake::arrow::util::display::array_value_to_string;
 use routine_load_api::load_plan::LoadPlan;
+use routine_load_api::reference::WIKIPEDIA_TABLE_YAML as WIKIPEDIA_TABLE;
 use routine_load_api::{RoutineLoadJobSpec, TableSpec};
 
 use super::*;
@@ -46,22 +47,6 @@ fn column(batch: &LoadedBatch, c: &str) -> Vec<String> {
         })
         .collect()
 }
-
-const WIKIPEDIA_TABLE: &str = r#"
-location: file:///tmp/routine_wiki_edit
-columns:
-  - {name: event_time, type: DATETIME, nullable: false}
-  - {name: channel, type: VARCHAR(32)}
-  - {name: user, type: VARCHAR(128)}
-  - {name: is_anonymous, type: TINYINT}
-  - {name: is_minor, type: TINYINT}
-  - {name: is_new, type: TINYINT}
-  - {name: is_robot, type: TINYINT}
-  - {name: is_unpatrolled, type: TINYINT}
-  - {name: delta, type: INT}
-  - {name: added, type: INT}
-  - {name: deleted, type: INT}
-"#;
 
 const WIKIPEDIA_JOB: &str = r#"
 columnSeparator: ","
