@@ -33,7 +33,7 @@ e2e-test: testbed-up ## every test, including those against the real testbed
 test: lint e2e-test ## the whole suite, as CI runs it
 
 bench-engine: ## criterion benchmark of the load engine alone (Wikipedia rows, CSV and JSON)
-	$(CARGO) bench -p routine-load-worker --bench engine
+	$(CARGO) bench --workspace --bench engine
 
 bench: bench-engine ## all benchmarks (not part of make test)
 
