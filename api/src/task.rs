@@ -66,30 +66,9 @@ pub struct RoutineLoadTaskStatus {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub lag: BTreeMap<String, i64>,
 
-    /// Bytes of message payload received.
-    #[serde(default)]
-    pub received_bytes: i64,
-    /// Rows received, including error and unselected rows.
-    #[serde(default)]
-    pub total_rows: i64,
-    /// Rows loaded.
-    #[serde(default)]
-    pub loaded_rows: i64,
-    /// Error rows.
-    #[serde(default)]
-    pub error_rows: i64,
-    /// Rows filtered out by WHERE.
-    #[serde(default)]
-    pub unselected_rows: i64,
-    /// Batches committed.
-    #[serde(default)]
-    pub committed_batches: i64,
-    /// Batches aborted.
-    #[serde(default)]
-    pub aborted_batches: i64,
-    /// Time spent executing batches, in milliseconds.
-    #[serde(default)]
-    pub execute_time_ms: i64,
+    /// Cumulative load counters of the task, across epochs.
+    #[serde(flatten)]
+    pub counters: TaskCounters,
 
     /// Delta version of the last commit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -115,4 +94,49 @@ pub struct RoutineLoadTaskStatus {
     /// Last error or state message from the worker.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+}
+
+/// Cumulative counters a worker reports for a task (StarRocks: a task's load statistics). The
+/// operator sums them into the job's statistic, and keeps the counters of removed tasks.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskCounters {
+    /// Bytes of message payload received.
+    #[serde(default)]
+    pub received_bytes: i64,
+    /// Rows received, including error and unselected rows.
+    #[serde(default)]
+    pub total_rows: i64,
+    /// Rows loaded.
+    #[serde(default)]
+    pub loaded_rows: i64,
+    /// Error rows.
+    #[serde(default)]
+    pub error_rows: i64,
+    /// Rows filtered out by WHERE.
+    #[serde(default)]
+    pub unselected_rows: i64,
+    /// Batches committed.
+    #[serde(default)]
+    pub committed_batches: i64,
+    /// Batches aborted.
+    #[serde(default)]
+    pub aborted_batches: i64,
+    /// Time spent executing batches, in milliseconds.
+    #[serde(default)]
+    pub execute_time_ms: i64,
+}
+
+impl TaskCounters {
+    /// Adds another task's counters.
+    pub fn add(&mut self, other: &TaskCounters) {
+        self.received_bytes += other.received_bytes;
+        self.total_rows += other.total_rows;
+        self.loaded_rows += other.loaded_rows;
+        self.error_rows += other.error_rows;
+        self.unselected_rows += other.unselected_rows;
+        self.committed_batches += other.committed_batches;
+        self.aborted_batches += other.aborted_batches;
+        self.execute_time_ms += other.execute_time_ms;
+    }
 }

@@ -837,7 +837,7 @@ async fn schedule(
             Some(_) => false,
         };
         if ends && let Some(s) = t.status.as_ref() {
-            retire.add(&Counters::of(s));
+            retire.add(&s.counters);
         }
     }
     if retire != Counters::default() {
@@ -928,7 +928,7 @@ async fn remove_tasks(
     let mut retire = Counters::default();
     for t in tasks {
         if let Some(s) = t.status.as_ref() {
-            retire.add(&Counters::of(s));
+            retire.add(&s.counters);
         }
     }
     if retire != Counters::default() {

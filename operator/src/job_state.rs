@@ -5,7 +5,6 @@ use std::collections::{BTreeMap, VecDeque};
 
 use routine_load_api::job::{DesiredState, JobState, JobStatistic};
 use routine_load_api::task::RoutineLoadTaskStatus;
-use serde::{Deserialize, Serialize};
 
 /// Why a job is paused (or not running). Recorded as the `reason` of the job's `Ready` condition,
 /// so the next reconcile knows whether the pause clears by itself.
@@ -193,52 +192,7 @@ pub fn running_state(current: Option<JobState>, tasks: usize) -> (JobState, Caus
 }
 
 /// Counters a task reports; summed into the job statistic.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Counters {
-    #[serde(default)]
-    pub received_bytes: i64,
-    #[serde(default)]
-    pub total_rows: i64,
-    #[serde(default)]
-    pub loaded_rows: i64,
-    #[serde(default)]
-    pub error_rows: i64,
-    #[serde(default)]
-    pub unselected_rows: i64,
-    #[serde(default)]
-    pub committed_batches: i64,
-    #[serde(default)]
-    pub aborted_batches: i64,
-    #[serde(default)]
-    pub execute_time_ms: i64,
-}
-
-impl Counters {
-    pub fn of(s: &RoutineLoadTaskStatus) -> Counters {
-        Counters {
-            received_bytes: s.received_bytes,
-            total_rows: s.total_rows,
-            loaded_rows: s.loaded_rows,
-            error_rows: s.error_rows,
-            unselected_rows: s.unselected_rows,
-            committed_batches: s.committed_batches,
-            aborted_batches: s.aborted_batches,
-            execute_time_ms: s.execute_time_ms,
-        }
-    }
-
-    pub fn add(&mut self, o: &Counters) {
-        self.received_bytes += o.received_bytes;
-        self.total_rows += o.total_rows;
-        self.loaded_rows += o.loaded_rows;
-        self.error_rows += o.error_rows;
-        self.unselected_rows += o.unselected_rows;
-        self.committed_batches += o.committed_batches;
-        self.aborted_batches += o.aborted_batches;
-        self.execute_time_ms += o.execute_time_ms;
-    }
-}
+pub type Counters = routine_load_api::task::TaskCounters;
 
 /// A task as the fold sees it. Workers keep a task's counters cumulative across epochs (a worker
 /// taking a task over continues from its status), so every task status counts once; only removed
@@ -297,7 +251,7 @@ pub fn fold(
     let mut urls: Vec<String> = previous_error_log_urls.to_vec();
     for t in tasks {
         let Some(s) = t.current() else { continue };
-        sum.add(&Counters::of(s));
+        sum.add(&s.counters);
         for (p, o) in &s.committed_offsets {
             let e = progress.entry(p.clone()).or_insert(*o);
             *e = (*e).max(*o);
@@ -561,11 +515,14 @@ mod tests {
     ) -> RoutineLoadTaskStatus {
         RoutineLoadTaskStatus {
             epoch,
-            loaded_rows: loaded,
-            total_rows: loaded + 1,
-            error_rows: 1,
-            received_bytes: loaded * 10,
-            committed_batches: 1,
+            counters: Counters {
+                loaded_rows: loaded,
+                total_rows: loaded + 1,
+                error_rows: 1,
+                received_bytes: loaded * 10,
+                committed_batches: 1,
+                ..Default::default()
+            },
             committed_offsets: offsets.iter().map(|(p, o)| (p.to_string(), *o)).collect(),
             lag: lag.iter().map(|(p, l)| (p.to_string(), *l)).collect(),
             error_log_url: Some(format!("http://w/{epoch}")),

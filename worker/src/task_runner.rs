@@ -278,7 +278,7 @@ pub async fn run_task(
             let loaded = match engine.load(&source) {
                 Ok(l) => l,
                 Err(e) => {
-                    status.aborted_batches += 1;
+                    status.counters.aborted_batches += 1;
                     status.message = Some(format!("batch aborted: {e}"));
                     let _ = patch_status(&tasks, &a.name, &status).await;
                     continue 'resume;
@@ -318,7 +318,7 @@ pub async fn run_task(
                     job.spec.max_filter_ratio,
                     first_window_error.clone().unwrap_or_default()
                 );
-                status.aborted_batches += 1;
+                status.counters.aborted_batches += 1;
                 status.error_window_exceeded = Some(reason.clone());
                 status.message = Some(reason);
                 ctx.metrics
@@ -362,13 +362,13 @@ pub async fn run_task(
                         .bytes
                         .with_label_values(&[&ns, &job_name])
                         .inc_by(c.received_bytes);
-                    status.received_bytes += c.received_bytes as i64;
-                    status.total_rows += c.total_rows as i64;
-                    status.loaded_rows += c.loaded_rows as i64;
-                    status.error_rows += c.error_rows as i64;
-                    status.unselected_rows += c.unselected_rows as i64;
-                    status.committed_batches += 1;
-                    status.execute_time_ms += started.elapsed().as_millis() as i64;
+                    status.counters.received_bytes += c.received_bytes as i64;
+                    status.counters.total_rows += c.total_rows as i64;
+                    status.counters.loaded_rows += c.loaded_rows as i64;
+                    status.counters.error_rows += c.error_rows as i64;
+                    status.counters.unselected_rows += c.unselected_rows as i64;
+                    status.counters.committed_batches += 1;
+                    status.counters.execute_time_ms += started.elapsed().as_millis() as i64;
                     status.last_commit_version = Some(done.version);
                     status.last_commit_time = Some(Time(now()));
                     for (p, o) in &next {
@@ -398,7 +398,7 @@ pub async fn run_task(
                         .batches
                         .with_label_values(&[&ns, &job_name, "aborted"])
                         .inc();
-                    status.aborted_batches += 1;
+                    status.counters.aborted_batches += 1;
                     status.message = Some(format!("batch not committed: {e}"));
                     let _ = patch_status(&tasks, &a.name, &status).await;
                     if matches!(e, SinkError::Conflict(_)) {
