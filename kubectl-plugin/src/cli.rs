@@ -1,0 +1,498 @@
+//! Command line of `kubectl routineload` (parsed by hand: a handful of flags).
+
+use std::time::Duration;
+
+/// One invocation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cli {
+    /// `-n/--namespace`; default: the kubeconfig context's namespace.
+    pub namespace: Option<String>,
+    /// Print times in UTC instead of local time.
+    pub utc: bool,
+    /// pause/resume/stop: wait for the operator to report the new state.
+    pub wait: bool,
+    /// How long pause/resume/stop wait.
+    pub timeout: Duration,
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    Show {
+        job: Option<String>,
+        all: bool,
+    },
+    Tasks {
+        job: String,
+    },
+    Pause {
+        job: String,
+    },
+    Resume {
+        job: String,
+    },
+    Stop {
+        job: String,
+        yes: bool,
+    },
+    Errors {
+        job: String,
+        tail: Option<usize>,
+    },
+    Convert {
+        file: Option<String>,
+        include_secrets: bool,
+    },
+    Help {
+        topic: Option<String>,
+    },
+    Version,
+}
+
+pub const USAGE: &str = "\
+kubectl routineload: StarRocks Routine Load statements for routine-load jobs
+
+Usage: kubectl routineload COMMAND [ARGS] [-n NAMESPACE]
+
+Commands:
+  show [JOB] [--all]        SHOW ROUTINE LOAD FOR job\\G (all jobs without JOB)
+  tasks JOB                 SHOW ROUTINE LOAD TASK WHERE JobName = \"job\"
+  pause JOB                 PAUSE ROUTINE LOAD FOR job (spec.state: Paused)
+  resume JOB                RESUME ROUTINE LOAD FOR job (spec.state: Running)
+  stop JOB [--yes]          STOP ROUTINE LOAD FOR job (spec.state: Stopped, final)
+  errors JOB [--tail N]     print the job's error logs (status.errorLogUrls)
+  convert [FILE|-]          CREATE ROUTINE LOAD statement -> RoutineLoadJob YAML
+  help [COMMAND]            this help, or a command's
+
+Options:
+  -n, --namespace NS        namespace (StarRocks database); default: the kubeconfig context's
+      --utc                 print times in UTC (default: local time, as the StarRocks FE does)
+  -h, --help                help
+      --version             version
+
+The cluster comes from KUBECONFIG (or ~/.kube/config), or the in-cluster service account.
+";
+
+/// Help of one command.
+pub fn command_help(topic: &str) -> Option<&'static str> {
+    Some(match topic {
+        "show" => {
+            "\
+Usage: kubectl routineload show [JOB] [--all] [-n NS] [--utc]
+
+SHOW ROUTINE LOAD FOR JOB\\G: the job's state, properties, statistic, progress, lag and error
+log URLs, in the StarRocks layout. Without JOB, every job of the namespace; as in StarRocks,
+STOPPED and CANCELLED jobs are listed only with --all.
+"
+        }
+        "tasks" => {
+            "\
+Usage: kubectl routineload tasks JOB [-n NS] [--utc]
+
+SHOW ROUTINE LOAD TASK WHERE JobName = \"JOB\": one row per RoutineLoadTask of the job.
+  TaskId             the task object            TxnId      Delta version of its last commit
+  TxnStatus          COMMITTED, PREPARE (running, nothing committed yet) or UNKNOWN (not
+                     picked up by its worker yet)
+  JobId              the job's UID              CreateTime when the task was created
+  LastScheduledTime  the worker's last report   ExecuteStartTime  its last commit
+  Timeout            maxBatchInterval (s)       BeId       the worker pod
+  DataSourceProperties  next offset per Kafka partition, as committed in the table
+  Message            assignment epoch, lag and the worker's message
+"
+        }
+        "pause" => {
+            "\
+Usage: kubectl routineload pause JOB [-n NS] [--no-wait] [--timeout SECS]
+
+PAUSE ROUTINE LOAD FOR JOB: sets spec.state to Paused (field manager kubectl-routineload).
+Offsets and counters are kept; `resume` continues where the job stopped. Waits (default 60 s)
+until the operator reports PAUSED.
+"
+        }
+        "resume" => {
+            "\
+Usage: kubectl routineload resume JOB [-n NS] [--no-wait] [--timeout SECS]
+
+RESUME ROUTINE LOAD FOR JOB: sets spec.state to Running. The job goes through NEED_SCHEDULE
+to RUNNING. A job the operator paused (error rows past maxErrorNumber) is resumed too. Waits
+(default 60 s) until the operator reports RUNNING (or NEED_SCHEDULE without live workers).
+"
+        }
+        "stop" => {
+            "\
+Usage: kubectl routineload stop JOB [--yes] [-n NS] [--no-wait] [--timeout SECS]
+
+STOP ROUTINE LOAD FOR JOB: sets spec.state to Stopped. STOPPED is final: the job can't be
+resumed. Asks you to type the job name unless --yes (-y) is given.
+"
+        }
+        "errors" => {
+            "\
+Usage: kubectl routineload errors JOB [--tail N] [-n NS]
+
+Fetches the error logs listed in the job's status.errorLogUrls and its tasks' errorLogUrl
+(served by the workers over HTTP) and prints them; --tail N prints the last N lines of each.
+A worker address that is not reachable from here needs `kubectl port-forward`.
+"
+        }
+        "convert" => {
+            "\
+Usage: kubectl routineload convert [FILE|-] [-n NS] [--include-secrets]
+
+Reads a StarRocks CREATE ROUTINE LOAD statement (from FILE, or stdin) and prints the
+equivalent RoutineLoadJob YAML, referencing the Table named after the statement's table.
+The database becomes the namespace (else -n). Names become Kubernetes names (`_` -> `-`).
+Kafka secrets (property.sasl.password, ...) never go into the job: they go to a Secret stub
+(values REPLACE_ME unless --include-secrets) referenced by spec.kafka.credentialsSecret.
+Unknown properties are errors. Notes and warnings go to stderr.
+
+  kubectl routineload convert job.sql | kubectl apply -f -
+"
+        }
+        "help" => USAGE,
+        _ => return None,
+    })
+}
+
+fn value(args: &[String], i: &mut usize, flag: &str) -> Result<String, String> {
+    *i += 1;
+    args.get(*i)
+        .cloned()
+        .ok_or_else(|| format!("option {flag} needs a value"))
+}
+
+/// Parses the arguments (without the program name).
+pub fn parse(args: &[String]) -> Result<Cli, String> {
+    let mut cli = Cli {
+        namespace: None,
+        utc: false,
+        wait: true,
+        timeout: Duration::from_secs(60),
+        command: Command::Version,
+    };
+    let mut positional: Vec<String> = Vec::new();
+    let (mut all, mut yes, mut include_secrets, mut help, mut version) =
+        (false, false, false, false, false);
+    let mut tail = None;
+    let mut only_positional = false;
+    let mut i = 0;
+    while i < args.len() {
+        let a = args[i].clone();
+        let (flag, inline) = match a.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
+            _ => (a.clone(), None),
+        };
+        let take = |i: &mut usize| match &inline {
+            Some(v) => Ok(v.clone()),
+            None => value(args, i, &flag),
+        };
+        if only_positional || a == "-" || !a.starts_with('-') {
+            positional.push(a);
+        } else if a == "--" {
+            only_positional = true;
+        } else if flag == "-n" || flag == "--namespace" {
+            cli.namespace = Some(take(&mut i)?);
+        } else if let Some(ns) = a.strip_prefix("-n") {
+            cli.namespace = Some(ns.to_string());
+        } else if flag == "--utc" {
+            cli.utc = true;
+        } else if flag == "--all" {
+            all = true;
+        } else if flag == "--yes" || flag == "-y" {
+            yes = true;
+        } else if flag == "--include-secrets" {
+            include_secrets = true;
+        } else if flag == "--no-wait" {
+            cli.wait = false;
+        } else if flag == "--timeout" {
+            let v = take(&mut i)?;
+            let secs: u64 = v
+                .trim_end_matches('s')
+                .parse()
+                .map_err(|_| format!("--timeout {v}: expected seconds"))?;
+            cli.timeout = Duration::from_secs(secs);
+        } else if flag == "--tail" {
+            let v = take(&mut i)?;
+            tail = Some(
+                v.parse()
+                    .map_err(|_| format!("--tail {v}: expected a number of lines"))?,
+            );
+        } else if flag == "-h" || flag == "--help" {
+            help = true;
+        } else if flag == "--version" {
+            version = true;
+        } else {
+            return Err(format!(
+                "unknown option '{a}' (see kubectl routineload --help)"
+            ));
+        }
+        i += 1;
+    }
+    let mut pos = positional.into_iter();
+    let cmd = pos.next();
+    if help {
+        cli.command = Command::Help { topic: cmd };
+        return Ok(cli);
+    }
+    if version {
+        cli.command = Command::Version;
+        return Ok(cli);
+    }
+    let Some(cmd) = cmd else {
+        cli.command = Command::Help { topic: None };
+        return Ok(cli);
+    };
+    let rest: Vec<String> = pos.collect();
+    let job = |rest: &[String]| -> Result<String, String> {
+        match rest {
+            [job] => Ok(job.clone()),
+            [] => Err(format!(
+                "{cmd}: which job? usage: kubectl routineload {cmd} JOB"
+            )),
+            _ => Err(format!("{cmd}: one job at a time, got {}", rest.join(" "))),
+        }
+    };
+    let allowed = |ok: &[(&str, bool)]| -> Result<(), String> {
+        for (flag, set) in [
+            ("--all", all),
+            ("--yes", yes),
+            ("--include-secrets", include_secrets),
+            ("--tail", tail.is_some()),
+        ] {
+            if set && !ok.iter().any(|(f, _)| *f == flag) {
+                return Err(format!("{cmd}: option {flag} does not apply"));
+            }
+        }
+        Ok(())
+    };
+    cli.command = match cmd.as_str() {
+        "show" => {
+            allowed(&[("--all", true)])?;
+            if rest.len() > 1 {
+                return Err(format!("show: one job at a time, got {}", rest.join(" ")));
+            }
+            Command::Show {
+                job: rest.first().cloned(),
+                all,
+            }
+        }
+        "tasks" | "task" => {
+            allowed(&[])?;
+            Command::Tasks { job: job(&rest)? }
+        }
+        "pause" => {
+            allowed(&[])?;
+            Command::Pause { job: job(&rest)? }
+        }
+        "resume" => {
+            allowed(&[])?;
+            Command::Resume { job: job(&rest)? }
+        }
+        "stop" => {
+            allowed(&[("--yes", true)])?;
+            Command::Stop {
+                job: job(&rest)?,
+                yes,
+            }
+        }
+        "errors" => {
+            allowed(&[("--tail", true)])?;
+            Command::Errors {
+                job: job(&rest)?,
+                tail,
+            }
+        }
+        "convert" => {
+            allowed(&[("--include-secrets", true)])?;
+            if rest.len() > 1 {
+                return Err("convert: one statement file at a time".into());
+            }
+            Command::Convert {
+                file: rest.first().cloned().filter(|f| f != "-"),
+                include_secrets,
+            }
+        }
+        "help" => Command::Help {
+            topic: rest.first().cloned(),
+        },
+        other => {
+            return Err(format!(
+                "unknown command '{other}': expected show, tasks, pause, resume, stop, errors or convert (see kubectl routineload --help)"
+            ));
+        }
+    };
+    Ok(cli)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(args: &str) -> Result<Cli, String> {
+        let v: Vec<String> = args.split_whitespace().map(String::from).collect();
+        parse(&v)
+    }
+
+    #[test]
+    fn commands_and_flags_parse() {
+        let cases: Vec<(&str, Command, Option<&str>)> = vec![
+            (
+                "show",
+                Command::Show {
+                    job: None,
+                    all: false,
+                },
+                None,
+            ),
+            (
+                "show --all -n ns",
+                Command::Show {
+                    job: None,
+                    all: true,
+                },
+                Some("ns"),
+            ),
+            (
+                "-n ns show j",
+                Command::Show {
+                    job: Some("j".into()),
+                    all: false,
+                },
+                Some("ns"),
+            ),
+            (
+                "show j --namespace=x",
+                Command::Show {
+                    job: Some("j".into()),
+                    all: false,
+                },
+                Some("x"),
+            ),
+            (
+                "tasks j -nfoo",
+                Command::Tasks { job: "j".into() },
+                Some("foo"),
+            ),
+            ("pause j", Command::Pause { job: "j".into() }, None),
+            ("resume j", Command::Resume { job: "j".into() }, None),
+            (
+                "stop j",
+                Command::Stop {
+                    job: "j".into(),
+                    yes: false,
+                },
+                None,
+            ),
+            (
+                "stop --yes j",
+                Command::Stop {
+                    job: "j".into(),
+                    yes: true,
+                },
+                None,
+            ),
+            (
+                "stop j -y",
+                Command::Stop {
+                    job: "j".into(),
+                    yes: true,
+                },
+                None,
+            ),
+            (
+                "errors j",
+                Command::Errors {
+                    job: "j".into(),
+                    tail: None,
+                },
+                None,
+            ),
+            (
+                "errors j --tail 5",
+                Command::Errors {
+                    job: "j".into(),
+                    tail: Some(5),
+                },
+                None,
+            ),
+            (
+                "convert",
+                Command::Convert {
+                    file: None,
+                    include_secrets: false,
+                },
+                None,
+            ),
+            (
+                "convert -",
+                Command::Convert {
+                    file: None,
+                    include_secrets: false,
+                },
+                None,
+            ),
+            (
+                "convert a.sql --include-secrets",
+                Command::Convert {
+                    file: Some("a.sql".into()),
+                    include_secrets: true,
+                },
+                None,
+            ),
+            ("", Command::Help { topic: None }, None),
+            ("--help", Command::Help { topic: None }, None),
+            (
+                "stop --help",
+                Command::Help {
+                    topic: Some("stop".into()),
+                },
+                None,
+            ),
+            (
+                "help convert",
+                Command::Help {
+                    topic: Some("convert".into()),
+                },
+                None,
+            ),
+            ("--version", Command::Version, None),
+        ];
+        for (args, want, ns) in cases {
+            let cli = p(args).unwrap_or_else(|e| panic!("{args}: {e}"));
+            assert_eq!(cli.command, want, "{args}");
+            assert_eq!(cli.namespace.as_deref(), ns, "{args}");
+        }
+        let cli = p("pause j --no-wait --timeout 5").unwrap();
+        assert!(!cli.wait);
+        assert_eq!(cli.timeout, Duration::from_secs(5));
+        assert!(p("show --utc").unwrap().utc);
+    }
+
+    #[test]
+    fn bad_command_lines_say_what_is_wrong() {
+        let cases = [
+            ("frobnicate", "unknown command 'frobnicate'"),
+            ("show --bogus", "unknown option '--bogus'"),
+            ("pause", "pause: which job?"),
+            ("pause a b", "pause: one job at a time"),
+            ("show a b", "show: one job at a time"),
+            ("pause j --yes", "pause: option --yes does not apply"),
+            ("errors j --tail x", "--tail x: expected a number"),
+            ("show -n", "option -n needs a value"),
+            ("tasks j --all", "tasks: option --all does not apply"),
+        ];
+        for (args, want) in cases {
+            let err = p(args).expect_err(args);
+            assert!(err.contains(want), "{args}: {err}");
+        }
+    }
+
+    #[test]
+    fn every_command_has_help() {
+        for c in [
+            "show", "tasks", "pause", "resume", "stop", "errors", "convert", "help",
+        ] {
+            assert!(command_help(c).is_some_and(|h| h.contains("Usage")), "{c}");
+        }
+    }
+}

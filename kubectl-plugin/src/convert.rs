@@ -1,0 +1,1103 @@
+//! `kubectl routineload convert`: a StarRocks `CREATE ROUTINE LOAD` statement to the equivalent
+//! `RoutineLoadJob` YAML.
+//!
+//! The statement is tokenized (quotes `'...'`, `"..."`, backticks, `--`, `#` and `/* */`
+//! comments, case-insensitive keywords) and parsed along the grammar of the reference:
+//!
+//! ```text
+//! CREATE ROUTINE LOAD [db.]job ON table
+//!     [COLUMNS TERMINATED BY "sep",] [ROWS TERMINATED BY "sep",]
+//!     [COLUMNS (col, ..., name = expr),] [WHERE expr,] [[TEMPORARY] PARTITION (p, ...)]
+//!     [PROPERTIES ("key" = "value", ...)]
+//!     FROM KAFKA ("key" = "value", ...)
+//! ```
+//!
+//! Every property the API has is mapped; secrets among the Kafka client properties go to a
+//! Secret stub referenced by `kafka.credentialsSecret`, never into the job spec.
+
+use std::collections::BTreeMap;
+
+use routine_load_api::job::secret_property;
+use serde_yaml::{Mapping, Value};
+
+/// Options of a conversion.
+#[derive(Debug, Clone, Default)]
+pub struct ConvertOptions {
+    /// Namespace when the statement names no database.
+    pub namespace: Option<String>,
+    /// Copy secret values from the statement into the Secret stub (default: placeholders).
+    pub include_secrets: bool,
+}
+
+/// The result of a conversion.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Converted {
+    /// The statement's database, as a namespace name.
+    pub namespace: Option<String>,
+    /// The job's Kubernetes name.
+    pub name: String,
+    /// The `Table` the job loads (Kubernetes name).
+    pub table: String,
+    /// The `RoutineLoadJob` object.
+    pub job: Value,
+    /// A Secret stub for the Kafka credentials, when the statement carries any.
+    pub secret: Option<Value>,
+    /// How names were mapped (renamed objects).
+    pub notes: Vec<String>,
+    /// Things the user must act on or know (ignored properties, secrets to fill in).
+    pub warnings: Vec<String>,
+}
+
+/// Placeholder written into the Secret stub instead of a secret value.
+pub const SECRET_PLACEHOLDER: &str = "REPLACE_ME";
+
+impl Converted {
+    /// The YAML documents: the Secret stub (if any), then the job.
+    pub fn to_yaml(&self, statement_head: &str) -> Result<String, serde_yaml::Error> {
+        let mut out = format!("# Converted by kubectl-routineload from: {statement_head}\n");
+        out.push_str(&format!(
+            "# Needs the Table '{}' in the same namespace.\n",
+            self.table
+        ));
+        if let Some(secret) = &self.secret {
+            out.push_str("---\n");
+            out.push_str(&serde_yaml::to_string(secret)?);
+        }
+        out.push_str("---\n");
+        out.push_str(&serde_yaml::to_string(&self.job)?);
+        Ok(out)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tokens
+
+#[derive(Debug, Clone, PartialEq)]
+enum Tok {
+    /// A bare word: keyword or identifier.
+    Word(String),
+    /// A backtick-quoted identifier.
+    Quoted(String),
+    /// A string literal: `raw` keeps backslash escapes other than the quote's (separators such
+    /// as `\t` and `\x01` pass through to the API, which unescapes them); `value` is unescaped.
+    Str {
+        raw: String,
+        value: String,
+    },
+    Number(String),
+    Punct(String),
+}
+
+#[derive(Debug, Clone)]
+struct Token {
+    tok: Tok,
+    start: usize,
+    end: usize,
+}
+
+impl Token {
+    fn is_kw(&self, kw: &str) -> bool {
+        matches!(&self.tok, Tok::Word(w) if w.eq_ignore_ascii_case(kw))
+    }
+    fn is_punct(&self, p: &str) -> bool {
+        matches!(&self.tok, Tok::Punct(x) if x == p)
+    }
+    fn describe(&self) -> String {
+        match &self.tok {
+            Tok::Word(w) => format!("'{w}'"),
+            Tok::Quoted(q) => format!("`{q}`"),
+            Tok::Str { raw, .. } => format!("string \"{raw}\""),
+            Tok::Number(n) => format!("number {n}"),
+            Tok::Punct(p) => format!("'{p}'"),
+        }
+    }
+}
+
+fn line_col(src: &str, pos: usize) -> (usize, usize) {
+    let before = &src[..pos.min(src.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+fn mysql_unescape(c: char) -> Option<char> {
+    Some(match c {
+        '0' => '\0',
+        'b' => '\u{8}',
+        'n' => '\n',
+        'r' => '\r',
+        't' => '\t',
+        'Z' => '\u{1a}',
+        _ => return None,
+    })
+}
+
+fn tokenize(src: &str) -> Result<Vec<Token>, String> {
+    let chars: Vec<(usize, char)> = src.char_indices().collect();
+    let at = |i: usize| chars.get(i).map(|&(_, c)| c);
+    let pos = |i: usize| chars.get(i).map_or(src.len(), |&(p, _)| p);
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i].1;
+        let start = pos(i);
+        if c.is_whitespace() {
+            i += 1;
+        } else if c == '-' && at(i + 1) == Some('-') || c == '#' {
+            while i < chars.len() && chars[i].1 != '\n' {
+                i += 1;
+            }
+        } else if c == '/' && at(i + 1) == Some('*') {
+            let mut j = i + 2;
+            loop {
+                match at(j) {
+                    None => {
+                        let (l, col) = line_col(src, start);
+                        return Err(format!("unterminated /* comment at line {l}, column {col}"));
+                    }
+                    Some('*') if at(j + 1) == Some('/') => break,
+                    _ => j += 1,
+                }
+            }
+            i = j + 2;
+        } else if c == '\'' || c == '"' {
+            let q = c;
+            let (mut raw, mut value) = (String::new(), String::new());
+            let mut j = i + 1;
+            loop {
+                match at(j) {
+                    None => {
+                        let (l, col) = line_col(src, start);
+                        return Err(format!(
+                            "unterminated string starting with {q} at line {l}, column {col}"
+                        ));
+                    }
+                    Some('\\') if at(j + 1).is_some() => {
+                        let n = at(j + 1).unwrap_or('\\');
+                        if n == q {
+                            raw.push(q);
+                        } else {
+                            raw.push('\\');
+                            raw.push(n);
+                        }
+                        value.push(mysql_unescape(n).unwrap_or(n));
+                        j += 2;
+                    }
+                    Some(x) if x == q && at(j + 1) == Some(q) => {
+                        raw.push(q);
+                        value.push(q);
+                        j += 2;
+                    }
+                    Some(x) if x == q => break,
+                    Some(x) => {
+                        raw.push(x);
+                        value.push(x);
+                        j += 1;
+                    }
+                }
+            }
+            i = j + 1;
+            out.push(Token {
+                tok: Tok::Str { raw, value },
+                start,
+                end: pos(i),
+            });
+        } else if c == '`' {
+            let mut name = String::new();
+            let mut j = i + 1;
+            loop {
+                match at(j) {
+                    None => {
+                        let (l, col) = line_col(src, start);
+                        return Err(format!(
+                            "unterminated `identifier at line {l}, column {col}"
+                        ));
+                    }
+                    Some('`') if at(j + 1) == Some('`') => {
+                        name.push('`');
+                        j += 2;
+                    }
+                    Some('`') => break,
+                    Some(x) => {
+                        name.push(x);
+                        j += 1;
+                    }
+                }
+            }
+            i = j + 1;
+            out.push(Token {
+                tok: Tok::Quoted(name),
+                start,
+                end: pos(i),
+            });
+        } else if c.is_alphabetic() || c == '_' {
+            let mut j = i;
+            while at(j).is_some_and(|x| x.is_alphanumeric() || x == '_' || x == '$') {
+                j += 1;
+            }
+            out.push(Token {
+                tok: Tok::Word(src[start..pos(j)].to_string()),
+                start,
+                end: pos(j),
+            });
+            i = j;
+        } else if c.is_ascii_digit() {
+            let mut j = i;
+            while at(j).is_some_and(|x| x.is_ascii_alphanumeric() || x == '.') {
+                j += 1;
+            }
+            out.push(Token {
+                tok: Tok::Number(src[start..pos(j)].to_string()),
+                start,
+                end: pos(j),
+            });
+            i = j;
+        } else {
+            let two: String = [Some(c), at(i + 1)].into_iter().flatten().collect();
+            let len = if ["<=", ">=", "!=", "<>", "==", "||", "&&", "<=>"]
+                .iter()
+                .any(|op| two == *op)
+            {
+                2
+            } else {
+                1
+            };
+            let p: String = chars[i..i + len].iter().map(|&(_, c)| c).collect();
+            i += len;
+            out.push(Token {
+                tok: Tok::Punct(p),
+                start,
+                end: pos(i),
+            });
+        }
+    }
+    Ok(out)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The statement
+
+/// A parsed `CREATE ROUTINE LOAD` statement, before mapping to the API.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Statement {
+    pub database: Option<String>,
+    pub job: String,
+    pub table: String,
+    pub column_separator: Option<String>,
+    pub row_delimiter: Option<String>,
+    pub columns: Vec<String>,
+    pub where_expr: Option<String>,
+    pub partitions: Vec<String>,
+    pub temporary_partitions: Vec<String>,
+    /// PROPERTIES, keys lower-cased, in order.
+    pub properties: Vec<(String, String)>,
+    /// FROM KAFKA (...), keys lower-cased except after `property.`, in order.
+    pub kafka: Vec<(String, String)>,
+}
+
+struct Parser<'a> {
+    src: &'a str,
+    toks: Vec<Token>,
+    i: usize,
+}
+
+impl<'a> Parser<'a> {
+    fn peek(&self) -> Option<&Token> {
+        self.toks.get(self.i)
+    }
+    fn peek_at(&self, n: usize) -> Option<&Token> {
+        self.toks.get(self.i + n)
+    }
+    fn where_(&self) -> String {
+        match self.peek() {
+            Some(t) => {
+                let (l, c) = line_col(self.src, t.start);
+                format!("at line {l}, column {c} ({})", t.describe())
+            }
+            None => "at the end of the statement".to_string(),
+        }
+    }
+    fn err<T>(&self, expected: &str) -> Result<T, String> {
+        Err(format!("expected {expected} {}", self.where_()))
+    }
+    fn kw(&mut self, kw: &str) -> Result<(), String> {
+        if self.peek().is_some_and(|t| t.is_kw(kw)) {
+            self.i += 1;
+            Ok(())
+        } else {
+            self.err(kw)
+        }
+    }
+    fn eat_kw(&mut self, kw: &str) -> bool {
+        let yes = self.peek().is_some_and(|t| t.is_kw(kw));
+        if yes {
+            self.i += 1;
+        }
+        yes
+    }
+    fn punct(&mut self, p: &str) -> Result<(), String> {
+        if self.eat_punct(p) {
+            Ok(())
+        } else {
+            self.err(&format!("'{p}'"))
+        }
+    }
+    fn eat_punct(&mut self, p: &str) -> bool {
+        let yes = self.peek().is_some_and(|t| t.is_punct(p));
+        if yes {
+            self.i += 1;
+        }
+        yes
+    }
+    fn ident(&mut self, what: &str) -> Result<String, String> {
+        match self.peek().map(|t| t.tok.clone()) {
+            Some(Tok::Word(w)) | Some(Tok::Quoted(w)) => {
+                self.i += 1;
+                Ok(w)
+            }
+            _ => self.err(what),
+        }
+    }
+    fn string(&mut self, what: &str) -> Result<String, String> {
+        match self.peek().map(|t| t.tok.clone()) {
+            Some(Tok::Str { raw, .. }) => {
+                self.i += 1;
+                Ok(raw)
+            }
+            _ => self.err(what),
+        }
+    }
+
+    /// Tokens up to the matching ')' of an opened '(' (consumed), split at top-level commas.
+    fn paren_list(&mut self, what: &str) -> Result<Vec<(usize, usize)>, String> {
+        self.punct("(")?;
+        let mut items = Vec::new();
+        let mut depth = 0usize;
+        let mut start = self.i;
+        loop {
+            let Some(t) = self.peek() else {
+                return self.err(&format!("')' closing {what}"));
+            };
+            if t.is_punct("(") {
+                depth += 1;
+            } else if t.is_punct(")") {
+                if depth == 0 {
+                    if self.i > start {
+                        items.push((start, self.i));
+                    } else if !items.is_empty() {
+                        return self.err(&format!("an entry of {what} after ','"));
+                    }
+                    self.i += 1;
+                    return Ok(items);
+                }
+                depth -= 1;
+            } else if t.is_punct(",") && depth == 0 {
+                if self.i == start {
+                    return self.err(&format!("an entry of {what}"));
+                }
+                items.push((start, self.i));
+                start = self.i + 1;
+            }
+            self.i += 1;
+        }
+    }
+
+    /// `("key" = "value", ...)`.
+    fn key_values(&mut self, what: &str) -> Result<Vec<(String, String)>, String> {
+        let mut out: Vec<(String, String)> = Vec::new();
+        for (a, b) in self.paren_list(what)? {
+            let toks = &self.toks[a..b];
+            let text = |t: &Token| match &t.tok {
+                Tok::Str { value, .. } => Some(value.clone()),
+                Tok::Word(w) | Tok::Quoted(w) | Tok::Number(w) => Some(w.clone()),
+                Tok::Punct(_) => None,
+            };
+            let (key, value) = match toks {
+                [k, eq, v] if eq.is_punct("=") => match (text(k), text(v)) {
+                    (Some(k), Some(v)) => (k, v),
+                    _ => return Err(self.bad_entry(what, a, b)),
+                },
+                _ => return Err(self.bad_entry(what, a, b)),
+            };
+            let key = normalize_key(key.trim());
+            if out.iter().any(|(k, _)| *k == key) {
+                return Err(format!("{what}: property \"{key}\" is given twice"));
+            }
+            out.push((key, value));
+        }
+        Ok(out)
+    }
+
+    fn bad_entry(&self, what: &str, a: usize, b: usize) -> String {
+        let (l, c) = line_col(self.src, self.toks[a].start);
+        format!(
+            "{what}: expected \"key\" = \"value\" at line {l}, column {c}, found: {}",
+            &self.src[self.toks[a].start..self.toks[b - 1].end]
+        )
+    }
+
+    /// Renders tokens `a..b` as SQL for the expression engine: double-quoted strings (MySQL
+    /// string literals) become single-quoted ones, comments become spaces.
+    fn render(&self, a: usize, b: usize) -> String {
+        let mut out = String::new();
+        for k in a..b {
+            let t = &self.toks[k];
+            if k > a && t.start > self.toks[k - 1].end {
+                out.push(' ');
+            }
+            match &t.tok {
+                Tok::Str { value, .. } => {
+                    out.push('\'');
+                    out.push_str(&value.replace('\'', "''"));
+                    out.push('\'');
+                }
+                _ => out.push_str(&self.src[t.start..t.end]),
+            }
+        }
+        out
+    }
+}
+
+fn normalize_key(key: &str) -> String {
+    match key.split_once('.') {
+        Some((p, rest)) if p.eq_ignore_ascii_case("property") => format!("property.{rest}"),
+        _ => key.to_ascii_lowercase(),
+    }
+}
+
+/// Parses a `CREATE ROUTINE LOAD` statement.
+pub fn parse(src: &str) -> Result<Statement, String> {
+    let toks = tokenize(src)?;
+    let mut p = Parser { src, toks, i: 0 };
+    let mut st = Statement::default();
+    p.kw("CREATE")?;
+    p.kw("ROUTINE")?;
+    p.kw("LOAD")?;
+    let first = p.ident("the job name")?;
+    if p.eat_punct(".") {
+        st.database = Some(first);
+        st.job = p.ident("the job name after the database name")?;
+    } else {
+        st.job = first;
+    }
+    p.kw("ON")?;
+    st.table = p.ident("the table name after ON")?;
+    // Load properties, comma separated, in any order.
+    loop {
+        while p.eat_punct(",") {}
+        let Some(t) = p.peek() else {
+            return p.err("FROM KAFKA");
+        };
+        if t.is_kw("PROPERTIES") || t.is_kw("FROM") {
+            break;
+        }
+        if t.is_kw("COLUMNS") && p.peek_at(1).is_some_and(|t| t.is_kw("TERMINATED")) {
+            p.i += 2;
+            p.kw("BY")?;
+            set_once(
+                &mut st.column_separator,
+                p.string("a quoted column separator")?,
+                "COLUMNS TERMINATED BY",
+            )?;
+        } else if t.is_kw("ROWS") {
+            p.i += 1;
+            p.kw("TERMINATED")?;
+            p.kw("BY")?;
+            set_once(
+                &mut st.row_delimiter,
+                p.string("a quoted row delimiter")?,
+                "ROWS TERMINATED BY",
+            )?;
+        } else if t.is_kw("COLUMNS") {
+            p.i += 1;
+            if !st.columns.is_empty() {
+                return Err("COLUMNS (...) is given twice".into());
+            }
+            for (a, b) in p.paren_list("COLUMNS")? {
+                st.columns.push(columns_entry(&p, a, b));
+            }
+        } else if t.is_kw("WHERE") {
+            p.i += 1;
+            let a = p.i;
+            let mut depth = 0usize;
+            while let Some(t) = p.peek() {
+                if depth == 0
+                    && (t.is_punct(",")
+                        || t.is_punct(";")
+                        || t.is_kw("PROPERTIES")
+                        || (t.is_kw("FROM") && p.peek_at(1).is_some_and(|n| n.is_kw("KAFKA"))))
+                {
+                    break;
+                }
+                if t.is_punct("(") {
+                    depth += 1;
+                } else if t.is_punct(")") {
+                    depth = depth.saturating_sub(1);
+                }
+                p.i += 1;
+            }
+            if p.i == a {
+                return p.err("a condition after WHERE");
+            }
+            set_once(&mut st.where_expr, p.render(a, p.i), "WHERE")?;
+        } else if t.is_kw("TEMPORARY") || t.is_kw("PARTITION") {
+            let temporary = p.eat_kw("TEMPORARY");
+            p.kw("PARTITION")?;
+            let names = p
+                .paren_list("PARTITION")?
+                .into_iter()
+                .map(|(a, b)| match &p.toks[a..b] {
+                    [t] => match &t.tok {
+                        Tok::Word(w) | Tok::Quoted(w) => w.clone(),
+                        Tok::Str { value, .. } => value.clone(),
+                        _ => p.render(a, b),
+                    },
+                    _ => p.render(a, b),
+                })
+                .collect();
+            if temporary {
+                st.temporary_partitions = names;
+            } else {
+                st.partitions = names;
+            }
+        } else {
+            return p.err(
+                "COLUMNS TERMINATED BY, ROWS TERMINATED BY, COLUMNS (...), WHERE, PARTITION (...), PROPERTIES (...) or FROM KAFKA",
+            );
+        }
+    }
+    if p.eat_kw("PROPERTIES") {
+        st.properties = p.key_values("PROPERTIES")?;
+    }
+    p.kw("FROM")?;
+    if !p.eat_kw("KAFKA") {
+        return p.err("KAFKA after FROM (only Kafka data sources exist)");
+    }
+    if p.peek().is_some_and(|t| t.is_punct("(")) {
+        st.kafka = p.key_values("FROM KAFKA")?;
+    }
+    p.eat_punct(";");
+    if p.peek().is_some() {
+        return p.err("the end of the statement");
+    }
+    Ok(st)
+}
+
+fn set_once(slot: &mut Option<String>, value: String, what: &str) -> Result<(), String> {
+    if slot.is_some() {
+        return Err(format!("{what} is given twice"));
+    }
+    *slot = Some(value);
+    Ok(())
+}
+
+/// One COLUMNS entry: a bare name (backticks removed) or `name = expr`.
+fn columns_entry(p: &Parser<'_>, a: usize, b: usize) -> String {
+    let name_of = |t: &Token| match &t.tok {
+        Tok::Word(w) => Some(w.clone()),
+        Tok::Quoted(w) if w.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => {
+            Some(w.clone())
+        }
+        Tok::Quoted(_) => Some(p.src[t.start..t.end].to_string()),
+        _ => None,
+    };
+    match &p.toks[a..b] {
+        [t] => name_of(t).unwrap_or_else(|| p.render(a, b)),
+        [t, eq, ..] if eq.is_punct("=") && b - a > 2 => match name_of(t) {
+            Some(n) => format!("{n} = {}", p.render(a + 2, b)),
+            None => p.render(a, b),
+        },
+        _ => p.render(a, b),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Mapping to the API
+
+/// StarRocks PROPERTIES accepted without an equivalent: they tune StarRocks internals.
+const IGNORED_PROPERTIES: &[&str] = &[
+    "task_consume_second",
+    "task_timeout_second",
+    "log_rejected_record_num",
+    "exec_mem_limit",
+    "load_mem_limit",
+];
+
+/// librdkafka `*.location` properties given as StarRocks files (`FILE:name`) and the Secret key
+/// that holds the PEM text instead.
+const FILE_PROPERTIES: &[(&str, &str)] = &[
+    ("ssl.ca.location", "ssl.ca.pem"),
+    ("ssl.certificate.location", "ssl.certificate.pem"),
+    ("ssl.key.location", "ssl.key.pem"),
+];
+
+/// A StarRocks name as a Kubernetes object name: lower case, `_` -> `-`.
+pub fn kube_name(name: &str, what: &str) -> Result<String, String> {
+    let n: String = name
+        .chars()
+        .map(|c| {
+            if c == '_' {
+                '-'
+            } else {
+                c.to_ascii_lowercase()
+            }
+        })
+        .collect();
+    let ok = !n.is_empty()
+        && n.len() <= 253
+        && n.split('.').all(|l| {
+            !l.is_empty()
+                && l.starts_with(|c: char| c.is_ascii_alphanumeric())
+                && l.ends_with(|c: char| c.is_ascii_alphanumeric())
+                && l.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        });
+    if ok {
+        Ok(n)
+    } else {
+        Err(format!(
+            "{what} '{name}' can't be a Kubernetes name (lower case letters, digits and '-')"
+        ))
+    }
+}
+
+fn int(key: &str, value: &str, min: i64, max: i64) -> Result<i64, String> {
+    let n: i64 = value
+        .trim()
+        .parse()
+        .map_err(|_| format!("property \"{key}\" = \"{value}\": expected an integer"))?;
+    if n < min || n > max {
+        let range = if max == i64::MAX {
+            format!("at least {min}")
+        } else {
+            format!("{min} to {max}")
+        };
+        return Err(format!("property \"{key}\" = \"{value}\": must be {range}"));
+    }
+    Ok(n)
+}
+
+fn boolean(key: &str, value: &str) -> Result<bool, String> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(format!(
+            "property \"{key}\" = \"{value}\": expected true or false"
+        )),
+    }
+}
+
+fn offset(key: &str, value: &str) -> Result<String, String> {
+    let v = value.trim();
+    let upper = v.to_ascii_uppercase();
+    if upper == "OFFSET_BEGINNING" || upper == "OFFSET_END" {
+        Ok(upper)
+    } else if v.parse::<i64>().is_ok_and(|n| n >= 0) {
+        Ok(v.to_string())
+    } else {
+        Err(format!(
+            "\"{key}\": offset \"{v}\" is not a number, OFFSET_BEGINNING or OFFSET_END (start offsets by timestamp are not supported)"
+        ))
+    }
+}
+
+/// Converts a parsed statement into a `RoutineLoadJob` (and a Secret stub for credentials).
+pub fn convert(st: &Statement, opts: &ConvertOptions) -> Result<Converted, String> {
+    let mut warnings = Vec::new();
+    let mut notes = Vec::new();
+    let name = kube_name(&st.job, "job name")?;
+    let table = kube_name(&st.table, "table name")?;
+    let namespace = match &st.database {
+        Some(db) => Some(kube_name(db, "database name")?),
+        None => opts.namespace.clone(),
+    };
+    if name != st.job {
+        notes.push(format!(
+            "job '{}' is named '{name}' (Kubernetes names can't hold '_' or upper case)",
+            st.job
+        ));
+    }
+    if table != st.table {
+        notes.push(format!(
+            "table '{}' is referenced as Table '{table}'",
+            st.table
+        ));
+    }
+    if let Some(db) = &st.database
+        && namespace.as_deref() != Some(db.as_str())
+    {
+        notes.push(format!(
+            "database '{db}' is namespace '{}'",
+            namespace.as_deref().unwrap_or_default()
+        ));
+    }
+    if !st.temporary_partitions.is_empty() {
+        return Err(format!(
+            "TEMPORARY PARTITION ({}): Delta tables have no temporary partitions; load into the table's partitions instead",
+            st.temporary_partitions.join(", ")
+        ));
+    }
+    if let Some(p) = st.partitions.iter().find(|p| !p.contains('=')) {
+        return Err(format!(
+            "PARTITION ({}): '{p}' is a StarRocks partition name; a Delta table's partitions are paths of partition column values: write them as PARTITION (\"dt=2024-05-01\", ...), or drop the clause to load any partition",
+            st.partitions.join(", ")
+        ));
+    }
+
+    let mut spec = Mapping::new();
+    fn put(m: &mut Mapping, k: &str, v: Value) {
+        m.insert(Value::from(k), v);
+    }
+    put(&mut spec, "table", table.clone().into());
+
+    // PROPERTIES
+    let mut unknown = Vec::new();
+    let mut job_props: BTreeMap<&str, Value> = BTreeMap::new();
+    let mut format = None;
+    for (key, value) in &st.properties {
+        let v = value.trim();
+        let (field, val): (&str, Value) = match key.as_str() {
+            "desired_concurrent_number" => (
+                "desiredConcurrentNumber",
+                int(key, v, 1, i32::MAX as i64)?.into(),
+            ),
+            "max_batch_interval" => ("maxBatchInterval", int(key, v, 5, 60)?.into()),
+            "max_batch_rows" => ("maxBatchRows", int(key, v, 200_000, i64::MAX)?.into()),
+            "max_batch_size" => (
+                "maxBatchSize",
+                int(key, v, 104_857_600, 1_073_741_824)?.into(),
+            ),
+            "max_error_number" => ("maxErrorNumber", int(key, v, 0, i64::MAX)?.into()),
+            "max_filter_ratio" => {
+                let r: f64 = v
+                    .parse()
+                    .ok()
+                    .filter(|r| (0.0..=1.0).contains(r))
+                    .ok_or_else(|| {
+                        format!("property \"{key}\" = \"{value}\": must be a number from 0 to 1")
+                    })?;
+                ("maxFilterRatio", r.into())
+            }
+            "strict_mode" => ("strictMode", boolean(key, v)?.into()),
+            "timezone" | "time_zone" => ("timezone", v.into()),
+            "format" => {
+                let f = v.to_ascii_lowercase();
+                if f != "csv" && f != "json" {
+                    return Err(format!(
+                        "property \"format\" = \"{value}\": only csv and json are supported"
+                    ));
+                }
+                format = Some(f.clone());
+                continue;
+            }
+            "jsonpaths" => {
+                let paths: Vec<String> = serde_json::from_str(v).map_err(|e| {
+                    format!(
+                        "property \"jsonpaths\" = '{value}': expected a JSON array of paths such as [\"$.a\", \"$.b\"]: {e}"
+                    )
+                })?;
+                (
+                    "jsonPaths",
+                    Value::Sequence(paths.into_iter().map(Value::from).collect()),
+                )
+            }
+            "json_root" => ("jsonRoot", v.into()),
+            "strip_outer_array" => ("stripOuterArray", boolean(key, v)?.into()),
+            "enclose" => ("enclose", value.clone().into()),
+            "escape" => ("escape", value.clone().into()),
+            "trim_space" => ("trimSpace", boolean(key, v)?.into()),
+            k if IGNORED_PROPERTIES.contains(&k) => {
+                warnings.push(format!(
+                    "property \"{k}\" tunes StarRocks internals and has no equivalent: ignored"
+                ));
+                continue;
+            }
+            k => {
+                unknown.push(k.to_string());
+                continue;
+            }
+        };
+        job_props.insert(field, val);
+    }
+    if !unknown.is_empty() {
+        return Err(format!(
+            "PROPERTIES: unknown or unsupported propert{} {}; supported: desired_concurrent_number, max_batch_interval, max_batch_rows, max_batch_size, max_error_number, max_filter_ratio, strict_mode, timezone, format, jsonpaths, json_root, strip_outer_array, enclose, escape, trim_space",
+            if unknown.len() == 1 { "y" } else { "ies" },
+            unknown
+                .iter()
+                .map(|k| format!("\"{k}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    let json = format.as_deref() == Some("json");
+    if let Some(f) = &format {
+        put(&mut spec, "format", f.clone().into());
+    }
+    if json {
+        for (clause, set) in [
+            ("COLUMNS TERMINATED BY", st.column_separator.is_some()),
+            ("ROWS TERMINATED BY", st.row_delimiter.is_some()),
+            ("enclose", job_props.contains_key("enclose")),
+            ("escape", job_props.contains_key("escape")),
+            ("trim_space", job_props.contains_key("trimSpace")),
+        ] {
+            if set {
+                return Err(format!("{clause} applies only to format csv, not json"));
+            }
+        }
+    } else {
+        for (prop, field) in [
+            ("jsonpaths", "jsonPaths"),
+            ("json_root", "jsonRoot"),
+            ("strip_outer_array", "stripOuterArray"),
+        ] {
+            if job_props.contains_key(field) {
+                return Err(format!(
+                    "property \"{prop}\" applies only to \"format\" = \"json\""
+                ));
+            }
+        }
+    }
+    if let Some(sep) = &st.column_separator {
+        put(&mut spec, "columnSeparator", sep.clone().into());
+    }
+    if let Some(d) = &st.row_delimiter {
+        put(&mut spec, "rowDelimiter", d.clone().into());
+    }
+    for f in ["enclose", "escape", "trimSpace"] {
+        if let Some(v) = job_props.remove(f) {
+            put(&mut spec, f, v);
+        }
+    }
+    if !st.columns.is_empty() {
+        put(
+            &mut spec,
+            "columns",
+            Value::Sequence(st.columns.iter().cloned().map(Value::from).collect()),
+        );
+    }
+    if let Some(w) = &st.where_expr {
+        put(&mut spec, "where", w.clone().into());
+    }
+    if !st.partitions.is_empty() {
+        put(
+            &mut spec,
+            "partitions",
+            Value::Sequence(st.partitions.iter().cloned().map(Value::from).collect()),
+        );
+    }
+    for field in [
+        "desiredConcurrentNumber",
+        "maxBatchInterval",
+        "maxBatchRows",
+        "maxBatchSize",
+        "maxErrorNumber",
+        "maxFilterRatio",
+        "strictMode",
+        "timezone",
+        "jsonPaths",
+        "jsonRoot",
+        "stripOuterArray",
+    ] {
+        if let Some(v) = job_props.remove(field) {
+            put(&mut spec, field, v);
+        }
+    }
+
+    // FROM KAFKA
+    let mut kafka = Mapping::new();
+    let mut broker_list = None;
+    let mut topic = None;
+    let mut partitions: Vec<i32> = Vec::new();
+    let mut offsets: Vec<String> = Vec::new();
+    let mut default_offset = None;
+    let mut properties = Mapping::new();
+    let mut secrets: BTreeMap<String, String> = BTreeMap::new();
+    let mut unknown = Vec::new();
+    for (key, value) in &st.kafka {
+        let v = value.trim();
+        match key.as_str() {
+            "kafka_broker_list" => broker_list = Some(v.to_string()),
+            "kafka_topic" => topic = Some(v.to_string()),
+            "kafka_partitions" => {
+                partitions = v
+                    .split(',')
+                    .map(|p| {
+                        p.trim().parse::<i32>().ok().filter(|p| *p >= 0).ok_or_else(|| {
+                            format!(
+                                "\"kafka_partitions\" = \"{value}\": '{}' is not a partition number",
+                                p.trim()
+                            )
+                        })
+                    })
+                    .collect::<Result<_, _>>()?
+            }
+            "kafka_offsets" => {
+                offsets = v
+                    .split(',')
+                    .map(|o| offset("kafka_offsets", o))
+                    .collect::<Result<_, _>>()?
+            }
+            k => match k.strip_prefix("property.") {
+                Some("kafka_default_offsets") => {
+                    default_offset = Some(offset(k, v)?);
+                }
+                Some(prop) => {
+                    if let Some(file) = v.strip_prefix("FILE:") {
+                        match FILE_PROPERTIES.iter().find(|(p, _)| *p == prop) {
+                            Some((_, pem_key)) => {
+                                warnings.push(format!(
+                                    "\"{k}\" = \"{v}\" names a StarRocks file: put the PEM text of '{file}' under key '{pem_key}' of the credentials Secret"
+                                ));
+                                secrets.insert((*pem_key).to_string(), String::new());
+                            }
+                            None => {
+                                return Err(format!(
+                                    "\"{k}\" = \"{v}\": StarRocks files (FILE:) are supported only for {}",
+                                    FILE_PROPERTIES
+                                        .iter()
+                                        .map(|(p, _)| format!("property.{p}"))
+                                        .collect::<Vec<_>>()
+                                        .join(", ")
+                                ));
+                            }
+                        }
+                    } else if secret_property(prop) {
+                        secrets.insert(prop.to_string(), value.clone());
+                    } else {
+                        properties.insert(prop.into(), v.into());
+                    }
+                }
+                None => unknown.push(k.to_string()),
+            },
+        }
+    }
+    if !unknown.is_empty() {
+        return Err(format!(
+            "FROM KAFKA: unknown or unsupported propert{} {}; supported: kafka_broker_list, kafka_topic, kafka_partitions, kafka_offsets and property.* (librdkafka client properties)",
+            if unknown.len() == 1 { "y" } else { "ies" },
+            unknown
+                .iter()
+                .map(|k| format!("\"{k}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    let broker_list =
+        broker_list.ok_or("FROM KAFKA: \"kafka_broker_list\" is required (host:port, ...)")?;
+    let topic = topic.ok_or("FROM KAFKA: \"kafka_topic\" is required")?;
+    if !offsets.is_empty() && offsets.len() != partitions.len() {
+        return Err(format!(
+            "FROM KAFKA: \"kafka_offsets\" has {} entries but \"kafka_partitions\" has {}: give one offset per partition",
+            offsets.len(),
+            partitions.len()
+        ));
+    }
+    kafka.insert("brokerList".into(), broker_list.into());
+    kafka.insert("topic".into(), topic.into());
+    if !partitions.is_empty() {
+        kafka.insert(
+            "partitions".into(),
+            Value::Sequence(partitions.into_iter().map(Value::from).collect()),
+        );
+    }
+    if !offsets.is_empty() {
+        kafka.insert(
+            "offsets".into(),
+            Value::Sequence(offsets.into_iter().map(Value::from).collect()),
+        );
+    }
+    if let Some(d) = default_offset {
+        kafka.insert("defaultOffset".into(), d.into());
+    }
+    if !properties.is_empty() {
+        kafka.insert("properties".into(), Value::Mapping(properties));
+    }
+    let secret_name = format!("{name}-kafka-credentials");
+    let secret = if secrets.is_empty() {
+        None
+    } else {
+        kafka.insert(
+            "credentialsSecret".into(),
+            Value::Mapping(Mapping::from_iter([(
+                Value::from("name"),
+                Value::from(secret_name.clone()),
+            )])),
+        );
+        let keys: Vec<&str> = secrets.keys().map(String::as_str).collect();
+        warnings.push(format!(
+            "{} kept out of the job spec: fill in Secret '{secret_name}'{} (referenced by spec.kafka.credentialsSecret)",
+            keys.join(", "),
+            if opts.include_secrets {
+                ""
+            } else {
+                " where it says REPLACE_ME"
+            }
+        ));
+        let mut meta = Mapping::new();
+        meta.insert("name".into(), secret_name.into());
+        if let Some(ns) = &namespace {
+            meta.insert("namespace".into(), ns.clone().into());
+        }
+        let data: Mapping = secrets
+            .into_iter()
+            .map(|(k, v)| {
+                let v = if opts.include_secrets && !v.is_empty() {
+                    v
+                } else {
+                    SECRET_PLACEHOLDER.to_string()
+                };
+                (Value::from(k), Value::from(v))
+            })
+            .collect();
+        Some(Value::Mapping(Mapping::from_iter([
+            ("apiVersion".into(), "v1".into()),
+            ("kind".into(), "Secret".into()),
+            ("metadata".into(), Value::Mapping(meta)),
+            ("type".into(), "Opaque".into()),
+            ("stringData".into(), Value::Mapping(data)),
+        ])))
+    };
+    put(&mut spec, "kafka", Value::Mapping(kafka));
+
+    let mut meta = Mapping::new();
+    meta.insert("name".into(), name.clone().into());
+    if let Some(ns) = &namespace {
+        meta.insert("namespace".into(), ns.clone().into());
+    }
+    let job = Value::Mapping(Mapping::from_iter([
+        ("apiVersion".into(), "routineload.io/v1alpha1".into()),
+        ("kind".into(), "RoutineLoadJob".into()),
+        ("metadata".into(), Value::Mapping(meta)),
+        ("spec".into(), Value::Mapping(spec)),
+    ]));
+    // The typed API must accept what we produce.
+    serde_yaml::from_value::<routine_load_api::RoutineLoadJob>(job.clone())
+        .map_err(|e| format!("the converted job does not fit the RoutineLoadJob API: {e}"))?;
+    Ok(Converted {
+        namespace,
+        name,
+        table,
+        job,
+        secret,
+        notes,
+        warnings,
+    })
+}
+
+/// The statement's head (`CREATE ROUTINE LOAD db.job ON table`) for the output's comment.
+pub fn head(st: &Statement) -> String {
+    format!(
+        "CREATE ROUTINE LOAD {}{} ON {}",
+        st.database
+            .as_deref()
+            .map(|d| format!("{d}."))
+            .unwrap_or_default(),
+        st.job,
+        st.table
+    )
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,154 @@
+//! A minimal HTTP/1.0 GET for the workers' error logs (`http://host:port/api/_load_error_log`).
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// `(host, port, path?query)` of an `http://` URL.
+pub fn split_url(url: &str) -> Result<(String, u16, String)> {
+    let Some(rest) = url.strip_prefix("http://") else {
+        if url.starts_with("https://") {
+            bail!("{url}: only http:// error log URLs can be fetched; open it with curl");
+        }
+        bail!("{url}: not an http:// URL");
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let authority = authority.rsplit('@').next().unwrap_or(authority);
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (
+            h,
+            p.parse::<u16>()
+                .with_context(|| format!("{url}: bad port '{p}'"))?,
+        ),
+        _ => (authority, 80),
+    };
+    if host.is_empty() {
+        bail!("{url}: no host");
+    }
+    Ok((
+        host.trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string(),
+        port,
+        path.to_string(),
+    ))
+}
+
+/// Splits a raw HTTP response into status code and body.
+pub fn parse_response(raw: &[u8]) -> Result<(u16, Vec<u8>)> {
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .context("malformed HTTP response (no end of headers)")?;
+    let head = String::from_utf8_lossy(&raw[..end]);
+    let status: u16 = head
+        .lines()
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .context("malformed HTTP status line")?;
+    Ok((status, raw[end + 4..].to_vec()))
+}
+
+/// GETs `url` (HTTP/1.0: the server answers with the whole body and closes).
+pub async fn get(url: &str, timeout: Duration) -> Result<Vec<u8>> {
+    let (host, port, path) = split_url(url)?;
+    let fetch = async {
+        let mut conn = TcpStream::connect((host.as_str(), port))
+            .await
+            .with_context(|| {
+                format!(
+                    "connecting to {host}:{port} (a worker pod address may need `kubectl port-forward`)"
+                )
+            })?;
+        let req = format!(
+            "GET {path} HTTP/1.0\r\nHost: {host}:{port}\r\nUser-Agent: kubectl-routineload\r\nAccept: */*\r\n\r\n"
+        );
+        conn.write_all(req.as_bytes()).await?;
+        let mut raw = Vec::new();
+        conn.read_to_end(&mut raw).await?;
+        anyhow::Ok(raw)
+    };
+    let raw = tokio::time::timeout(timeout, fetch)
+        .await
+        .with_context(|| format!("{url}: no answer within {timeout:?}"))??;
+    let (status, body) = parse_response(&raw).with_context(|| url.to_string())?;
+    if status != 200 {
+        bail!(
+            "{url}: HTTP {status}: {}",
+            String::from_utf8_lossy(&body).trim()
+        );
+    }
+    Ok(body)
+}
+
+/// The last `n` lines of `text`.
+pub fn tail(text: &str, n: usize) -> &str {
+    if n == 0 {
+        return "";
+    }
+    let trimmed = text.strip_suffix('\n').unwrap_or(text);
+    let mut count = 0;
+    for (i, b) in trimmed.bytes().enumerate().rev() {
+        if b == b'\n' {
+            count += 1;
+            if count == n {
+                return &text[i + 1..];
+            }
+        }
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_split() {
+        let cases = [
+            (
+                "http://10.0.0.5:8040/api/_load_error_log?file=a.log",
+                ("10.0.0.5", 8040, "/api/_load_error_log?file=a.log"),
+            ),
+            ("http://worker-0/x", ("worker-0", 80, "/x")),
+            ("http://h:1", ("h", 1, "/")),
+            ("http://[::1]:8040/p", ("::1", 8040, "/p")),
+        ];
+        for (url, (h, p, path)) in cases {
+            let got = split_url(url).unwrap();
+            assert_eq!(got, (h.to_string(), p, path.to_string()), "{url}");
+        }
+        for bad in ["https://h/x", "ftp://h", "http://:80/x", "http://h:x/"] {
+            assert!(split_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn responses_parse() {
+        let (s, b) = parse_response(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nabc").unwrap();
+        assert_eq!((s, b.as_slice()), (200, &b"abc"[..]));
+        let (s, _) = parse_response(b"HTTP/1.0 404 Not Found\r\n\r\nno").unwrap();
+        assert_eq!(s, 404);
+        assert!(parse_response(b"garbage").is_err());
+    }
+
+    #[test]
+    fn tails() {
+        let cases = [
+            ("a\nb\nc\n", 2, "b\nc\n"),
+            ("a\nb\nc", 2, "b\nc"),
+            ("a\nb\nc\n", 5, "a\nb\nc\n"),
+            ("a\nb\nc\n", 1, "c\n"),
+            ("a\n", 0, ""),
+        ];
+        for (text, n, want) in cases {
+            assert_eq!(tail(text, n), want, "{text:?} {n}");
+        }
+    }
+}

@@ -1,0 +1,413 @@
+//! `kubectl routineload`: StarRocks Routine Load statements (SHOW ROUTINE LOAD, SHOW ROUTINE
+//! LOAD TASK, PAUSE / RESUME / STOP ROUTINE LOAD, CREATE ROUTINE LOAD) for routine-load jobs.
+//!
+//! Installed as `kubectl-routineload` anywhere on PATH, kubectl finds it as a plugin.
+
+mod cli;
+mod convert;
+mod http;
+mod show;
+
+use std::io::{BufRead, IsTerminal, Read, Write};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::{Api, Client};
+use routine_load_api::job::{DesiredState, JobState};
+use routine_load_api::names::JOB_LABEL;
+use routine_load_api::{RoutineLoadJob, RoutineLoadTask};
+use serde_json::json;
+
+use cli::{Cli, Command};
+use show::Clock;
+
+/// Field manager of the plugin's writes.
+pub const FIELD_MANAGER: &str = "kubectl-routineload";
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let cli = match cli::parse(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    if let Err(e) = runtime.block_on(run(cli)) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let clock = if cli.utc { Clock::Utc } else { Clock::Local };
+    match &cli.command {
+        Command::Help { topic } => {
+            match topic.as_deref() {
+                None => print!("{}", cli::USAGE),
+                Some(t) => match cli::command_help(t) {
+                    Some(h) => print!("{h}"),
+                    None => bail!("no help for '{t}': not a command"),
+                },
+            }
+            Ok(())
+        }
+        Command::Version => {
+            println!("kubectl-routineload {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        Command::Convert {
+            file,
+            include_secrets,
+        } => convert_cmd(file.as_deref(), cli.namespace.clone(), *include_secrets),
+        cmd => {
+            let (client, ns) = connect(cli.namespace.as_deref()).await?;
+            let jobs: Api<RoutineLoadJob> = Api::namespaced(client.clone(), &ns);
+            match cmd {
+                Command::Show { job: Some(job), .. } => {
+                    let started = Instant::now();
+                    let j = get_job(&jobs, job, &ns)
+                        .await
+                        .context("SHOW ROUTINE LOAD")?;
+                    print!(
+                        "{}",
+                        show::show_jobs(&[j], clock, started.elapsed().as_secs_f64())
+                    );
+                    Ok(())
+                }
+                Command::Show { job: None, all } => {
+                    let started = Instant::now();
+                    let list = jobs.list(&ListParams::default()).await.with_context(|| {
+                        format!("SHOW ROUTINE LOAD: listing RoutineLoadJobs in namespace {ns}")
+                    })?;
+                    let mut items = list.items;
+                    items.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+                    let total = items.len();
+                    if !all {
+                        items.retain(|j| !show::state_of(j).is_final());
+                    }
+                    print!(
+                        "{}",
+                        show::show_jobs(&items, clock, started.elapsed().as_secs_f64())
+                    );
+                    if items.len() < total {
+                        eprintln!(
+                            "({} STOPPED or CANCELLED job(s) not shown: use --all, as SHOW ALL ROUTINE LOAD)",
+                            total - items.len()
+                        );
+                    }
+                    Ok(())
+                }
+                Command::Tasks { job } => {
+                    let started = Instant::now();
+                    let j = get_job(&jobs, job, &ns)
+                        .await
+                        .context("SHOW ROUTINE LOAD TASK")?;
+                    let tasks = tasks_of(&client, &ns, &j).await?;
+                    print!(
+                        "{}",
+                        show::show_tasks(Some(&j), &tasks, clock, started.elapsed().as_secs_f64())
+                    );
+                    Ok(())
+                }
+                Command::Pause { job } => {
+                    set_state(&cli, &jobs, &ns, job, DesiredState::Paused, true).await
+                }
+                Command::Resume { job } => {
+                    set_state(&cli, &jobs, &ns, job, DesiredState::Running, true).await
+                }
+                Command::Stop { job, yes } => {
+                    set_state(&cli, &jobs, &ns, job, DesiredState::Stopped, *yes).await
+                }
+                Command::Errors { job, tail } => errors_cmd(&client, &jobs, &ns, job, *tail).await,
+                Command::Help { .. } | Command::Version | Command::Convert { .. } => {
+                    unreachable!()
+                }
+            }
+        }
+    }
+}
+
+/// The client from KUBECONFIG / in-cluster config, and the namespace: `-n`, else the context's.
+async fn connect(namespace: Option<&str>) -> Result<(Client, String)> {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let client = Client::try_default().await.context(
+        "connecting to the cluster (KUBECONFIG, ~/.kube/config or the in-cluster service account)",
+    )?;
+    let ns = namespace
+        .map(str::to_string)
+        .unwrap_or_else(|| client.default_namespace().to_string());
+    Ok((client, ns))
+}
+
+async fn get_job(jobs: &Api<RoutineLoadJob>, name: &str, ns: &str) -> Result<RoutineLoadJob> {
+    match jobs.get_opt(name).await {
+        Ok(Some(j)) => Ok(j),
+        Ok(None) => bail!("routine load job '{name}' not found in namespace '{ns}'"),
+        Err(e) => Err(e).with_context(|| format!("getting RoutineLoadJob {ns}/{name}")),
+    }
+}
+
+async fn tasks_of(client: &Client, ns: &str, job: &RoutineLoadJob) -> Result<Vec<RoutineLoadTask>> {
+    let name = job.metadata.name.clone().unwrap_or_default();
+    let api: Api<RoutineLoadTask> = Api::namespaced(client.clone(), ns);
+    let list = api
+        .list(&ListParams::default().labels(&format!("{JOB_LABEL}={name}")))
+        .await
+        .with_context(|| format!("listing the RoutineLoadTasks of {ns}/{name}"))?;
+    // The label selects; the spec (and the job's UID) decides.
+    Ok(list
+        .items
+        .into_iter()
+        .filter(|t| t.spec.job == name && Some(&t.spec.job_uid) == job.metadata.uid.as_ref())
+        .collect())
+}
+
+fn desired_name(d: DesiredState) -> &'static str {
+    match d {
+        DesiredState::Running => "Running",
+        DesiredState::Paused => "Paused",
+        DesiredState::Stopped => "Stopped",
+    }
+}
+
+async fn patch_state(
+    jobs: &Api<RoutineLoadJob>,
+    name: &str,
+    state: DesiredState,
+) -> Result<RoutineLoadJob> {
+    let pp = PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    let body = json!({ "spec": { "state": desired_name(state) } });
+    jobs.patch(name, &pp, &Patch::Merge(&body))
+        .await
+        .with_context(|| format!("setting spec.state of {name} to {}", desired_name(state)))
+}
+
+/// PAUSE / RESUME / STOP ROUTINE LOAD.
+async fn set_state(
+    cli: &Cli,
+    jobs: &Api<RoutineLoadJob>,
+    ns: &str,
+    name: &str,
+    desired: DesiredState,
+    confirmed: bool,
+) -> Result<()> {
+    let verb = match desired {
+        DesiredState::Running => "RESUME",
+        DesiredState::Paused => "PAUSE",
+        DesiredState::Stopped => "STOP",
+    };
+    let statement = format!("{verb} ROUTINE LOAD FOR {ns}.{name}");
+    let job = get_job(jobs, name, ns).await.context(statement.clone())?;
+    let current = show::state_of(&job);
+    if current.is_final() {
+        if desired == DesiredState::Stopped {
+            println!("{statement}\nState: {}", current.as_str());
+            return Ok(());
+        }
+        bail!(
+            "{statement}: the job is {}, which is final: it can't be {}; create a new job (its offsets start over unless kafka.offsets says otherwise)",
+            current.as_str(),
+            if desired == DesiredState::Paused {
+                "paused"
+            } else {
+                "resumed"
+            }
+        );
+    }
+    if !confirmed && !confirm_stop(name)? {
+        bail!("{statement}: not confirmed, nothing changed (type the job name, or pass --yes)");
+    }
+    let target = match desired {
+        DesiredState::Running => JobState::Running,
+        DesiredState::Paused => JobState::Paused,
+        DesiredState::Stopped => JobState::Stopped,
+    };
+    let patched = if desired == DesiredState::Running
+        && job.spec.state == DesiredState::Running
+        && current == JobState::Paused
+    {
+        // Paused by the operator (error rows, a missing table...) with spec.state still
+        // Running: the operator resumes on a spec change, so pass through Paused.
+        patch_state(jobs, name, DesiredState::Paused)
+            .await
+            .context(statement.clone())?;
+        patch_state(jobs, name, DesiredState::Running)
+            .await
+            .context(statement.clone())?
+    } else {
+        patch_state(jobs, name, desired)
+            .await
+            .context(statement.clone())?
+    };
+    println!("{statement}");
+    let generation = patched.metadata.generation.unwrap_or(0);
+    if !cli.wait {
+        println!("spec.state: {}", desired_name(desired));
+        return Ok(());
+    }
+    let deadline = Instant::now() + cli.timeout;
+    let mut last = patched;
+    loop {
+        let status = last.status.clone().unwrap_or_default();
+        let observed = status.observed_generation.is_some_and(|o| o >= generation);
+        let state = show::state_of(&last);
+        let reason = status.reason_of_state_changed.clone().unwrap_or_default();
+        if observed && (state == target || state.is_final()) {
+            println!("State: {}", state.as_str());
+            if !reason.is_empty() {
+                println!("ReasonOfStateChanged: {reason}");
+            }
+            if state != target {
+                bail!("{statement}: the job ended {} instead", state.as_str());
+            }
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            if observed && desired == DesiredState::Running && state == JobState::NeedSchedule {
+                // As in StarRocks, a resumed job waits in NEED_SCHEDULE for a worker.
+                println!("State: {}", state.as_str());
+                if !reason.is_empty() {
+                    println!("ReasonOfStateChanged: {reason}");
+                }
+                return Ok(());
+            }
+            bail!(
+                "{statement}: spec.state is {}, but the operator has not reported {} within {:?} (state: {}{}); is the operator running?",
+                desired_name(desired),
+                target.as_str(),
+                cli.timeout,
+                state.as_str(),
+                if reason.is_empty() {
+                    String::new()
+                } else {
+                    format!(", reason: {reason}")
+                }
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        last = get_job(jobs, name, ns).await.context(statement.clone())?;
+    }
+}
+
+/// Asks for the job name on the terminal (stdin); true if it was typed.
+fn confirm_stop(name: &str) -> Result<bool> {
+    let mut err = std::io::stderr();
+    write!(
+        err,
+        "STOPPED is final: the job can't be resumed afterwards.\nType the job name ({name}) to stop it: "
+    )?;
+    err.flush()?;
+    // Read from stdin even when it is not a terminal: `echo job | ... stop job` confirms.
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("reading the confirmation")?;
+    Ok(line.trim() == name)
+}
+
+/// Prints the error logs of the job and its tasks.
+async fn errors_cmd(
+    client: &Client,
+    jobs: &Api<RoutineLoadJob>,
+    ns: &str,
+    name: &str,
+    tail: Option<usize>,
+) -> Result<()> {
+    let job = get_job(jobs, name, ns).await.context("errors")?;
+    let tasks = tasks_of(client, ns, &job).await.context("errors")?;
+    let status = job.status.clone().unwrap_or_default();
+    let mut urls: Vec<String> = status.error_log_urls.clone();
+    for t in &tasks {
+        if let Some(u) = t.status.as_ref().and_then(|s| s.error_log_url.clone())
+            && !urls.contains(&u)
+        {
+            urls.push(u);
+        }
+    }
+    if urls.is_empty() {
+        println!(
+            "No error logs for routine load job {ns}.{name}: errorRows is {} and no task reported an error log URL.",
+            status.statistic.error_rows
+        );
+        return Ok(());
+    }
+    let mut failed = 0;
+    for url in &urls {
+        println!("==> {url} <==");
+        match http::get(url, Duration::from_secs(10)).await {
+            Ok(body) => {
+                let text = String::from_utf8_lossy(&body);
+                let text = match tail {
+                    Some(n) => http::tail(&text, n),
+                    None => &text,
+                };
+                print!("{text}");
+                if !text.is_empty() && !text.ends_with('\n') {
+                    println!();
+                }
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("error: fetching the error log: {e:#}");
+            }
+        }
+    }
+    if failed == urls.len() {
+        bail!(
+            "errors: none of the {} error log(s) could be fetched",
+            urls.len()
+        );
+    }
+    Ok(())
+}
+
+/// CREATE ROUTINE LOAD -> RoutineLoadJob YAML.
+fn convert_cmd(file: Option<&str>, namespace: Option<String>, include_secrets: bool) -> Result<()> {
+    let mut sql = String::new();
+    match file {
+        Some(path) => {
+            sql =
+                std::fs::read_to_string(path).with_context(|| format!("convert: reading {path}"))?
+        }
+        None => {
+            if std::io::stdin().is_terminal() {
+                eprintln!("reading a CREATE ROUTINE LOAD statement from stdin (end with Ctrl-D)");
+            }
+            std::io::stdin()
+                .read_to_string(&mut sql)
+                .context("convert: reading stdin")?;
+        }
+    }
+    let statement = convert::parse(&sql).map_err(|e| anyhow::anyhow!("convert: {e}"))?;
+    let converted = convert::convert(
+        &statement,
+        &convert::ConvertOptions {
+            namespace,
+            include_secrets,
+        },
+    )
+    .map_err(|e| anyhow::anyhow!("convert: {e}"))?;
+    for n in &converted.notes {
+        eprintln!("note: {n}");
+    }
+    for w in &converted.warnings {
+        eprintln!("warning: {w}");
+    }
+    print!(
+        "{}",
+        converted
+            .to_yaml(&convert::head(&statement))
+            .context("convert: writing YAML")?
+    );
+    Ok(())
+}
