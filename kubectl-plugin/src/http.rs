@@ -87,6 +87,24 @@ pub async fn get(url: &str, timeout: Duration) -> Result<Vec<u8>> {
     Ok(body)
 }
 
+/// The `http://` URLs in a text (a reason or message naming an error log).
+pub fn urls_in(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("http://") {
+        let url: String = rest[i..]
+            .chars()
+            .take_while(|c| !c.is_whitespace() && !matches!(c, ',' | ';' | '"' | '\'' | ')'))
+            .collect();
+        let url = url.trim_end_matches('.').to_string();
+        rest = &rest[i + "http://".len()..];
+        if url.len() > "http://".len() {
+            out.push(url);
+        }
+    }
+    out
+}
+
 /// The last `n` lines of `text`.
 pub fn tail(text: &str, n: usize) -> &str {
     if n == 0 {
@@ -136,6 +154,25 @@ mod tests {
         let (s, _) = parse_response(b"HTTP/1.0 404 Not Found\r\n\r\nno").unwrap();
         assert_eq!(s, 404);
         assert!(parse_response(b"garbage").is_err());
+    }
+
+    #[test]
+    fn urls_are_found_in_reasons() {
+        let cases: [(&str, &[&str]); 4] = [
+            (
+                "current error rows: 1 ... first error: Error: x. See http://10.0.0.5:8040/api/_load_error_log?file=a.log",
+                &["http://10.0.0.5:8040/api/_load_error_log?file=a.log"],
+            ),
+            (
+                "logs: http://a/x, http://b/y; (http://c/z).",
+                &["http://a/x", "http://b/y", "http://c/z"],
+            ),
+            ("no url here", &[]),
+            ("http:// alone", &[]),
+        ];
+        for (text, want) in cases {
+            assert_eq!(urls_in(text), want, "{text}");
+        }
     }
 
     #[test]

@@ -261,13 +261,25 @@ async fn set_state(
         let observed = status.observed_generation.is_some_and(|o| o >= generation);
         let state = show::state_of(&last);
         let reason = status.reason_of_state_changed.clone().unwrap_or_default();
-        if observed && (state == target || state.is_final()) {
+        // Once the operator has seen the new spec, a resumed job that is PAUSED was paused
+        // again (error rows past maxErrorNumber, a missing table...): say why at once.
+        let paused_again = desired == DesiredState::Running && state == JobState::Paused;
+        if observed && (state == target || state.is_final() || paused_again) {
             println!("State: {}", state.as_str());
             if !reason.is_empty() {
                 println!("ReasonOfStateChanged: {reason}");
             }
             if state != target {
-                bail!("{statement}: the job ended {} instead", state.as_str());
+                bail!(
+                    "{statement}: the job is {}, not {}{}",
+                    state.as_str(),
+                    target.as_str(),
+                    if reason.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {reason}")
+                    }
+                );
             }
             return Ok(());
         }
@@ -327,10 +339,18 @@ async fn errors_cmd(
     let tasks = tasks_of(client, ns, &job).await.context("errors")?;
     let status = job.status.clone().unwrap_or_default();
     let mut urls: Vec<String> = status.error_log_urls.clone();
-    for t in &tasks {
-        if let Some(u) = t.status.as_ref().and_then(|s| s.error_log_url.clone())
-            && !urls.contains(&u)
-        {
+    let from_tasks = tasks
+        .iter()
+        .filter_map(|t| t.status.as_ref().and_then(|s| s.error_log_url.clone()));
+    // A job paused for its error rows names the log in its reason, after its tasks are gone.
+    let from_reason = status
+        .reason_of_state_changed
+        .iter()
+        .chain(status.conditions.iter().map(|c| &c.message))
+        .flat_map(|text| http::urls_in(text))
+        .filter(|u| u.contains("_load_error_log"));
+    for u in from_tasks.chain(from_reason) {
+        if !urls.contains(&u) {
             urls.push(u);
         }
     }

@@ -142,9 +142,18 @@ async fn wait_job<F: Fn(&RoutineLoadJob) -> bool>(
     what: &str,
     check: F,
 ) -> RoutineLoadJob {
+    wait_named(jobs, JOB, what, check).await
+}
+
+async fn wait_named<F: Fn(&RoutineLoadJob) -> bool>(
+    jobs: &Api<RoutineLoadJob>,
+    name: &str,
+    what: &str,
+    check: F,
+) -> RoutineLoadJob {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let j = jobs.get(JOB).await.expect("get job");
+        let j = jobs.get(name).await.expect("get job");
         if check(&j) {
             return j;
         }
@@ -397,6 +406,79 @@ async fn plugin_shows_pauses_resumes_and_stops_a_converted_job() {
     assert!(
         !out.contains("             EndTime: N/A"),
         "an end time: {out}"
+    );
+
+    // A job the operator paused for its error rows: `resume` passes spec.state through Paused
+    // (the operator resumes such a job on a spec change) and reports the new pause at once.
+    let topic2 = unique_name("wiki-strict");
+    tb.create_topic(&topic2, 1).await.expect("topic");
+    produce(&tb, &topic2, &wikipedia_rows(0, 5, &[2])).await;
+    let statement = format!(
+        r#"CREATE ROUTINE LOAD wiki_strict ON routine_wiki_edit
+COLUMNS TERMINATED BY ",",
+COLUMNS (event_time, channel, user, is_anonymous, is_minor, is_new, is_robot, is_unpatrolled, delta, added, deleted)
+PROPERTIES ("desired_concurrent_number" = "1", "max_error_number" = "0")
+FROM KAFKA ("kafka_broker_list" = "{}", "kafka_topic" = "{topic2}",
+            "property.kafka_default_offsets" = "OFFSET_BEGINNING")"#,
+        tb.var("KAFKA_BROKERS").expect("brokers")
+    );
+    let yaml = ok(&run(&tb, &["convert", "-n", &ns], Some(&statement)));
+    ok(&run_cmd(
+        tb.kubectl().args(["apply", "-f", "-"]),
+        Some(&yaml),
+    ));
+    let strict = "wiki-strict";
+    let paused = wait_named(&jobs, strict, "wiki-strict paused by its error row", |j| {
+        state(j) == Some(JobState::Paused)
+            && j.status
+                .as_ref()
+                .and_then(|s| s.reason_of_state_changed.as_deref())
+                .is_some_and(|r| r.contains("max error num"))
+    })
+    .await;
+    let generation = paused.metadata.generation.expect("generation");
+    let out = run(&tb, &["resume", strict, "-n", &ns], None);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!("RESUME ROUTINE LOAD FOR {ns}.{strict}\n")),
+        "{stdout}"
+    );
+    if !out.status.success() {
+        // Paused again by the same error row before the command saw it RUNNING.
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("is PAUSED, not RUNNING") && err.contains("max error num"),
+            "{err}"
+        );
+        assert!(stdout.contains("State: PAUSED\n"), "{stdout}");
+    } else {
+        assert!(stdout.contains("State: RUNNING\n"), "{stdout}");
+    }
+    let j = wait_named(
+        &jobs,
+        strict,
+        "wiki-strict resumed, then paused again",
+        |j| {
+            state(j) == Some(JobState::Paused)
+                && j.status
+                    .as_ref()
+                    .and_then(|s| s.observed_generation)
+                    .is_some_and(|o| o >= generation + 2)
+        },
+    )
+    .await;
+    assert_eq!(j.spec.state, routine_load_api::job::DesiredState::Running);
+    let out = ok(&run(&tb, &["show", strict, "-n", &ns], None));
+    assert!(
+        out.contains("current error rows: 1 is more than max error num: 0"),
+        "{out}"
+    );
+    // Its tasks are gone and the batch was not committed: the error log is found through the
+    // reason's URL.
+    let out = ok(&run(&tb, &["errors", strict, "-n", &ns], None));
+    assert!(
+        out.contains("Value: 'not-a-number'. Partition: 0, offset: 2."),
+        "{out}"
     );
 
     let _ = std::fs::remove_file(&job_file);
