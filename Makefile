@@ -38,3 +38,7 @@ bench-engine: ## criterion benchmark of the load engine alone (Wikipedia rows, C
 bench: bench-engine ## all benchmarks (not part of make test)
 
 include e2e/testbed.mk
+
+.PHONY: manifests
+manifests: ## copy crds/ into the Helm chart and render manifests/install.yaml from it
+	bash e2e/testbed/render-manifests.sh
