@@ -23,6 +23,7 @@ pub mod kafka;
 pub mod kube_util;
 pub mod process;
 pub mod s3;
+pub mod wikipedia;
 pub mod sasl_broker;
 
 use std::collections::BTreeMap;

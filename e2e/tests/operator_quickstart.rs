@@ -35,6 +35,7 @@ fn spawn(
     }
     cmd.env("POD_NAME", name)
         .env("POD_NAMESPACE", ns)
+        .env("ROUTINE_LOAD_WATCH_NAMESPACE", ns)
         .env("ROUTINE_LOAD_HTTP_ADDR", "127.0.0.1:0");
     for (k, v) in extra {
         cmd.env(k, v);

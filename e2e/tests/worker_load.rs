@@ -24,40 +24,7 @@ fn ar(kind: &str, plural: &str) -> ApiResource {
     )
 }
 
-/// The Wikipedia row for message `i`; every 100th message is bad (an INT column holds text).
-/// `user` carries `i` so the reader can check every offset exactly once.
-fn row(i: usize) -> String {
-    let channels = [
-        "#en.wikipedia",
-        "#ca.wikipedia",
-        "#de.wikipedia",
-        "#fr.wikipedia",
-    ];
-    let time = format!(
-        "2015-09-12 {:02}:{:02}:{:02}",
-        (i / 3600) % 24,
-        (i / 60) % 60,
-        i % 60
-    );
-    let delta = if i % 100 == 99 {
-        "not-a-number".to_string()
-    } else {
-        ((i % 400) as i64 - 200).to_string()
-    };
-    format!(
-        "{time},{},User{i},{},{},0,{},1,{delta},{},{}",
-        channels[i % 4],
-        i % 2,
-        i.is_multiple_of(3) as u8,
-        i.is_multiple_of(7) as u8,
-        i % 300,
-        i % 50
-    )
-}
-
-fn good(i: usize) -> bool {
-    i % 100 != 99
-}
+use routine_load_e2e::wikipedia::{is_good as good, row};
 
 struct Setup {
     tb: Testbed,
@@ -195,7 +162,12 @@ async fn produce_fast(tb: &Testbed, topic: &str, lines: &[String]) {
     assert_eq!(high, lines.len() as i64, "all messages produced, in order");
 }
 
-fn spawn_worker(s: &Setup, http_port: u16, batch_rows: Option<usize>) -> LocalProcess {
+fn spawn_worker(
+    s: &Setup,
+    http_port: u16,
+    batch_rows: Option<usize>,
+    extra: &[(&str, &str)],
+) -> LocalProcess {
     let bin = workspace_binary("routine-load-worker").expect("worker binary");
     let mut cmd = Command::new(bin);
     for (k, v) in s.tb.child_env() {
@@ -205,6 +177,7 @@ fn spawn_worker(s: &Setup, http_port: u16, batch_rows: Option<usize>) -> LocalPr
     cmd.env("KUBECONFIG", s.tb.kubeconfig())
         .env("POD_NAME", &s.worker)
         .env("POD_NAMESPACE", &s.ns)
+        .env("ROUTINE_LOAD_WATCH_NAMESPACE", &s.ns)
         .env("ROUTINE_LOAD_HTTP_ADDR", format!("127.0.0.1:{http_port}"))
         .env("ROUTINE_LOAD_ERROR_LOG_DIR", logs)
         .env(
@@ -215,6 +188,9 @@ fn spawn_worker(s: &Setup, http_port: u16, batch_rows: Option<usize>) -> LocalPr
         .env("RUST_LOG", "info,buoyant_kernel=warn,deltalake_core=warn");
     if let Some(n) = batch_rows {
         cmd.env("ROUTINE_LOAD_MAX_BATCH_ROWS", n.to_string());
+    }
+    for (k, v) in extra {
+        cmd.env(k, v);
     }
     s.tb.spawn(&s.worker, cmd).expect("spawn worker")
 }
@@ -298,12 +274,13 @@ fn check_table(s: &Setup, messages: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worker_loads_wikipedia_csv_exactly_once() {
-    const N: usize = 20_000;
+    // The reference's quick start size: 100,000 messages, 1% of them bad.
+    const N: usize = 100_000;
     let Some(s) = setup("worker wikipedia csv", N).await else {
         return;
     };
     let t0 = Instant::now();
-    let mut w = spawn_worker(&s, 18041, None);
+    let mut w = spawn_worker(&s, 18041, None, &[]);
     let st = wait_committed(&s, &mut w, N as i64, Duration::from_secs(240)).await;
     let secs = t0.elapsed().as_secs_f64();
     eprintln!(
@@ -361,8 +338,9 @@ async fn worker_loads_wikipedia_csv_exactly_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worker_kill_9_restarts_exactly_once() {
-    const N: usize = 100_000;
-    const KILLS: usize = 10;
+    const N: usize = 1_000_000;
+    const KILLS: usize = 25;
+    const BATCH_ROWS: usize = 20_000;
     let Some(s) = setup("worker kill -9", N).await else {
         return;
     };
@@ -378,7 +356,7 @@ async fn worker_kill_9_restarts_exactly_once() {
             })
             .unwrap_or(0)
     };
-    let mut w = spawn_worker(&s, 18042, Some(1_000));
+    let mut w = spawn_worker(&s, 18042, Some(BATCH_ROWS), &[]);
     let mut kills = 0;
     for k in 0..KILLS {
         // Wait for progress (a new commit), then kill at a varying point of the next batch.
@@ -403,12 +381,12 @@ async fn worker_kill_9_restarts_exactly_once() {
         tokio::time::sleep(Duration::from_millis(37 * (k as u64 % 7) + 10)).await;
         w.kill().expect("kill -9");
         kills += 1;
-        w = spawn_worker(&s, 18042, Some(1_000));
+        w = spawn_worker(&s, 18042, Some(BATCH_ROWS), &[]);
     }
     eprintln!("killed the worker {kills} times mid-load");
     assert!(
-        kills >= 3,
-        "the load finished before 3 kills; make it longer"
+        kills >= 20,
+        "the load finished after {kills} kills, fewer than 20; make it longer"
     );
     wait_committed(&s, &mut w, N as i64, Duration::from_secs(300)).await;
     check_table(&s, N);
@@ -424,11 +402,57 @@ async fn worker_two_owners_no_duplicate() {
     let Some(s) = setup("worker two owners", N).await else {
         return;
     };
-    let mut a = spawn_worker(&s, 18043, Some(1_000));
-    let mut b = spawn_worker(&s, 18044, Some(1_000));
+    let mut a = spawn_worker(&s, 18043, Some(1_000), &[]);
+    let mut b = spawn_worker(&s, 18044, Some(1_000), &[]);
     let st = wait_committed(&s, &mut a, N as i64, Duration::from_secs(240)).await;
     eprintln!("two owners: status {st}");
     check_table(&s, N);
     let _ = a.stop(Duration::from_secs(20));
     let _ = b.stop(Duration::from_secs(20));
+}
+
+/// A worker whose load memory limit is far below what a batch would hold commits early, many
+/// times, and still loads every offset exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_commits_early_at_its_load_memory_limit() {
+    const N: usize = 20_000;
+    // The rows are about 63 bytes, so a message reserves about 2 x 63 + 48 = 174 bytes and the
+    // 20,000 rows about 3.5 MB: a 256 KiB limit ends a batch every ~1,500 rows (13 batches).
+    const LIMIT: &str = "262144";
+    let Some(s) = setup("worker load memory limit", N).await else {
+        return;
+    };
+    let mut w = spawn_worker(
+        &s,
+        18045,
+        None,
+        &[("ROUTINE_LOAD_LOAD_MEMORY_LIMIT_BYTES", LIMIT)],
+    );
+    let st = wait_committed(&s, &mut w, N as i64, Duration::from_secs(240)).await;
+    let metrics = Command::new("curl")
+        .args(["-sf", "http://127.0.0.1:18045/metrics"])
+        .output()
+        .expect("curl");
+    let metrics = String::from_utf8_lossy(&metrics.stdout).into_owned();
+    let metric = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with(name))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    assert_eq!(
+        metric("routine_load_worker_load_memory_bytes{kind=\"limit\"}"),
+        262144.0,
+        "{metrics}"
+    );
+    let limited = metric("routine_load_worker_memory_limited_batches_total");
+    let committed = st["committedBatches"].as_i64().unwrap_or(0);
+    eprintln!("memory limit: {committed} batches committed, {limited} ended by the limit");
+    assert!(
+        limited >= 10.0 && committed >= 11,
+        "batches should end at the memory limit: {limited} limited, status {st}"
+    );
+    check_table(&s, N);
+    let _ = w.stop(Duration::from_secs(20));
 }

@@ -56,6 +56,8 @@ pub struct Config {
     pub kafka_timeout: Duration,
     /// Watch only this namespace (a namespaced install); `None`: all namespaces.
     pub watch_namespace: Option<String>,
+    /// The namespace of the workers' heartbeat Leases (where the worker pods run).
+    pub worker_namespace: String,
 }
 
 impl Config {
@@ -80,6 +82,7 @@ impl Default for Config {
             resync: Duration::from_secs(5),
             kafka_timeout: Duration::from_secs(5),
             watch_namespace: None,
+            worker_namespace: "default".into(),
         }
     }
 }
@@ -346,7 +349,8 @@ async fn reconcile_job(job: &RoutineLoadJob, ctx: &Context) -> Result<Action, Er
             let (state, cause) = job_state::running_state(status.state, live.len());
             let reason = match cause {
                 Cause::NoLiveWorker => Some(format!(
-                    "no live worker: no fresh worker Lease in namespace {ns}"
+                    "no live worker: no fresh worker Lease in namespace {}",
+                    ctx.config.worker_namespace
                 )),
                 _ => None,
             };
@@ -618,20 +622,20 @@ fn fetch_partitions(
     Ok(ids)
 }
 
-/// Dereference (client): live workers and the load other jobs put on them.
+/// Dereference (client): live workers (Leases in the worker namespace) and the load other jobs,
+/// in any watched namespace, put on them.
 async fn live_workers(
     ctx: &Context,
-    ns: &str,
     job_uid: &str,
 ) -> Result<(Vec<WorkerState>, BTreeMap<String, usize>), Error> {
-    let leases: Api<Lease> = Api::namespaced(ctx.client.clone(), ns);
+    let leases: Api<Lease> = Api::namespaced(ctx.client.clone(), &ctx.config.worker_namespace);
     let list = leases
         .list(&ListParams::default())
         .await
         .map_err(Error::ListLeases)?;
     let now_ms = Timestamp::now().as_millisecond();
     let workers = worker_states(&list.items, now_ms, ctx.config.default_lease_duration);
-    let tasks: Api<RoutineLoadTask> = Api::namespaced(ctx.client.clone(), ns);
+    let tasks: Api<RoutineLoadTask> = ctx.config.api(&ctx.client);
     let all = tasks
         .list(&ListParams::default().labels(JOB_LABEL))
         .await
@@ -765,7 +769,7 @@ async fn schedule(
     partitions: &[i32],
     base: &mut Counters,
 ) -> Result<Vec<RoutineLoadTask>, Error> {
-    let (workers, other_load) = live_workers(ctx, ns, uid).await?;
+    let (workers, other_load) = live_workers(ctx, uid).await?;
     let live = workers.iter().filter(|w| w.live).count();
     let n = job_scheduler::task_count(
         job.spec.desired_concurrent_number,

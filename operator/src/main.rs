@@ -112,8 +112,9 @@ async fn run() -> anyhow::Result<()> {
     let identity = std::env::var("POD_NAME")
         .or_else(|_| std::env::var("HOSTNAME"))
         .unwrap_or_else(|_| format!("routine-load-operator-{}", std::process::id()));
+    let own_namespace = env_or("POD_NAMESPACE", "default");
     let leader_cfg = LeaderConfig {
-        namespace: env_or("POD_NAMESPACE", "default"),
+        namespace: own_namespace.clone(),
         lease_name: env_or("ROUTINE_LOAD_LEADER_LEASE", "routine-load-operator"),
         identity: identity.clone(),
         lease_duration: Duration::from_secs(env_num("ROUTINE_LOAD_LEASE_DURATION_SECONDS", 15)?),
@@ -129,6 +130,7 @@ async fn run() -> anyhow::Result<()> {
         watch_namespace: std::env::var("ROUTINE_LOAD_WATCH_NAMESPACE")
             .ok()
             .filter(|v| !v.is_empty()),
+        worker_namespace: env_or("ROUTINE_LOAD_WORKER_NAMESPACE", &own_namespace),
         ..Config::default()
     };
     let addr = env_or("ROUTINE_LOAD_HTTP_ADDR", "0.0.0.0:8080");

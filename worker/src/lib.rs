@@ -2,5 +2,6 @@
 
 pub mod delta_sink;
 pub mod engine;
+pub mod load_memory;
 pub mod metrics;
 pub mod task_runner;

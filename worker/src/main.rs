@@ -3,8 +3,14 @@
 //! Configuration (environment):
 //! - `POD_NAME` (required): the worker's name; tasks labelled `routineload.io/worker=<POD_NAME>`
 //!   (and whose `spec.worker` is that name) are run here, and the heartbeat Lease has this name.
-//! - `POD_NAMESPACE`: namespace to watch for tasks and to hold the Lease; unset = all namespaces
-//!   (the Lease then goes to `ROUTINE_LOAD_LEASE_NAMESPACE`, default `default`).
+//! - `POD_NAMESPACE`: namespace of the heartbeat Lease (default `default`); the operator looks
+//!   for worker Leases in its `ROUTINE_LOAD_WORKER_NAMESPACE`.
+//! - `ROUTINE_LOAD_WATCH_NAMESPACE`: namespace of the tasks to run; unset = all namespaces.
+//! - `ROUTINE_LOAD_LOAD_MEMORY_LIMIT_BYTES` (default 100 GB) and
+//!   `ROUTINE_LOAD_LOAD_MEMORY_LIMIT_PERCENT` (default 30) of the pod's memory
+//!   (`ROUTINE_LOAD_POD_MEMORY_LIMIT_BYTES`, else the cgroup limit, else the machine's): the
+//!   smaller is the worker-wide budget of the batches being collected (StarRocks
+//!   `load_process_max_memory_limit_bytes/percent`); a batch that would pass it commits early.
 //! - `ROUTINE_LOAD_HTTP_ADDR`: address of `/metrics`, `/healthz`, `/readyz` and
 //!   `/api/_load_error_log` (default `0.0.0.0:8040`).
 //! - `ROUTINE_LOAD_ADVERTISE_URL`: base URL of this worker's HTTP server in error log URLs
@@ -33,6 +39,7 @@ use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Client, ResourceExt};
 use routine_load_api::RoutineLoadTask;
 use routine_load_api::names::{WORKER_FIELD_MANAGER, WORKER_LABEL};
+use routine_load_worker::load_memory::{self, LoadMemory};
 use routine_load_worker::metrics::Metrics;
 use routine_load_worker::task_runner::{Assignment, WorkerContext, run_task};
 use tokio::sync::watch;
@@ -60,9 +67,32 @@ fn main() -> Result<()> {
 
 async fn run() -> Result<()> {
     let pod_name = std::env::var("POD_NAME").context("POD_NAME must be set")?;
-    let namespace = std::env::var("POD_NAMESPACE")
+    let lease_ns = std::env::var("POD_NAMESPACE")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "default".into());
+    let namespace = std::env::var("ROUTINE_LOAD_WATCH_NAMESPACE")
         .ok()
         .filter(|s| !s.is_empty());
+    let env_u64 = |key: &str, default: u64| -> Result<u64> {
+        match std::env::var(key) {
+            Ok(v) if !v.is_empty() => v
+                .parse()
+                .with_context(|| format!("{key}={v} is not a whole number")),
+            _ => Ok(default),
+        }
+    };
+    let load_memory_limit = load_memory::resolve_limit(
+        env_u64(
+            "ROUTINE_LOAD_LOAD_MEMORY_LIMIT_BYTES",
+            load_memory::DEFAULT_LIMIT_BYTES,
+        )?,
+        env_u64(
+            "ROUTINE_LOAD_LOAD_MEMORY_LIMIT_PERCENT",
+            load_memory::DEFAULT_LIMIT_PERCENT,
+        )?,
+        load_memory::pod_memory(),
+    );
     let http_addr =
         std::env::var("ROUTINE_LOAD_HTTP_ADDR").unwrap_or_else(|_| "0.0.0.0:8040".into());
     let port = http_addr.rsplit(':').next().unwrap_or("8040").to_string();
@@ -90,7 +120,11 @@ async fn run() -> Result<()> {
     let listener = tokio::net::TcpListener::bind(&http_addr)
         .await
         .with_context(|| format!("binding {http_addr}"))?;
-    tracing::info!(%http_addr, pod = %pod_name, "worker starting");
+    tracing::info!(%http_addr, pod = %pod_name, load_memory_limit, "worker starting");
+    metrics
+        .load_memory
+        .with_label_values(&["limit"])
+        .set(load_memory_limit as i64);
     let app = router(metrics.clone(), ready.clone(), error_log_dir.clone());
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
@@ -98,9 +132,6 @@ async fn run() -> Result<()> {
         }
     });
 
-    let lease_ns = namespace.clone().unwrap_or_else(|| {
-        std::env::var("ROUTINE_LOAD_LEASE_NAMESPACE").unwrap_or_else(|_| "default".into())
-    });
     tokio::spawn(renew_lease(client.clone(), lease_ns, pod_name.clone()));
 
     let ctx = WorkerContext {
@@ -114,6 +145,7 @@ async fn run() -> Result<()> {
             .ok()
             .and_then(|v| v.parse::<usize>().ok())
             .filter(|n| *n > 0),
+        load_memory: LoadMemory::new(load_memory_limit),
     };
 
     let api: Api<RoutineLoadTask> = match &namespace {

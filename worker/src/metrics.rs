@@ -20,6 +20,10 @@ pub struct Metrics {
     pub lag: IntGaugeVec,
     /// Tasks running on this worker.
     pub tasks: IntGaugeVec,
+    /// Batches that ended early because the worker reached its load memory limit, by job.
+    pub memory_limited_batches: IntCounterVec,
+    /// Load memory reserved by the batches being collected, and the worker's limit.
+    pub load_memory: IntGaugeVec,
 }
 
 impl Metrics {
@@ -65,16 +69,31 @@ impl Metrics {
             &["namespace"],
         )
         .expect("metric");
-        for c in [&rows, &bytes, &batches] {
+        let load_memory = IntGaugeVec::new(
+            Opts::new(
+                "routine_load_worker_load_memory_bytes",
+                "Load memory reserved by batches being collected (kind=used) and the limit (kind=limit)",
+            ),
+            &["kind"],
+        )
+        .expect("metric");
+        let memory_limited_batches = IntCounterVec::new(
+            Opts::new(
+                "routine_load_worker_memory_limited_batches_total",
+                "Batches committed early because the worker reached its load memory limit",
+            ),
+            &["namespace", "job"],
+        )
+        .expect("metric");
+        for c in [&rows, &bytes, &batches, &memory_limited_batches] {
             registry.register(Box::new(c.clone())).expect("register");
         }
         registry
             .register(Box::new(commit_seconds.clone()))
             .expect("register");
-        registry.register(Box::new(lag.clone())).expect("register");
-        registry
-            .register(Box::new(tasks.clone()))
-            .expect("register");
+        for g in [&lag, &tasks, &load_memory] {
+            registry.register(Box::new(g.clone())).expect("register");
+        }
         Self {
             registry,
             rows,
@@ -83,6 +102,8 @@ impl Metrics {
             commit_seconds,
             lag,
             tasks,
+            memory_limited_batches,
+            load_memory,
         }
     }
 

@@ -22,6 +22,7 @@ use tokio::sync::watch;
 
 use crate::delta_sink::{DeltaSink, Offsets, SinkError};
 use crate::engine::{LoadEngine, SourceMessage};
+use crate::load_memory::{LoadMemory, message_cost};
 use crate::metrics::Metrics;
 
 /// Minimum time between two status patches after commits.
@@ -45,6 +46,8 @@ pub struct WorkerContext {
     pub batch_interval_override: Option<Duration>,
     /// Override of the job's maxBatchRows (tests: many small batches).
     pub batch_rows_override: Option<usize>,
+    /// The worker-wide load memory budget shared by every task's batch.
+    pub load_memory: Arc<LoadMemory>,
 }
 
 /// Identifies one assignment.
@@ -131,7 +134,10 @@ pub async fn run_task(
         .set("group.id", format!("routine-load-{}", task.spec.job_uid))
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
-        .set("enable.partition.eof", "false");
+        .set("enable.partition.eof", "false")
+        // librdkafka's prefetch queue is memory outside the load budget: keep it modest
+        // (default 64 MiB per consumer); a job's kafka.properties may raise it.
+        .set("queued.max.messages.kbytes", "16384");
     for (k, v) in &kafka.properties {
         config.set(k, v);
     }
@@ -171,6 +177,10 @@ pub async fn run_task(
     let mut last_status = Instant::now() - HEARTBEAT_INTERVAL;
     let mut dirty = true;
     let mut lag = LagTracker {
+        topic: kafka.topic.clone(),
+        partitions: partitions.clone(),
+        namespace: ns.clone(),
+        job: job_name.clone(),
         last: None,
         highs: BTreeMap::new(),
     };
@@ -220,7 +230,10 @@ pub async fn run_task(
             let mut msgs: Vec<(i32, i64, Vec<u8>)> = Vec::new();
             let mut bytes = 0usize;
             let mut stopped = false;
-            while msgs.len() < max_rows && bytes < max_bytes {
+            // Held until the batch is committed or dropped.
+            let mut reservation = ctx.load_memory.reservation();
+            let mut memory_full = false;
+            while msgs.len() < max_rows && bytes < max_bytes && !memory_full {
                 tokio::select! {
                     r = tokio::time::timeout_at(deadline, consumer.recv()) => match r {
                         Err(_) => break,
@@ -231,6 +244,8 @@ pub async fn run_task(
                             position.insert(m.partition(), m.offset() + 1);
                             let payload = m.payload().unwrap_or(&[]).to_vec();
                             bytes += payload.len();
+                            // Past the worker's load memory limit: commit what we have.
+                            memory_full = !reservation.grow(message_cost(payload.len()));
                             msgs.push((m.partition(), m.offset(), payload));
                         }
                         Ok(Err(e)) => {
@@ -243,20 +258,22 @@ pub async fn run_task(
                     _ = stop.changed() => { stopped = true; break; }
                 }
             }
+            ctx.metrics
+                .load_memory
+                .with_label_values(&["used"])
+                .set(ctx.load_memory.used() as i64);
+            if memory_full {
+                ctx.metrics
+                    .memory_limited_batches
+                    .with_label_values(&[&ns, &job_name])
+                    .inc();
+            }
             if stopped || *stop.borrow() {
                 // Abandon the batch in flight: nothing was committed, the next owner resumes
                 // from the table's offsets.
                 break 'resume;
             }
-            lag.update(
-                &consumer,
-                &kafka.topic,
-                &partitions,
-                &mut status,
-                &ctx.metrics,
-                &ns,
-                &job_name,
-            );
+            lag.update(&consumer, &mut status, &ctx.metrics);
             if msgs.is_empty() {
                 if (dirty || last_status.elapsed() >= HEARTBEAT_INTERVAL)
                     && patch_status(&tasks, &a.name, &status).await.is_ok()
@@ -375,15 +392,7 @@ pub async fn run_task(
                         status.committed_offsets.insert(p.to_string(), *o);
                     }
                     status.message = None;
-                    lag.update(
-                        &consumer,
-                        &kafka.topic,
-                        &partitions,
-                        &mut status,
-                        &ctx.metrics,
-                        &ns,
-                        &job_name,
-                    );
+                    lag.update(&consumer, &mut status, &ctx.metrics);
                     dirty = true;
                     if last_status.elapsed() >= STATUS_INTERVAL
                         && patch_status(&tasks, &a.name, &status).await.is_ok()
@@ -453,27 +462,27 @@ fn initial_offset(kafka: &routine_load_api::job::KafkaSource, partition: i32) ->
 /// Partition lag: high watermarks are queried at most every `LAG_INTERVAL`; the lag is
 /// recomputed from the last known watermark whenever the committed offsets move.
 struct LagTracker {
+    topic: String,
+    partitions: Vec<i32>,
+    /// Metric labels.
+    namespace: String,
+    job: String,
     last: Option<Instant>,
     highs: BTreeMap<i32, i64>,
 }
 
 impl LagTracker {
-    #[allow(clippy::too_many_arguments)]
     fn update(
         &mut self,
         consumer: &StreamConsumer,
-        topic: &str,
-        partitions: &[i32],
         status: &mut RoutineLoadTaskStatus,
         metrics: &Metrics,
-        ns: &str,
-        job: &str,
     ) {
         if self.last.is_none_or(|l| l.elapsed() >= LAG_INTERVAL) {
             self.last = Some(Instant::now());
-            for &p in partitions {
+            for &p in &self.partitions {
                 let w = tokio::task::block_in_place(|| {
-                    consumer.fetch_watermarks(topic, p, Duration::from_millis(500))
+                    consumer.fetch_watermarks(&self.topic, p, Duration::from_millis(500))
                 });
                 if let Ok((_, high)) = w
                     && high >= 0
@@ -492,7 +501,7 @@ impl LagTracker {
             status.lag.insert(p.to_string(), lag);
             metrics
                 .lag
-                .with_label_values(&[ns, job, &p.to_string()])
+                .with_label_values(&[&self.namespace, &self.job, &p.to_string()])
                 .set(lag);
         }
     }
