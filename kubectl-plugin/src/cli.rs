@@ -42,6 +42,7 @@ pub enum Command {
     Convert {
         file: Option<String>,
         include_secrets: bool,
+        table: Option<String>,
     },
     Help {
         topic: Option<String>,
@@ -137,7 +138,7 @@ A worker address that is not reachable from here needs `kubectl port-forward`.
         }
         "convert" => {
             "\
-Usage: kubectl routineload convert [FILE|-] [-n NS] [--include-secrets]
+Usage: kubectl routineload convert [FILE|-] [-n NS] [--include-secrets] [--table TABLE.yaml]
 
 Reads a StarRocks CREATE ROUTINE LOAD statement (from FILE, or stdin) and prints the
 equivalent RoutineLoadJob YAML, referencing the Table named after the statement's table.
@@ -145,6 +146,8 @@ The database becomes the namespace (else -n). Names become Kubernetes names (`_`
 Kafka secrets (property.sasl.password, ...) never go into the job: they go to a Secret stub
 (values REPLACE_ME unless --include-secrets) referenced by spec.kafka.credentialsSecret.
 Unknown properties are errors. Notes and warnings go to stderr.
+--table checks the job against a Table (its YAML, as applied) with the load plan the
+operator uses: COLUMNS, derived expressions, WHERE and types must fit.
 
   kubectl routineload convert job.sql | kubectl apply -f -
 "
@@ -174,6 +177,7 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
     let (mut all, mut yes, mut include_secrets, mut help, mut version) =
         (false, false, false, false, false);
     let mut tail = None;
+    let mut table: Option<String> = None;
     let mut only_positional = false;
     let mut i = 0;
     while i < args.len() {
@@ -202,6 +206,8 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
             yes = true;
         } else if flag == "--include-secrets" {
             include_secrets = true;
+        } else if flag == "--table" {
+            table = Some(take(&mut i)?);
         } else if flag == "--no-wait" {
             cli.wait = false;
         } else if flag == "--timeout" {
@@ -258,6 +264,7 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
             ("--yes", yes),
             ("--include-secrets", include_secrets),
             ("--tail", tail.is_some()),
+            ("--table", table.is_some()),
         ] {
             if set && !ok.iter().any(|(f, _)| *f == flag) {
                 return Err(format!("{cmd}: option {flag} does not apply"));
@@ -303,13 +310,14 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
             }
         }
         "convert" => {
-            allowed(&[("--include-secrets", true)])?;
+            allowed(&[("--include-secrets", true), ("--table", true)])?;
             if rest.len() > 1 {
                 return Err("convert: one statement file at a time".into());
             }
             Command::Convert {
                 file: rest.first().cloned().filter(|f| f != "-"),
                 include_secrets,
+                table: table.clone(),
             }
         }
         "help" => Command::Help {
@@ -420,6 +428,7 @@ mod tests {
                 Command::Convert {
                     file: None,
                     include_secrets: false,
+                    table: None,
                 },
                 None,
             ),
@@ -428,6 +437,7 @@ mod tests {
                 Command::Convert {
                     file: None,
                     include_secrets: false,
+                    table: None,
                 },
                 None,
             ),
@@ -436,6 +446,7 @@ mod tests {
                 Command::Convert {
                     file: Some("a.sql".into()),
                     include_secrets: true,
+                    table: None,
                 },
                 None,
             ),
@@ -480,6 +491,10 @@ mod tests {
             ("errors j --tail x", "--tail x: expected a number"),
             ("show -n", "option -n needs a value"),
             ("tasks j --all", "tasks: option --all does not apply"),
+            (
+                "show j --table t.yaml",
+                "show: option --table does not apply",
+            ),
         ];
         for (args, want) in cases {
             let err = p(args).expect_err(args);

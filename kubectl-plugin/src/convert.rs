@@ -1086,6 +1086,80 @@ pub fn convert(st: &Statement, opts: &ConvertOptions) -> Result<Converted, Strin
     })
 }
 
+/// Plans the converted job against a `Table` (a Table object or its spec, YAML; several
+/// documents: the Table named like the statement's table). Returns a one-line summary.
+pub fn check_against_table(c: &Converted, table_yaml: &str) -> Result<String, String> {
+    use serde::Deserialize;
+    let mut specs: Vec<(Option<String>, routine_load_api::TableSpec)> = Vec::new();
+    for doc in serde_yaml::Deserializer::from_str(table_yaml) {
+        let v = Value::deserialize(doc).map_err(|e| format!("reading the table YAML: {e}"))?;
+        if v.is_null() {
+            continue;
+        }
+        let (name, spec) = match v.get("kind").and_then(Value::as_str) {
+            Some("Table") => (
+                v["metadata"]["name"].as_str().map(str::to_string),
+                v.get("spec").cloned().unwrap_or(Value::Null),
+            ),
+            Some(_) => continue,
+            None => (None, v),
+        };
+        let spec = serde_yaml::from_value(spec)
+            .map_err(|e| format!("the table YAML is not a Table spec: {e}"))?;
+        specs.push((name, spec));
+    }
+    let spec = match specs
+        .iter()
+        .position(|(n, _)| n.as_deref() == Some(&c.table))
+    {
+        Some(i) => specs.swap_remove(i).1,
+        // A bare spec (no name) is the job's table.
+        None if specs.len() == 1 && specs[0].0.is_none() => specs.remove(0).1,
+        None => {
+            let names: Vec<&str> = specs.iter().filter_map(|(n, _)| n.as_deref()).collect();
+            return Err(format!(
+                "the table YAML holds no Table named '{}' (the job's table){}",
+                c.table,
+                if names.is_empty() {
+                    String::new()
+                } else {
+                    format!("; it holds {}", names.join(", "))
+                }
+            ));
+        }
+    };
+    let job: routine_load_api::RoutineLoadJob = serde_yaml::from_value(c.job.clone())
+        .map_err(|e| format!("the converted job does not fit the RoutineLoadJob API: {e}"))?;
+    let plan = routine_load_api::LoadPlan::build(&job.spec, &c.table, &spec)
+        .map_err(|e| format!("the job can't load Table '{}': {e}", c.table))?;
+    let placeholders: Vec<&str> = plan
+        .source_fields
+        .iter()
+        .filter(|f| f.column_type.is_none())
+        .map(|f| f.name.as_str())
+        .collect();
+    Ok(format!(
+        "planned against Table '{}': {} source field(s) per message, {} column(s) written{}{}",
+        c.table,
+        plan.source_fields.len(),
+        plan.columns.len(),
+        if plan.where_filter.is_some() {
+            ", WHERE compiled"
+        } else {
+            ""
+        },
+        if placeholders.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; {} placeholder(s), not columns of the table, not loaded: {}",
+                placeholders.len(),
+                placeholders.join(", ")
+            )
+        }
+    ))
+}
+
 /// The statement's head (`CREATE ROUTINE LOAD db.job ON table`) for the output's comment.
 pub fn head(st: &Statement) -> String {
     format!(

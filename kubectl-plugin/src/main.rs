@@ -64,7 +64,13 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Convert {
             file,
             include_secrets,
-        } => convert_cmd(file.as_deref(), cli.namespace.clone(), *include_secrets),
+            table,
+        } => convert_cmd(
+            file.as_deref(),
+            cli.namespace.clone(),
+            *include_secrets,
+            table.as_deref(),
+        ),
         cmd => {
             let (client, ns) = connect(cli.namespace.as_deref()).await?;
             let jobs: Api<RoutineLoadJob> = Api::namespaced(client.clone(), &ns);
@@ -392,7 +398,12 @@ async fn errors_cmd(
 }
 
 /// CREATE ROUTINE LOAD -> RoutineLoadJob YAML.
-fn convert_cmd(file: Option<&str>, namespace: Option<String>, include_secrets: bool) -> Result<()> {
+fn convert_cmd(
+    file: Option<&str>,
+    namespace: Option<String>,
+    include_secrets: bool,
+    table: Option<&str>,
+) -> Result<()> {
     let mut sql = String::new();
     match file {
         Some(path) => {
@@ -417,6 +428,13 @@ fn convert_cmd(file: Option<&str>, namespace: Option<String>, include_secrets: b
         },
     )
     .map_err(|e| anyhow::anyhow!("convert: {e}"))?;
+    if let Some(path) = table {
+        let yaml = std::fs::read_to_string(path)
+            .with_context(|| format!("convert: reading the table {path}"))?;
+        let summary = convert::check_against_table(&converted, &yaml)
+            .map_err(|e| anyhow::anyhow!("convert: {path}: {e}"))?;
+        eprintln!("note: {summary}");
+    }
     for n in &converted.notes {
         eprintln!("note: {n}");
     }

@@ -186,7 +186,29 @@ async fn plugin_shows_pauses_resumes_and_stops_a_converted_job() {
     tb.create_topic(&topic, 1).await.expect("topic");
 
     // convert: the reference statement, as a user pipes it in.
-    let yaml = ok(&run(&tb, &["convert", "-n", &ns], Some(REFERENCE)));
+    // --table plans it against the reference's Table first, as the operator will.
+    let table_file = std::env::temp_dir()
+        .join(unique_name("plugin-table"))
+        .with_extension("yaml");
+    std::fs::write(&table_file, WIKIPEDIA_TABLE_YAML).expect("write table");
+    let out = run(
+        &tb,
+        &[
+            "convert",
+            "-n",
+            &ns,
+            "--table",
+            &table_file.display().to_string(),
+        ],
+        Some(REFERENCE),
+    );
+    let yaml = ok(&out);
+    let notes = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        notes.contains("note: planned against Table 'routine-wiki-edit': 11 source field(s) per message, 11 column(s) written\n"),
+        "{notes}"
+    );
+    let _ = std::fs::remove_file(&table_file);
     let docs: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(&yaml)
         .map(|d| serde::Deserialize::deserialize(d).expect("YAML document"))
         .collect();

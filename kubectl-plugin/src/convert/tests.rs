@@ -424,3 +424,71 @@ fn harmless_properties_warn() {
         c.warnings
     );
 }
+
+#[test]
+fn table_check_plans_the_job() {
+    let c = run(REFERENCE).unwrap();
+    let table_object = format!(
+        "apiVersion: routineload.io/v1alpha1\nkind: Table\nmetadata: {{name: routine-wiki-edit}}\nspec:\n{}",
+        WIKIPEDIA_TABLE_YAML
+            .lines()
+            .map(|l| format!("  {l}\n"))
+            .collect::<String>()
+    );
+    let cases: Vec<(String, Result<&str, &str>)> = vec![
+        (
+            WIKIPEDIA_TABLE_YAML.to_string(),
+            Ok(
+                "planned against Table 'routine-wiki-edit': 11 source field(s) per message, 11 column(s) written",
+            ),
+        ),
+        (
+            format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: x}}\n---\n{table_object}"),
+            Ok("11 source field(s)"),
+        ),
+        (
+            "location: file:///t\ncolumns: [{name: k, type: INT}, {name: delta, type: INT}]\n"
+                .to_string(),
+            Ok(
+                "11 source field(s) per message, 2 column(s) written; 10 placeholder(s), not columns of the table, not loaded: event_time, channel,",
+            ),
+        ),
+        (
+            "location: file:///t\ncolumns: [{name: k, type: INT, nullable: false}]\n".to_string(),
+            Err("the job can't load Table 'routine-wiki-edit': column 'k' is NOT NULL"),
+        ),
+        (
+            table_object.replace("routine-wiki-edit", "other"),
+            Err("no Table named 'routine-wiki-edit' (the job's table); it holds other"),
+        ),
+        (
+            format!(
+                "{table_object}---\n{}",
+                table_object.replace("routine-wiki-edit", "other")
+            ),
+            Ok("11 source field(s)"),
+        ),
+        (
+            format!(
+                "{}---\n{}",
+                table_object.replace("routine-wiki-edit", "a"),
+                table_object.replace("routine-wiki-edit", "b")
+            ),
+            Err("no Table named 'routine-wiki-edit'"),
+        ),
+        ("columns: 5".to_string(), Err("not a Table spec")),
+    ];
+    for (yaml, want) in cases {
+        let got = check_against_table(&c, &yaml);
+        match (&got, want) {
+            (Ok(g), Ok(w)) => assert!(g.contains(w), "{yaml}\n got {g}"),
+            (Err(g), Err(w)) => assert!(g.contains(w), "{yaml}\n got {g}"),
+            _ => panic!("{yaml}\n got {got:?}, wanted {want:?}"),
+        }
+    }
+    // A derived column the table can't take.
+    let bad =
+        run(&REFERENCE.replace("added, deleted)", "added, tmp, deleted = nosuchcol + 1)")).unwrap();
+    let err = check_against_table(&bad, WIKIPEDIA_TABLE_YAML).unwrap_err();
+    assert!(err.contains("nosuchcol"), "{err}");
+}
