@@ -921,3 +921,124 @@ async fn sasl_wrong_password_is_named_in_task_status() {
         assert!(m.contains("authentication"), "task message: {st}");
     }
 }
+
+// ------------------------------------------------------------------------------------------------
+// Credentials that don't work: the task must say why
+
+/// A job whose credentials Secret does not exist: the task's status names the missing Secret
+/// (the worker can't load; the user reads why with `kubectl get rltask -o yaml`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "worker bug: run_task (worker/src/task_runner.rs) returns early with `?` when a Secret, \
+            the Delta table check or the sink open fails, before any status patch; main.rs only \
+            logs 'task loop ended' and retries every 5 s, so the task status stays empty"]
+async fn missing_kafka_credentials_secret_is_named_in_task_status() {
+    let Some(env) = namespace("worker missing Kafka credentials Secret").await else {
+        return;
+    };
+    let topic = unique_name("no-secret");
+    env.tb.create_topic(&topic, 1).await.expect("topic");
+    let location = local_location("no-secret");
+    env.table(
+        "events",
+        &location,
+        json!({"columns": serde_json::from_str::<Value>(EVENTS_COLUMNS).unwrap()}),
+    )
+    .await;
+    let mut spec = events_spec(env.tb.var("KAFKA_BROKERS").unwrap(), &topic);
+    spec["kafka"]["credentialsSecret"] = json!({"name": "kafka-credentials-not-created"});
+    let mut w = env.spawn_worker(&[]);
+    let task = env
+        .job_and_task("events-no-secret", &location, spec, &w.name)
+        .await;
+    let st = env
+        .wait_status(
+            &task,
+            &mut w,
+            "a message naming the missing Secret",
+            Duration::from_secs(30),
+            |st| {
+                st["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("kafka-credentials-not-created"))
+            },
+        )
+        .await;
+    assert!(st["committedOffsets"]["0"].is_null(), "{st}");
+    assert!(
+        w.process.is_running(),
+        "worker exited:\n{}",
+        w.process.log()
+    );
+}
+
+/// An s3:// table whose Secret holds a wrong secret key: nothing loads and the task's status
+/// says that the table can't be opened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "worker bug: run_task (worker/src/task_runner.rs) returns early with `?` when a Secret, \
+            the Delta table check or the sink open fails, before any status patch; main.rs only \
+            logs 'task loop ended' and retries every 5 s, so the task status stays empty"]
+async fn wrong_s3_key_in_the_table_secret_is_reported_in_task_status() {
+    let Some(env) = namespace("worker wrong S3 key").await else {
+        return;
+    };
+    let topic = unique_name("s3-denied");
+    env.tb.create_topic(&topic, 1).await.expect("topic");
+    env.tb
+        .produce_lines(Listener::Plaintext, &topic, 0, &[&event_line(1)])
+        .await
+        .expect("produce");
+    let location = env
+        .tb
+        .s3_url(&unique_name("e2e-worker-sources/denied"))
+        .unwrap()
+        .to_string();
+    env.secret(
+        "events-s3",
+        &[
+            ("AWS_ENDPOINT_URL", env.tb.var("S3_ENDPOINT").unwrap()),
+            (
+                "AWS_ACCESS_KEY_ID",
+                env.tb.var("AWS_ACCESS_KEY_ID").unwrap(),
+            ),
+            ("AWS_SECRET_ACCESS_KEY", "not-the-secret-key"),
+        ],
+    )
+    .await;
+    env.table(
+        "events",
+        &location,
+        json!({
+            "columns": serde_json::from_str::<Value>(EVENTS_COLUMNS).unwrap(),
+            "credentialsSecret": {"name": "events-s3"}
+        }),
+    )
+    .await;
+    let mut w = env.spawn_worker(&["AWS_", "S3_"]);
+    let task = env
+        .job_and_task(
+            "events-s3-denied",
+            &location,
+            events_spec(env.tb.var("KAFKA_BROKERS").unwrap(), &topic),
+            &w.name,
+        )
+        .await;
+    let st = env
+        .wait_status(
+            &task,
+            &mut w,
+            "a message about the Delta table",
+            Duration::from_secs(45),
+            |st| {
+                st["message"]
+                    .as_str()
+                    .is_some_and(|m| !m.starts_with("running on"))
+            },
+        )
+        .await;
+    eprintln!("task message with a wrong S3 key: {}", st["message"]);
+    assert!(st["committedOffsets"]["0"].is_null(), "{st}");
+    assert!(
+        !st.to_string().contains("not-the-secret-key"),
+        "the status shows the key: {st}"
+    );
+}
