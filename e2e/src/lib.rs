@@ -23,8 +23,8 @@ pub mod kafka;
 pub mod kube_util;
 pub mod process;
 pub mod s3;
-pub mod wikipedia;
 pub mod sasl_broker;
+pub mod wikipedia;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
