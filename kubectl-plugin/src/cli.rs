@@ -7,6 +7,10 @@ use std::time::Duration;
 pub struct Cli {
     /// `-n/--namespace`; default: the kubeconfig context's namespace.
     pub namespace: Option<String>,
+    /// `--kubeconfig`: a kubeconfig file instead of KUBECONFIG / ~/.kube/config.
+    pub kubeconfig: Option<String>,
+    /// `--context`: a kubeconfig context instead of the current one.
+    pub context: Option<String>,
     /// Print times in UTC instead of local time.
     pub utc: bool,
     /// pause/resume/stop: wait for the operator to report the new state.
@@ -67,6 +71,8 @@ Commands:
 
 Options:
   -n, --namespace NS        namespace (StarRocks database); default: the kubeconfig context's
+      --kubeconfig FILE     kubeconfig file (default: KUBECONFIG, ~/.kube/config, in-cluster)
+      --context NAME        kubeconfig context (default: the current context)
       --utc                 print times in UTC (default: local time, as the StarRocks FE does)
   -h, --help                help
       --version             version
@@ -168,6 +174,8 @@ fn value(args: &[String], i: &mut usize, flag: &str) -> Result<String, String> {
 pub fn parse(args: &[String]) -> Result<Cli, String> {
     let mut cli = Cli {
         namespace: None,
+        kubeconfig: None,
+        context: None,
         utc: false,
         wait: true,
         timeout: Duration::from_secs(60),
@@ -194,6 +202,10 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
             positional.push(a);
         } else if a == "--" {
             only_positional = true;
+        } else if flag == "--kubeconfig" {
+            cli.kubeconfig = Some(take(&mut i)?);
+        } else if flag == "--context" {
+            cli.context = Some(take(&mut i)?);
         } else if flag == "-n" || flag == "--namespace" {
             cli.namespace = Some(take(&mut i)?);
         } else if let Some(ns) = a.strip_prefix("-n") {
@@ -473,6 +485,9 @@ mod tests {
             assert_eq!(cli.command, want, "{args}");
             assert_eq!(cli.namespace.as_deref(), ns, "{args}");
         }
+        let cli = p("show j --kubeconfig /k --context=c1").unwrap();
+        assert_eq!(cli.kubeconfig.as_deref(), Some("/k"));
+        assert_eq!(cli.context.as_deref(), Some("c1"));
         let cli = p("pause j --no-wait --timeout 5").unwrap();
         assert!(!cli.wait);
         assert_eq!(cli.timeout, Duration::from_secs(5));

@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use kube::api::{ListParams, Patch, PatchParams};
-use kube::{Api, Client};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client, Config};
 use routine_load_api::job::{DesiredState, JobState};
 use routine_load_api::names::JOB_LABEL;
 use routine_load_api::{RoutineLoadJob, RoutineLoadTask};
@@ -72,7 +73,7 @@ async fn run(cli: Cli) -> Result<()> {
             table.as_deref(),
         ),
         cmd => {
-            let (client, ns) = connect(cli.namespace.as_deref()).await?;
+            let (client, ns) = connect(&cli).await?;
             let jobs: Api<RoutineLoadJob> = Api::namespaced(client.clone(), &ns);
             match cmd {
                 Command::Show { job: Some(job), .. } => {
@@ -140,13 +141,31 @@ async fn run(cli: Cli) -> Result<()> {
 }
 
 /// The client from KUBECONFIG / in-cluster config, and the namespace: `-n`, else the context's.
-async fn connect(namespace: Option<&str>) -> Result<(Client, String)> {
+async fn connect(cli: &Cli) -> Result<(Client, String)> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let client = Client::try_default().await.context(
-        "connecting to the cluster (KUBECONFIG, ~/.kube/config or the in-cluster service account)",
-    )?;
-    let ns = namespace
-        .map(str::to_string)
+    let client = if cli.kubeconfig.is_none() && cli.context.is_none() {
+        Client::try_default().await.context(
+            "connecting to the cluster (KUBECONFIG, ~/.kube/config or the in-cluster service account)",
+        )?
+    } else {
+        let kubeconfig = match &cli.kubeconfig {
+            Some(path) => {
+                Kubeconfig::read_from(path).with_context(|| format!("reading kubeconfig {path}"))?
+            }
+            None => Kubeconfig::read().context("reading KUBECONFIG or ~/.kube/config")?,
+        };
+        let options = KubeConfigOptions {
+            context: cli.context.clone(),
+            ..Default::default()
+        };
+        let config = Config::from_custom_kubeconfig(kubeconfig, &options)
+            .await
+            .context("loading the kubeconfig context")?;
+        Client::try_from(config).context("connecting to the cluster")?
+    };
+    let ns = cli
+        .namespace
+        .clone()
         .unwrap_or_else(|| client.default_namespace().to_string());
     Ok((client, ns))
 }

@@ -322,7 +322,14 @@ async fn plugin_shows_pauses_resumes_and_stops_a_converted_job() {
     );
 
     // tasks
-    let out = ok(&run(&tb, &["tasks", JOB, "-n", &ns], None));
+    // (--kubeconfig instead of KUBECONFIG, as kubectl users pass it)
+    let out = ok(&run_cmd(
+        Command::new(plugin())
+            .args(["tasks", JOB, "-n", &ns, "--kubeconfig"])
+            .arg(tb.kubeconfig())
+            .env_remove("KUBECONFIG"),
+        None,
+    ));
     let lines: Vec<&str> = out.lines().collect();
     assert!(lines[1].starts_with("| TaskId "), "{out}");
     assert!(lines[1].contains("| TxnId | TxnStatus | JobId "), "{out}");
