@@ -203,8 +203,8 @@ rootLogger.appenderRef.file.ref = file
             .args([
                 "kafka.tools.StorageTool",
                 "format",
-                "-t",
-                &cluster_id(),
+                // `=`: an id may start with '-', which would read as an option.
+                &format!("--cluster-id={}", cluster_id()),
                 "-c",
             ])
             .arg(&server_properties);

@@ -37,7 +37,9 @@ struct Setup {
     worker: String,
 }
 
-async fn setup(name: &str, messages: usize) -> Option<Setup> {
+/// A namespace with the Wikipedia table, a job (`maxErrorNumber` = `max_errors`) and its one task
+/// (partition 0, from the beginning), and `messages` rows produced.
+async fn setup(name: &str, messages: usize, max_errors: i64) -> Option<Setup> {
     let tb = testbed_or_skip(name)?;
     let client = client_from_kubeconfig(&tb.kubeconfig())
         .await
@@ -94,7 +96,7 @@ async fn setup(name: &str, messages: usize) -> Option<Setup> {
             "columns": ["event_time", "channel", "user", "is_anonymous", "is_minor", "is_new",
                         "is_robot", "is_unpatrolled", "delta", "added", "deleted"],
             "desiredConcurrentNumber": 1,
-            "maxErrorNumber": 1000,
+            "maxErrorNumber": max_errors,
             "kafka": {
                 "brokerList": tb.var("KAFKA_BROKERS").unwrap(),
                 "topic": topic,
@@ -276,7 +278,7 @@ fn check_table(s: &Setup, messages: usize) {
 async fn worker_loads_wikipedia_csv_exactly_once() {
     // The reference's quick start size: 100,000 messages, 1% of them bad.
     const N: usize = 100_000;
-    let Some(s) = setup("worker wikipedia csv", N).await else {
+    let Some(s) = setup("worker wikipedia csv", N, 1000).await else {
         return;
     };
     let t0 = Instant::now();
@@ -341,7 +343,15 @@ async fn worker_kill_9_restarts_exactly_once() {
     const N: usize = 1_000_000;
     const KILLS: usize = 25;
     const BATCH_ROWS: usize = 20_000;
-    let Some(s) = setup("worker kill -9", N).await else {
+    let Some(s) = setup(
+        "worker kill -9",
+        N,
+        // 1% of 1,000,000 rows are bad: 10,000 error rows within one error window
+        // (10 x maxBatchRows = 2,000,000 rows) must not pause the job.
+        20_000,
+    )
+    .await
+    else {
         return;
     };
     // Commits so far: the JSON commit files in the log (cheap, no reader run).
@@ -399,7 +409,7 @@ async fn worker_kill_9_restarts_exactly_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worker_two_owners_no_duplicate() {
     const N: usize = 50_000;
-    let Some(s) = setup("worker two owners", N).await else {
+    let Some(s) = setup("worker two owners", N, 1000).await else {
         return;
     };
     let mut a = spawn_worker(&s, 18043, Some(1_000), &[]);
@@ -419,7 +429,7 @@ async fn worker_commits_early_at_its_load_memory_limit() {
     // The rows are about 63 bytes, so a message reserves about 2 x 63 + 48 = 174 bytes and the
     // 20,000 rows about 3.5 MB: a 256 KiB limit ends a batch every ~1,500 rows (13 batches).
     const LIMIT: &str = "262144";
-    let Some(s) = setup("worker load memory limit", N).await else {
+    let Some(s) = setup("worker load memory limit", N, 1000).await else {
         return;
     };
     let mut w = spawn_worker(

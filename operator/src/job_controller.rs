@@ -308,6 +308,19 @@ async fn reconcile_job(job: &RoutineLoadJob, ctx: &Context) -> Result<Action, Er
         error_window_exceeded,
     };
     let intent = job_state::decide(&facts);
+    // Error logs of every current task, including those about to be removed (a job paused by
+    // its error window must still point at the rows that paused it).
+    let mut known_error_log_urls = status.error_log_urls.clone();
+    for u in tasks.iter().filter_map(|t| {
+        t.status
+            .as_ref()
+            .filter(|s| s.epoch == t.spec.epoch)
+            .and_then(|s| s.error_log_url.clone())
+    }) {
+        if !known_error_log_urls.contains(&u) {
+            known_error_log_urls.push(u);
+        }
+    }
 
     let mut base = retired_counters(job);
     let (state, cause, reason, live_tasks) = match intent {
@@ -374,7 +387,7 @@ async fn reconcile_job(job: &RoutineLoadJob, ctx: &Context) -> Result<Action, Er
             &base,
             &reports,
             &status.progress,
-            &status.error_log_urls,
+            &known_error_log_urls,
             &mut m.samples,
             now.as_millisecond(),
         )

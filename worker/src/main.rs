@@ -47,6 +47,7 @@ use tokio::task::JoinHandle;
 
 struct Running {
     epoch: i64,
+    job_generation: i64,
     stop: watch::Sender<bool>,
     handle: JoinHandle<()>,
 }
@@ -184,29 +185,31 @@ async fn run() -> Result<()> {
         } else if !ready.load(Ordering::Relaxed) {
             continue;
         }
-        // Desired assignments: tasks for this pod, not being deleted.
-        let mut desired: HashMap<(String, String), i64> = HashMap::new();
+        // Desired assignments: tasks for this pod, not being deleted, with their epoch and the
+        // job generation they were planned for (an edited job restarts its loops on the new plan).
+        let mut desired: HashMap<(String, String), (i64, i64)> = HashMap::new();
         for t in store.state() {
             if t.spec.worker == pod_name && t.metadata.deletion_timestamp.is_none() {
                 desired.insert(
                     (t.namespace().unwrap_or_default(), t.name_any()),
-                    t.spec.epoch,
+                    (t.spec.epoch, t.spec.job_generation),
                 );
             }
         }
         running.retain(|key, r| {
-            let keep = desired.get(key) == Some(&r.epoch) && !r.handle.is_finished();
+            let keep =
+                desired.get(key) == Some(&(r.epoch, r.job_generation)) && !r.handle.is_finished();
             if !keep {
                 let _ = r.stop.send(true);
                 tracing::info!(task = %key.1, epoch = r.epoch, "stopping task loop");
             }
             keep
         });
-        for (key, epoch) in desired {
+        for (key, (epoch, job_generation)) in desired {
             if running.contains_key(&key) {
                 continue;
             }
-            tracing::info!(namespace = %key.0, task = %key.1, epoch, "starting task loop");
+            tracing::info!(namespace = %key.0, task = %key.1, epoch, job_generation, "starting task loop");
             let (tx, rx) = watch::channel(false);
             let a = Assignment {
                 namespace: key.0.clone(),
@@ -228,6 +231,7 @@ async fn run() -> Result<()> {
                 key,
                 Running {
                     epoch,
+                    job_generation,
                     stop: tx,
                     handle,
                 },
@@ -306,6 +310,8 @@ async fn renew_lease(client: Client, ns: String, name: String) {
             metadata: kube::api::ObjectMeta {
                 name: Some(name.clone()),
                 namespace: Some(ns.clone()),
+                // `kubectl get leases -l routineload.io/worker` lists the worker heartbeats.
+                labels: Some([(WORKER_LABEL.to_string(), name.clone())].into()),
                 ..Default::default()
             },
             spec: Some(LeaseSpec {

@@ -13,8 +13,11 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use routine_load_api::job::{ERROR_WINDOW_FACTOR, KafkaOffset};
 use routine_load_api::{LoadPlan, RoutineLoadJob, RoutineLoadTask, RoutineLoadTaskStatus, Table};
@@ -79,17 +82,58 @@ pub fn error_log_file(a: &Assignment) -> String {
     format!("error_log_{}_{}.log", a.namespace, a.name)
 }
 
-/// Runs the task until `stop` turns true, the task goes away or its epoch moves on.
-pub async fn run_task(
-    ctx: WorkerContext,
-    a: Assignment,
-    mut stop: watch::Receiver<bool>,
-) -> Result<()> {
-    let tasks: Api<RoutineLoadTask> = Api::namespaced(ctx.client.clone(), &a.namespace);
-    let task = tasks.get(&a.name).await.context("reading the task")?;
-    if task.spec.epoch != a.epoch {
-        bail!("task epoch is {}, not {}", task.spec.epoch, a.epoch);
+/// Keeps librdkafka's last specific error with its reason text (say, why SASL authentication
+/// failed): the errors `recv()` returns carry only a code, and the generic "all broker connections
+/// are down" that follows would hide the cause.
+#[derive(Default)]
+struct KafkaErrors {
+    last: std::sync::Mutex<Option<String>>,
+}
+
+impl KafkaErrors {
+    fn last(&self) -> Option<String> {
+        self.last.lock().map(|l| l.clone()).unwrap_or_default()
     }
+
+    fn clear(&self) {
+        if let Ok(mut l) = self.last.lock() {
+            *l = None;
+        }
+    }
+}
+
+impl ClientContext for KafkaErrors {
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(%error, reason, "Kafka client error");
+        if error.rdkafka_error_code() != Some(RDKafkaErrorCode::AllBrokersDown)
+            && let Ok(mut l) = self.last.lock()
+        {
+            *l = Some(reason.to_string());
+        }
+    }
+}
+
+impl ConsumerContext for KafkaErrors {}
+
+/// The task status message for a Kafka error, with the last specific reason librdkafka gave.
+fn kafka_message(e: &KafkaError, detail: Option<String>) -> String {
+    match detail {
+        Some(d) if !e.to_string().contains(&d) => format!("Kafka: {e}; last error: {d}"),
+        _ => format!("Kafka: {e}"),
+    }
+}
+
+/// Everything a task loop needs, read and opened before the first batch.
+struct Prepared {
+    job: RoutineLoadJob,
+    engine: LoadEngine,
+    sink: DeltaSink,
+    consumer: StreamConsumer<KafkaErrors>,
+    partitions: Vec<i32>,
+}
+
+/// Reads the job and table, plans the load, checks the Delta table and creates the consumer.
+async fn prepare(ctx: &WorkerContext, a: &Assignment, task: &RoutineLoadTask) -> Result<Prepared> {
     let job = Api::<RoutineLoadJob>::namespaced(ctx.client.clone(), &a.namespace)
         .get(&task.spec.job)
         .await
@@ -100,7 +144,7 @@ pub async fn run_task(
         .with_context(|| format!("reading table {}", job.spec.table))?;
     let plan = LoadPlan::build(&job.spec, &job.spec.table, &table.spec)
         .map_err(|e| anyhow!("planning the load: {e}"))?;
-    let mut engine = LoadEngine::new(Arc::new(plan));
+    let engine = LoadEngine::new(Arc::new(plan));
 
     let storage_secret = match &table.spec.credentials_secret {
         Some(s) => secret_map(&ctx.client, &a.namespace, &s.name).await?,
@@ -117,7 +161,7 @@ pub async fn run_task(
     .await
     .context("checking the Delta table")?;
     let partitions = task.spec.partitions.clone();
-    let mut sink = DeltaSink::open(
+    let sink = DeltaSink::open(
         &table.spec.location,
         storage_options,
         &task.spec.job_uid,
@@ -146,7 +190,47 @@ pub async fn run_task(
             config.set(k, v);
         }
     }
-    let consumer: StreamConsumer = config.create().context("creating the Kafka consumer")?;
+    let consumer: StreamConsumer<KafkaErrors> = config
+        .create_with_context(KafkaErrors::default())
+        .context("creating the Kafka consumer")?;
+    Ok(Prepared {
+        job,
+        engine,
+        sink,
+        consumer,
+        partitions,
+    })
+}
+
+/// Runs the task until `stop` turns true, the task goes away or its epoch moves on.
+pub async fn run_task(
+    ctx: WorkerContext,
+    a: Assignment,
+    mut stop: watch::Receiver<bool>,
+) -> Result<()> {
+    let tasks: Api<RoutineLoadTask> = Api::namespaced(ctx.client.clone(), &a.namespace);
+    let task = tasks.get(&a.name).await.context("reading the task")?;
+    if task.spec.epoch != a.epoch {
+        bail!("task epoch is {}, not {}", task.spec.epoch, a.epoch);
+    }
+    let Prepared {
+        job,
+        mut engine,
+        mut sink,
+        consumer,
+        partitions,
+    } = match prepare(&ctx, &a, &task).await {
+        Ok(p) => p,
+        Err(e) => {
+            // Say why in the task's status: the operator and `kubectl describe` show it.
+            let mut status = task.status.clone().unwrap_or_default();
+            status.epoch = a.epoch;
+            status.message = Some(format!("cannot start on {}: {e:#}", ctx.pod_name));
+            let _ = patch_status(&tasks, &a.name, &status).await;
+            return Err(e);
+        }
+    };
+    let kafka = &job.spec.kafka;
 
     let ns = a.namespace.clone();
     let job_name = job.metadata.name.clone().unwrap_or_default();
@@ -242,6 +326,7 @@ pub async fn run_task(
                                 continue;
                             }
                             position.insert(m.partition(), m.offset() + 1);
+                            consumer.context().clear();
                             let payload = m.payload().unwrap_or(&[]).to_vec();
                             bytes += payload.len();
                             // Past the worker's load memory limit: commit what we have.
@@ -250,7 +335,7 @@ pub async fn run_task(
                         }
                         Ok(Err(e)) => {
                             tracing::warn!(task = %a.name, error = %e, "Kafka error");
-                            status.message = Some(format!("Kafka: {e}"));
+                            status.message = Some(kafka_message(&e, consumer.context().last()));
                             dirty = true;
                             break;
                         }
@@ -328,11 +413,22 @@ pub async fn run_task(
                 }
                 status.error_log_url = Some(log_url.clone());
             }
-            if window_errors > job.spec.max_error_number as u64 || ratio_exceeded {
+            let count_exceeded = window_errors > job.spec.max_error_number as u64;
+            if count_exceeded || ratio_exceeded {
+                let why = if count_exceeded {
+                    format!(
+                        "current error rows: {window_errors} is more than max error num: {}",
+                        job.spec.max_error_number
+                    )
+                } else {
+                    format!(
+                        "error ratio {:.4} ({window_errors} of {window_rows} rows) is more than max filter ratio: {}",
+                        window_errors as f64 / window_rows as f64,
+                        job.spec.max_filter_ratio
+                    )
+                };
                 let reason = format!(
-                    "current error rows: {window_errors} is more than max error num: {} (or the error ratio is above maxFilterRatio {}) in the last {window_rows} rows; first error: {}. See {log_url}",
-                    job.spec.max_error_number,
-                    job.spec.max_filter_ratio,
+                    "{why} in the last {window_rows} rows; first error: {}. See {log_url}",
                     first_window_error.clone().unwrap_or_default()
                 );
                 status.counters.aborted_batches += 1;
@@ -474,7 +570,7 @@ struct LagTracker {
 impl LagTracker {
     fn update(
         &mut self,
-        consumer: &StreamConsumer,
+        consumer: &StreamConsumer<KafkaErrors>,
         status: &mut RoutineLoadTaskStatus,
         metrics: &Metrics,
     ) {
