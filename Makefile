@@ -3,7 +3,7 @@ SHELL := /bin/bash
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/routine-load/target
 CARGO ?= cargo
 
-.PHONY: help build test lint unit-test e2e-test crds bench bench-engine fmt
+.PHONY: help build test lint unit-test e2e-test crds bench bench-engine fmt demo demo-down
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -35,7 +35,17 @@ test: lint e2e-test ## the whole suite, as CI runs it
 bench-engine: ## criterion benchmark of the load engine alone (Wikipedia rows, CSV and JSON)
 	$(CARGO) bench --workspace --bench engine
 
-bench: bench-engine ## all benchmarks (not part of make test)
+.PHONY: bench-pipeline
+bench-pipeline: ## end-to-end benchmark on the local testbed: Kafka ceiling, worker end to end, latency, operator scale (bench/results/)
+	$(CARGO) bench --workspace --bench pipeline
+
+bench: bench-engine bench-pipeline ## all benchmarks (not part of make test)
+
+demo: ## the reference's Wikipedia quick start on a local control plane, from nothing (see README)
+	bash e2e/testbed/demo.sh up
+
+demo-down: ## stop the demo's operator and workers and uninstall the chart (the testbed stays up)
+	bash e2e/testbed/demo.sh down
 
 include e2e/testbed.mk
 

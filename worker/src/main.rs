@@ -57,7 +57,11 @@ fn main() -> Result<()> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            // delta-kernel logs every snapshot build at INFO, and librdkafka's request timeouts
+            // while a fetch is held back are routine: keep the default log for our own events.
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                "info,buoyant_kernel=warn,deltalake_core=warn,librdkafka=warn".into()
+            }),
         )
         .init();
     tokio::runtime::Builder::new_multi_thread()

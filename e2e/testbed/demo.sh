@@ -1,0 +1,189 @@
+#!/usr/bin/env bash
+# make demo: the reference's Wikipedia quick start on this machine, from nothing.
+#
+#   demo.sh up     prerequisites, testbed (API server, Kafka, S3), build, `helm install` of the
+#                  chart, operator and two workers as local processes with the tokens of the
+#                  chart's ServiceAccounts, the Wikipedia topic, the Table and the job; waits for
+#                  RUNNING and the loaded rows, then prints `kubectl get routineloadjobs` and rows
+#   demo.sh down   stops the demo's processes and uninstalls the chart (the testbed stays up;
+#                  `make testbed-down` stops it)
+#
+# No kubelet runs here, so the chart's Deployment and StatefulSet get no pods: the same binaries
+# run as local processes instead, authenticated as the chart's ServiceAccounts, so they have
+# exactly the chart's RBAC.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+ROOT="$(cd "$RL_TESTBED_DIR/../.." && pwd)"
+DEMO="$RL_STATE/demo"
+RELEASE=routine-load
+RELEASE_NS=routine-load
+JOB_NS=load-test
+TOPIC=starrocks-load
+ROWS="${DEMO_ROWS:-10000}"
+WORKERS=2
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$RL_CACHE/target}"
+BIN="$CARGO_TARGET_DIR/debug"
+
+started=$(date +%s)
+step() { printf '\n==> [%ss] %s\n' "$(( $(date +%s) - started ))" "$*"; }
+
+# delete_job_namespace: the demo's namespace, without waiting on the Table finalizer of an
+# operator that no longer runs (the Table's deletionPolicy is Retain: its files stay).
+delete_job_namespace() {
+  local k=$1
+  "$k" -n "$JOB_NS" delete routineloadjobs --all --wait=false >/dev/null 2>&1 || true
+  for t in $("$k" -n "$JOB_NS" get tables -o name 2>/dev/null); do
+    "$k" -n "$JOB_NS" patch "$t" --type=merge -p '{"metadata":{"finalizers":null}}' >/dev/null || true
+  done
+  "$k" delete namespace "$JOB_NS" --ignore-not-found --wait=true --timeout=60s >/dev/null
+}
+
+stop_processes() {
+  for f in "$DEMO"/*.pid; do
+    [[ -f $f ]] || continue
+    kill "$(cat "$f")" 2>/dev/null || true
+    rm -f "$f"
+  done
+}
+
+# token_kubeconfig SA FILE: a kubeconfig that authenticates as the ServiceAccount.
+token_kubeconfig() {
+  local sa=$1 file=$2 token server
+  token=$("$KUBECTL" -n "$RELEASE_NS" create token "$sa" --duration=24h)
+  server=$("$KUBECTL" config view --raw --minify -o jsonpath='{.clusters[0].cluster.server}')
+  "$KUBECTL" config view --raw --minify -o jsonpath='{.clusters[0].cluster.certificate-authority-data}' \
+    | base64 -d >"$DEMO/ca.crt"
+  KUBECONFIG="$file" "$KUBECTL" config set-cluster demo --server="$server" \
+    --certificate-authority="$DEMO/ca.crt" --embed-certs=true >/dev/null
+  KUBECONFIG="$file" "$KUBECTL" config set-credentials "$sa" --token="$token" >/dev/null
+  KUBECONFIG="$file" "$KUBECTL" config set-context demo --cluster=demo --user="$sa" >/dev/null
+  KUBECONFIG="$file" "$KUBECTL" config use-context demo >/dev/null
+}
+
+# start NAME KUBECONFIG BINARY [ENV=VALUE...]: a background process with its log in $DEMO.
+start() {
+  local name=$1 kubeconfig=$2 binary=$3; shift 3
+  # They watch only the demo's namespace, so jobs other tools left on this testbed stay out of it.
+  env KUBECONFIG="$kubeconfig" POD_NAME="$name" POD_NAMESPACE="$RELEASE_NS" \
+    ROUTINE_LOAD_WATCH_NAMESPACE="$JOB_NS" "$@" \
+    nohup "$BIN/$binary" >"$DEMO/$name.log" 2>&1 &
+  echo $! >"$DEMO/$name.pid"
+}
+
+jsonpath() { "$KUBECTL" -n "$JOB_NS" get routineloadjob routine-load-wikipedia -o "jsonpath=$1" 2>/dev/null || true; }
+
+up() {
+  step "prerequisites (apt packages, JDK, pyarrow; quick when present)"
+  bash "$RL_TESTBED_DIR/install-prereqs.sh"
+
+  step "testbed: kube-apiserver, etcd, controller manager, Kafka, MinIO (first run builds them: ~20 min)"
+  bash "$RL_TESTBED_DIR/testbed.sh" up
+  # shellcheck disable=SC1090
+  source "$(bash "$RL_TESTBED_DIR/testbed.sh" env)"
+  KUBECTL="$TESTBED_BIN/kubectl"
+  HELM="$TESTBED_BIN/helm"
+
+  step "building the operator, worker and tools (first run: ~30 min on 2 cores)"
+  (cd "$ROOT" && cargo build --workspace --bins --tests 2>&1 | grep -E '^\s+(Compiling routine|Finished)|^error|^warning: unused' || true)
+  for b in routine-load-operator routine-load-worker routine-load-produce; do
+    [[ -x $BIN/$b ]] || die "$BIN/$b was not built; run: cargo build --workspace --all-targets"
+  done
+
+  step "cleaning up an earlier demo"
+  stop_processes
+  mkdir -p "$DEMO"
+  delete_job_namespace "$KUBECTL"
+  rm -rf "$DEMO/routine_wiki_edit" "$DEMO/error_log"
+
+  step "helm install $RELEASE charts/routine-load (CRDs, ServiceAccounts, RBAC, Deployment, StatefulSet)"
+  "$HELM" upgrade --install "$RELEASE" "$ROOT/charts/routine-load" \
+    --namespace "$RELEASE_NS" --create-namespace --set worker.replicas="$WORKERS"
+  "$KUBECTL" get crd tables.routineload.io routineloadjobs.routineload.io routineloadtasks.routineload.io
+
+  step "operator and $WORKERS workers as local processes, with the chart's ServiceAccount tokens"
+  token_kubeconfig "$RELEASE-operator" "$DEMO/operator.kubeconfig"
+  token_kubeconfig "$RELEASE-worker" "$DEMO/worker.kubeconfig"
+  start "$RELEASE-operator-demo" "$DEMO/operator.kubeconfig" routine-load-operator \
+    ROUTINE_LOAD_HTTP_ADDR=127.0.0.1:18080
+  for i in $(seq 0 $((WORKERS - 1))); do
+    start "$RELEASE-worker-$i" "$DEMO/worker.kubeconfig" routine-load-worker \
+      ROUTINE_LOAD_HTTP_ADDR="127.0.0.1:$((18040 + i))" \
+      ROUTINE_LOAD_ADVERTISE_URL="http://127.0.0.1:$((18040 + i))" \
+      ROUTINE_LOAD_ERROR_LOG_DIR="$DEMO/error_log" \
+      ROUTINE_LOAD_BATCH_INTERVAL_MS=2000
+  done
+  echo "logs: $DEMO/*.log"
+
+  step "Kafka topic $TOPIC: $ROWS Wikipedia edit rows (1% bad: text in the INT column delta)"
+  "$BIN/routine-load-produce" --brokers "$KAFKA_BROKERS" --topic "$TOPIC" --recreate \
+    --wikipedia "$ROWS"
+
+  step "kubectl apply: the Table routine-wiki-edit and the job routine-load-wikipedia (namespace $JOB_NS)"
+  "$KUBECTL" create namespace "$JOB_NS" >/dev/null
+  sed "s|LOCATION|file://$DEMO/routine_wiki_edit|" "$ROOT/examples/wikipedia/table.yaml" | "$KUBECTL" apply -f -
+  sed "s|BROKERS|$KAFKA_BROKERS|" "$ROOT/examples/wikipedia/job.yaml" | "$KUBECTL" apply -f -
+
+  step "waiting for the job: NEED_SCHEDULE -> RUNNING, then every good row loaded"
+  local want=$(( ROWS - ROWS / 100 )) t0 state loaded
+  t0=$(date +%s)
+  while :; do
+    state=$(jsonpath '{.status.state}')
+    loaded=$(jsonpath '{.status.statistic.loadedRows}')
+    printf '  %3ss  state=%-13s loadedRows=%s/%s\n' "$(( $(date +%s) - t0 ))" "${state:-?}" "${loaded:-0}" "$want"
+    [[ $state == RUNNING && ${loaded:-0} -ge $want ]] && break
+    if (( $(date +%s) - t0 > 180 )); then
+      "$KUBECTL" -n "$JOB_NS" describe routineloadjob routine-load-wikipedia || true
+      tail -n 20 "$DEMO"/*.log || true
+      die "the job did not load $want rows in 180 s"
+    fi
+    sleep 3
+  done
+
+  step "kubectl get routineloadjobs -n $JOB_NS"
+  "$KUBECTL" get routineloadjobs -n "$JOB_NS"
+
+  if [[ -x $BIN/kubectl-routineload ]]; then
+    step "kubectl routineload show routine-load-wikipedia -n $JOB_NS (like SHOW ROUTINE LOAD ...\\G)"
+    PATH="$BIN:$PATH" "$KUBECTL" routineload show routine-load-wikipedia -n "$JOB_NS" || true
+  fi
+
+  step "some loaded rows, read back from the Delta table by an independent reader (pyarrow)"
+  READER="$ROOT/e2e/delta_reader.py" TABLE="$DEMO/routine_wiki_edit" "$VENV_DIR/bin/python" - <<'PY'
+import json, os, subprocess, sys
+out = subprocess.run([sys.executable, os.environ["READER"], os.environ["TABLE"]],
+                     capture_output=True, text=True, check=True).stdout
+snap = json.loads(out)
+rows = sorted(snap["rows"], key=lambda r: int(r["user"][4:]))
+print(f"Delta version {snap['version']}: {len(rows)} rows; committed offsets {snap['txns']}")
+cols = ["event_time", "channel", "user", "is_robot", "delta", "added", "deleted"]
+width = {"event_time": 20, "channel": 15, "user": 11}
+print(" ".join(c.ljust(width.get(c, 8)) for c in cols))
+for r in rows[:8]:
+    print(" ".join(str(r[c]).ljust(width.get(c, 8)) for c in cols))
+PY
+  step "done: the job keeps running. Try:"
+  cat <<EOF
+  source "\$(make -s testbed-env)"
+  $BIN/routine-load-produce --brokers \$KAFKA_BROKERS --topic $TOPIC --wikipedia 1000 --from $ROWS
+  \$TESTBED_BIN/kubectl get routineloadjobs -n $JOB_NS -w
+  PATH=$BIN:\$PATH \$TESTBED_BIN/kubectl routineload pause routine-load-wikipedia -n $JOB_NS
+  make demo-down        # stop the demo's processes and uninstall the chart
+EOF
+}
+
+down() {
+  stop_processes
+  if [[ -f $RL_STATE/testbed.env ]]; then
+    # shellcheck disable=SC1090
+    source "$RL_STATE/testbed.env"
+    delete_job_namespace "$TESTBED_BIN/kubectl" || true
+    "$TESTBED_BIN/helm" uninstall "$RELEASE" --namespace "$RELEASE_NS" --ignore-not-found || true
+  fi
+  echo "demo stopped"
+}
+
+case "${1:-up}" in
+  up) up ;;
+  down) down ;;
+  *) die "usage: demo.sh up|down" ;;
+esac
