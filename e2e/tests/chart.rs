@@ -166,6 +166,39 @@ fn install_bundle_has_no_drift() {
     }
 }
 
+/// The README's `kubectl apply --server-side -f manifests/install.yaml`, checked by the real API
+/// server (a server-side dry run: schemas, RBAC objects and CRDs are validated, nothing is
+/// persisted, so the test can't collide with a release of the same name).
+#[test]
+fn install_bundle_is_accepted_by_the_api_server() {
+    let Some(tb) = testbed_or_skip("install bundle dry run") else {
+        return;
+    };
+    // A dry run creates nothing, so the bundle's namespaced objects need their namespace to
+    // exist already (it may: `make demo` installs into it). Creating it changes nothing else.
+    let _ = Testbed::run(tb.kubectl().args(["create", "namespace", "routine-load"]));
+    let out = Testbed::run(
+        tb.kubectl()
+            .args([
+                "apply",
+                "--server-side",
+                "--dry-run=server",
+                "--force-conflicts",
+                "-f",
+            ])
+            .arg(repo_root().join("manifests/install.yaml")),
+    )
+    .expect("kubectl apply --server-side --dry-run=server -f manifests/install.yaml");
+    for object in [
+        "namespace/routine-load",
+        "deployment.apps/routine-load-operator",
+        "statefulset.apps/routine-load-worker",
+        "clusterrole.rbac.authorization.k8s.io/routine-load-operator",
+    ] {
+        assert!(out.contains(object), "{object} not applied:\n{out}");
+    }
+}
+
 /// Least privilege and pod hardening, for the cluster-wide and the namespaced install.
 #[test]
 fn rendered_rbac_and_pods_are_least_privilege() {
