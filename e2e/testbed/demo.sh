@@ -84,7 +84,13 @@ up() {
   HELM="$TESTBED_BIN/helm"
 
   step "building the operator, worker and tools (first run: ~30 min on 2 cores)"
-  (cd "$ROOT" && cargo build --workspace --bins --tests 2>&1 | grep -E '^\s+(Compiling routine|Finished)|^error|^warning: unused' || true)
+  # Same target selection as `make test` (bins + tests unify features the same way), so the two
+  # share every compiled dependency. A line every 25 crates shows progress on a cold build.
+  (cd "$ROOT" && cargo build --workspace --bins --tests 2>&1) | awk '
+    /^ *Compiling / { n++; if (n % 25 == 0 || $2 ~ /^(routine-load|kubectl-routineload)/) printf "  [%ds] compiled %d crates (%s %s)\n", systime() - start, n, $2, $3; fflush() }
+    /^error|^warning: unused/ { print; fflush() }
+    /^ *Finished/ { print "  " $0; fflush() }
+    BEGIN { start = systime() }'
   for b in routine-load-operator routine-load-worker routine-load-produce; do
     [[ -x $BIN/$b ]] || die "$BIN/$b was not built; run: cargo build --workspace --all-targets"
   done
