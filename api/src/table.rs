@@ -39,9 +39,9 @@ pub struct TableSpec {
     #[x_kube(validation = Rule::new("self == oldSelf").message("partitionColumns is immutable"))]
     pub partition_columns: Vec<String>,
 
-    /// Where the Delta table lives: `file:///path`, `s3://bucket/prefix`, `gs://bucket/prefix`
-    /// or `az://container/prefix`. Immutable.
-    #[schemars(regex(pattern = r"^(file|s3|s3a|gs|az|abfss)://.+"))]
+    /// Where the Delta table lives: `file:///path` (a volume the workers share) or
+    /// `s3://bucket/prefix` (S3 or an S3-compatible store). Immutable.
+    #[schemars(regex(pattern = r"^(file|s3|s3a)://.+"))]
     #[x_kube(validation = Rule::new("self == oldSelf").message("location is immutable"))]
     pub location: String,
 
