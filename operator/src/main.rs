@@ -71,7 +71,7 @@ async fn check_crds(client: &Client, config: &Config) -> anyhow::Result<()> {
     let lp = ListParams::default().limit(1);
     let missing = |kind: &str, e: kube::Error| match e {
         kube::Error::Api(s) if s.code == 404 => anyhow::anyhow!(
-            "the {kind} CRD is not installed: install the CRDs with `kubectl apply -f crds/` (or the Helm chart)"
+            "the {kind} CRD is not installed: install them with `kubectl apply --server-side -f crds/` (or `helm install routine-load charts/routine-load`)"
         ),
         e => anyhow::Error::new(e).context(format!("checking the {kind} CRD")),
     };
