@@ -20,7 +20,6 @@ use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use routine_load_api::job::{DesiredState, JobState, RoutineLoadJobStatus};
 use routine_load_api::names::{
     JOB_LABEL, OPERATOR_FIELD_MANAGER, WORKER_FIELD_MANAGER, WORKER_LABEL,
@@ -32,6 +31,7 @@ use tracing::{info, warn};
 
 use crate::job_scheduler;
 use crate::job_state::{self, Blocker, Cause, Counters, Facts, Intent, Sample, TaskReport};
+use crate::kafka_metadata::MetadataClients;
 use crate::metrics::Metrics;
 use crate::task_scheduler::{self, TaskPlacement, WorkerState};
 
@@ -101,6 +101,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub config: Config,
     memory: Mutex<HashMap<String, JobMemory>>,
+    /// Kafka clients for topic metadata, reused across reconciles.
+    kafka_metadata: Arc<MetadataClients>,
 }
 
 impl Context {
@@ -111,6 +113,7 @@ impl Context {
             metrics,
             config,
             memory: Mutex::new(HashMap::new()),
+            kafka_metadata: Arc::new(MetadataClients::default()),
         }
     }
 }
@@ -560,8 +563,9 @@ async fn kafka_partitions(
     let brokers = kafka.broker_list.clone();
     let topic = kafka.topic.clone();
     let timeout = ctx.config.kafka_timeout;
+    let clients = ctx.kafka_metadata.clone();
     let fetched =
-        tokio::task::spawn_blocking(move || fetch_partitions(&brokers, &topic, &props, timeout))
+        tokio::task::spawn_blocking(move || clients.partitions(&brokers, &topic, &props, timeout))
             .await
             .unwrap_or_else(|e| Err(format!("metadata task failed: {e}")));
     let available = match fetched {
@@ -599,40 +603,6 @@ async fn kafka_partitions(
     p.sort_unstable();
     p.dedup();
     Ok(Ok(p))
-}
-
-fn fetch_partitions(
-    brokers: &str,
-    topic: &str,
-    props: &BTreeMap<String, String>,
-    timeout: Duration,
-) -> Result<Vec<i32>, String> {
-    let mut cfg = rdkafka::ClientConfig::new();
-    for (k, v) in props {
-        cfg.set(k, v);
-    }
-    cfg.set("bootstrap.servers", brokers);
-    cfg.set("allow.auto.create.topics", "false");
-    let consumer: BaseConsumer = cfg
-        .create()
-        .map_err(|e| format!("invalid Kafka client properties: {e}"))?;
-    let md = consumer
-        .fetch_metadata(Some(topic), timeout)
-        .map_err(|e| e.to_string())?;
-    let t = md
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic)
-        .ok_or_else(|| "topic not in metadata".to_string())?;
-    if let Some(err) = t.error() {
-        return Err(rdkafka::error::RDKafkaErrorCode::from(err).to_string());
-    }
-    let mut ids: Vec<i32> = t.partitions().iter().map(|p| p.id()).collect();
-    if ids.is_empty() {
-        return Err("topic has no partitions".into());
-    }
-    ids.sort_unstable();
-    Ok(ids)
 }
 
 /// Dereference (client): live workers (Leases in the worker namespace) and the load other jobs,

@@ -3,6 +3,7 @@
 pub mod job_controller;
 pub mod job_scheduler;
 pub mod job_state;
+pub mod kafka_metadata;
 pub mod leader;
 pub mod metrics;
 pub mod table_controller;
