@@ -351,7 +351,7 @@ async fn reconcile_job(job: &RoutineLoadJob, ctx: &Context) -> Result<Action, Er
             (state, cause, Some(reason), Vec::new())
         }
         Intent::Run => {
-            let live = schedule(
+            let (live, live_workers) = schedule(
                 ctx,
                 job,
                 &ns,
@@ -364,9 +364,14 @@ async fn reconcile_job(job: &RoutineLoadJob, ctx: &Context) -> Result<Action, Er
             .await?;
             let (state, cause) = job_state::running_state(status.state, live.len());
             let reason = match cause {
-                Cause::NoLiveWorker => Some(format!(
+                Cause::NoLiveWorker if live_workers == 0 => Some(format!(
                     "no live worker: no fresh worker Lease in namespace {}",
                     ctx.config.worker_namespace
+                )),
+                Cause::NoLiveWorker => Some(format!(
+                    "no room on the {live_workers} live worker(s): each already runs \
+                     ROUTINE_LOAD_MAX_TASKS_PER_WORKER={} tasks; add workers or raise the cap",
+                    ctx.config.max_tasks_per_worker
                 )),
                 _ => None,
             };
@@ -740,7 +745,7 @@ pub fn plan_tasks(
 }
 
 /// Schedule (client around pure steps): split partitions into tasks, place them on live workers,
-/// and apply the result. Returns the tasks that now exist.
+/// and apply the result. Returns the tasks that now exist and how many workers are live.
 #[allow(clippy::too_many_arguments)]
 async fn schedule(
     ctx: &Context,
@@ -751,7 +756,7 @@ async fn schedule(
     tasks: &[RoutineLoadTask],
     partitions: &[i32],
     base: &mut Counters,
-) -> Result<Vec<RoutineLoadTask>, Error> {
+) -> Result<(Vec<RoutineLoadTask>, usize), Error> {
     let (workers, other_load) = live_workers(ctx, uid).await?;
     let live = workers.iter().filter(|w| w.live).count();
     let n = job_scheduler::task_count(
@@ -858,7 +863,7 @@ async fn schedule(
         let applied = apply_task(task_api, job, &p.name, &spec).await?;
         result.push(applied);
     }
-    Ok(result)
+    Ok((result, live))
 }
 
 async fn apply_task(
