@@ -193,19 +193,7 @@ impl Dataset {
 
     fn table_columns(self) -> Value {
         match self {
-            Dataset::Csv | Dataset::Json => json!([
-                {"name": "event_time", "type": "DATETIME", "nullable": false},
-                {"name": "channel", "type": "VARCHAR(32)"},
-                {"name": "user", "type": "VARCHAR(128)"},
-                {"name": "is_anonymous", "type": "TINYINT"},
-                {"name": "is_minor", "type": "TINYINT"},
-                {"name": "is_new", "type": "TINYINT"},
-                {"name": "is_robot", "type": "TINYINT"},
-                {"name": "is_unpatrolled", "type": "TINYINT"},
-                {"name": "delta", "type": "INT"},
-                {"name": "added", "type": "INT"},
-                {"name": "deleted", "type": "INT"}
-            ]),
+            Dataset::Csv | Dataset::Json => routine_load_e2e::wikipedia::table_columns(),
             Dataset::Wide => Value::Array(
                 (0..50)
                     .map(|c| json!({"name": format!("c{c:02}"), "type": WIDE_TYPES[c % 7]}))

@@ -34,6 +34,23 @@ pub fn row(i: usize) -> String {
     )
 }
 
+/// The columns of the reference's `routine_wiki_edit` table, as `Table.spec.columns` JSON.
+pub fn table_columns() -> serde_json::Value {
+    serde_json::json!([
+        {"name": "event_time", "type": "DATETIME", "nullable": false},
+        {"name": "channel", "type": "VARCHAR(32)"},
+        {"name": "user", "type": "VARCHAR(128)"},
+        {"name": "is_anonymous", "type": "TINYINT"},
+        {"name": "is_minor", "type": "TINYINT"},
+        {"name": "is_new", "type": "TINYINT"},
+        {"name": "is_robot", "type": "TINYINT"},
+        {"name": "is_unpatrolled", "type": "TINYINT"},
+        {"name": "delta", "type": "INT"},
+        {"name": "added", "type": "INT"},
+        {"name": "deleted", "type": "INT"}
+    ])
+}
+
 /// Whether row `i` is a good row (loads) rather than an error row.
 pub fn is_good(i: usize) -> bool {
     i % 100 != 99

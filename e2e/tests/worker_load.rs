@@ -64,19 +64,7 @@ async fn setup(name: &str, messages: usize, max_errors: i64) -> Option<Setup> {
         "metadata": {"name": "routine-wiki-edit"},
         "spec": {
             "location": location,
-            "columns": [
-                {"name": "event_time", "type": "DATETIME", "nullable": false},
-                {"name": "channel", "type": "VARCHAR(32)"},
-                {"name": "user", "type": "VARCHAR(128)"},
-                {"name": "is_anonymous", "type": "TINYINT"},
-                {"name": "is_minor", "type": "TINYINT"},
-                {"name": "is_new", "type": "TINYINT"},
-                {"name": "is_robot", "type": "TINYINT"},
-                {"name": "is_unpatrolled", "type": "TINYINT"},
-                {"name": "delta", "type": "INT"},
-                {"name": "added", "type": "INT"},
-                {"name": "deleted", "type": "INT"}
-            ]
+            "columns": routine_load_e2e::wikipedia::table_columns()
         }
     }))
     .unwrap();
