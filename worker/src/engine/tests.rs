@@ -648,3 +648,74 @@ fn error_row_display_names_reason_column_and_row() {
          Row: 2015-09-12 00:47:00,#en,u,0,0,0,0,0,x,1,0"
     );
 }
+
+/// The one-pass decoder for plain objects gives exactly what the general (`Value` tree) path
+/// gives, message by message: fields, NULLs, error rows and error texts.
+#[test]
+fn json_one_pass_decoder_matches_the_general_path() {
+    let table: TableSpec = serde_yaml::from_str(
+        r#"
+location: file:///tmp/t
+columns:
+  - {name: id, type: BIGINT}
+  - {name: name, type: VARCHAR(16)}
+  - {name: score, type: DOUBLE}
+  - {name: active, type: BOOLEAN}
+  - {name: flag, type: TINYINT}
+  - {name: attrs, type: JSON}
+  - {name: note, type: STRING}
+"#,
+    )
+    .expect("table");
+    let messages = [
+        r#"{"id": 1, "name": "a", "score": 9.5, "active": true, "flag": true, "attrs": {"k": [1,2]}, "note": "x"}"#,
+        r#"{"id": -7, "name": "caf\u00e9 \"q\"", "score": 1e3, "active": false, "flag": false, "attrs": [1, {"a": null}], "note": ["no"]}"#,
+        r#"{"id": 18446744073709551615, "score": -0.0, "attrs": "text", "note": {"n": 1}}"#,
+        r#"{"id": 123456789012345678901234, "score": 2.5e-8, "extra": {"deep": [1, [2, {"x": 3}]]}}"#,
+        r#"{"id": null, "name": null, "attrs": null}"#,
+        r#"{"id": 1, "id": 2, "n\u0061me": "escaped key"}"#,
+        r#"{}"#,
+        r#"  {"id": 3}  "#,
+        r#"{"note": [1, 2], "id": [3]}"#,
+        r#"[{"id": 1}]"#,
+        r#"42"#,
+        r#""just a string""#,
+        r#"null"#,
+        r#"{"id": 1} trailing"#,
+        r#"{"id": 1"#,
+        r#"{"id": tru}"#,
+        r#""#,
+    ];
+    for job in [
+        "format: json",
+        "format: json\njsonPaths: ['$.id', '$.name', '$.score', '$.active', '$.flag', '$.attrs', '$.note']",
+        "format: json\ncolumns: [id, name, score, active, flag, attrs, note, extra]",
+    ] {
+        let spec: RoutineLoadJobSpec = serde_yaml::from_str(&format!(
+            "table: t\nkafka: {{brokerList: 'b:9092', topic: t}}\n{job}"
+        ))
+        .expect("job");
+        let plan = LoadPlan::build(&spec, "t", &table).expect("plan");
+        let decoder = super::json::JsonDecoder::new(&plan);
+        assert!(decoder.one_pass(), "{job} takes the one-pass path");
+        for m in messages {
+            let (mut fast, mut general) = (Vec::new(), Vec::new());
+            let a = decoder.decode(m.as_bytes(), &mut fast);
+            let b = decoder.decode_document(m, &mut general);
+            assert_eq!(a, b, "result for {m} ({job})");
+            assert_eq!(fast, general, "rows for {m} ({job})");
+        }
+    }
+    // Nested paths, jsonRoot and stripOuterArray take the general path.
+    for job in [
+        "format: json\njsonRoot: '$.data'",
+        "format: json\nstripOuterArray: true",
+    ] {
+        let spec: RoutineLoadJobSpec = serde_yaml::from_str(&format!(
+            "table: t\nkafka: {{brokerList: 'b:9092', topic: t}}\n{job}"
+        ))
+        .expect("job");
+        let plan = LoadPlan::build(&spec, "t", &table).expect("plan");
+        assert!(!super::json::JsonDecoder::new(&plan).one_pass(), "{job}");
+    }
+}
