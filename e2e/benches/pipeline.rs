@@ -94,19 +94,7 @@ enum Dataset {
     Wide,
 }
 
-const WIKI_COLUMNS: [&str; 11] = [
-    "event_time",
-    "channel",
-    "user",
-    "is_anonymous",
-    "is_minor",
-    "is_new",
-    "is_robot",
-    "is_unpatrolled",
-    "delta",
-    "added",
-    "deleted",
-];
+use routine_load_e2e::wikipedia::COLUMN_NAMES as WIKI_COLUMNS;
 const WIDE_TYPES: [&str; 7] = [
     "BIGINT",
     "INT",

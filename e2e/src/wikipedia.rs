@@ -34,6 +34,21 @@ pub fn row(i: usize) -> String {
     )
 }
 
+/// The column names of `routine_wiki_edit`, in table (and CSV field) order.
+pub const COLUMN_NAMES: [&str; 11] = [
+    "event_time",
+    "channel",
+    "user",
+    "is_anonymous",
+    "is_minor",
+    "is_new",
+    "is_robot",
+    "is_unpatrolled",
+    "delta",
+    "added",
+    "deleted",
+];
+
 /// The columns of the reference's `routine_wiki_edit` table, as `Table.spec.columns` JSON.
 pub fn table_columns() -> serde_json::Value {
     serde_json::json!([

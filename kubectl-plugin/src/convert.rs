@@ -820,14 +820,10 @@ pub fn convert(st: &Statement, opts: &ConvertOptions) -> Result<Converted, Strin
         job_props.insert(field, val);
     }
     if !unknown.is_empty() {
-        return Err(format!(
-            "PROPERTIES: unknown or unsupported propert{} {}; supported: desired_concurrent_number, max_batch_interval, max_batch_rows, max_batch_size, max_error_number, max_filter_ratio, strict_mode, timezone, format, jsonpaths, json_root, strip_outer_array, enclose, escape, trim_space",
-            if unknown.len() == 1 { "y" } else { "ies" },
-            unknown
-                .iter()
-                .map(|k| format!("\"{k}\""))
-                .collect::<Vec<_>>()
-                .join(", ")
+        return Err(unknown_properties(
+            "PROPERTIES",
+            &unknown,
+            "desired_concurrent_number, max_batch_interval, max_batch_rows, max_batch_size, max_error_number, max_filter_ratio, strict_mode, timezone, format, jsonpaths, json_root, strip_outer_array, enclose, escape, trim_space",
         ));
     }
     let json = format.as_deref() == Some("json");
@@ -974,14 +970,10 @@ pub fn convert(st: &Statement, opts: &ConvertOptions) -> Result<Converted, Strin
         }
     }
     if !unknown.is_empty() {
-        return Err(format!(
-            "FROM KAFKA: unknown or unsupported propert{} {}; supported: kafka_broker_list, kafka_topic, kafka_partitions, kafka_offsets and property.* (librdkafka client properties)",
-            if unknown.len() == 1 { "y" } else { "ies" },
-            unknown
-                .iter()
-                .map(|k| format!("\"{k}\""))
-                .collect::<Vec<_>>()
-                .join(", ")
+        return Err(unknown_properties(
+            "FROM KAFKA",
+            &unknown,
+            "kafka_broker_list, kafka_topic, kafka_partitions, kafka_offsets and property.* (librdkafka client properties)",
         ));
     }
     let broker_list =
@@ -1170,6 +1162,19 @@ pub fn head(st: &Statement) -> String {
             .unwrap_or_default(),
         st.job,
         st.table
+    )
+}
+
+/// The error for properties a clause does not know, naming them and what it supports.
+fn unknown_properties(clause: &str, unknown: &[String], supported: &str) -> String {
+    format!(
+        "{clause}: unknown or unsupported propert{} {}; supported: {supported}",
+        if unknown.len() == 1 { "y" } else { "ies" },
+        unknown
+            .iter()
+            .map(|k| format!("\"{k}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
     )
 }
 

@@ -19,19 +19,7 @@ use routine_load_e2e::process::workspace_binary;
 use routine_load_e2e::{LocalProcess, Testbed, testbed_or_skip, unique_name};
 
 /// The reference's quick start statement, verbatim.
-const REFERENCE: &str = r#"CREATE ROUTINE LOAD routine_load_wikipedia ON routine_wiki_edit
-COLUMNS TERMINATED BY ",",
-COLUMNS (event_time, channel, user, is_anonymous, is_minor, is_new, is_robot, is_unpatrolled, delta, added, deleted)
-PROPERTIES
-(
-    "desired_concurrent_number"="1",
-    "max_error_number"="1000"
-)
-FROM KAFKA
-(
-    "kafka_broker_list"= "localhost:9092",
-    "kafka_topic" = "starrocks-load"
-);"#;
+const REFERENCE: &str = routine_load_api::reference::WIKIPEDIA_CREATE_ROUTINE_LOAD;
 
 const JOB: &str = "routine-load-wikipedia";
 

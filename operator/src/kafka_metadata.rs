@@ -68,12 +68,14 @@ impl MetadataClients {
         Ok(c)
     }
 
-    /// Clients open now (for tests and metrics).
-    pub fn len(&self) -> usize {
+    /// Clients open now.
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.lock().len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
         self.len() == 0
     }
 }

@@ -4,19 +4,7 @@ use routine_load_api::reference::WIKIPEDIA_TABLE_YAML;
 use routine_load_api::{RoutineLoadJob, TableSpec};
 
 /// The reference's quick start statement, verbatim.
-const REFERENCE: &str = r#"CREATE ROUTINE LOAD routine_load_wikipedia ON routine_wiki_edit
-COLUMNS TERMINATED BY ",",
-COLUMNS (event_time, channel, user, is_anonymous, is_minor, is_new, is_robot, is_unpatrolled, delta, added, deleted)
-PROPERTIES
-(
-    "desired_concurrent_number"="1",
-    "max_error_number"="1000"
-)
-FROM KAFKA
-(
-    "kafka_broker_list"= "localhost:9092",
-    "kafka_topic" = "starrocks-load"
-);"#;
+const REFERENCE: &str = routine_load_api::reference::WIKIPEDIA_CREATE_ROUTINE_LOAD;
 
 fn run(sql: &str) -> Result<Converted, String> {
     convert(&parse(sql)?, &ConvertOptions::default())
