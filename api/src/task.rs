@@ -91,9 +91,45 @@ pub struct RoutineLoadTaskStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_window_exceeded: Option<String>,
 
+    /// Set when the task can't go on until a user acts (an offset out of range, the same
+    /// failure again and again): the operator pauses the job with this reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause_request: Option<TaskPauseRequest>,
+
     /// Last error or state message from the worker.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+}
+
+/// A task's request that its job be paused.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskPauseRequest {
+    /// Why, as a condition reason.
+    pub reason: TaskPauseReason,
+    /// What happened and how to continue, in words a user acts on.
+    pub message: String,
+}
+
+/// Why a task asks for its job to be paused.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum TaskPauseReason {
+    /// The offset to resume from is no longer (or not yet) in the partition: retention or
+    /// DeleteRecords removed it, or the topic was recreated. Loading on would skip data.
+    OffsetOutOfRange,
+    /// The same failure repeated past the worker's retry budget (for example an engine error
+    /// on one batch, or a table that refuses every commit).
+    RepeatedFailure,
+}
+
+impl TaskPauseReason {
+    /// The reason string, as the job's `Ready` condition carries it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            TaskPauseReason::OffsetOutOfRange => "OffsetOutOfRange",
+            TaskPauseReason::RepeatedFailure => "RepeatedFailure",
+        }
+    }
 }
 
 /// Cumulative counters a worker reports for a task (StarRocks: a task's load statistics). The

@@ -25,6 +25,7 @@ use routine_load_api::names::{
     JOB_LABEL, OPERATOR_FIELD_MANAGER, WORKER_FIELD_MANAGER, WORKER_LABEL,
 };
 use routine_load_api::table::TablePhase;
+use routine_load_api::task::TaskPauseReason;
 use routine_load_api::{LoadPlan, RoutineLoadJob, RoutineLoadTask, RoutineLoadTaskSpec, Table};
 use serde_json::json;
 use tracing::{info, warn};
@@ -300,6 +301,25 @@ async fn reconcile_job(job: &RoutineLoadJob, ctx: &Context) -> Result<Action, Er
             })
     });
 
+    let task_pause = tasks.iter().find_map(|t| {
+        t.status
+            .as_ref()
+            .filter(|s| s.epoch == t.spec.epoch)
+            .and_then(|s| s.pause_request.clone())
+            .map(|r| Blocker {
+                cause: match r.reason {
+                    TaskPauseReason::OffsetOutOfRange => Cause::OffsetOutOfRange,
+                    TaskPauseReason::RepeatedFailure => Cause::RepeatedFailure,
+                },
+                message: format!(
+                    "task {} (partitions {:?}): {}",
+                    t.name_any(),
+                    t.spec.partitions,
+                    r.message
+                ),
+            })
+    });
+
     // Decide (pure).
     let facts = Facts {
         desired: job.spec.state,
@@ -309,6 +329,7 @@ async fn reconcile_job(job: &RoutineLoadJob, ctx: &Context) -> Result<Action, Er
         observed_generation: status.observed_generation,
         blocker,
         error_window_exceeded,
+        task_pause,
     };
     let intent = job_state::decide(&facts);
     // Error logs of every current task, including those about to be removed (a job paused by
@@ -1033,6 +1054,8 @@ async fn publish_state_event(
     let warning = matches!(
         cause,
         Cause::ErrorWindowExceeded
+            | Cause::OffsetOutOfRange
+            | Cause::RepeatedFailure
             | Cause::TableNotFound
             | Cause::TableNotReady
             | Cause::InvalidPlan

@@ -17,6 +17,11 @@ pub enum Cause {
     /// A task's error rows passed `maxErrorNumber` in its window. Cleared like a StarRocks
     /// `RESUME ROUTINE LOAD`: by pausing and resuming, or by editing the job spec.
     ErrorWindowExceeded,
+    /// A task's resume offset is out of the partition's range: loading on would skip data.
+    /// Cleared by an edit of the job (new `kafka.offsets`) or by pausing and resuming.
+    OffsetOutOfRange,
+    /// A task failed the same way past its retry budget. Cleared like ErrorWindowExceeded.
+    RepeatedFailure,
     /// The job's table does not exist.
     TableNotFound,
     /// The table exists but failed (its Delta table can't be created or adopted).
@@ -42,6 +47,8 @@ impl Cause {
             Cause::UserPaused => "UserPaused",
             Cause::UserStopped => "UserStopped",
             Cause::ErrorWindowExceeded => "ErrorWindowExceeded",
+            Cause::OffsetOutOfRange => "OffsetOutOfRange",
+            Cause::RepeatedFailure => "RepeatedFailure",
             Cause::TableNotFound => "TableNotFound",
             Cause::TableNotReady => "TableNotReady",
             Cause::TablePending => "TablePending",
@@ -58,6 +65,8 @@ impl Cause {
             Cause::UserPaused,
             Cause::UserStopped,
             Cause::ErrorWindowExceeded,
+            Cause::OffsetOutOfRange,
+            Cause::RepeatedFailure,
             Cause::TableNotFound,
             Cause::TableNotReady,
             Cause::TablePending,
@@ -80,6 +89,15 @@ impl Cause {
                 | Cause::TablePending
                 | Cause::InvalidPlan
                 | Cause::KafkaUnavailable
+        )
+    }
+
+    /// A pause that holds until the user edits the job or resumes it (StarRocks: RESUME
+    /// ROUTINE LOAD after fixing the cause).
+    pub fn needs_resume(&self) -> bool {
+        matches!(
+            self,
+            Cause::ErrorWindowExceeded | Cause::OffsetOutOfRange | Cause::RepeatedFailure
         )
     }
 
@@ -110,6 +128,8 @@ pub struct Facts {
     pub blocker: Option<Blocker>,
     /// A task reported that its error window was exceeded: the message names the rows and why.
     pub error_window_exceeded: Option<String>,
+    /// A task asked for the job to be paused (offset out of range, repeated failure).
+    pub task_pause: Option<Blocker>,
 }
 
 /// What the job should do: the controller schedules tasks only for `Run`.
@@ -150,7 +170,9 @@ pub fn decide(f: &Facts) -> Intent {
         }
         DesiredState::Running => {}
     }
-    if f.current == Some(JobState::Paused) && f.current_cause == Some(Cause::ErrorWindowExceeded) {
+    if f.current == Some(JobState::Paused)
+        && f.current_cause.is_some_and(|c| c.needs_resume())
+    {
         let spec_edited = f.observed_generation.is_some_and(|o| o < f.generation);
         if !spec_edited {
             return Intent::Keep;
@@ -175,6 +197,13 @@ pub fn decide(f: &Facts) -> Intent {
             state: JobState::Paused,
             cause: Cause::ErrorWindowExceeded,
             reason: msg.clone(),
+        };
+    }
+    if running && let Some(b) = &f.task_pause {
+        return Intent::Halt {
+            state: JobState::Paused,
+            cause: b.cause,
+            reason: b.message.clone(),
         };
     }
     Intent::Run
@@ -339,6 +368,7 @@ mod tests {
             observed_generation: Some(1),
             blocker: None,
             error_window_exceeded: None,
+            task_pause: None,
         }
     }
 
@@ -465,6 +495,46 @@ mod tests {
                     )
                 },
                 run,
+            ),
+            (
+                "offset out of range pauses",
+                Facts {
+                    task_pause: Some(Blocker {
+                        cause: Cause::OffsetOutOfRange,
+                        message: "partition 0: offset 50 is out of range 100..160".into(),
+                    }),
+                    ..facts(D::Running, Some(S::Running), None)
+                },
+                halt(S::Paused, Cause::OffsetOutOfRange),
+            ),
+            (
+                "out-of-range pause waits for the user",
+                facts(D::Running, Some(S::Paused), Some(Cause::OffsetOutOfRange)),
+                keep,
+            ),
+            (
+                "out-of-range pause lifted by an offsets edit",
+                Facts {
+                    generation: 2,
+                    ..facts(D::Running, Some(S::Paused), Some(Cause::OffsetOutOfRange))
+                },
+                run,
+            ),
+            (
+                "repeated failure pauses",
+                Facts {
+                    task_pause: Some(Blocker {
+                        cause: Cause::RepeatedFailure,
+                        message: "engine failed 5 times".into(),
+                    }),
+                    ..facts(D::Running, Some(S::NeedSchedule), None)
+                },
+                halt(S::Paused, Cause::RepeatedFailure),
+            ),
+            (
+                "repeated-failure pause waits",
+                facts(D::Running, Some(S::Paused), Some(Cause::RepeatedFailure)),
+                keep,
             ),
             (
                 "user pause wins over blocker",
