@@ -419,9 +419,21 @@ pub struct RoutineLoadJobStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 
-    /// Standard conditions (`Ready`, `Scheduled`).
+    /// Standard conditions: `Ready` (the cause of the state), and `KafkaMetadataAvailable` /
+    /// `WorkersAvailable`, whose `lastTransitionTime` is when a failure the job rides out
+    /// began (the grace period counts from it).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+
+    /// Counters of tasks that ended and whose objects are gone, summed (part of `statistic`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retired_counters: Option<crate::task::TaskCounters>,
+
+    /// Counters of tasks being removed, keyed by the task's UID: recorded before the task is
+    /// deleted, so recording twice counts once; folded into `retiredCounters` once the task is
+    /// gone.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub retired_tasks: BTreeMap<String, crate::task::TaskCounters>,
 }
 
 fn default_concurrency() -> i32 {

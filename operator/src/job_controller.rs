@@ -2,8 +2,10 @@
 //! drives its state machine, schedules its tasks on live workers and folds task statuses into the
 //! job status.
 //!
-//! Steps are marked "client" (talks to the API server or Kafka) or "pure" (no client; unit tested
-//! in `job_state`, `job_scheduler` and `task_scheduler`).
+//! A reconcile is dereference -> plan -> apply: the controller gathers the job's inputs
+//! ("client": the API server and Kafka), [`job_plan::plan`] decides everything from them (pure,
+//! unit tested there and in `job_state`, `job_scheduler` and `task_scheduler`), and the
+//! controller applies the plan.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -25,19 +27,19 @@ use routine_load_api::names::{
     JOB_LABEL, OPERATOR_FIELD_MANAGER, WORKER_FIELD_MANAGER, WORKER_LABEL,
 };
 use routine_load_api::table::TablePhase;
-use routine_load_api::task::TaskPauseReason;
 use routine_load_api::{LoadPlan, RoutineLoadJob, RoutineLoadTask, RoutineLoadTaskSpec, Table};
 use serde_json::json;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
-use crate::job_scheduler;
-use crate::job_state::{self, Blocker, Cause, Counters, Facts, Intent, Sample, TaskReport};
+use crate::job_plan::{self, KafkaRead, PlanInputs};
+use crate::job_state::{self, Blocker, Cause, Counters, Sample, TaskReport};
 use crate::kafka_metadata::MetadataClients;
+use crate::leader::LeaderGate;
 use crate::metrics::Metrics;
-use crate::task_scheduler::{self, TaskPlacement, WorkerState};
+use crate::task_scheduler::WorkerState;
 
-/// Annotation on the job holding the counters of task epochs that ended (tasks removed or moved),
-/// so the statistic survives pause/resume and reassignment.
+/// Annotation on the job where older operators kept the counters of removed tasks; read only
+/// until the status has `retiredCounters`.
 pub const RETIRED_COUNTERS_ANNOTATION: &str = "routineload.io/retired-counters";
 /// The job's condition that carries the cause of its state.
 pub const READY_CONDITION: &str = "Ready";
@@ -59,6 +61,12 @@ pub struct Config {
     pub watch_namespace: Option<String>,
     /// The namespace of the workers' heartbeat Leases (where the worker pods run).
     pub worker_namespace: String,
+    /// How long a failure that may be transient (Kafka metadata, every worker Lease, the
+    /// table's storage) is ridden out, tasks untouched, before it changes a job or a table.
+    pub transient_grace: Duration,
+    /// Broker addresses the operator dials instead of those in a job's `kafka.brokerList`
+    /// (`from -> to`), when it reaches Kafka by another route than the workers.
+    pub kafka_bootstrap_overrides: BTreeMap<String, String>,
 }
 
 impl Config {
@@ -84,6 +92,8 @@ impl Default for Config {
             kafka_timeout: Duration::from_secs(5),
             watch_namespace: None,
             worker_namespace: "default".into(),
+            transient_grace: Duration::from_secs(60),
+            kafka_bootstrap_overrides: BTreeMap::new(),
         }
     }
 }
@@ -101,20 +111,44 @@ pub struct Context {
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     pub config: Config,
+    /// Open while this replica holds the leader lease; checked before every write.
+    pub gate: Arc<LeaderGate>,
     memory: Mutex<HashMap<String, JobMemory>>,
     /// Kafka clients for topic metadata, reused across reconciles.
     kafka_metadata: Arc<MetadataClients>,
+    /// When this operator saw each worker Lease record change (client-go's observed time).
+    lease_observations: Mutex<HashMap<String, LeaseObservation>>,
+    /// The origin of the monotonic milliseconds in `lease_observations`.
+    started: Instant,
 }
 
 impl Context {
-    pub fn new(client: Client, recorder: Recorder, metrics: Arc<Metrics>, config: Config) -> Self {
+    pub fn new(
+        client: Client,
+        recorder: Recorder,
+        metrics: Arc<Metrics>,
+        config: Config,
+        gate: Arc<LeaderGate>,
+    ) -> Self {
         Context {
             client,
             recorder,
             metrics,
             config,
+            gate,
             memory: Mutex::new(HashMap::new()),
             kafka_metadata: Arc::new(MetadataClients::default()),
+            lease_observations: Mutex::new(HashMap::new()),
+            started: Instant::now(),
+        }
+    }
+
+    /// Refuses a write once the leader lease may no longer be ours.
+    pub fn gate_check(&self) -> Result<(), Error> {
+        if self.gate.holds() {
+            Ok(())
+        } else {
+            Err(Error::NotLeader)
         }
     }
 }
@@ -156,6 +190,8 @@ pub enum Error {
     PatchCounters(#[source] kube::Error),
     #[error("patching job status: {0}")]
     PatchStatus(#[source] kube::Error),
+    #[error("not writing: the leader lease is not held (renewal overdue)")]
+    NotLeader,
 }
 
 impl Error {
@@ -170,6 +206,7 @@ impl Error {
             Error::DeleteTask { .. } => "delete_task",
             Error::PatchCounters(_) => "patch_counters",
             Error::PatchStatus(_) => "patch_status",
+            Error::NotLeader => "not_leader",
         }
     }
 }
@@ -254,13 +291,9 @@ async fn reconcile_job(job: &RoutineLoadJob, ctx: &Context) -> Result<Action, Er
     let client = &ctx.client;
     let task_api: Api<RoutineLoadTask> = Api::namespaced(client.clone(), &ns);
     let status = job.status.clone().unwrap_or_default();
-    let current_cause = status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == READY_CONDITION)
-        .and_then(|c| Cause::parse(&c.reason));
 
-    // Dereference (client): the job's tasks.
+    // Dereference (client): the job's tasks, its table and plan, Kafka metadata and workers. An
+    // API error here fails the reconcile before anything is decided: the tasks keep running.
     let tasks: Vec<RoutineLoadTask> = task_api
         .list(&ListParams::default().labels(&format!("{JOB_LABEL}={name}")))
         .await
@@ -269,71 +302,84 @@ async fn reconcile_job(job: &RoutineLoadJob, ctx: &Context) -> Result<Action, Er
         .into_iter()
         .filter(|t| t.spec.job_uid == uid)
         .collect();
-
-    // Dereference (client): table, plan, Kafka. Only a job that should run is checked.
     let final_state = status.state.is_some_and(|s| s.is_final());
-    let mut partitions: Vec<i32> = Vec::new();
-    let blocker = if job.spec.state == DesiredState::Running && !final_state {
-        match check_table_and_plan(job, ctx, &ns).await? {
-            Some(b) => Some(b),
-            None => match kafka_partitions(job, ctx, &ns).await? {
-                Ok(p) => {
-                    partitions = p;
-                    None
-                }
-                Err(b) => Some(b),
-            },
-        }
+    let should_run = job.spec.state == DesiredState::Running && !final_state;
+    let table_blocker = if should_run {
+        check_table_and_plan(job, ctx, &ns).await?
     } else {
         None
     };
-    let error_window_exceeded = tasks.iter().find_map(|t| {
-        t.status
-            .as_ref()
-            .filter(|s| s.epoch == t.spec.epoch)
-            .and_then(|s| s.error_window_exceeded.clone())
-            .map(|m| {
-                format!(
-                    "task {} (partitions {:?}): {m}",
-                    t.name_any(),
-                    t.spec.partitions
-                )
-            })
-    });
-
-    let task_pause = tasks.iter().find_map(|t| {
-        t.status
-            .as_ref()
-            .filter(|s| s.epoch == t.spec.epoch)
-            .and_then(|s| s.pause_request.clone())
-            .map(|r| Blocker {
-                cause: match r.reason {
-                    TaskPauseReason::OffsetOutOfRange => Cause::OffsetOutOfRange,
-                    TaskPauseReason::RepeatedFailure => Cause::RepeatedFailure,
-                },
-                message: format!(
-                    "task {} (partitions {:?}): {}",
-                    t.name_any(),
-                    t.spec.partitions,
-                    r.message
-                ),
-            })
-    });
-
-    // Decide (pure).
-    let facts = Facts {
-        desired: job.spec.state,
-        current: status.state,
-        current_cause,
-        generation: job.metadata.generation.unwrap_or(0),
-        observed_generation: status.observed_generation,
-        blocker,
-        error_window_exceeded,
-        task_pause,
+    let checks = should_run && table_blocker.is_none();
+    let kafka = if checks {
+        kafka_partitions(job, ctx, &ns).await?
+    } else {
+        KafkaRead::NotChecked
     };
-    let intent = job_state::decide(&facts);
-    // Error logs of every current task, including those about to be removed (a job paused by
-    // its error window must still point at the rows that paused it).
+    if let KafkaRead::Failed(e) = &kafka {
+        warn!(job = %name, namespace = %ns, error = %e, "reading Kafka metadata failed");
+    }
+    let (workers, other_load) = if checks {
+        live_workers(ctx, &uid).await?
+    } else {
+        (Vec::new(), BTreeMap::new())
+    };
+    let inputs = PlanInputs {
+        job_name: name.clone(),
+        job_uid: uid.clone(),
+        generation: job.metadata.generation.unwrap_or(0),
+        desired: job.spec.state,
+        desired_concurrent_number: job.spec.desired_concurrent_number,
+        status: status.clone(),
+        legacy_retired: legacy_retired_counters(job),
+        tasks: tasks.clone(),
+        table_blocker,
+        kafka,
+        workers,
+        other_load,
+    };
+
+    // Plan (pure).
+    let now = Timestamp::now();
+    let plan = job_plan::plan(&inputs, &ctx.config, now);
+    for t in &plan.tolerated {
+        warn!(job = %name, namespace = %ns, "riding out a failure within the grace period: {t}");
+    }
+
+    // Apply (client): retired counters first, on the current object, then deletes and applies.
+    let mut resource_version = job.resource_version();
+    if !plan.delete.is_empty() && plan.retires(&status) {
+        let mut recorded = status.clone();
+        recorded.retired_counters = Some(plan.retired_counters);
+        recorded.retired_tasks = plan.retired_tasks.clone();
+        ctx.gate_check()?;
+        match patch_status(job, &ns, client, &recorded, resource_version.as_deref()).await {
+            Ok(j) => resource_version = j.resource_version(),
+            Err(e) if is_conflict(&e) => return Ok(stale_object(&name)),
+            Err(e) => return Err(Error::PatchCounters(e)),
+        }
+    }
+    for t in &plan.delete {
+        ctx.gate_check()?;
+        delete_task(&task_api, t).await?;
+    }
+    for d in &plan.decisions {
+        ctx.metrics
+            .scheduling_decisions
+            .with_label_values(&[d])
+            .inc();
+    }
+    let mut live_tasks: Vec<RoutineLoadTask> = tasks
+        .iter()
+        .filter(|t| plan.unchanged.contains(&t.name_any()))
+        .cloned()
+        .collect();
+    for a in &plan.apply {
+        ctx.gate_check()?;
+        live_tasks.push(apply_task(&task_api, job, &a.name, &a.spec).await?);
+    }
+
+    // Error logs of every current task, including those removed (a job paused by its error
+    // window must still point at the rows that paused it).
     let mut known_error_log_urls = status.error_log_urls.clone();
     for u in tasks.iter().filter_map(|t| {
         t.status
@@ -346,81 +392,35 @@ async fn reconcile_job(job: &RoutineLoadJob, ctx: &Context) -> Result<Action, Er
         }
     }
 
-    let mut base = retired_counters(job);
-    let (state, cause, reason, live_tasks) = match intent {
-        Intent::Keep => {
-            let state = status.state.unwrap_or(JobState::NeedSchedule);
-            let live = if state.is_final() {
-                remove_tasks(ctx, job, &task_api, &tasks, &mut base).await?;
-                Vec::new()
-            } else {
-                tasks
-            };
-            (
-                state,
-                current_cause.unwrap_or(Cause::Scheduling),
-                status.reason_of_state_changed.clone(),
-                live,
-            )
-        }
-        Intent::Halt {
-            state,
-            cause,
-            reason,
-        } => {
-            remove_tasks(ctx, job, &task_api, &tasks, &mut base).await?;
-            (state, cause, Some(reason), Vec::new())
-        }
-        Intent::Run => {
-            let (live, live_workers) = schedule(
-                ctx,
-                job,
-                &ns,
-                &uid,
-                &task_api,
-                &tasks,
-                &partitions,
-                &mut base,
-            )
-            .await?;
-            let (state, cause) = job_state::running_state(status.state, live.len());
-            let reason = match cause {
-                Cause::NoLiveWorker if live_workers == 0 => Some(format!(
-                    "no live worker: no fresh worker Lease in namespace {}",
-                    ctx.config.worker_namespace
-                )),
-                Cause::NoLiveWorker => Some(format!(
-                    "no room on the {live_workers} live worker(s): each already runs \
-                     ROUTINE_LOAD_MAX_TASKS_PER_WORKER={} tasks; add workers or raise the cap",
-                    ctx.config.max_tasks_per_worker
-                )),
-                _ => None,
-            };
-            (state, cause, reason, live)
-        }
-    };
-
     // Fold task statuses (pure) and write the status (client).
-    let now = Timestamp::now();
+    let (state, cause, reason) = (plan.state, plan.cause, plan.reason.clone());
+    let (base, counted) = job_plan::counted(&plan, &live_tasks);
     let folded = {
         let mut memory = ctx.memory.lock().unwrap_or_else(|e| e.into_inner());
         let m = memory.entry(uid.clone()).or_default();
-        let reports: Vec<TaskReport> = live_tasks
+        let reports: Vec<TaskReport> = counted
             .iter()
             .map(|t| TaskReport {
                 epoch: t.spec.epoch,
                 status: t.status.clone(),
             })
             .collect();
-        job_state::fold(
+        let mut f = job_state::fold(
             &base,
             &reports,
             &status.progress,
             &known_error_log_urls,
             &mut m.samples,
             now.as_millisecond(),
-        )
+        );
+        f.current_task_num = i32::try_from(live_tasks.len()).unwrap_or(i32::MAX);
+        f
     };
+    let current_cause = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == READY_CONDITION)
+        .and_then(|c| Cause::parse(&c.reason));
     let changed = status.state != Some(state) || current_cause != Some(cause);
     let mut new_status = RoutineLoadJobStatus {
         state: Some(state),
@@ -431,10 +431,10 @@ async fn reconcile_job(job: &RoutineLoadJob, ctx: &Context) -> Result<Action, Er
         reason_of_state_changed: reason.clone(),
         error_log_urls: folded.error_log_urls,
         current_task_num: folded.current_task_num,
-        current_kafka_partitions: if partitions.is_empty() {
+        current_kafka_partitions: if plan.partitions.is_empty() {
             status.current_kafka_partitions.clone()
         } else {
-            partitions.clone()
+            plan.partitions.clone()
         },
         create_time: status
             .create_time
@@ -445,6 +445,8 @@ async fn reconcile_job(job: &RoutineLoadJob, ctx: &Context) -> Result<Action, Er
         end_time: status.end_time.clone(),
         observed_generation: job.metadata.generation,
         conditions: Vec::new(),
+        retired_counters: Some(plan.retired_counters),
+        retired_tasks: plan.retired_tasks.clone(),
     };
     if changed && state == JobState::Paused {
         new_status.pause_time = Some(Time(now));
@@ -463,10 +465,28 @@ async fn reconcile_job(job: &RoutineLoadJob, ctx: &Context) -> Result<Action, Er
         job.metadata.generation,
         now,
     )];
+    new_status
+        .conditions
+        .extend(plan.conditions.iter().cloned());
     if new_status != status {
-        patch_status(job, &ns, client, &new_status).await?;
+        ctx.gate_check()?;
+        match patch_status(job, &ns, client, &new_status, resource_version.as_deref()).await {
+            Ok(_) => {}
+            Err(e) if is_conflict(&e) => return Ok(stale_object(&name)),
+            Err(e) => return Err(Error::PatchStatus(e)),
+        }
     }
     ctx.metrics.set_job_state(&uid, Some(state));
+    // A failure that starts being ridden out is worth an Event of its own.
+    for c in plan.conditions.iter().filter(|c| c.status == "False") {
+        let was_failing = status
+            .conditions
+            .iter()
+            .any(|p| p.type_ == c.type_ && p.status == "False");
+        if !was_failing {
+            publish_condition_event(ctx, job, c).await;
+        }
+    }
     if changed {
         publish_state_event(ctx, job, status.state, state, cause, reason.as_deref()).await;
         info!(job = %name, namespace = %ns, from = ?status.state.map(|s| s.as_str()), to = state.as_str(), reason = cause.as_str(), "job state changed");
@@ -494,6 +514,17 @@ async fn reconcile_job(job: &RoutineLoadJob, ctx: &Context) -> Result<Action, Er
             Action::await_change()
         }
     })
+}
+
+fn is_conflict(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 409)
+}
+
+/// The job changed since it was read (a spec edit, or the cache lagging our own write): nothing
+/// was decided on stale data; look again shortly.
+fn stale_object(name: &str) -> Action {
+    debug!(job = %name, "job changed since it was read; reconciling again");
+    Action::requeue(Duration::from_secs(1))
 }
 
 fn folded_lag_missing(s: &RoutineLoadJobStatus) -> bool {
@@ -553,12 +584,25 @@ async fn check_table_and_plan(
         }))
 }
 
-/// Dereference (client): the subscribed partitions from Kafka metadata.
+/// Pure: the broker list the operator dials for a job's `brokerList`: each address that has an
+/// override is replaced by it.
+pub fn operator_brokers(broker_list: &str, overrides: &BTreeMap<String, String>) -> String {
+    broker_list
+        .split(',')
+        .map(str::trim)
+        .filter(|b| !b.is_empty())
+        .map(|b| overrides.get(b).map(String::as_str).unwrap_or(b))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Dereference (client): the subscribed partitions from Kafka metadata, or why they can't be
+/// read (a Kafka answer, not an API server error: the plan weighs it against the grace period).
 async fn kafka_partitions(
     job: &RoutineLoadJob,
     ctx: &Context,
     ns: &str,
-) -> Result<Result<Vec<i32>, Blocker>, Error> {
+) -> Result<KafkaRead, Error> {
     let kafka = &job.spec.kafka;
     let mut props = kafka.properties.clone();
     if let Some(secret) = &kafka.credentials_secret {
@@ -576,17 +620,19 @@ async fn kafka_partitions(
                 }
             }
             None => {
-                return Ok(Err(Blocker {
-                    cause: Cause::KafkaUnavailable,
-                    message: format!(
-                        "Kafka credentials secret '{}' not found in namespace '{ns}'",
-                        secret.name
-                    ),
-                }));
+                return Ok(KafkaRead::Failed(format!(
+                    "Kafka credentials secret '{}' not found in namespace '{ns}'",
+                    secret.name
+                )));
             }
         }
     }
-    let brokers = kafka.broker_list.clone();
+    let brokers = operator_brokers(&kafka.broker_list, &ctx.config.kafka_bootstrap_overrides);
+    let via = if brokers == operator_brokers(&kafka.broker_list, &BTreeMap::new()) {
+        String::new()
+    } else {
+        format!(" (dialled as '{brokers}')")
+    };
     let topic = kafka.topic.clone();
     let timeout = ctx.config.kafka_timeout;
     let clients = ctx.kafka_metadata.clone();
@@ -597,17 +643,14 @@ async fn kafka_partitions(
     let available = match fetched {
         Ok(p) => p,
         Err(e) => {
-            return Ok(Err(Blocker {
-                cause: Cause::KafkaUnavailable,
-                message: format!(
-                    "cannot read metadata of topic '{}' from brokers '{}': {e}",
-                    kafka.topic, kafka.broker_list
-                ),
-            }));
+            return Ok(KafkaRead::Failed(format!(
+                "cannot read metadata of topic '{}' from brokers '{}'{via}: {e}",
+                kafka.topic, kafka.broker_list
+            )));
         }
     };
     if kafka.partitions.is_empty() {
-        return Ok(Ok(available));
+        return Ok(KafkaRead::Partitions(available));
     }
     let missing: Vec<i32> = kafka
         .partitions
@@ -616,23 +659,20 @@ async fn kafka_partitions(
         .filter(|p| !available.contains(p))
         .collect();
     if !missing.is_empty() {
-        return Ok(Err(Blocker {
-            cause: Cause::KafkaUnavailable,
-            message: format!(
-                "topic '{}' has no partition {missing:?} (it has {} partitions)",
-                kafka.topic,
-                available.len()
-            ),
-        }));
+        return Ok(KafkaRead::Failed(format!(
+            "topic '{}' has no partition {missing:?} (it has {} partitions)",
+            kafka.topic,
+            available.len()
+        )));
     }
     let mut p = kafka.partitions.clone();
     p.sort_unstable();
     p.dedup();
-    Ok(Ok(p))
+    Ok(KafkaRead::Partitions(p))
 }
 
-/// Dereference (client): live workers (Leases in the worker namespace) and the load other jobs,
-/// in any watched namespace, put on them.
+/// Dereference (client): live workers (Leases in the worker namespace, judged by when this
+/// operator saw them change) and the load other jobs, in any watched namespace, put on them.
 async fn live_workers(
     ctx: &Context,
     job_uid: &str,
@@ -642,8 +682,20 @@ async fn live_workers(
         .list(&ListParams::default())
         .await
         .map_err(Error::ListLeases)?;
-    let now_ms = Timestamp::now().as_millisecond();
-    let workers = worker_states(&list.items, now_ms, ctx.config.default_lease_duration);
+    let now_ms = i64::try_from(ctx.started.elapsed().as_millis()).unwrap_or(i64::MAX);
+    let workers = {
+        let mut seen = ctx
+            .lease_observations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        observe_leases(&mut seen, &list.items, now_ms);
+        worker_states(
+            &list.items,
+            &seen,
+            now_ms,
+            ctx.config.default_lease_duration,
+        )
+    };
     let tasks: Api<RoutineLoadTask> = ctx.config.api(&ctx.client);
     let all = tasks
         .list(&ListParams::default().labels(JOB_LABEL))
@@ -656,6 +708,38 @@ async fn live_workers(
     Ok((workers, load))
 }
 
+/// A worker Lease record as this operator last saw it, and when (monotonic milliseconds) it
+/// saw that record first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseObservation {
+    pub record: String,
+    pub at_ms: i64,
+}
+
+/// Pure: notes the worker Lease records listed at `now_ms`; a record's time moves only when it
+/// changed. Leases no longer listed are forgotten.
+pub fn observe_leases(seen: &mut HashMap<String, LeaseObservation>, leases: &[Lease], now_ms: i64) {
+    let mut listed = std::collections::HashSet::new();
+    for l in leases.iter().filter(|l| is_worker_lease(l)) {
+        let key = l.name_any();
+        let record = serde_json::to_string(&l.spec).unwrap_or_default();
+        match seen.get(&key) {
+            Some(o) if o.record == record => {}
+            _ => {
+                seen.insert(
+                    key.clone(),
+                    LeaseObservation {
+                        record,
+                        at_ms: now_ms,
+                    },
+                );
+            }
+        }
+        listed.insert(key);
+    }
+    seen.retain(|k, _| listed.contains(k));
+}
+
 /// Pure: whether a Lease is a worker's heartbeat: labelled with the worker label, or written by
 /// the workers' field manager (the worker applies its Lease named after its pod).
 pub fn is_worker_lease(l: &Lease) -> bool {
@@ -666,10 +750,13 @@ pub fn is_worker_lease(l: &Lease) -> bool {
 }
 
 /// Pure: worker liveness from worker Leases (`is_worker_lease`). The worker's name is the worker
-/// label's value (falling back to the holder identity, then the Lease name); a Lease is fresh if
-/// renewed within its duration.
+/// label's value (falling back to the holder identity, then the Lease name). A worker is live if
+/// its Lease has been renewed at all and this operator saw its record change within the lease
+/// duration (as client-go's leader election judges a lease: the remote `renewTime` is never
+/// compared with the local clock).
 pub fn worker_states(
     leases: &[Lease],
+    seen: &HashMap<String, LeaseObservation>,
     now_ms: i64,
     default_duration: Duration,
 ) -> Vec<WorkerState> {
@@ -689,11 +776,14 @@ pub fn worker_states(
                 .and_then(|s| s.lease_duration_seconds)
                 .map(|s| i64::from(s) * 1000)
                 .unwrap_or(default_duration.as_millis() as i64);
-            let renewed = spec
-                .and_then(|s| s.renew_time.as_ref().or(s.acquire_time.as_ref()))
-                .map(|t| t.0.as_millisecond());
-            let live = renewed.is_some_and(|r| now_ms - r <= duration_ms);
-            WorkerState { name, live }
+            let renewed = spec.is_some_and(|s| s.renew_time.is_some() || s.acquire_time.is_some());
+            let fresh = seen
+                .get(&l.name_any())
+                .is_some_and(|o| now_ms - o.at_ms <= duration_ms);
+            WorkerState {
+                name,
+                live: renewed && fresh,
+            }
         })
         .collect();
     out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -765,128 +855,6 @@ pub fn plan_tasks(
     out
 }
 
-/// Schedule (client around pure steps): split partitions into tasks, place them on live workers,
-/// and apply the result. Returns the tasks that now exist and how many workers are live.
-#[allow(clippy::too_many_arguments)]
-async fn schedule(
-    ctx: &Context,
-    job: &RoutineLoadJob,
-    ns: &str,
-    uid: &str,
-    task_api: &Api<RoutineLoadTask>,
-    tasks: &[RoutineLoadTask],
-    partitions: &[i32],
-    base: &mut Counters,
-) -> Result<(Vec<RoutineLoadTask>, usize), Error> {
-    let (workers, other_load) = live_workers(ctx, uid).await?;
-    let live = workers.iter().filter(|w| w.live).count();
-    let n = job_scheduler::task_count(
-        job.spec.desired_concurrent_number,
-        partitions.len(),
-        live,
-        ctx.config.max_tasks_per_job,
-    );
-    let current: Vec<Vec<i32>> = tasks.iter().map(|t| t.spec.partitions.clone()).collect();
-    let groups = job_scheduler::split_partitions(partitions, n, &current);
-    let existing: Vec<(String, Vec<i32>, String, i64)> = tasks
-        .iter()
-        .map(|t| {
-            (
-                t.name_any(),
-                t.spec.partitions.clone(),
-                t.spec.worker.clone(),
-                t.spec.epoch,
-            )
-        })
-        .collect();
-    let mut planned = plan_tasks(&job.name_any(), &groups, &existing);
-    let placements: Vec<TaskPlacement> = planned
-        .iter()
-        .map(|p| TaskPlacement {
-            task: p.name.clone(),
-            worker: p.worker.clone(),
-        })
-        .collect();
-    let assignments = task_scheduler::assign(
-        &placements,
-        &workers,
-        &other_load,
-        ctx.config.max_tasks_per_worker,
-    );
-    for (p, a) in planned.iter_mut().zip(&assignments) {
-        let existed = p.worker.is_some();
-        if existed && a.moved && !p.new_epoch {
-            p.epoch += 1;
-            p.new_epoch = true;
-            ctx.metrics
-                .scheduling_decisions
-                .with_label_values(&["moved"])
-                .inc();
-        } else if p.new_epoch {
-            ctx.metrics
-                .scheduling_decisions
-                .with_label_values(&["resplit"])
-                .inc();
-        } else if !existed && a.worker.is_some() {
-            ctx.metrics
-                .scheduling_decisions
-                .with_label_values(&["created"])
-                .inc();
-        }
-        p.worker = a.worker.clone();
-    }
-    // Tasks that will no longer exist: retire their counters first. (A moved or re-split task
-    // keeps its counters: the worker taking it over continues them.)
-    let keep: Vec<&PlannedTask> = planned.iter().filter(|p| p.worker.is_some()).collect();
-    let mut retire = Counters::default();
-    let mut to_delete = Vec::new();
-    for t in tasks {
-        let planned_task = keep.iter().find(|p| p.name == t.name_any());
-        let ends = match planned_task {
-            None => {
-                to_delete.push(t);
-                true
-            }
-            Some(_) => false,
-        };
-        if ends && let Some(s) = t.status.as_ref() {
-            retire.add(&s.counters);
-        }
-    }
-    if retire != Counters::default() {
-        base.add(&retire);
-        patch_retired_counters(job, ns, &ctx.client, base).await?;
-    }
-    for t in to_delete {
-        ctx.metrics
-            .scheduling_decisions
-            .with_label_values(&["removed"])
-            .inc();
-        delete_task(task_api, &t.name_any()).await?;
-    }
-    let mut result = Vec::new();
-    for p in keep {
-        let spec = RoutineLoadTaskSpec {
-            job: job.name_any(),
-            job_uid: uid.to_string(),
-            partitions: p.partitions.clone(),
-            worker: p.worker.clone().unwrap_or_default(),
-            epoch: p.epoch,
-            job_generation: job.metadata.generation.unwrap_or(0),
-        };
-        let existing = tasks.iter().find(|t| t.name_any() == p.name);
-        // A job spec edit reaches the task through jobGeneration (the worker reloads the plan).
-        let unchanged = existing.is_some_and(|t| t.spec == spec);
-        if unchanged {
-            result.push(existing.cloned().expect("checked above"));
-            continue;
-        }
-        let applied = apply_task(task_api, job, &p.name, &spec).await?;
-        result.push(applied);
-    }
-    Ok((result, live))
-}
-
 async fn apply_task(
     api: &Api<RoutineLoadTask>,
     job: &RoutineLoadJob,
@@ -927,79 +895,31 @@ async fn delete_task(api: &Api<RoutineLoadTask>, name: &str) -> Result<(), Error
     }
 }
 
-/// Remove every task of a job that stops running, keeping its counters.
-async fn remove_tasks(
-    ctx: &Context,
-    job: &RoutineLoadJob,
-    api: &Api<RoutineLoadTask>,
-    tasks: &[RoutineLoadTask],
-    base: &mut Counters,
-) -> Result<(), Error> {
-    if tasks.is_empty() {
-        return Ok(());
-    }
-    let mut retire = Counters::default();
-    for t in tasks {
-        if let Some(s) = t.status.as_ref() {
-            retire.add(&s.counters);
-        }
-    }
-    if retire != Counters::default() {
-        base.add(&retire);
-        let ns = job.namespace().unwrap_or_default();
-        patch_retired_counters(job, &ns, &ctx.client, base).await?;
-    }
-    for t in tasks {
-        ctx.metrics
-            .scheduling_decisions
-            .with_label_values(&["removed"])
-            .inc();
-        delete_task(api, &t.name_any()).await?;
-    }
-    Ok(())
-}
-
-fn retired_counters(job: &RoutineLoadJob) -> Counters {
+/// Counters an older operator kept in the job's annotation (before `status.retiredCounters`).
+fn legacy_retired_counters(job: &RoutineLoadJob) -> Option<Counters> {
     job.annotations()
         .get(RETIRED_COUNTERS_ANNOTATION)
         .and_then(|v| serde_json::from_str(v).ok())
-        .unwrap_or_default()
 }
 
-async fn patch_retired_counters(
-    job: &RoutineLoadJob,
-    ns: &str,
-    client: &Client,
-    base: &Counters,
-) -> Result<(), Error> {
-    let api: Api<RoutineLoadJob> = Api::namespaced(client.clone(), ns);
-    let value = serde_json::to_string(base).unwrap_or_default();
-    let body = json!({
-        "apiVersion": "routineload.io/v1alpha1",
-        "kind": "RoutineLoadJob",
-        "metadata": { "name": job.name_any(), "annotations": { RETIRED_COUNTERS_ANNOTATION: value } },
-    });
-    api.patch(
-        &job.name_any(),
-        &PatchParams::apply(OPERATOR_FIELD_MANAGER).force(),
-        &Patch::Apply(&body),
-    )
-    .await
-    .map_err(Error::PatchCounters)?;
-    Ok(())
-}
-
+/// Writes the whole status, on the object at `resource_version` when given (a precondition:
+/// the API server answers 409 if the job changed since).
 async fn patch_status(
     job: &RoutineLoadJob,
     ns: &str,
     client: &Client,
     status: &RoutineLoadJobStatus,
-) -> Result<(), Error> {
+    resource_version: Option<&str>,
+) -> Result<RoutineLoadJob, kube::Error> {
     let api: Api<RoutineLoadJob> = Api::namespaced(client.clone(), ns);
+    let mut metadata = json!({ "name": job.name_any() });
+    if let Some(rv) = resource_version {
+        metadata["resourceVersion"] = rv.into();
+    }
     let body = json!({
         "apiVersion": "routineload.io/v1alpha1",
         "kind": "RoutineLoadJob",
-        "metadata": { "name": job.name_any() },
+        "metadata": metadata,
         "status": status,
     });
     api.patch_status(
@@ -1008,8 +928,6 @@ async fn patch_status(
         &Patch::Apply(&body),
     )
     .await
-    .map_err(Error::PatchStatus)?;
-    Ok(())
 }
 
 /// Pure: the `Ready` condition for a state, keeping the transition time when nothing changed.
@@ -1040,6 +958,27 @@ pub fn ready_condition(
         message,
         observed_generation: generation,
         last_transition_time: last.unwrap_or(Time(now)),
+    }
+}
+
+/// A Warning Event when a failure starts being ridden out (its condition turned False).
+async fn publish_condition_event(ctx: &Context, job: &RoutineLoadJob, c: &Condition) {
+    let event = Event {
+        type_: EventType::Warning,
+        reason: c.reason.clone(),
+        note: Some(
+            format!("{}: {}", c.type_, c.message)
+                .chars()
+                .take(1000)
+                .collect(),
+        ),
+        action: "Observe".into(),
+        secondary: None,
+    };
+    if ctx.gate.holds()
+        && let Err(e) = ctx.recorder.publish(&event, &job.object_ref(&())).await
+    {
+        warn!(job = %job.name_any(), error = %e, "failed to publish event");
     }
 }
 
@@ -1088,7 +1027,9 @@ async fn publish_state_event(
         action: action.into(),
         secondary: None,
     };
-    if let Err(e) = ctx.recorder.publish(&event, &job.object_ref(&())).await {
+    if ctx.gate.holds()
+        && let Err(e) = ctx.recorder.publish(&event, &job.object_ref(&())).await
+    {
         warn!(job = %job.name_any(), error = %e, "failed to publish event");
     }
 }
@@ -1120,37 +1061,90 @@ mod tests {
     }
 
     #[test]
-    fn workers_are_live_while_their_lease_is_fresh() {
-        let now = 100_000;
-        let leases = vec![
-            lease("worker-a", Some("worker-a"), Some(now - 1_000), None),
-            lease("lease-b", Some("worker-b"), Some(now - 16_000), None),
-            lease("worker-c", Some(""), Some(now - 16_000), Some(30)),
+    fn workers_are_live_while_this_operator_sees_their_lease_change() {
+        // Remote renewTimes (ms) at the first list (t = 0) and at the second (t = 16 s). Clocks of
+        // other machines don't matter: worker-f's clock is an hour behind, worker-g's ahead.
+        let hour = 3_600_000;
+        let first = vec![
+            lease("worker-a", Some("worker-a"), Some(1_000), None),
+            lease("lease-b", Some("worker-b"), Some(1_000), None),
+            lease("worker-c", Some(""), Some(1_000), Some(30)),
             lease("worker-d", Some("worker-d"), None, None),
+            lease("worker-f", Some("worker-f"), Some(1_000 - hour), None),
+            lease("worker-g", Some("worker-g"), Some(1_000 + hour), None),
             // Not a worker's: the operator's leader Lease.
-            lease("routine-load-operator", None, Some(now), None),
+            lease("routine-load-operator", None, Some(1_000), None),
+        ];
+        let second = vec![
+            lease("worker-a", Some("worker-a"), Some(17_000), None),
+            lease("lease-b", Some("worker-b"), Some(1_000), None),
+            lease("worker-c", Some(""), Some(1_000), Some(30)),
+            lease("worker-d", Some("worker-d"), None, None),
+            lease("worker-f", Some("worker-f"), Some(17_000 - hour), None),
+            lease("worker-g", Some("worker-g"), Some(1_000 + hour), None),
+            lease("routine-load-operator", None, Some(1_000), None),
         ];
         // A worker that applies its Lease with the worker field manager, unlabelled.
-        let mut e = lease("worker-e", None, Some(now), None);
+        let mut e = lease("worker-e", None, Some(17_000), None);
         e.metadata.managed_fields = Some(vec![ManagedFieldsEntry {
             manager: Some(WORKER_FIELD_MANAGER.into()),
             ..Default::default()
         }]);
-        let leases = [leases, vec![e]].concat();
-        let got: Vec<(String, bool)> = worker_states(&leases, now, Duration::from_secs(15))
-            .into_iter()
-            .map(|w| (w.name, w.live))
-            .collect();
+        let second = [second, vec![e]].concat();
+        let mut seen = HashMap::new();
+        let live = |leases: &[Lease], seen: &mut HashMap<String, LeaseObservation>, now| {
+            observe_leases(seen, leases, now);
+            worker_states(leases, seen, now, Duration::from_secs(15))
+                .into_iter()
+                .map(|w| (w.name, w.live))
+                .collect::<Vec<(String, bool)>>()
+        };
+        let s = |v: &[(&str, bool)]| -> Vec<(String, bool)> {
+            v.iter().map(|(n, l)| (n.to_string(), *l)).collect()
+        };
+        // First sight: every renewed Lease counts as fresh (as a new leader's first look).
         assert_eq!(
-            got,
-            vec![
-                ("worker-a".into(), true),
-                ("worker-b".into(), false),
-                ("worker-c".into(), true),
-                ("worker-d".into(), false),
-                ("worker-e".into(), true),
-            ]
+            live(&first, &mut seen, 0),
+            s(&[
+                ("worker-a", true),
+                ("worker-b", true),
+                ("worker-c", true),
+                ("worker-d", false),
+                ("worker-f", true),
+                ("worker-g", true),
+            ])
         );
+        // 16 s later: only Leases that changed since, or whose duration is longer, are fresh.
+        assert_eq!(
+            live(&second, &mut seen, 16_000),
+            s(&[
+                ("worker-a", true),
+                ("worker-b", false),
+                ("worker-c", true),
+                ("worker-d", false),
+                ("worker-e", true),
+                ("worker-f", true),
+                ("worker-g", false),
+            ])
+        );
+        // A Lease that disappears is forgotten.
+        observe_leases(&mut seen, &second[..1], 17_000);
+        assert_eq!(seen.keys().collect::<Vec<_>>(), vec!["worker-a"]);
+    }
+
+    #[test]
+    fn operator_brokers_replace_overridden_addresses() {
+        let overrides: BTreeMap<String, String> =
+            [("k1:9092".to_string(), "proxy:1".to_string())].into();
+        let cases = [
+            ("k1:9092", "proxy:1"),
+            ("k1:9092, k2:9092", "proxy:1,k2:9092"),
+            ("k2:9092", "k2:9092"),
+        ];
+        for (list, expected) in cases {
+            assert_eq!(operator_brokers(list, &overrides), expected, "{list}");
+        }
+        assert_eq!(operator_brokers("a:1,b:2", &BTreeMap::new()), "a:1,b:2");
     }
 
     #[test]

@@ -170,9 +170,7 @@ pub fn decide(f: &Facts) -> Intent {
         }
         DesiredState::Running => {}
     }
-    if f.current == Some(JobState::Paused)
-        && f.current_cause.is_some_and(|c| c.needs_resume())
-    {
+    if f.current == Some(JobState::Paused) && f.current_cause.is_some_and(|c| c.needs_resume()) {
         let spec_edited = f.observed_generation.is_some_and(|o| o < f.generation);
         if !spec_edited {
             return Intent::Keep;

@@ -1,6 +1,7 @@
 //! The routine-load operator (StarRocks FE): plans jobs into tasks and places tasks on workers.
 
 pub mod job_controller;
+pub mod job_plan;
 pub mod job_scheduler;
 pub mod job_state;
 pub mod kafka_metadata;

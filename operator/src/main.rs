@@ -5,11 +5,21 @@
 //! - `POD_NAME`: this replica's identity in the leader Lease (default: hostname, then a random id).
 //! - `POD_NAMESPACE`: namespace of the leader Lease (default `default`).
 //! - `ROUTINE_LOAD_LEADER_LEASE`: leader Lease name (default `routine-load-operator`).
-//! - `ROUTINE_LOAD_LEASE_DURATION_SECONDS`: leader lease duration (default 15).
+//! - `ROUTINE_LOAD_LEASE_DURATION_SECONDS`: leader lease duration (default 15): how long a
+//!   standby waits, after it last saw the lease change, before it takes over.
+//! - `ROUTINE_LOAD_RENEW_DEADLINE_SECONDS`: how long the leader keeps writing without a
+//!   successful renewal (default 2/3 of the lease duration; must be shorter than it).
 //! - `ROUTINE_LOAD_HTTP_ADDR`: address of `/metrics` and `/healthz` (default `0.0.0.0:8080`).
 //! - `ROUTINE_LOAD_MAX_TASKS_PER_JOB` (default 5), `ROUTINE_LOAD_MAX_TASKS_PER_WORKER` (default 16).
 //! - `ROUTINE_LOAD_WORKER_LEASE_SECONDS`: worker lease duration when a Lease doesn't say (default 15).
 //! - `ROUTINE_LOAD_WATCH_NAMESPACE`: reconcile only this namespace (default: all namespaces).
+//! - `ROUTINE_LOAD_TRANSIENT_GRACE_SECONDS`: how long a failure that may be transient (Kafka
+//!   metadata unreadable by the operator, every worker Lease expired at once, a Table's storage
+//!   unreachable) is ridden out with tasks untouched before it pauses a job or fails a table
+//!   (default 60).
+//! - `ROUTINE_LOAD_OPERATOR_KAFKA_BROKERS`: `from=to,...`: broker addresses the operator dials
+//!   instead of those in a job's `kafka.brokerList`, when it reaches Kafka by another route
+//!   (another listener) than the workers (default: none).
 //! - `RUST_LOG`: log filter (default `info,buoyant_kernel=off`).
 
 use std::process::ExitCode;
@@ -24,7 +34,7 @@ use kube::api::ListParams;
 use kube::runtime::events::{Recorder, Reporter};
 use routine_load_api::{RoutineLoadJob, RoutineLoadTask, Table};
 use routine_load_operator::job_controller::{self, Config, Context};
-use routine_load_operator::leader::{self, LeaderConfig};
+use routine_load_operator::leader::{self, LeaderConfig, LeaderGate, Observed};
 use routine_load_operator::metrics::Metrics;
 use routine_load_operator::table_controller;
 use tokio::sync::watch;
@@ -108,18 +118,42 @@ async fn shutdown_signal() {
     }
 }
 
+/// `from=to,from=to` into a map.
+fn parse_overrides(key: &str) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+    let mut out = std::collections::BTreeMap::new();
+    for entry in env_or(key, "")
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+    {
+        let (from, to) = entry
+            .split_once('=')
+            .with_context(|| format!("{key}: entry '{entry}' is not from=to"))?;
+        out.insert(from.trim().to_string(), to.trim().to_string());
+    }
+    Ok(out)
+}
+
 async fn run() -> anyhow::Result<()> {
     let identity = std::env::var("POD_NAME")
         .or_else(|_| std::env::var("HOSTNAME"))
         .unwrap_or_else(|_| format!("routine-load-operator-{}", std::process::id()));
     let own_namespace = env_or("POD_NAMESPACE", "default");
-    let leader_cfg = LeaderConfig {
-        namespace: own_namespace.clone(),
-        lease_name: env_or("ROUTINE_LOAD_LEADER_LEASE", "routine-load-operator"),
-        identity: identity.clone(),
-        lease_duration: Duration::from_secs(env_num("ROUTINE_LOAD_LEASE_DURATION_SECONDS", 15)?),
-        retry_period: Duration::from_secs(2),
-    };
+    let mut leader_cfg = LeaderConfig::new(
+        own_namespace.clone(),
+        env_or("ROUTINE_LOAD_LEADER_LEASE", "routine-load-operator"),
+        identity.clone(),
+        Duration::from_secs(env_num("ROUTINE_LOAD_LEASE_DURATION_SECONDS", 15)?),
+    );
+    if std::env::var("ROUTINE_LOAD_RENEW_DEADLINE_SECONDS").is_ok_and(|v| !v.is_empty()) {
+        leader_cfg.renew_deadline =
+            Duration::from_secs(env_num("ROUTINE_LOAD_RENEW_DEADLINE_SECONDS", 10)?);
+        leader_cfg.retry_period = leader_cfg.retry_period.min(leader_cfg.renew_deadline / 2);
+        leader_cfg.call_timeout = leader_cfg.renew_deadline / 2;
+    }
+    leader_cfg
+        .validate()
+        .map_err(|e| anyhow::anyhow!("leader election settings: {e}"))?;
     let config = Config {
         max_tasks_per_job: env_num("ROUTINE_LOAD_MAX_TASKS_PER_JOB", 5)? as usize,
         max_tasks_per_worker: env_num("ROUTINE_LOAD_MAX_TASKS_PER_WORKER", 16)? as usize,
@@ -131,6 +165,8 @@ async fn run() -> anyhow::Result<()> {
             .ok()
             .filter(|v| !v.is_empty()),
         worker_namespace: env_or("ROUTINE_LOAD_WORKER_NAMESPACE", &own_namespace),
+        transient_grace: Duration::from_secs(env_num("ROUTINE_LOAD_TRANSIENT_GRACE_SECONDS", 60)?),
+        kafka_bootstrap_overrides: parse_overrides("ROUTINE_LOAD_OPERATOR_KAFKA_BROKERS")?,
         ..Config::default()
     };
     let addr = env_or("ROUTINE_LOAD_HTTP_ADDR", "0.0.0.0:8080");
@@ -169,8 +205,10 @@ async fn run() -> anyhow::Result<()> {
     let signal = shutdown_signal();
     tokio::pin!(signal);
     info!(identity = %identity, lease = %leader_cfg.lease_name, namespace = %leader_cfg.namespace, "waiting for leadership");
+    let gate = Arc::new(LeaderGate::default());
+    let mut observed = Observed::default();
     loop {
-        match leader::try_acquire(&client, &leader_cfg).await {
+        match leader::try_acquire(&client, &leader_cfg, &mut observed, &gate).await {
             Ok(true) => break,
             Ok(false) => {}
             Err(e) => warn!(error = %e, "leader election attempt failed"),
@@ -196,6 +234,7 @@ async fn run() -> anyhow::Result<()> {
         recorder,
         metrics.clone(),
         config,
+        gate.clone(),
     ));
     // The controllers' shutdown triggers must be Sync: oneshot receivers are.
     let (stop_jobs, jobs_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -207,26 +246,29 @@ async fn run() -> anyhow::Result<()> {
         let _ = tables_stopped.await;
     }));
 
-    // Renew; exit if leadership is lost (another replica may already be writing).
-    let mut last_renewed = tokio::time::Instant::now();
+    // Renew every retry period. The gate closes by itself renew_deadline after the start of
+    // the last successful renewal (before any standby may take over): controllers stop writing
+    // then even if this loop is stuck. Exit once leadership is lost.
     let lost = loop {
         tokio::select! {
-            _ = &mut signal => break false,
+            _ = &mut signal => break None,
             _ = tokio::time::sleep(leader_cfg.retry_period) => {}
         }
-        match leader::try_acquire(&client, &leader_cfg).await {
-            Ok(true) => last_renewed = tokio::time::Instant::now(),
-            Ok(false) => break true,
-            Err(e) => {
-                warn!(error = %e, "renewing the leader lease failed");
-                if last_renewed.elapsed() >= leader_cfg.lease_duration {
-                    break true;
-                }
-            }
+        match leader::try_acquire(&client, &leader_cfg, &mut observed, &gate).await {
+            Ok(true) => {}
+            Ok(false) => break Some("another replica holds the leader lease".to_string()),
+            Err(e) => warn!(error = %e, "renewing the leader lease failed"),
+        }
+        if !gate.holds() {
+            break Some(format!(
+                "the leader lease was not renewed within the renew deadline {:?}",
+                leader_cfg.renew_deadline
+            ));
         }
     };
-    if lost {
-        error!("lost the leader lease; exiting so that only the new leader writes");
+    if let Some(why) = lost {
+        gate.close();
+        error!("lost leadership ({why}); exiting so that only the new leader writes");
         std::process::exit(1);
     }
     info!("shutting down");
@@ -238,7 +280,7 @@ async fn run() -> anyhow::Result<()> {
         let _ = tables.await;
     })
     .await;
-    leader::release(&client, &leader_cfg).await;
+    leader::release(&client, &leader_cfg, &gate).await;
     let _ = http.await;
     Ok(())
 }

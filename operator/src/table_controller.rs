@@ -24,9 +24,13 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use crate::job_controller::Context;
+use crate::job_plan::{self, Grace};
 
 /// The table's condition saying whether its Delta table is usable.
 pub const READY_CONDITION: &str = "Ready";
+/// The table's condition saying whether the last probe of its storage succeeded; while False,
+/// its `lastTransitionTime` is when the failure began (the grace period counts from it).
+pub const STORAGE_CONDITION: &str = "StorageAvailable";
 
 /// One variant per step that can fail.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +53,8 @@ pub enum Error {
     PatchStatus(#[source] kube::Error),
     #[error("finalizer: {0}")]
     Finalizer(String),
+    #[error("not writing: the leader lease is not held (renewal overdue)")]
+    NotLeader,
 }
 
 impl Error {
@@ -61,6 +67,7 @@ impl Error {
             Error::DeleteData(_) => "delete_data",
             Error::PatchStatus(_) => "patch_status",
             Error::Finalizer(_) => "finalizer",
+            Error::NotLeader => "not_leader",
         }
     }
 }
@@ -159,6 +166,7 @@ async fn apply(table: &Table, ctx: &Context, ns: &str) -> Result<Action, Error> 
                 None,
                 "SecretNotFound",
                 &msg,
+                None,
             )
             .await?;
             return Ok(Action::requeue(Duration::from_secs(30)));
@@ -176,6 +184,7 @@ async fn apply(table: &Table, ctx: &Context, ns: &str) -> Result<Action, Error> 
                 Some(version),
                 "DeltaTableReady",
                 &format!("Delta table at {location} is at version {version}"),
+                Some((true, format!("{location} answered"))),
             )
             .await?;
             Ok(Action::requeue(Duration::from_secs(30)))
@@ -198,20 +207,46 @@ async fn apply(table: &Table, ctx: &Context, ns: &str) -> Result<Action, Error> 
                 None,
                 reason,
                 &e.to_string(),
+                None,
             )
             .await?;
             Ok(Action::await_change())
         }
-        // Storage errors are transient: retry.
+        // Storage errors may be transient: a Ready table stays Ready (its jobs keep loading)
+        // until the failure outlasts the grace period; retry meanwhile.
         Err(e) => {
+            let previous = table.status.clone().unwrap_or_default();
+            let probe = storage_verdict(
+                &previous,
+                &e.to_string(),
+                Timestamp::now(),
+                ctx.config.transient_grace,
+            );
+            let (phase, reason, message, storage) = match probe {
+                StorageVerdict::RideOut {
+                    ready_reason,
+                    ready_message,
+                    message,
+                } => {
+                    warn!(table = %table.name_any(), "riding out a failure within the grace period: {message}");
+                    (TablePhase::Ready, ready_reason, ready_message, message)
+                }
+                StorageVerdict::Fail { message } => (
+                    TablePhase::Pending,
+                    "StorageUnavailable".to_string(),
+                    message.clone(),
+                    message,
+                ),
+            };
             set_status(
                 table,
                 ctx,
                 ns,
-                TablePhase::Pending,
+                phase,
                 None,
-                "StorageUnavailable",
-                &e.to_string(),
+                &reason,
+                &message,
+                Some((false, storage)),
             )
             .await?;
             Ok(Action::requeue(Duration::from_secs(15)))
@@ -248,6 +283,7 @@ async fn cleanup(table: &Table, ctx: &Context, ns: &str) -> Result<Action, Error
             table.status.as_ref().and_then(|s| s.delta_version),
             "InUse",
             &msg,
+            None,
         )
         .await?;
         return Err(Error::InUse(loading));
@@ -295,6 +331,63 @@ async fn delete_data(table: &Table, ctx: &Context, ns: &str) -> Result<(), Error
     Ok(())
 }
 
+/// What a failed storage probe does to a table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StorageVerdict {
+    /// The table stays Ready with this Ready condition; `message` goes in StorageAvailable.
+    RideOut {
+        ready_reason: String,
+        ready_message: String,
+        message: String,
+    },
+    /// The table becomes Pending (StorageUnavailable) with this message.
+    Fail { message: String },
+}
+
+/// Pure: a storage probe failed with `error` at `now`. A table that was Ready stays Ready while
+/// the failure is younger than `grace` (counted from the StorageAvailable condition's
+/// transition, so a new leader continues the count); a table that was not Ready has no jobs
+/// loading to protect.
+pub fn storage_verdict(
+    previous: &TableStatus,
+    error: &str,
+    now: Timestamp,
+    grace: Duration,
+) -> StorageVerdict {
+    let ready = previous
+        .conditions
+        .iter()
+        .find(|c| c.type_ == READY_CONDITION && c.status == "True");
+    let secs = |t: Timestamp| Timestamp::from_second(t.as_second()).unwrap_or(t);
+    match (previous.phase, ready) {
+        (Some(TablePhase::Ready), Some(r)) => {
+            match job_plan::grace(&previous.conditions, STORAGE_CONDITION, now, grace) {
+                Grace::Within { since, until } => StorageVerdict::RideOut {
+                    ready_reason: r.reason.clone(),
+                    ready_message: r.message.clone(),
+                    message: format!(
+                        "storage probe failing since {}: {error}; the table stays Ready until {}",
+                        secs(since),
+                        secs(until)
+                    ),
+                },
+                Grace::Past { since } => StorageVerdict::Fail {
+                    message: format!(
+                        "storage unreachable since {}, longer than the {}s grace period \
+                         ROUTINE_LOAD_TRANSIENT_GRACE_SECONDS: {error}",
+                        secs(since),
+                        grace.as_secs()
+                    ),
+                },
+            }
+        }
+        _ => StorageVerdict::Fail {
+            message: error.to_string(),
+        },
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn set_status(
     table: &Table,
     ctx: &Context,
@@ -303,6 +396,7 @@ async fn set_status(
     version: Option<i64>,
     reason: &str,
     message: &str,
+    storage: Option<(bool, String)>,
 ) -> Result<(), Error> {
     let previous = table.status.clone().unwrap_or_default();
     let status_word = if phase == TablePhase::Ready {
@@ -316,21 +410,44 @@ async fn set_status(
         .iter()
         .find(|c| c.type_ == READY_CONDITION && c.status == status_word && c.reason == reason)
         .map(|c| c.last_transition_time.clone());
+    let mut conditions = vec![Condition {
+        type_: READY_CONDITION.into(),
+        status: status_word.into(),
+        reason: reason.into(),
+        message: message.into(),
+        observed_generation: table.metadata.generation,
+        last_transition_time: last.clone().unwrap_or(Time(now)),
+    }];
+    match storage {
+        Some((ok, msg)) => conditions.push(job_plan::condition(
+            &previous.conditions,
+            STORAGE_CONDITION,
+            ok,
+            if ok { "ProbeSucceeded" } else { "ProbeFailed" },
+            msg,
+            table.metadata.generation.unwrap_or(0),
+            now,
+        )),
+        // Not probed: an ongoing failure keeps its start.
+        None => conditions.extend(
+            previous
+                .conditions
+                .iter()
+                .filter(|c| c.type_ == STORAGE_CONDITION)
+                .cloned(),
+        ),
+    }
     let status = TableStatus {
         phase: Some(phase),
         delta_version: version.or(previous.delta_version),
         observed_generation: table.metadata.generation,
-        conditions: vec![Condition {
-            type_: READY_CONDITION.into(),
-            status: status_word.into(),
-            reason: reason.into(),
-            message: message.into(),
-            observed_generation: table.metadata.generation,
-            last_transition_time: last.clone().unwrap_or(Time(now)),
-        }],
+        conditions,
     };
     if status == previous {
         return Ok(());
+    }
+    if !ctx.gate.holds() {
+        return Err(Error::NotLeader);
     }
     let api: Api<Table> = Api::namespaced(ctx.client.clone(), ns);
     let body = json!({
@@ -363,4 +480,101 @@ async fn set_status(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cond(type_: &str, status: &str, reason: &str, at_s: i64) -> Condition {
+        Condition {
+            type_: type_.into(),
+            status: status.into(),
+            reason: reason.into(),
+            message: format!("{reason} message"),
+            observed_generation: Some(1),
+            last_transition_time: Time(Timestamp::from_second(at_s).expect("valid")),
+        }
+    }
+
+    #[test]
+    fn a_ready_table_rides_out_storage_failures_within_the_grace_period() {
+        let grace = Duration::from_secs(60);
+        let ready = cond(READY_CONDITION, "True", "DeltaTableReady", 0);
+        let failing_since_1000 = cond(STORAGE_CONDITION, "False", "ProbeFailed", 1_000);
+        let status = |phase, conditions: Vec<Condition>| TableStatus {
+            phase: Some(phase),
+            delta_version: Some(3),
+            observed_generation: Some(1),
+            conditions,
+        };
+        // name, previous status, now (s), Ok(ride-out message part) / Err(failure message part)
+        type Case = (
+            &'static str,
+            TableStatus,
+            i64,
+            Result<&'static str, &'static str>,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                "first failure of a Ready table",
+                status(TablePhase::Ready, vec![ready.clone()]),
+                1_000,
+                Ok("failing since 1970-01-01T00:16:40Z"),
+            ),
+            (
+                "failing for 59 s",
+                status(
+                    TablePhase::Ready,
+                    vec![ready.clone(), failing_since_1000.clone()],
+                ),
+                1_059,
+                Ok("stays Ready until 1970-01-01T00:17:40Z"),
+            ),
+            (
+                "failing for 60 s: Pending, saying since when",
+                status(TablePhase::Ready, vec![ready.clone(), failing_since_1000]),
+                1_060,
+                Err("storage unreachable since 1970-01-01T00:16:40Z, longer than the 60s"),
+            ),
+            (
+                "an earlier success does not count as a failure start",
+                status(
+                    TablePhase::Ready,
+                    vec![
+                        ready.clone(),
+                        cond(STORAGE_CONDITION, "True", "ProbeSucceeded", 0),
+                    ],
+                ),
+                5_000,
+                Ok("failing since 1970-01-01T01:23:20Z"),
+            ),
+            (
+                "a table never Ready has nothing to protect",
+                status(TablePhase::Pending, vec![]),
+                1_000,
+                Err("timeout"),
+            ),
+        ];
+        for (name, previous, now_s, expected) in cases {
+            let now = Timestamp::from_second(now_s).expect("valid");
+            match (expected, storage_verdict(&previous, "timeout", now, grace)) {
+                (
+                    Ok(text),
+                    StorageVerdict::RideOut {
+                        ready_reason,
+                        message,
+                        ..
+                    },
+                ) => {
+                    assert_eq!(ready_reason, "DeltaTableReady", "{name}");
+                    assert!(message.contains(text), "{name}: {message}");
+                }
+                (Err(text), StorageVerdict::Fail { message }) => {
+                    assert!(message.contains(text), "{name}: {message}")
+                }
+                (_, got) => panic!("{name}: {got:?}"),
+            }
+        }
+    }
 }

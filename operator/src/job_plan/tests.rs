@@ -1,0 +1,589 @@
+//! Table-driven tests of `plan`: each case is a job's inputs (status, tasks, Kafka, workers) and
+//! what the plan must do with them.
+
+use super::*;
+use routine_load_api::task::RoutineLoadTaskStatus;
+
+const NOW_S: i64 = 1_000_000;
+
+fn now() -> Timestamp {
+    Timestamp::from_second(NOW_S).expect("valid")
+}
+
+fn ago(s: i64) -> Time {
+    Time(Timestamp::from_second(NOW_S - s).expect("valid"))
+}
+
+fn cfg() -> Config {
+    Config {
+        transient_grace: Duration::from_secs(60),
+        max_tasks_per_job: 5,
+        max_tasks_per_worker: 16,
+        worker_namespace: "rl".into(),
+        ..Config::default()
+    }
+}
+
+fn counters(loaded: i64) -> Counters {
+    Counters {
+        loaded_rows: loaded,
+        total_rows: loaded,
+        committed_batches: 1,
+        ..Default::default()
+    }
+}
+
+/// A task `j-<i>` with UID `u<i>` on `worker`, with `loaded` rows counted.
+fn task(i: usize, partitions: &[i32], worker: &str, epoch: i64, loaded: i64) -> RoutineLoadTask {
+    let mut t = RoutineLoadTask::new(
+        &format!("j-{i}"),
+        RoutineLoadTaskSpec {
+            job: "j".into(),
+            job_uid: "job-uid".into(),
+            partitions: partitions.to_vec(),
+            worker: worker.into(),
+            epoch,
+            job_generation: 1,
+        },
+    );
+    t.metadata.uid = Some(format!("u{i}"));
+    t.status = Some(RoutineLoadTaskStatus {
+        epoch,
+        counters: counters(loaded),
+        ..Default::default()
+    });
+    t
+}
+
+fn two_tasks() -> Vec<RoutineLoadTask> {
+    vec![task(0, &[0, 1], "w0", 0, 10), task(1, &[2, 3], "w1", 0, 20)]
+}
+
+fn workers(spec: &[(&str, bool)]) -> Vec<WorkerState> {
+    spec.iter()
+        .map(|(n, live)| WorkerState {
+            name: n.to_string(),
+            live: *live,
+        })
+        .collect()
+}
+
+fn cond(type_: &str, status: &str, reason: &str, since: Time) -> Condition {
+    Condition {
+        type_: type_.into(),
+        status: status.into(),
+        reason: reason.into(),
+        message: String::new(),
+        observed_generation: Some(1),
+        last_transition_time: since,
+    }
+}
+
+fn running_status(extra: Vec<Condition>) -> RoutineLoadJobStatus {
+    let mut conditions = vec![cond(READY_CONDITION, "True", "Running", ago(3600))];
+    conditions.extend(extra);
+    RoutineLoadJobStatus {
+        state: Some(JobState::Running),
+        current_kafka_partitions: vec![0, 1, 2, 3],
+        observed_generation: Some(1),
+        conditions,
+        retired_counters: Some(Counters::default()),
+        ..Default::default()
+    }
+}
+
+/// A running job with two tasks on two live workers (of three), Kafka answering.
+fn inputs() -> PlanInputs {
+    PlanInputs {
+        job_name: "j".into(),
+        job_uid: "job-uid".into(),
+        generation: 1,
+        desired: DesiredState::Running,
+        desired_concurrent_number: 2,
+        status: running_status(vec![]),
+        legacy_retired: None,
+        tasks: two_tasks(),
+        table_blocker: None,
+        kafka: KafkaRead::Partitions(vec![0, 1, 2, 3]),
+        workers: workers(&[("w0", true), ("w1", true), ("w2", true)]),
+        other_load: BTreeMap::new(),
+    }
+}
+
+/// What a case expects.
+struct Expect {
+    state: JobState,
+    cause: Cause,
+    unchanged: &'static [&'static str],
+    delete: &'static [&'static str],
+    /// (task, worker, epoch, partitions)
+    apply: &'static [(&'static str, &'static str, i64, &'static [i32])],
+    /// Texts the reason must contain.
+    reason: &'static [&'static str],
+    /// Condition (type, status) pairs the plan must carry.
+    conditions: &'static [(&'static str, &'static str)],
+    /// Whether a failure is being ridden out.
+    tolerated: bool,
+}
+
+const RUN_UNCHANGED: Expect = Expect {
+    state: JobState::Running,
+    cause: Cause::Running,
+    unchanged: &["j-0", "j-1"],
+    delete: &[],
+    apply: &[],
+    reason: &[],
+    conditions: &[(KAFKA_CONDITION, "True"), (WORKERS_CONDITION, "True")],
+    tolerated: false,
+};
+
+#[test]
+fn plan_decisions() {
+    let cases: Vec<(&str, PlanInputs, Expect)> = vec![
+        ("steady: nothing to do", inputs(), RUN_UNCHANGED),
+        (
+            "Kafka metadata timeout: tasks keep running on the last known partitions",
+            PlanInputs {
+                kafka: KafkaRead::Failed("metadata timed out".into()),
+                ..inputs()
+            },
+            Expect {
+                conditions: &[(KAFKA_CONDITION, "False"), (WORKERS_CONDITION, "True")],
+                tolerated: true,
+                ..RUN_UNCHANGED
+            },
+        ),
+        (
+            "Kafka failing for 59 s (start recorded by a previous leader): still ridden out",
+            PlanInputs {
+                kafka: KafkaRead::Failed("metadata timed out".into()),
+                status: running_status(vec![cond(
+                    KAFKA_CONDITION,
+                    "False",
+                    "MetadataUnavailable",
+                    ago(59),
+                )]),
+                ..inputs()
+            },
+            Expect {
+                conditions: &[(KAFKA_CONDITION, "False"), (WORKERS_CONDITION, "True")],
+                tolerated: true,
+                ..RUN_UNCHANGED
+            },
+        ),
+        (
+            "Kafka failing past the grace period: paused, saying which failure and since when",
+            PlanInputs {
+                kafka: KafkaRead::Failed("metadata timed out".into()),
+                status: running_status(vec![cond(
+                    KAFKA_CONDITION,
+                    "False",
+                    "MetadataUnavailable",
+                    ago(60),
+                )]),
+                ..inputs()
+            },
+            Expect {
+                state: JobState::Paused,
+                cause: Cause::KafkaUnavailable,
+                unchanged: &[],
+                delete: &["j-0", "j-1"],
+                apply: &[],
+                reason: &[
+                    "metadata timed out",
+                    "failing since 1970-01-12T13:45:40Z",
+                    "60s grace period",
+                ],
+                conditions: &[(KAFKA_CONDITION, "False")],
+                tolerated: false,
+            },
+        ),
+        (
+            "an old True condition is not a failure start",
+            PlanInputs {
+                kafka: KafkaRead::Failed("metadata timed out".into()),
+                status: running_status(vec![cond(
+                    KAFKA_CONDITION,
+                    "True",
+                    "MetadataRead",
+                    ago(3600),
+                )]),
+                ..inputs()
+            },
+            Expect {
+                conditions: &[(KAFKA_CONDITION, "False"), (WORKERS_CONDITION, "True")],
+                tolerated: true,
+                ..RUN_UNCHANGED
+            },
+        ),
+        (
+            "a new job whose metadata fails has nothing to keep running: paused at once",
+            PlanInputs {
+                kafka: KafkaRead::Failed("metadata timed out".into()),
+                status: RoutineLoadJobStatus::default(),
+                tasks: vec![],
+                ..inputs()
+            },
+            Expect {
+                state: JobState::Paused,
+                cause: Cause::KafkaUnavailable,
+                unchanged: &[],
+                delete: &[],
+                apply: &[],
+                reason: &["metadata timed out"],
+                conditions: &[(KAFKA_CONDITION, "False")],
+                tolerated: false,
+            },
+        ),
+        (
+            "resumed while Kafka fails: tasks start on the last known partitions",
+            PlanInputs {
+                kafka: KafkaRead::Failed("metadata timed out".into()),
+                status: RoutineLoadJobStatus {
+                    state: Some(JobState::Paused),
+                    conditions: vec![cond(READY_CONDITION, "False", "UserPaused", ago(600))],
+                    ..running_status(vec![])
+                },
+                tasks: vec![],
+                ..inputs()
+            },
+            Expect {
+                state: JobState::NeedSchedule,
+                cause: Cause::Scheduling,
+                unchanged: &[],
+                delete: &[],
+                apply: &[("j-0", "w0", 0, &[0, 1]), ("j-1", "w1", 0, &[2, 3])],
+                reason: &[],
+                conditions: &[(KAFKA_CONDITION, "False"), (WORKERS_CONDITION, "True")],
+                tolerated: true,
+            },
+        ),
+        (
+            "every worker Lease expired at once: a control-plane problem, tasks stay",
+            PlanInputs {
+                workers: workers(&[("w0", false), ("w1", false), ("w2", false)]),
+                ..inputs()
+            },
+            Expect {
+                conditions: &[(KAFKA_CONDITION, "True"), (WORKERS_CONDITION, "False")],
+                tolerated: true,
+                ..RUN_UNCHANGED
+            },
+        ),
+        (
+            "no live worker past the grace period: tasks removed, saying since when",
+            PlanInputs {
+                workers: workers(&[("w0", false), ("w1", false)]),
+                status: running_status(vec![cond(
+                    WORKERS_CONDITION,
+                    "False",
+                    "NoFreshLease",
+                    ago(61),
+                )]),
+                ..inputs()
+            },
+            Expect {
+                state: JobState::NeedSchedule,
+                cause: Cause::NoLiveWorker,
+                unchanged: &[],
+                delete: &["j-0", "j-1"],
+                apply: &[],
+                reason: &["no live worker", "since 1970-01-12T13:45:39Z"],
+                conditions: &[(KAFKA_CONDITION, "True"), (WORKERS_CONDITION, "False")],
+                tolerated: false,
+            },
+        ),
+        (
+            "no worker and no task: nothing to keep, NoLiveWorker at once",
+            PlanInputs {
+                workers: vec![],
+                tasks: vec![],
+                status: RoutineLoadJobStatus::default(),
+                ..inputs()
+            },
+            Expect {
+                state: JobState::NeedSchedule,
+                cause: Cause::NoLiveWorker,
+                unchanged: &[],
+                delete: &[],
+                apply: &[],
+                reason: &["no fresh worker Lease in namespace rl"],
+                conditions: &[(KAFKA_CONDITION, "True"), (WORKERS_CONDITION, "False")],
+                tolerated: false,
+            },
+        ),
+        (
+            "one worker dead: its task moves to the idle live worker with epoch + 1",
+            PlanInputs {
+                workers: workers(&[("w0", false), ("w1", true), ("w2", true)]),
+                ..inputs()
+            },
+            Expect {
+                unchanged: &["j-1"],
+                apply: &[("j-0", "w2", 1, &[0, 1])],
+                ..RUN_UNCHANGED
+            },
+        ),
+        (
+            "a partition added to the topic joins a task, with epoch + 1",
+            PlanInputs {
+                kafka: KafkaRead::Partitions(vec![0, 1, 2, 3, 4]),
+                ..inputs()
+            },
+            Expect {
+                unchanged: &["j-1"],
+                apply: &[("j-0", "w0", 1, &[0, 1, 4])],
+                ..RUN_UNCHANGED
+            },
+        ),
+        (
+            "a spec edit reaches the tasks through jobGeneration, same epoch",
+            PlanInputs {
+                generation: 2,
+                ..inputs()
+            },
+            Expect {
+                unchanged: &[],
+                apply: &[("j-0", "w0", 0, &[0, 1]), ("j-1", "w1", 0, &[2, 3])],
+                ..RUN_UNCHANGED
+            },
+        ),
+        (
+            "user pause removes every task",
+            PlanInputs {
+                desired: DesiredState::Paused,
+                kafka: KafkaRead::NotChecked,
+                workers: vec![],
+                ..inputs()
+            },
+            Expect {
+                state: JobState::Paused,
+                cause: Cause::UserPaused,
+                unchanged: &[],
+                delete: &["j-0", "j-1"],
+                apply: &[],
+                reason: &["paused by user"],
+                conditions: &[],
+                tolerated: false,
+            },
+        ),
+        (
+            "a missing table pauses at once (not transient)",
+            PlanInputs {
+                table_blocker: Some(Blocker {
+                    cause: Cause::TableNotFound,
+                    message: "table 't' not found".into(),
+                }),
+                kafka: KafkaRead::NotChecked,
+                workers: vec![],
+                ..inputs()
+            },
+            Expect {
+                state: JobState::Paused,
+                cause: Cause::TableNotFound,
+                unchanged: &[],
+                delete: &["j-0", "j-1"],
+                apply: &[],
+                reason: &["table 't' not found"],
+                conditions: &[],
+                tolerated: false,
+            },
+        ),
+    ];
+    for (name, inputs, e) in cases {
+        let p = plan(&inputs, &cfg(), now());
+        assert_eq!((p.state, p.cause), (e.state, e.cause), "{name}: {p:#?}");
+        assert_eq!(p.unchanged, e.unchanged, "{name}: unchanged");
+        assert_eq!(p.delete, e.delete, "{name}: delete");
+        let applied: Vec<(&str, &str, i64, &[i32])> = p
+            .apply
+            .iter()
+            .map(|a| {
+                (
+                    a.name.as_str(),
+                    a.spec.worker.as_str(),
+                    a.spec.epoch,
+                    a.spec.partitions.as_slice(),
+                )
+            })
+            .collect();
+        assert_eq!(applied, e.apply, "{name}: apply");
+        let reason = p.reason.clone().unwrap_or_default();
+        for r in e.reason {
+            assert!(reason.contains(r), "{name}: reason {reason:?} lacks {r:?}");
+        }
+        let conditions: Vec<(&str, &str)> = p
+            .conditions
+            .iter()
+            .map(|c| (c.type_.as_str(), c.status.as_str()))
+            .collect();
+        assert_eq!(conditions, e.conditions, "{name}: conditions");
+        assert_eq!(
+            !p.tolerated.is_empty(),
+            e.tolerated,
+            "{name}: {:?}",
+            p.tolerated
+        );
+        // While a failure is ridden out the job keeps its partitions.
+        if e.tolerated {
+            assert_eq!(p.partitions, vec![0, 1, 2, 3], "{name}");
+        }
+    }
+}
+
+#[test]
+fn a_failure_start_survives_in_the_condition_and_only_moves_on_recovery() {
+    let failing = PlanInputs {
+        kafka: KafkaRead::Failed("timeout".into()),
+        ..inputs()
+    };
+    let first = plan(&failing, &cfg(), now());
+    let started = first
+        .conditions
+        .iter()
+        .find(|c| c.type_ == KAFKA_CONDITION)
+        .expect("condition")
+        .clone();
+    assert_eq!(started.last_transition_time, Time(now()));
+    // 30 s later (maybe another leader, reading the written status): same start.
+    let later = Timestamp::from_second(NOW_S + 30).expect("valid");
+    let mut status = running_status(vec![]);
+    status.conditions.push(started.clone());
+    let second = plan(
+        &PlanInputs {
+            status: status.clone(),
+            ..failing.clone()
+        },
+        &cfg(),
+        later,
+    );
+    let c = second
+        .conditions
+        .iter()
+        .find(|c| c.type_ == KAFKA_CONDITION)
+        .expect("condition");
+    assert_eq!(c.last_transition_time, Time(now()));
+    assert!(
+        c.message.contains("until 1970-01-12T13:47:40Z"),
+        "{}",
+        c.message
+    );
+    // Kafka answers: True, from now on.
+    let ok = plan(&PlanInputs { status, ..inputs() }, &cfg(), later);
+    let c = ok
+        .conditions
+        .iter()
+        .find(|c| c.type_ == KAFKA_CONDITION)
+        .expect("condition");
+    assert_eq!(
+        (c.status.as_str(), c.last_transition_time.clone()),
+        ("True", Time(later))
+    );
+}
+
+#[test]
+fn retired_counters_are_keyed_by_task_uid_and_count_once() {
+    let paused = |status: RoutineLoadJobStatus, tasks: Vec<RoutineLoadTask>| PlanInputs {
+        desired: DesiredState::Paused,
+        kafka: KafkaRead::NotChecked,
+        workers: vec![],
+        status,
+        tasks,
+        ..inputs()
+    };
+    let loaded = |p: &JobPlan, tasks: &[RoutineLoadTask]| {
+        let (mut base, live) = counted(p, tasks);
+        for t in live {
+            base.add(&t.status.as_ref().expect("status").counters);
+        }
+        base.loaded_rows
+    };
+    // name, status retired sum, status retired entries, legacy annotation, tasks,
+    // expected (retired sum, entries by uid, loaded rows counted in total)
+    type Case = (
+        &'static str,
+        i64,
+        Vec<(&'static str, i64)>,
+        Option<i64>,
+        Vec<RoutineLoadTask>,
+        (i64, Vec<(&'static str, i64)>, i64),
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "pausing retires each task under its UID",
+            100,
+            vec![],
+            None,
+            two_tasks(),
+            (100, vec![("u0", 10), ("u1", 20)], 130),
+        ),
+        (
+            "recorded before, delete not done yet: recording again counts once",
+            100,
+            vec![("u0", 10), ("u1", 20)],
+            None,
+            two_tasks(),
+            (100, vec![("u0", 10), ("u1", 20)], 130),
+        ),
+        (
+            "the task loaded more before it stopped: its entry is overwritten, not added",
+            100,
+            vec![("u0", 5)],
+            None,
+            two_tasks(),
+            (100, vec![("u0", 10), ("u1", 20)], 130),
+        ),
+        (
+            "tasks gone: their entries move into the sum",
+            100,
+            vec![("u0", 10), ("u1", 20)],
+            None,
+            vec![],
+            (130, vec![], 130),
+        ),
+        (
+            "an older operator's annotation seeds the sum",
+            0,
+            vec![],
+            Some(7),
+            vec![],
+            (7, vec![], 7),
+        ),
+    ];
+    for (name, sum, entries, legacy, tasks, (want_sum, want_entries, want_total)) in cases {
+        let status = RoutineLoadJobStatus {
+            state: Some(JobState::Running),
+            retired_counters: legacy.is_none().then(|| counters(sum)),
+            retired_tasks: entries
+                .iter()
+                .map(|(u, n)| (u.to_string(), counters(*n)))
+                .collect(),
+            ..running_status(vec![])
+        };
+        let i = PlanInputs {
+            legacy_retired: legacy.map(counters),
+            ..paused(status, tasks.clone())
+        };
+        let p = plan(&i, &cfg(), now());
+        assert_eq!(p.retired_counters.loaded_rows, want_sum, "{name}");
+        let got: Vec<(&str, i64)> = p
+            .retired_tasks
+            .iter()
+            .map(|(u, c)| (u.as_str(), c.loaded_rows))
+            .collect();
+        assert_eq!(got, want_entries, "{name}");
+        assert_eq!(loaded(&p, &tasks), want_total, "{name}");
+    }
+
+    // A task recorded as retired that the plan keeps after all (a resume raced the delete)
+    // counts live again, once.
+    let status = RoutineLoadJobStatus {
+        retired_counters: Some(counters(100)),
+        retired_tasks: [("u0".to_string(), counters(10))].into(),
+        ..running_status(vec![])
+    };
+    let i = PlanInputs { status, ..inputs() };
+    let p = plan(&i, &cfg(), now());
+    assert!(p.retired_tasks.is_empty(), "{:?}", p.retired_tasks);
+    assert_eq!(loaded(&p, &i.tasks), 130);
+}
