@@ -112,10 +112,10 @@ pub struct RoutineLoadJobSpec {
     #[schemars(range(min = 5, max = 60))]
     pub max_batch_interval: i32,
 
-    /// Most rows in one batch, at least 200000 (StarRocks `max_batch_rows`); also sets the
+    /// Most rows in one batch, 200000 to 100000000 (StarRocks `max_batch_rows`); also sets the
     /// error window of 10 x maxBatchRows rows. Default: 200000.
     #[serde(default = "default_batch_rows")]
-    #[schemars(range(min = 200000))]
+    #[schemars(range(min = 200000, max = 100000000))]
     pub max_batch_rows: i64,
 
     /// Most bytes in one batch, 100 MiB to 1 GiB (StarRocks `max_batch_size`).
@@ -186,13 +186,18 @@ pub struct KafkaSource {
     pub partitions: Vec<i32>,
 
     /// Start offset of each entry of `partitions` (StarRocks `kafka_offsets`): a number,
-    /// `OFFSET_BEGINNING` or `OFFSET_END`. Used only when the table holds no offset yet for the
-    /// partition.
+    /// `OFFSET_BEGINNING`, `OFFSET_END`, or a time `YYYY-MM-DD HH:MM:SS` in the job's `timezone`
+    /// (the first message at or after it). A partition's start is resolved once and recorded in
+    /// the table before anything loads; restarts resume from the table. Editing an entry (of a
+    /// paused or running job) moves that partition to the new start, recorded in the table the
+    /// same way (StarRocks `ALTER ROUTINE LOAD ... FROM KAFKA ("kafka_offsets" = ...)`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub offsets: Vec<KafkaOffset>,
 
     /// Start offset of partitions without an entry in `offsets` (StarRocks
-    /// `property.kafka_default_offsets`): `OFFSET_BEGINNING` or `OFFSET_END` (default).
+    /// `property.kafka_default_offsets`): `OFFSET_BEGINNING`, `OFFSET_END` (default) or a time
+    /// `YYYY-MM-DD HH:MM:SS` in the job's `timezone`. Applies only to partitions the table holds
+    /// no offset for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_offset: Option<KafkaOffset>,
 
@@ -207,7 +212,7 @@ pub struct KafkaSource {
     pub credentials_secret: Option<SecretReference>,
 }
 
-/// A Kafka start offset: a number, `OFFSET_BEGINNING` or `OFFSET_END`.
+/// A Kafka start offset: a number, `OFFSET_BEGINNING`, `OFFSET_END` or a time.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(try_from = "String", into = "String")]
 pub enum KafkaOffset {
@@ -217,7 +222,13 @@ pub enum KafkaOffset {
     End,
     /// This exact offset.
     At(i64),
+    /// The first message whose timestamp is at or after this local time (`YYYY-MM-DD
+    /// HH:MM:SS`, in the job's `timezone`), or the end when there is none.
+    Time(chrono::NaiveDateTime),
 }
+
+/// How a start time is written: StarRocks' `kafka_offsets` datetime form.
+pub const KAFKA_OFFSET_TIME_FORMAT: &str = "%Y-%m-%d %H:%M:%S";
 
 impl JsonSchema for KafkaOffset {
     fn schema_name() -> std::borrow::Cow<'static, str> {
@@ -231,7 +242,7 @@ impl JsonSchema for KafkaOffset {
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         schemars::json_schema!({
             "type": "string",
-            "pattern": "^(OFFSET_BEGINNING|OFFSET_END|[0-9]+)$",
+            "pattern": "^(OFFSET_BEGINNING|OFFSET_END|[0-9]+|[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2})$",
         })
     }
 }
@@ -253,8 +264,11 @@ impl TryFrom<String> for KafkaOffset {
         match value.trim() {
             "OFFSET_BEGINNING" => Ok(KafkaOffset::Beginning),
             "OFFSET_END" => Ok(KafkaOffset::End),
+            t if t.contains('-') => chrono::NaiveDateTime::parse_from_str(t, KAFKA_OFFSET_TIME_FORMAT)
+                .map(KafkaOffset::Time)
+                .map_err(|e| format!("invalid Kafka offset time '{value}': {e}; expected YYYY-MM-DD HH:MM:SS")),
             n => n.parse::<i64>().ok().filter(|n| *n >= 0).map(KafkaOffset::At).ok_or_else(|| {
-                format!("invalid Kafka offset '{value}': expected a number, OFFSET_BEGINNING or OFFSET_END")
+                format!("invalid Kafka offset '{value}': expected a number, OFFSET_BEGINNING, OFFSET_END or YYYY-MM-DD HH:MM:SS")
             }),
         }
     }
@@ -266,6 +280,7 @@ impl From<KafkaOffset> for String {
             KafkaOffset::Beginning => "OFFSET_BEGINNING".into(),
             KafkaOffset::End => "OFFSET_END".into(),
             KafkaOffset::At(n) => n.to_string(),
+            KafkaOffset::Time(t) => t.format(KAFKA_OFFSET_TIME_FORMAT).to_string(),
         }
     }
 }

@@ -20,3 +20,20 @@ pub const TABLE_FINALIZER: &str = "routineload.io/table";
 pub fn transaction_app_id(job_uid: &str, partition: i32) -> String {
     format!("routine-load-{job_uid}-{partition}")
 }
+
+/// The Delta transaction app id recording which configured start (`kafka.offsets` entry) a
+/// partition's offset last came from, as [`start_fingerprint`]: a restart with the same
+/// configuration resumes from the table, an edited entry moves the partition.
+pub fn start_app_id(job_uid: &str, partition: i32) -> String {
+    format!("routine-load-{job_uid}-{partition}-start")
+}
+
+/// A stable, non-negative fingerprint of a configured start offset's text (FNV-1a, 63 bits).
+pub fn start_fingerprint(configured: &str) -> i64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in configured.as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    (h >> 1) as i64
+}

@@ -439,6 +439,7 @@ fn child_load(p: &Value) -> Result<Value> {
                 load_memory::DEFAULT_LIMIT_PERCENT,
                 load_memory::pod_memory(),
             )),
+            retry_limit: None,
         };
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let cpu0 = cpu_seconds();

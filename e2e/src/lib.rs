@@ -19,9 +19,11 @@
 //! (`ROUTINE_LOAD_E2E_AUTOSTART=1` makes the harness run `testbed.sh up` itself).
 
 pub mod delta;
+pub mod installation;
 pub mod kafka;
 pub mod kube_util;
 pub mod process;
+pub mod proxy;
 pub mod s3;
 pub mod sasl_broker;
 pub mod wikipedia;

@@ -290,6 +290,11 @@ async fn worker_loads_wikipedia_csv_exactly_once() {
     assert_eq!(st["totalRows"].as_i64(), Some(N as i64), "{st}");
     assert_eq!(st["loadedRows"].as_i64(), Some(N as i64 - bad), "{st}");
     assert_eq!(st["errorRows"].as_i64(), Some(bad), "{st}");
+    assert_eq!(
+        st["abortedBatches"].as_i64(),
+        Some(0),
+        "a clean load aborts nothing: {st}"
+    );
     assert!(st["errorLogUrl"].as_str().is_some(), "{st}");
     // The error log is served and names the reason.
     let url = st["errorLogUrl"].as_str().unwrap().to_string();
@@ -404,6 +409,32 @@ async fn worker_two_owners_no_duplicate() {
     let mut b = spawn_worker(&s, 18044, Some(1_000), &[]);
     let st = wait_committed(&s, &mut a, N as i64, Duration::from_secs(240)).await;
     eprintln!("two owners: status {st}");
+    // Both owners really ran and raced: each committed batches, and commits were refused.
+    let batches = |port: u16, result: &str| -> f64 {
+        let out = Command::new("curl")
+            .args(["-sf", &format!("http://127.0.0.1:{port}/metrics")])
+            .output()
+            .expect("curl");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| {
+                l.starts_with("routine_load_worker_batches_total")
+                    && l.contains(&format!("result=\"{result}\""))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let (a_ok, b_ok) = (batches(18043, "committed"), batches(18044, "committed"));
+    let refused = batches(18043, "aborted") + batches(18044, "aborted");
+    eprintln!("two owners: a committed {a_ok}, b committed {b_ok}, {refused} refused");
+    assert!(
+        a_ok > 0.0 && b_ok > 0.0,
+        "both owners committed: a {a_ok}, b {b_ok}"
+    );
+    assert!(
+        refused > 0.0,
+        "the owners' commits conflicted at least once"
+    );
     check_table(&s, N);
     let _ = a.stop(Duration::from_secs(20));
     let _ = b.stop(Duration::from_secs(20));

@@ -694,9 +694,13 @@ fn offset(key: &str, value: &str) -> Result<String, String> {
         Ok(upper)
     } else if v.parse::<i64>().is_ok_and(|n| n >= 0) {
         Ok(v.to_string())
+    } else if routine_load_api::job::KafkaOffset::try_from(v.to_string())
+        .is_ok_and(|o| matches!(o, routine_load_api::job::KafkaOffset::Time(_)))
+    {
+        Ok(v.to_string())
     } else {
         Err(format!(
-            "\"{key}\": offset \"{v}\" is not a number, OFFSET_BEGINNING or OFFSET_END (start offsets by timestamp are not supported)"
+            "\"{key}\": offset \"{v}\" is not a number, OFFSET_BEGINNING, OFFSET_END or a time YYYY-MM-DD HH:MM:SS"
         ))
     }
 }
@@ -762,7 +766,7 @@ pub fn convert(st: &Statement, opts: &ConvertOptions) -> Result<Converted, Strin
                 int(key, v, 1, i32::MAX as i64)?.into(),
             ),
             "max_batch_interval" => ("maxBatchInterval", int(key, v, 5, 60)?.into()),
-            "max_batch_rows" => ("maxBatchRows", int(key, v, 200_000, i64::MAX)?.into()),
+            "max_batch_rows" => ("maxBatchRows", int(key, v, 200_000, 100_000_000)?.into()),
             "max_batch_size" => (
                 "maxBatchSize",
                 int(key, v, 104_857_600, 1_073_741_824)?.into(),

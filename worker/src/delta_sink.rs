@@ -17,11 +17,46 @@ use deltalake::protocol::{DeltaOperation, OutputMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use deltalake::{DeltaTable, DeltaTableError};
 use routine_load_api::delta_table;
-use routine_load_api::names::transaction_app_id;
+use routine_load_api::names::{start_app_id, transaction_app_id};
 
 /// Committed offsets per Kafka partition: the next offset to load, or `None` when the table has
 /// no transaction identifier for the partition yet.
 pub type Offsets = BTreeMap<i32, Option<i64>>;
+
+/// What the table records for one partition of the job.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PartitionRecord {
+    /// The next offset to load, `None` before the partition's start is pinned.
+    pub next: Option<i64>,
+    /// Fingerprint of the configured start (`kafka.offsets` entry) the offset last came from.
+    pub start: Option<i64>,
+}
+
+/// What the table records per partition.
+pub type TableRecords = BTreeMap<i32, PartitionRecord>;
+
+/// The next offsets of a set of records.
+pub fn next_offsets(records: &TableRecords) -> Offsets {
+    records.iter().map(|(p, r)| (*p, r.next)).collect()
+}
+
+/// Key of the routine-load entry in a commit's `commitInfo`.
+pub const COMMIT_INFO_KEY: &str = "routineLoad";
+
+/// What one commit carries besides data: the offsets to record and the batch's identity.
+#[derive(Debug, Clone, Default)]
+pub struct CommitRequest {
+    /// Per partition, the offset the batch resumed from (checked against the snapshot).
+    pub resumed_from: Offsets,
+    /// Per partition, the next offset to load after this commit.
+    pub next: BTreeMap<i32, i64>,
+    /// Per partition, the configured-start fingerprint to record (pins and moves).
+    pub starts: BTreeMap<i32, i64>,
+    /// The batch's label, unique per attempt: how an unknown outcome is resolved.
+    pub label: String,
+    /// Written into `commitInfo.routineLoad` with the label (job, task, counters).
+    pub info: serde_json::Map<String, serde_json::Value>,
+}
 
 /// Default number of commits between checkpoints.
 pub const DEFAULT_CHECKPOINT_INTERVAL: u64 = 100;
@@ -93,25 +128,73 @@ impl DeltaSink {
         self.table.version().map_or(-1, |v| v as i64)
     }
 
-    /// Loads the latest table version and returns the committed offsets in it.
-    pub async fn refresh(&mut self) -> Result<Offsets, SinkError> {
+    /// Loads the latest table version and returns what it records for the partitions.
+    pub async fn refresh(&mut self) -> Result<TableRecords, SinkError> {
         self.table.update_state().await?;
-        self.offsets().await
+        self.records().await
     }
 
-    /// The committed offsets in the sink's current snapshot (no I/O beyond the snapshot's
+    /// What the sink's current snapshot records per partition (no I/O beyond the snapshot's
     /// transaction scan).
-    pub async fn offsets(&self) -> Result<Offsets, SinkError> {
+    pub async fn records(&self) -> Result<TableRecords, SinkError> {
         let snapshot = self.table.snapshot()?;
         let log_store = self.table.log_store();
         let mut out = BTreeMap::new();
         for &p in &self.partitions {
-            let v = snapshot
+            let next = snapshot
                 .transaction_version(log_store.as_ref(), transaction_app_id(&self.job_uid, p))
                 .await?;
-            out.insert(p, v);
+            let start = snapshot
+                .transaction_version(log_store.as_ref(), start_app_id(&self.job_uid, p))
+                .await?;
+            out.insert(p, PartitionRecord { next, start });
         }
         Ok(out)
+    }
+
+    /// The committed offsets in the sink's current snapshot.
+    pub async fn offsets(&self) -> Result<Offsets, SinkError> {
+        Ok(next_offsets(&self.records().await?))
+    }
+
+    /// The `commitInfo.routineLoad` entries of the versions after `since` in the current
+    /// snapshot, at most the last `max` of them, oldest first.
+    pub async fn commit_infos_since(
+        &self,
+        since: i64,
+        max: i64,
+    ) -> Result<Vec<(i64, serde_json::Value)>, SinkError> {
+        let latest = self.version();
+        let first = (since + 1).max(latest - max + 1).max(0);
+        let log_store = self.table.log_store();
+        let mut out = Vec::new();
+        for version in first..=latest {
+            let Some(bytes) = log_store.read_commit_entry(version as u64).await? else {
+                continue;
+            };
+            if let Some(info) = routine_load_info(&bytes) {
+                out.push((version, info));
+            }
+        }
+        Ok(out)
+    }
+
+    /// After a commit whose outcome is unknown (an error after the commit file may have been
+    /// written): reads the table again and tells whether a version after `since` carries
+    /// `label`, i.e. whether that very commit landed.
+    pub async fn landed(&mut self, since: i64, label: &str) -> Result<Option<i64>, SinkError> {
+        self.table.update_state().await?;
+        let latest = self.version();
+        let log_store = self.table.log_store();
+        for version in (since + 1)..=latest {
+            let Some(bytes) = log_store.read_commit_entry(version as u64).await? else {
+                continue;
+            };
+            if commit_has_label(&bytes, label) {
+                return Ok(Some(version));
+            }
+        }
+        Ok(None)
     }
 
     /// Writes `batch` as Parquet and commits one Delta version carrying it and, per partition,
@@ -124,11 +207,10 @@ impl DeltaSink {
     pub async fn commit(
         &mut self,
         batch: Option<RecordBatch>,
-        resumed_from: &Offsets,
-        next: &BTreeMap<i32, i64>,
+        req: &CommitRequest,
     ) -> Result<Committed, SinkError> {
         let current = self.offsets().await?;
-        for (p, want) in resumed_from {
+        for (p, want) in &req.resumed_from {
             let have = current.get(p).copied().flatten();
             if have != *want {
                 return Err(SinkError::Conflict(format!(
@@ -145,12 +227,21 @@ impl DeltaSink {
             actions.extend(writer.flush().await?.into_iter().map(Action::Add));
         }
         let files = actions.len();
-        let txns: Vec<Transaction> = next
+        let txns: Vec<Transaction> = req
+            .next
             .iter()
             .map(|(p, o)| Transaction::new(transaction_app_id(&self.job_uid, *p), *o))
+            .chain(
+                req.starts
+                    .iter()
+                    .map(|(p, f)| Transaction::new(start_app_id(&self.job_uid, *p), *f)),
+            )
             .collect();
+        let mut info = req.info.clone();
+        info.insert("label".into(), req.label.clone().into());
         let props = CommitProperties::default()
             .with_application_transactions(txns)
+            .with_metadata([(COMMIT_INFO_KEY.to_string(), serde_json::Value::Object(info))])
             .with_create_checkpoint(false);
         let operation = DeltaOperation::StreamingUpdate {
             output_mode: OutputMode::Append,
@@ -190,6 +281,20 @@ impl DeltaSink {
         }
         Ok(Committed { version, files })
     }
+}
+
+/// The `commitInfo.routineLoad` entry of a commit file, if it has one.
+fn routine_load_info(commit: &[u8]) -> Option<serde_json::Value> {
+    commit.split(|b| *b == b'\n').find_map(|line| {
+        let mut v = serde_json::from_slice::<serde_json::Value>(line).ok()?;
+        v.pointer_mut(&format!("/commitInfo/{COMMIT_INFO_KEY}"))
+            .map(serde_json::Value::take)
+    })
+}
+
+/// Whether a commit file's `commitInfo` carries this routine-load label.
+fn commit_has_label(commit: &[u8], label: &str) -> bool {
+    routine_load_info(commit).is_some_and(|i| i["label"].as_str() == Some(label))
 }
 
 fn fmt_offset(o: Option<i64>) -> String {
@@ -260,6 +365,16 @@ mod tests {
         n
     }
 
+    fn req(resumed_from: &Offsets, next: &[(i32, i64)], label: &str) -> CommitRequest {
+        CommitRequest {
+            resumed_from: resumed_from.clone(),
+            next: next.iter().copied().collect(),
+            starts: BTreeMap::new(),
+            label: label.into(),
+            info: serde_json::Map::new(),
+        }
+    }
+
     #[tokio::test]
     async fn offsets_round_trip_and_stale_writer_is_refused() {
         let (dir, loc) = temp_location("rt");
@@ -270,14 +385,17 @@ mod tests {
             .await
             .unwrap()
             .with_checkpoint_interval(2);
-        let start = a.refresh().await.unwrap();
+        let start = next_offsets(&a.refresh().await.unwrap());
         assert_eq!(start, BTreeMap::from([(0, None), (1, None)]));
 
         // First batch: partition 0 offsets 0..10, partition 1 0..5.
-        let next = BTreeMap::from([(0, 10), (1, 5)]);
-        let c = a.commit(Some(batch(0..15)), &start, &next).await.unwrap();
+        let next = [(0, 10), (1, 5)];
+        let c = a
+            .commit(Some(batch(0..15)), &req(&start, &next, "b1"))
+            .await
+            .unwrap();
         assert_eq!(c.version, 1);
-        let after = a.refresh().await.unwrap();
+        let after = next_offsets(&a.refresh().await.unwrap());
         assert_eq!(after, BTreeMap::from([(0, Some(10)), (1, Some(5))]));
 
         // A stale writer that read the offsets before the first commit is refused, even when it
@@ -287,7 +405,7 @@ mod tests {
             .unwrap();
         stale.refresh().await.unwrap();
         let err = stale
-            .commit(Some(batch(0..15)), &start, &next)
+            .commit(Some(batch(0..15)), &req(&start, &next, "b1-stale"))
             .await
             .unwrap_err();
         assert!(matches!(err, SinkError::Conflict(_)), "{err}");
@@ -297,11 +415,13 @@ mod tests {
         let mut b = DeltaSink::open(&loc, HashMap::new(), "uid1", &[0, 1], 2)
             .await
             .unwrap();
-        let b_from = b.refresh().await.unwrap();
-        let next2 = BTreeMap::from([(0, 20), (1, 5)]);
-        a.commit(Some(batch(15..25)), &after, &next2).await.unwrap();
+        let b_from = next_offsets(&b.refresh().await.unwrap());
+        let next2 = [(0, 20), (1, 5)];
+        a.commit(Some(batch(15..25)), &req(&after, &next2, "b2"))
+            .await
+            .unwrap();
         let err = b
-            .commit(Some(batch(15..25)), &b_from, &next2)
+            .commit(Some(batch(15..25)), &req(&b_from, &next2, "b2-stale"))
             .await
             .unwrap_err();
         assert!(matches!(err, SinkError::Conflict(_)), "{err}");
@@ -310,23 +430,70 @@ mod tests {
         let mut other = DeltaSink::open(&loc, HashMap::new(), "uid2", &[0], 1)
             .await
             .unwrap();
-        let o = other.refresh().await.unwrap();
+        let o = next_offsets(&other.refresh().await.unwrap());
         assert_eq!(o, BTreeMap::from([(0, None)]));
-        other
-            .commit(None, &o, &BTreeMap::from([(0, 3)]))
-            .await
-            .unwrap();
+        other.commit(None, &req(&o, &[(0, 3)], "o1")).await.unwrap();
 
         let mut check = DeltaSink::open(&loc, HashMap::new(), "uid1", &[0, 1], 9)
             .await
             .unwrap();
         assert_eq!(
-            check.refresh().await.unwrap(),
+            next_offsets(&check.refresh().await.unwrap()),
             BTreeMap::from([(0, Some(20)), (1, Some(5))])
         );
         assert_eq!(row_count(&check).await, 25, "no duplicate rows");
         // Checkpoint interval 2: a checkpoint was written at the second commit.
         assert!(dir.join("_delta_log/_last_checkpoint").exists());
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// The production path: a task commits batch after batch on the snapshot each commit
+    /// returned, without re-reading the table; pins record the start fingerprint; a label tells
+    /// whether a commit landed.
+    #[tokio::test]
+    async fn commits_in_a_row_on_the_post_commit_snapshot() {
+        let (dir, loc) = temp_location("row");
+        delta_table::create_or_adopt(&loc, &spec(&loc), HashMap::new())
+            .await
+            .unwrap();
+        let mut sink = DeltaSink::open(&loc, HashMap::new(), "uid", &[0], 1)
+            .await
+            .unwrap();
+        let records = sink.refresh().await.unwrap();
+        assert_eq!(records[&0], PartitionRecord::default());
+        // Pin: no data, the start offset and its fingerprint.
+        let mut pin = req(&next_offsets(&records), &[(0, 100)], "pin");
+        pin.starts.insert(0, 7);
+        let v0 = sink.commit(None, &pin).await.unwrap().version;
+        let mut from = 100;
+        for i in 0..5 {
+            let to = from + 10;
+            let c = sink
+                .commit(
+                    Some(batch(from..to)),
+                    &req(
+                        &BTreeMap::from([(0, Some(from))]),
+                        &[(0, to)],
+                        &format!("b{i}"),
+                    ),
+                )
+                .await
+                .unwrap();
+            assert_eq!(c.version, v0 + 1 + i);
+            from = to;
+        }
+        let records = sink.refresh().await.unwrap();
+        assert_eq!(
+            records[&0],
+            PartitionRecord {
+                next: Some(150),
+                start: Some(7)
+            }
+        );
+        assert_eq!(row_count(&sink).await, 50);
+        assert_eq!(sink.landed(v0, "b3").await.unwrap(), Some(v0 + 4));
+        assert_eq!(sink.landed(v0 + 4, "b3").await.unwrap(), None);
+        assert_eq!(sink.landed(v0, "never").await.unwrap(), None);
         std::fs::remove_dir_all(&dir).ok();
     }
 }

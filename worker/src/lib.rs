@@ -2,6 +2,9 @@
 
 pub mod delta_sink;
 pub mod engine;
+pub mod error_window;
 pub mod load_memory;
 pub mod metrics;
+pub mod retry;
+pub mod start_offsets;
 pub mod task_runner;

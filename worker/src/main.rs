@@ -151,6 +151,10 @@ async fn run() -> Result<()> {
             .and_then(|v| v.parse::<usize>().ok())
             .filter(|n| *n > 0),
         load_memory: LoadMemory::new(load_memory_limit),
+        retry_limit: std::env::var("ROUTINE_LOAD_RETRY_LIMIT")
+            .ok()
+            .and_then(|v| v.parse::<u32>().ok())
+            .filter(|n| *n > 0),
     };
 
     let api: Api<RoutineLoadTask> = match &namespace {
@@ -165,6 +169,7 @@ async fn run() -> Result<()> {
             .touched_objects(),
     );
     let mut running: HashMap<(String, String), Running> = HashMap::new();
+    let mut stopping: HashMap<(String, String), JoinHandle<()>> = HashMap::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
@@ -200,17 +205,25 @@ async fn run() -> Result<()> {
                 );
             }
         }
-        running.retain(|key, r| {
-            let keep =
-                desired.get(key) == Some(&(r.epoch, r.job_generation)) && !r.handle.is_finished();
-            if !keep {
+        let ended: Vec<(String, String)> = running
+            .iter()
+            .filter(|(key, r)| {
+                desired.get(*key) != Some(&(r.epoch, r.job_generation)) || r.handle.is_finished()
+            })
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in ended {
+            if let Some(r) = running.remove(&key) {
                 let _ = r.stop.send(true);
                 tracing::info!(task = %key.1, epoch = r.epoch, "stopping task loop");
+                stopping.insert(key, r.handle);
             }
-            keep
-        });
+        }
+        // A loop that was told to stop may still be finishing a commit: its successor for the
+        // same task starts only after it ended, so the two never report over each other.
+        stopping.retain(|_, h| !h.is_finished());
         for (key, (epoch, job_generation)) in desired {
-            if running.contains_key(&key) {
+            if running.contains_key(&key) || stopping.contains_key(&key) {
                 continue;
             }
             tracing::info!(namespace = %key.0, task = %key.1, epoch, job_generation, "starting task loop");
@@ -249,8 +262,12 @@ async fn run() -> Result<()> {
         let _ = r.stop.send(true);
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(25);
-    for (_, r) in running {
-        let _ = tokio::time::timeout_at(deadline, r.handle).await;
+    for handle in running
+        .into_values()
+        .map(|r| r.handle)
+        .chain(stopping.into_values())
+    {
+        let _ = tokio::time::timeout_at(deadline, handle).await;
     }
     tracing::info!("worker stopped");
     Ok(())

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,26 +12,38 @@ use anyhow::{Context, Result, anyhow, bail};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Patch, PatchParams};
-use kube::{Api, Client};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::{Api, Client, Resource};
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use routine_load_api::job::{ERROR_WINDOW_FACTOR, KafkaOffset};
+use routine_load_api::job::{KAFKA_OFFSET_TIME_FORMAT, KafkaOffset};
+use routine_load_api::names::WORKER_FIELD_MANAGER;
+use routine_load_api::task::{TaskPauseReason, TaskPauseRequest};
 use routine_load_api::{LoadPlan, RoutineLoadJob, RoutineLoadTask, RoutineLoadTaskStatus, Table};
 use tokio::sync::watch;
 
-use crate::delta_sink::{DeltaSink, Offsets, SinkError};
-use crate::engine::{LoadEngine, SourceMessage};
+use crate::delta_sink::{CommitRequest, Committed, DeltaSink, SinkError};
+use crate::engine::{LoadEngine, LoadedBatch, SourceMessage};
+use crate::error_window::ErrorWindow;
 use crate::load_memory::{LoadMemory, message_cost};
 use crate::metrics::Metrics;
+use crate::retry::{FailureKind, Failures, Verdict};
+use crate::start_offsets::{
+    self, Continuity, OutOfRange, StartDecision, Watermarks, check_hole, check_in_range,
+    configured_start, decide_start,
+};
 
 /// Minimum time between two status patches after commits.
 const STATUS_INTERVAL: Duration = Duration::from_secs(2);
 /// Minimum time between two high-watermark queries.
 const LAG_INTERVAL: Duration = Duration::from_secs(5);
+/// How many recent table versions a resuming loop reads to count batches an earlier loop of
+/// its task committed without reporting them.
+const ADOPT_MAX_VERSIONS: i64 = 200;
 /// Status heartbeat while idle.
 const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -51,6 +63,9 @@ pub struct WorkerContext {
     pub batch_rows_override: Option<usize>,
     /// The worker-wide load memory budget shared by every task's batch.
     pub load_memory: Arc<LoadMemory>,
+    /// Identical failures in a row (storage, commits) before a task asks for its job to be
+    /// paused; `None`: the default per kind of failure.
+    pub retry_limit: Option<u32>,
 }
 
 /// Identifies one assignment.
@@ -129,7 +144,6 @@ struct Prepared {
     engine: LoadEngine,
     sink: DeltaSink,
     consumer: StreamConsumer<KafkaErrors>,
-    partitions: Vec<i32>,
 }
 
 /// Reads the job and table, plans the load, checks the Delta table and creates the consumer.
@@ -160,40 +174,25 @@ async fn prepare(ctx: &WorkerContext, a: &Assignment, task: &RoutineLoadTask) ->
     )
     .await
     .context("checking the Delta table")?;
-    let partitions = task.spec.partitions.clone();
     let sink = DeltaSink::open(
         &table.spec.location,
         storage_options,
         &task.spec.job_uid,
-        &partitions,
+        &task.spec.partitions,
         a.epoch,
     )
     .await
     .context("opening the Delta table")?;
 
     let kafka = &job.spec.kafka;
+    let credentials = match &kafka.credentials_secret {
+        Some(s) => secret_map(&ctx.client, &a.namespace, &s.name).await?,
+        None => BTreeMap::new(),
+    };
     let mut config = ClientConfig::new();
-    config
-        .set("bootstrap.servers", &kafka.broker_list)
-        .set("group.id", format!("routine-load-{}", task.spec.job_uid))
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("enable.partition.eof", "false")
-        // librdkafka's prefetch queue is memory outside the load budget: keep it modest
-        // (default 64 MiB per consumer); a job's kafka.properties may raise it.
-        .set("queued.max.messages.kbytes", "16384")
-        // librdkafka pauses fetching for fetch.queue.backoff.ms (default 1 s) whenever its queue
-        // is full; a task drains the queue in far less, and then sat idle (measured with
-        // `make bench`: CSV end to end 181k -> 402k rows/s). A job's kafka.properties may
-        // override it.
-        .set("fetch.queue.backoff.ms", "10");
-    for (k, v) in &kafka.properties {
+    let group = format!("routine-load-{}", task.spec.job_uid);
+    for (k, v) in start_offsets::consumer_properties(kafka, &credentials, &group) {
         config.set(k, v);
-    }
-    if let Some(s) = &kafka.credentials_secret {
-        for (k, v) in secret_map(&ctx.client, &a.namespace, &s.name).await? {
-            config.set(k, v);
-        }
     }
     let consumer: StreamConsumer<KafkaErrors> = config
         .create_with_context(KafkaErrors::default())
@@ -203,8 +202,16 @@ async fn prepare(ctx: &WorkerContext, a: &Assignment, task: &RoutineLoadTask) ->
         engine,
         sink,
         consumer,
-        partitions,
     })
+}
+
+/// Why a task loop ended.
+enum Exit {
+    /// Stop was requested (the task moved, was deleted, or the worker shuts down).
+    Stopped,
+    /// The task object is no longer this loop's (deleted, re-created, or moved to a new epoch):
+    /// its status is not ours to write.
+    Fenced,
 }
 
 /// Runs the task until `stop` turns true, the task goes away or its epoch moves on.
@@ -218,353 +225,1051 @@ pub async fn run_task(
     if task.spec.epoch != a.epoch {
         bail!("task epoch is {}, not {}", task.spec.epoch, a.epoch);
     }
-    let Prepared {
-        job,
-        mut engine,
-        mut sink,
-        consumer,
-        partitions,
-    } = match prepare(&ctx, &a, &task).await {
+    let reporter = StatusReporter::new(
+        tasks.clone(),
+        &a.name,
+        task.metadata.uid.as_deref().unwrap_or_default(),
+        a.epoch,
+    );
+    let mut status = task.status.clone().unwrap_or_default();
+    if status.epoch != a.epoch {
+        // A new assignment: what an older one asked for no longer applies.
+        status.pause_request = None;
+        status.error_window_exceeded = None;
+    }
+    status.epoch = a.epoch;
+    let prepared = match prepare(&ctx, &a, &task).await {
         Ok(p) => p,
         Err(e) => {
             // Say why in the task's status: the operator and `kubectl describe` show it.
-            let mut status = task.status.clone().unwrap_or_default();
-            status.epoch = a.epoch;
             status.message = Some(format!("cannot start on {}: {e:#}", ctx.pod_name));
-            let _ = patch_status(&tasks, &a.name, &status).await;
+            let _ = reporter.patch(&status).await;
             return Err(e);
         }
     };
-    let kafka = &job.spec.kafka;
-
-    let ns = a.namespace.clone();
-    let job_name = job.metadata.name.clone().unwrap_or_default();
-    let interval = ctx.batch_interval_override.unwrap_or(Duration::from_secs(
-        job.spec.max_batch_interval.max(1) as u64,
-    ));
-    let max_rows = ctx
-        .batch_rows_override
-        .unwrap_or(job.spec.max_batch_rows.max(1) as usize);
-    let max_bytes = job.spec.max_batch_size.max(1) as usize;
-    let window_size = (ERROR_WINDOW_FACTOR * job.spec.max_batch_rows).max(1) as u64;
-
-    let log_name = error_log_file(&a);
-    let log_path = ctx.error_log_dir.join(&log_name);
-    let log_url = format!(
-        "{}/api/_load_error_log?file={}",
-        ctx.error_log_base_url.trim_end_matches('/'),
-        log_name
-    );
-
-    // Counters continue from what the task reported before (cumulative per task).
-    let mut status = task.status.clone().unwrap_or_default();
-    status.epoch = a.epoch;
-    status.message = Some(format!("running on {}", ctx.pod_name));
-    let mut window_rows = 0u64;
-    let mut window_errors = 0u64;
-    let mut first_window_error: Option<String> = None;
-    let mut last_status = Instant::now() - HEARTBEAT_INTERVAL;
-    let mut dirty = true;
-    let mut lag = LagTracker {
-        topic: kafka.topic.clone(),
-        partitions: partitions.clone(),
-        namespace: ns.clone(),
-        job: job_name.clone(),
-        last: None,
-        highs: BTreeMap::new(),
-    };
-
-    'resume: loop {
-        if *stop.borrow() {
-            break;
-        }
-        let resumed = match sink.refresh().await {
-            Ok(o) => o,
-            Err(e) => {
-                status.message = Some(format!("reading committed offsets: {e}"));
-                let _ = patch_status(&tasks, &a.name, &status).await;
-                if sleep_or_stop(&mut stop, Duration::from_secs(5)).await {
-                    break;
-                }
-                continue;
-            }
-        };
-        let mut tpl = TopicPartitionList::new();
-        for &p in &partitions {
-            let off = match resumed.get(&p).copied().flatten() {
-                Some(o) => Offset::Offset(o),
-                None => initial_offset(&job.spec.kafka, p),
-            };
-            tpl.add_partition_offset(&kafka.topic, p, off)?;
-        }
-        consumer.assign(&tpl).context("assigning partitions")?;
-        // Next offset expected per partition: a message below it (e.g. prefetched before a
-        // re-assign) is never loaded again.
-        let mut position: BTreeMap<i32, i64> = resumed
-            .iter()
-            .filter_map(|(p, o)| o.map(|o| (*p, o)))
-            .collect();
-        // What the table holds is the truth; forget anything else a status said.
-        for (p, o) in &resumed {
-            match o {
-                Some(o) => status.committed_offsets.insert(p.to_string(), *o),
-                None => status.committed_offsets.remove(&p.to_string()),
-            };
-        }
-
-        loop {
-            // Collect one batch.
-            let started = Instant::now();
-            let deadline = tokio::time::Instant::now() + interval;
-            // Messages stay in librdkafka's buffers until the batch is committed (no copy).
-            let mut msgs: Vec<BorrowedMessage<'_>> = Vec::new();
-            let mut bytes = 0usize;
-            let mut stopped = false;
-            // Held until the batch is committed or dropped.
-            let mut reservation = ctx.load_memory.reservation();
-            let mut memory_full = false;
-            // One timer per batch (not one per message).
-            let batch_timer = tokio::time::sleep_until(deadline);
-            tokio::pin!(batch_timer);
-            while msgs.len() < max_rows && bytes < max_bytes && !memory_full {
-                tokio::select! {
-                    biased;
-                    _ = stop.changed() => { stopped = true; break; }
-                    _ = &mut batch_timer => break,
-                    r = consumer.recv() => match r {
-                        Ok(m) => {
-                            if position.get(&m.partition()).is_some_and(|next| m.offset() < *next) {
-                                continue;
-                            }
-                            position.insert(m.partition(), m.offset() + 1);
-                            consumer.context().clear();
-                            let len = m.payload_len();
-                            bytes += len;
-                            // Past the worker's load memory limit: commit what we have.
-                            memory_full = !reservation.grow(message_cost(len));
-                            msgs.push(m);
-                        }
-                        Err(e) => {
-                            tracing::warn!(task = %a.name, error = %e, "Kafka error");
-                            status.message = Some(kafka_message(&e, consumer.context().last()));
-                            dirty = true;
-                            break;
-                        }
-                    },
-                }
-            }
-            ctx.metrics
-                .load_memory
-                .with_label_values(&["used"])
-                .set(ctx.load_memory.used() as i64);
-            if memory_full {
-                ctx.metrics
-                    .memory_limited_batches
-                    .with_label_values(&[&ns, &job_name])
-                    .inc();
-            }
-            if stopped || *stop.borrow() {
-                // Abandon the batch in flight: nothing was committed, the next owner resumes
-                // from the table's offsets.
-                break 'resume;
-            }
-            lag.update(&consumer, &mut status, &ctx.metrics);
-            if msgs.is_empty() {
-                if (dirty || last_status.elapsed() >= HEARTBEAT_INTERVAL)
-                    && patch_status(&tasks, &a.name, &status).await.is_ok()
-                {
-                    dirty = false;
-                    last_status = Instant::now();
-                }
-                continue;
-            }
-
-            let source: Vec<SourceMessage<'_>> = msgs
-                .iter()
-                .map(|m| SourceMessage {
-                    partition: m.partition(),
-                    offset: m.offset(),
-                    payload: m.payload().unwrap_or(&[]),
-                })
-                .collect();
-            let loaded = match engine.load(&source) {
-                Ok(l) => l,
-                Err(e) => {
-                    status.counters.aborted_batches += 1;
-                    status.message = Some(format!("batch aborted: {e}"));
-                    let _ = patch_status(&tasks, &a.name, &status).await;
-                    continue 'resume;
-                }
-            };
-            let mut next: BTreeMap<i32, i64> = BTreeMap::new();
-            for m in &source {
-                let e = next.entry(m.partition).or_insert(m.offset + 1);
-                *e = (*e).max(m.offset + 1);
-            }
-            let c = &loaded.counters;
-
-            // Error window (StarRocks: maxErrorNumber per 10 x maxBatchRows rows).
-            if window_rows >= window_size {
-                window_rows = 0;
-                window_errors = 0;
-                first_window_error = None;
-            }
-            window_rows += c.total_rows;
-            window_errors += c.error_rows;
-            if first_window_error.is_none() {
-                first_window_error = loaded.errors.first().map(|e| e.to_string());
-            }
-            let ratio_exceeded = c.total_rows > 0
-                && job.spec.max_filter_ratio < 1.0
-                && (window_errors as f64 / window_rows as f64) > job.spec.max_filter_ratio;
-            if !loaded.errors.is_empty() {
-                if let Err(e) = append_error_log(&log_path, &loaded.errors) {
-                    tracing::warn!(error = %e, "writing the error log");
-                }
-                status.error_log_url = Some(log_url.clone());
-            }
-            let count_exceeded = window_errors > job.spec.max_error_number as u64;
-            if count_exceeded || ratio_exceeded {
-                let why = if count_exceeded {
-                    format!(
-                        "current error rows: {window_errors} is more than max error num: {}",
-                        job.spec.max_error_number
-                    )
-                } else {
-                    format!(
-                        "error ratio {:.4} ({window_errors} of {window_rows} rows) is more than max filter ratio: {}",
-                        window_errors as f64 / window_rows as f64,
-                        job.spec.max_filter_ratio
-                    )
-                };
-                let reason = format!(
-                    "{why} in the last {window_rows} rows; first error: {}. See {log_url}",
-                    first_window_error.clone().unwrap_or_default()
-                );
-                status.counters.aborted_batches += 1;
-                status.error_window_exceeded = Some(reason.clone());
-                status.message = Some(reason);
-                ctx.metrics
-                    .batches
-                    .with_label_values(&[&ns, &job_name, "aborted"])
-                    .inc();
-                let _ = patch_status(&tasks, &a.name, &status).await;
-                // Nothing more is loaded until the operator pauses the job (and removes the task).
-                let _ = stop.wait_for(|s| *s).await;
-                break 'resume;
-            }
-
-            let t0 = Instant::now();
-            let batch = (loaded.batch.num_rows() > 0).then(|| loaded.batch.clone());
-            match sink
-                .commit(batch, &resumed_subset(&status, &next, &resumed), &next)
-                .await
-            {
-                Ok(done) => {
-                    let secs = t0.elapsed().as_secs_f64();
-                    ctx.metrics
-                        .commit_seconds
-                        .with_label_values(&[&ns, &job_name])
-                        .observe(secs);
-                    ctx.metrics
-                        .batches
-                        .with_label_values(&[&ns, &job_name, "committed"])
-                        .inc();
-                    for (kind, n) in [
-                        ("total", c.total_rows),
-                        ("loaded", c.loaded_rows),
-                        ("error", c.error_rows),
-                        ("unselected", c.unselected_rows),
-                    ] {
-                        ctx.metrics
-                            .rows
-                            .with_label_values(&[&ns, &job_name, kind])
-                            .inc_by(n);
-                    }
-                    ctx.metrics
-                        .bytes
-                        .with_label_values(&[&ns, &job_name])
-                        .inc_by(c.received_bytes);
-                    status.counters.received_bytes += c.received_bytes as i64;
-                    status.counters.total_rows += c.total_rows as i64;
-                    status.counters.loaded_rows += c.loaded_rows as i64;
-                    status.counters.error_rows += c.error_rows as i64;
-                    status.counters.unselected_rows += c.unselected_rows as i64;
-                    status.counters.committed_batches += 1;
-                    status.counters.execute_time_ms += started.elapsed().as_millis() as i64;
-                    status.last_commit_version = Some(done.version);
-                    status.last_commit_time = Some(Time(now()));
-                    for (p, o) in &next {
-                        status.committed_offsets.insert(p.to_string(), *o);
-                    }
-                    status.message = None;
-                    lag.update(&consumer, &mut status, &ctx.metrics);
-                    dirty = true;
-                    if last_status.elapsed() >= STATUS_INTERVAL
-                        && patch_status(&tasks, &a.name, &status).await.is_ok()
-                    {
-                        dirty = false;
-                        last_status = Instant::now();
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(task = %a.name, error = %e, "batch not committed");
-                    ctx.metrics
-                        .batches
-                        .with_label_values(&[&ns, &job_name, "aborted"])
-                        .inc();
-                    status.counters.aborted_batches += 1;
-                    status.message = Some(format!("batch not committed: {e}"));
-                    let _ = patch_status(&tasks, &a.name, &status).await;
-                    if matches!(e, SinkError::Conflict(_)) {
-                        // Someone else owns the partitions now, or we raced: re-read offsets.
-                        continue 'resume;
-                    }
-                    if sleep_or_stop(&mut stop, Duration::from_secs(2)).await {
-                        break 'resume;
-                    }
-                    continue 'resume;
-                }
-            }
-        }
-    }
-    let _ = patch_status(&tasks, &a.name, &status).await;
+    let Prepared {
+        job,
+        engine,
+        sink,
+        consumer,
+    } = prepared;
+    let mut task_loop = TaskLoop::new(ctx, a, task, (job, engine, sink), reporter, status);
+    let exit = task_loop.run(&consumer, &mut stop).await;
+    task_loop.finish(exit).await;
     Ok(())
 }
 
-/// The offsets each partition of this batch resumed from: the offsets committed (in the sink's
-/// snapshot) when the batch started. Kept in `status.committed_offsets` after the first commit.
-fn resumed_subset(
-    status: &RoutineLoadTaskStatus,
-    next: &BTreeMap<i32, i64>,
-    resumed: &Offsets,
-) -> Offsets {
-    next.keys()
-        .map(|p| {
-            let v = status
-                .committed_offsets
-                .get(&p.to_string())
-                .copied()
-                .or_else(|| resumed.get(p).copied().flatten());
-            (*p, v)
-        })
-        .collect()
+/// Writes a task's status, fenced: the patch applies only while the task object is the one
+/// this loop was started for (same UID) and still at this loop's epoch, so a loop that missed
+/// a move or a delete never writes into its successor.
+pub struct StatusReporter {
+    api: Api<RoutineLoadTask>,
+    name: String,
+    uid: String,
+    epoch: i64,
 }
 
-fn initial_offset(kafka: &routine_load_api::job::KafkaSource, partition: i32) -> Offset {
-    let configured = kafka
-        .partitions
-        .iter()
-        .position(|p| *p == partition)
-        .and_then(|i| kafka.offsets.get(i))
-        .or(kafka.default_offset.as_ref());
-    match configured {
-        Some(KafkaOffset::Beginning) => Offset::Beginning,
-        Some(KafkaOffset::At(n)) => Offset::Offset(*n),
-        Some(KafkaOffset::End) | None => Offset::End,
+/// A status patch was refused because the task is no longer this loop's.
+#[derive(Debug, PartialEq, Eq)]
+pub struct NotOurs;
+
+impl StatusReporter {
+    /// Reports for the task object `name` with this UID, at this epoch.
+    pub fn new(api: Api<RoutineLoadTask>, name: &str, uid: &str, epoch: i64) -> Self {
+        Self {
+            api,
+            name: name.to_string(),
+            uid: uid.to_string(),
+            epoch,
+        }
+    }
+
+    /// The JSON patch: the fence's tests, then the whole status.
+    fn body(&self, status: &RoutineLoadTaskStatus) -> serde_json::Value {
+        let mut status = status.clone();
+        status.heartbeat_time = Some(Time(now()));
+        serde_json::json!([
+            { "op": "test", "path": "/metadata/uid", "value": self.uid },
+            { "op": "test", "path": "/spec/epoch", "value": self.epoch },
+            { "op": "add", "path": "/status", "value": status },
+        ])
+    }
+
+    /// Patches the status. `Err(NotOurs)` when the fence refused it; other failures (the API
+    /// server unreachable) are logged and retried by the next patch.
+    pub async fn patch(&self, status: &RoutineLoadTaskStatus) -> Result<(), NotOurs> {
+        let patch: json_patch::Patch = match serde_json::from_value(self.body(status)) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(task = %self.name, error = %e, "building the status patch");
+                return Ok(());
+            }
+        };
+        let params = PatchParams {
+            field_manager: Some(WORKER_FIELD_MANAGER.to_string()),
+            ..PatchParams::default()
+        };
+        match self
+            .api
+            .patch_status(&self.name, &params, &Patch::Json::<()>(patch))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                tracing::warn!(task = %self.name, error = %e, "status patch failed");
+                // Tell a refused fence from an unreachable API server by reading the task.
+                match self.api.get_opt(&self.name).await {
+                    Ok(Some(t))
+                        if t.metadata.uid.as_deref() == Some(self.uid.as_str())
+                            && t.spec.epoch == self.epoch =>
+                    {
+                        Ok(())
+                    }
+                    Ok(_) => Err(NotOurs),
+                    Err(_) => Ok(()),
+                }
+            }
+        }
     }
 }
 
+/// How a batch ended.
+enum BatchEnd {
+    /// Committed (or found committed in the table after an unknown outcome).
+    Committed,
+    /// Not committed; the loop resumes from the table's offsets (after `backoff`).
+    Retry { backoff: Duration },
+    /// The loop waits for the operator to pause the job.
+    Paused,
+}
+
+/// One task loop: resume from the table, collect a batch, load and commit it, report.
+struct TaskLoop {
+    ctx: WorkerContext,
+    a: Assignment,
+    job: RoutineLoadJob,
+    job_name: String,
+    task: RoutineLoadTask,
+    engine: LoadEngine,
+    sink: DeltaSink,
+    partitions: Vec<i32>,
+    topic: String,
+    reporter: StatusReporter,
+    recorder: Recorder,
+    status: RoutineLoadTaskStatus,
+    window: ErrorWindow,
+    failures: Failures,
+    lag: LagTracker,
+    interval: Duration,
+    max_rows: usize,
+    max_bytes: usize,
+    log_path: PathBuf,
+    log_url: String,
+    /// Next offset expected per partition.
+    position: BTreeMap<i32, i64>,
+    /// Batches started by this loop (part of each batch's label).
+    attempts: u64,
+    /// This loop's part of each label.
+    tag: String,
+    /// Resumes in a row that failed on Kafka (for the backoff).
+    kafka_down: u32,
+    last_status: Instant,
+    dirty: bool,
+}
+
+impl TaskLoop {
+    fn new(
+        ctx: WorkerContext,
+        a: Assignment,
+        task: RoutineLoadTask,
+        (job, engine, sink): (RoutineLoadJob, LoadEngine, DeltaSink),
+        reporter: StatusReporter,
+        mut status: RoutineLoadTaskStatus,
+    ) -> Self {
+        let job_name = job.metadata.name.clone().unwrap_or_default();
+        let partitions = task.spec.partitions.clone();
+        let topic = job.spec.kafka.topic.clone();
+        let keep = |k: &String| partitions.iter().any(|p| p.to_string() == *k);
+        status.lag.retain(|k, _| keep(k));
+        status.committed_offsets.retain(|k, _| keep(k));
+        status.message = Some(format!("running on {}", ctx.pod_name));
+        let interval = ctx.batch_interval_override.unwrap_or(Duration::from_secs(
+            job.spec.max_batch_interval.max(1) as u64,
+        ));
+        let max_rows = ctx
+            .batch_rows_override
+            .unwrap_or(job.spec.max_batch_rows.max(1) as usize);
+        let max_bytes = job.spec.max_batch_size.max(1) as usize;
+        let window = ErrorWindow::new(
+            job.spec.max_batch_rows,
+            job.spec.max_error_number,
+            job.spec.max_filter_ratio,
+        );
+        let log_name = error_log_file(&a);
+        let log_path = ctx.error_log_dir.join(&log_name);
+        let log_url = format!(
+            "{}/api/_load_error_log?file={}",
+            ctx.error_log_base_url.trim_end_matches('/'),
+            log_name
+        );
+        let recorder = Recorder::new(
+            ctx.client.clone(),
+            Reporter {
+                controller: WORKER_FIELD_MANAGER.into(),
+                instance: Some(ctx.pod_name.clone()),
+            },
+        );
+        let retry_limit = ctx.retry_limit;
+        let lag = LagTracker {
+            topic: topic.clone(),
+            partitions: partitions.clone(),
+            namespace: a.namespace.clone(),
+            job: job_name.clone(),
+            last: None,
+            highs: BTreeMap::new(),
+        };
+        Self {
+            ctx,
+            a,
+            job_name,
+            task,
+            engine,
+            sink,
+            partitions,
+            topic,
+            reporter,
+            recorder,
+            status,
+            window,
+            failures: Failures::new(retry_limit),
+            lag,
+            interval,
+            max_rows,
+            max_bytes,
+            log_path,
+            log_url,
+            position: BTreeMap::new(),
+            attempts: 0,
+            tag: loop_tag(),
+            kafka_down: 0,
+            last_status: Instant::now() - HEARTBEAT_INTERVAL,
+            dirty: true,
+            job,
+        }
+    }
+
+    async fn run(
+        &mut self,
+        consumer: &StreamConsumer<KafkaErrors>,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Exit {
+        'resume: loop {
+            if *stop.borrow() {
+                return Exit::Stopped;
+            }
+            match self.resume(consumer).await {
+                Ok(Resumed::Ready) => {
+                    self.kafka_down = 0;
+                    // Say where loading starts (the pinned offsets) at once.
+                    if self.report(true).await.is_err() {
+                        return Exit::Fenced;
+                    }
+                }
+                Ok(Resumed::OutOfRange(gaps)) => {
+                    return self.pause_for_gaps(&gaps, stop).await;
+                }
+                Err(ResumeError::Kafka(e)) => {
+                    self.kafka_down += 1;
+                    let backoff = crate::retry::backoff(self.kafka_down);
+                    self.status.message = Some(format!(
+                        "resuming: {e:#} (retrying in {}s)",
+                        backoff.as_secs()
+                    ));
+                    if self.report(true).await.is_err() {
+                        return Exit::Fenced;
+                    }
+                    if sleep_or_stop(stop, backoff).await {
+                        return Exit::Stopped;
+                    }
+                    continue 'resume;
+                }
+                Err(ResumeError::Table(e)) => {
+                    let message = format!("resuming from the table: {e:#}");
+                    match self.fail(FailureKind::Storage, message).await {
+                        Ok(backoff) => {
+                            if sleep_or_stop(stop, backoff).await {
+                                return Exit::Stopped;
+                            }
+                            continue 'resume;
+                        }
+                        Err(exit) => return exit,
+                    }
+                }
+            }
+            loop {
+                let collected = self.collect(consumer, stop).await;
+                let (msgs, reservation, stopped) = match collected {
+                    Collected::Batch {
+                        msgs,
+                        reservation,
+                        stopped,
+                    } => (msgs, reservation, stopped),
+                    Collected::OutOfRange(gaps) => {
+                        return self.pause_for_gaps(&gaps, stop).await;
+                    }
+                    Collected::Reassign => {
+                        if sleep_or_stop(stop, Duration::from_secs(1)).await {
+                            return Exit::Stopped;
+                        }
+                        continue 'resume;
+                    }
+                };
+                if stopped || *stop.borrow() {
+                    // Abandon the batch in flight: nothing was committed, the next owner
+                    // resumes from the table's offsets.
+                    return Exit::Stopped;
+                }
+                self.lag
+                    .update(consumer, &mut self.status, &self.ctx.metrics);
+                if msgs.is_empty() {
+                    if self.report(false).await.is_err() {
+                        return Exit::Fenced;
+                    }
+                    continue;
+                }
+                let end = self.load_and_commit(consumer, msgs).await;
+                drop(reservation);
+                let end = match end {
+                    Ok(end) => end,
+                    Err(NotOurs) => return Exit::Fenced,
+                };
+                match end {
+                    BatchEnd::Committed => {
+                        if self.report(false).await.is_err() {
+                            return Exit::Fenced;
+                        }
+                    }
+                    BatchEnd::Retry { backoff } => {
+                        if sleep_or_stop(stop, backoff).await {
+                            return Exit::Stopped;
+                        }
+                        continue 'resume;
+                    }
+                    BatchEnd::Paused => {
+                        // Nothing more is loaded until the operator pauses the job (and
+                        // removes the task).
+                        let _ = stop.wait_for(|s| *s).await;
+                        return Exit::Stopped;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads the table, pins or moves partition starts as the configuration says, checks that
+    /// Kafka still holds every offset to load, and assigns the partitions at those offsets.
+    async fn resume(
+        &mut self,
+        consumer: &StreamConsumer<KafkaErrors>,
+    ) -> Result<Resumed, ResumeError> {
+        let records = self
+            .sink
+            .refresh()
+            .await
+            .context("reading the table's offsets")
+            .map_err(ResumeError::Table)?;
+        self.adopt_uncounted_commits().await;
+        let mut pins = CommitRequest {
+            label: self.label("start"),
+            info: self.commit_info(None),
+            ..CommitRequest::default()
+        };
+        let mut moves = Vec::new();
+        let mut offsets = BTreeMap::new();
+        let mut gaps = Vec::new();
+        for &p in &self.partitions {
+            let record = records.get(&p).copied().unwrap_or_default();
+            let configured = configured_start(&self.job.spec.kafka, p);
+            let w = self
+                .watermarks(consumer, p)
+                .await
+                .map_err(ResumeError::Kafka)?;
+            let offset = match decide_start(&record, &configured) {
+                StartDecision::Resume(o) => {
+                    if configured.explicit && record.start.is_none() {
+                        pins.starts.insert(p, configured.fingerprint());
+                    }
+                    o
+                }
+                StartDecision::Pin(start) => {
+                    let o = self
+                        .resolve(consumer, p, &start, w)
+                        .map_err(ResumeError::Kafka)?;
+                    pins.resumed_from.insert(p, None);
+                    pins.next.insert(p, o);
+                    pins.starts.insert(p, configured.fingerprint());
+                    o
+                }
+                StartDecision::Move { from, to } => {
+                    let o = self
+                        .resolve(consumer, p, &to, w)
+                        .map_err(ResumeError::Kafka)?;
+                    pins.resumed_from.insert(p, Some(from));
+                    pins.next.insert(p, o);
+                    pins.starts.insert(p, configured.fingerprint());
+                    moves.push((p, from, o, to));
+                    o
+                }
+            };
+            if let Err(gap) = check_in_range(&self.topic, p, offset, w) {
+                gaps.push(gap);
+            }
+            offsets.insert(p, offset);
+        }
+        if !gaps.is_empty() {
+            return Ok(Resumed::OutOfRange(gaps));
+        }
+        if !pins.next.is_empty() || !pins.starts.is_empty() {
+            // Durable before anything loads: a restart resumes from here, never re-resolves.
+            for (p, o) in &offsets {
+                pins.resumed_from.entry(*p).or_insert(Some(*o));
+            }
+            pins.resumed_from
+                .retain(|p, _| pins.next.contains_key(p) || pins.starts.contains_key(p));
+            for p in pins.starts.keys() {
+                pins.next.entry(*p).or_insert(offsets[p]);
+            }
+            self.commit_blocking(None, &pins)
+                .await
+                .context("recording the start offsets in the table")
+                .map_err(ResumeError::Table)?;
+            tracing::info!(task = %self.a.name, offsets = ?pins.next, "start offsets recorded");
+            for (p, from, to, configured) in moves {
+                self.publish_move(p, from, to, &configured).await;
+            }
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (p, o) in &offsets {
+            tpl.add_partition_offset(&self.topic, *p, Offset::Offset(*o))
+                .context("building the assignment")
+                .map_err(ResumeError::Kafka)?;
+        }
+        consumer
+            .assign(&tpl)
+            .context("assigning partitions")
+            .map_err(ResumeError::Kafka)?;
+        self.position = offsets.clone();
+        // What the table holds is the truth; forget anything else a status said.
+        for (p, o) in &offsets {
+            self.status.committed_offsets.insert(p.to_string(), *o);
+        }
+        Ok(Resumed::Ready)
+    }
+
+    /// A partition's watermarks, from the broker (blocking call, off the async threads).
+    async fn watermarks(
+        &self,
+        consumer: &StreamConsumer<KafkaErrors>,
+        p: i32,
+    ) -> Result<Watermarks> {
+        let (low, high) = tokio::task::block_in_place(|| {
+            consumer.fetch_watermarks(&self.topic, p, Duration::from_secs(10))
+        })
+        .map_err(|e| anyhow!(kafka_message(&e, consumer.context().last())))
+        .with_context(|| format!("reading the offsets of {} partition {p}", self.topic))?;
+        Ok(Watermarks { low, high })
+    }
+
+    /// A configured start as an offset.
+    fn resolve(
+        &self,
+        consumer: &StreamConsumer<KafkaErrors>,
+        p: i32,
+        start: &KafkaOffset,
+        w: Watermarks,
+    ) -> Result<i64> {
+        let for_time = match start {
+            KafkaOffset::Time(t) => Some(self.offset_for_time(consumer, p, t)?),
+            _ => None,
+        };
+        Ok(start_offsets::resolve(start, w, for_time.flatten()))
+    }
+
+    /// The first offset at or after a local time in the job's time zone (`None`: none yet).
+    fn offset_for_time(
+        &self,
+        consumer: &StreamConsumer<KafkaErrors>,
+        p: i32,
+        t: &chrono::NaiveDateTime,
+    ) -> Result<Option<i64>> {
+        let tz: chrono_tz::Tz = self
+            .job
+            .spec
+            .timezone
+            .parse()
+            .map_err(|e| anyhow!("time zone '{}': {e}", self.job.spec.timezone))?;
+        let ms = t
+            .and_local_timezone(tz)
+            .earliest()
+            .ok_or_else(|| {
+                anyhow!(
+                    "{} does not exist in {}",
+                    t.format(KAFKA_OFFSET_TIME_FORMAT),
+                    self.job.spec.timezone
+                )
+            })?
+            .timestamp_millis();
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&self.topic, p, Offset::Offset(ms))?;
+        let found = tokio::task::block_in_place(|| {
+            consumer.offsets_for_times(tpl, Duration::from_secs(10))
+        })
+        .with_context(|| {
+            format!(
+                "looking up the offset of {} partition {p} at {t}",
+                self.topic
+            )
+        })?;
+        Ok(
+            match found.find_partition(&self.topic, p).map(|e| e.offset()) {
+                Some(Offset::Offset(o)) => Some(o),
+                _ => None,
+            },
+        )
+    }
+
+    /// Collects one batch. Messages stay in librdkafka's buffers until the batch is committed.
+    async fn collect<'c>(
+        &mut self,
+        consumer: &'c StreamConsumer<KafkaErrors>,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Collected<'c> {
+        let deadline = tokio::time::Instant::now() + self.interval;
+        let mut msgs: Vec<BorrowedMessage<'c>> = Vec::new();
+        let mut bytes = 0usize;
+        let mut stopped = false;
+        let mut reservation = self.ctx.load_memory.reservation();
+        let mut memory_full = false;
+        // One timer per batch (not one per message).
+        let batch_timer = tokio::time::sleep_until(deadline);
+        tokio::pin!(batch_timer);
+        while msgs.len() < self.max_rows && bytes < self.max_bytes && !memory_full {
+            tokio::select! {
+                biased;
+                _ = stop.changed() => { stopped = true; break; }
+                _ = &mut batch_timer => break,
+                r = consumer.recv() => match r {
+                    Ok(m) => {
+                        let p = m.partition();
+                        let expected = self.position.get(&p).copied();
+                        match expected.map(|e| start_offsets::continuity(e, m.offset())) {
+                            Some(Continuity::Behind) => continue,
+                            Some(Continuity::Ahead) => {
+                                let e = expected.unwrap_or_default();
+                                let w = tokio::task::block_in_place(|| {
+                                    consumer.fetch_watermarks(&self.topic, p, Duration::from_secs(10))
+                                });
+                                match w {
+                                    Ok((low, high)) => {
+                                        if let Err(gap) = check_hole(&self.topic, p, e, Watermarks { low, high }) {
+                                            return Collected::OutOfRange(vec![gap]);
+                                        }
+                                    }
+                                    Err(err) => {
+                                        // Can't tell a hole from a loss: load nothing past it.
+                                        tracing::warn!(partition = p, error = %err, "checking a hole in the offsets");
+                                        self.status.message = Some(format!(
+                                            "partition {p}: offset {} follows {e}; checking the log start failed: {}",
+                                            m.offset(), kafka_message(&err, consumer.context().last())));
+                                        self.dirty = true;
+                                        return Collected::Batch { msgs: Vec::new(), reservation, stopped: false };
+                                    }
+                                }
+                            }
+                            _ => {}
+                        }
+                        self.position.insert(p, m.offset() + 1);
+                        consumer.context().clear();
+                        let len = m.payload_len();
+                        bytes += len;
+                        // Past the worker's load memory limit: commit what we have.
+                        memory_full = !reservation.grow(message_cost(len));
+                        msgs.push(m);
+                    }
+                    Err(e) => {
+                        if e.rdkafka_error_code() == Some(RDKafkaErrorCode::AutoOffsetReset) {
+                            // librdkafka found an offset out of range: say which, with the range.
+                            let mut gaps = Vec::new();
+                            for (&p, &o) in &self.position {
+                                if let Ok((low, high)) = tokio::task::block_in_place(|| {
+                                    consumer.fetch_watermarks(&self.topic, p, Duration::from_secs(10))
+                                }) && let Err(gap) = check_in_range(&self.topic, p, o, Watermarks { low, high }) {
+                                    gaps.push(gap);
+                                }
+                            }
+                            if !gaps.is_empty() {
+                                return Collected::OutOfRange(gaps);
+                            }
+                            // librdkafka stopped fetching a partition: assign again from the
+                            // table, which checks the range once more.
+                            tracing::warn!(task = %self.a.name, error = %e, "offset reset refused; assigning again");
+                            self.status.message = Some(kafka_message(&e, consumer.context().last()));
+                            self.dirty = true;
+                            return Collected::Reassign;
+                        }
+                        tracing::warn!(task = %self.a.name, error = %e, "Kafka error");
+                        self.status.message = Some(kafka_message(&e, consumer.context().last()));
+                        self.dirty = true;
+                        break;
+                    }
+                },
+            }
+        }
+        self.ctx
+            .metrics
+            .load_memory
+            .with_label_values(&["used"])
+            .set(self.ctx.load_memory.used() as i64);
+        if memory_full {
+            self.ctx
+                .metrics
+                .memory_limited_batches
+                .with_label_values(&[&self.a.namespace, &self.job_name])
+                .inc();
+        }
+        Collected::Batch {
+            msgs,
+            reservation,
+            stopped,
+        }
+    }
+}
+
+/// What resuming found.
+enum Resumed {
+    Ready,
+    /// Kafka no longer (or not yet) holds these offsets.
+    OutOfRange(Vec<OutOfRange>),
+}
+
+/// What collecting found.
+enum Collected<'c> {
+    Batch {
+        msgs: Vec<BorrowedMessage<'c>>,
+        reservation: crate::load_memory::Reservation,
+        stopped: bool,
+    },
+    /// Messages were removed before they loaded: nothing of the batch is loaded.
+    OutOfRange(Vec<OutOfRange>),
+    /// The consumer must be assigned again (the batch is dropped).
+    Reassign,
+}
+
+/// Why resuming failed: Kafka unreachable is retried for as long as it lasts (the operator
+/// reports the job's brokers), the table's offsets unreadable counts toward the retry budget.
+enum ResumeError {
+    Kafka(anyhow::Error),
+    Table(anyhow::Error),
+}
+
+impl TaskLoop {
+    /// Loads the messages, checks the error window, commits, and counts the batch once it is
+    /// in the table.
+    async fn load_and_commit(
+        &mut self,
+        consumer: &StreamConsumer<KafkaErrors>,
+        msgs: Vec<BorrowedMessage<'_>>,
+    ) -> Result<BatchEnd, NotOurs> {
+        let started = Instant::now();
+        let resumed_from: BTreeMap<i32, Option<i64>> = {
+            let mut r = BTreeMap::new();
+            for m in &msgs {
+                r.entry(m.partition()).or_insert_with(|| {
+                    self.status
+                        .committed_offsets
+                        .get(&m.partition().to_string())
+                        .copied()
+                });
+            }
+            r
+        };
+        let source: Vec<SourceMessage<'_>> = msgs
+            .iter()
+            .map(|m| SourceMessage {
+                partition: m.partition(),
+                offset: m.offset(),
+                payload: m.payload().unwrap_or(&[]),
+            })
+            .collect();
+        // Decode, cast and filter are CPU work: off the async threads, so the Lease heartbeat
+        // and the other tasks' I/O never wait on them.
+        let engine = &mut self.engine;
+        let loaded = match tokio::task::block_in_place(|| engine.load(&source)) {
+            Ok(l) => l,
+            Err(e) => {
+                self.count_aborted();
+                let message = format!("batch aborted: {e}");
+                return self.retry_or_pause(FailureKind::Engine, message).await;
+            }
+        };
+        let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+        for m in &source {
+            let e = next.entry(m.partition).or_insert(m.offset + 1);
+            *e = (*e).max(m.offset + 1);
+        }
+        drop(source);
+        let c = loaded.counters;
+        let first_error = loaded.errors.first().map(|e| e.to_string());
+        if let Err(exceeded) = self
+            .window
+            .check(c.total_rows, c.error_rows, first_error.as_deref())
+        {
+            // The rows that passed the limit are logged so the reason can point at them; the
+            // batch is not committed and the job pauses.
+            self.log_errors(&loaded);
+            let reason = format!("{}. See {}", exceeded.reason, self.log_url);
+            self.count_aborted();
+            self.status.error_window_exceeded = Some(reason.clone());
+            self.status.message = Some(reason);
+            self.report(true).await?;
+            return Ok(BatchEnd::Paused);
+        }
+
+        self.attempts += 1;
+        let req = CommitRequest {
+            resumed_from,
+            next: next.clone(),
+            starts: BTreeMap::new(),
+            label: self.label(&format!("batch-{}", self.attempts)),
+            info: self.commit_info(Some(&c)),
+        };
+        let since = self.sink.version();
+        let batch = (loaded.batch.num_rows() > 0).then(|| loaded.batch.clone());
+        let t0 = Instant::now();
+        let outcome = match self.commit_blocking(batch, &req).await {
+            Ok(done) => Ok(done.version),
+            Err(e @ SinkError::Conflict(_)) => Err(format!("batch not committed: {e}")),
+            Err(e) => {
+                // The commit file may have been written before the error (a storage timeout):
+                // the table says whether this very batch landed.
+                tracing::warn!(task = %self.a.name, error = %e, "commit outcome unknown: reading the table");
+                match self.sink.landed(since, &req.label).await {
+                    Ok(Some(v)) => Ok(v),
+                    Ok(None) => Err(format!("batch not committed: {e}")),
+                    Err(e2) => Err(format!(
+                        "batch not committed: {e}; reading the table after it: {e2}"
+                    )),
+                }
+            }
+        };
+        let version = match outcome {
+            Ok(v) => v,
+            Err(message) => {
+                // A conflict (someone else advanced our partitions, or we raced) or a storage
+                // failure: re-read the offsets after a backoff; the same failure again and
+                // again pauses the job.
+                tracing::warn!(task = %self.a.name, error = %message, "batch not committed");
+                self.count_aborted();
+                return self.retry_or_pause(FailureKind::Storage, message).await;
+            }
+        };
+
+        // In the table: now, and only now, the batch counts.
+        self.failures.clear();
+        self.window
+            .commit(c.total_rows, c.error_rows, first_error.as_deref());
+        self.log_errors(&loaded);
+        let m = &self.ctx.metrics;
+        let (ns, job) = (self.a.namespace.as_str(), self.job_name.as_str());
+        m.commit_seconds
+            .with_label_values(&[ns, job])
+            .observe(t0.elapsed().as_secs_f64());
+        m.batches.with_label_values(&[ns, job, "committed"]).inc();
+        for (kind, n) in [
+            ("total", c.total_rows),
+            ("loaded", c.loaded_rows),
+            ("error", c.error_rows),
+            ("unselected", c.unselected_rows),
+        ] {
+            m.rows.with_label_values(&[ns, job, kind]).inc_by(n);
+        }
+        m.bytes
+            .with_label_values(&[ns, job])
+            .inc_by(c.received_bytes);
+        let s = &mut self.status;
+        s.counters.received_bytes += c.received_bytes as i64;
+        s.counters.total_rows += c.total_rows as i64;
+        s.counters.loaded_rows += c.loaded_rows as i64;
+        s.counters.error_rows += c.error_rows as i64;
+        s.counters.unselected_rows += c.unselected_rows as i64;
+        s.counters.committed_batches += 1;
+        s.counters.execute_time_ms += started.elapsed().as_millis() as i64;
+        s.last_commit_version = Some(version);
+        s.last_commit_time = Some(Time(now()));
+        for (p, o) in &next {
+            s.committed_offsets.insert(p.to_string(), *o);
+        }
+        s.message = None;
+        self.lag
+            .update(consumer, &mut self.status, &self.ctx.metrics);
+        self.dirty = true;
+        Ok(BatchEnd::Committed)
+    }
+
+    /// Counts the batches an earlier loop of this very task object committed but could not
+    /// report (it was moved on, or stopped, between its commit and its status patch): they are
+    /// the table's versions after the status' last commit that carry this task's UID.
+    async fn adopt_uncounted_commits(&mut self) {
+        let since = self.status.last_commit_version.unwrap_or(-1);
+        let uid = self.task.metadata.uid.clone().unwrap_or_default();
+        let infos = match self
+            .sink
+            .commit_infos_since(since, ADOPT_MAX_VERSIONS)
+            .await
+        {
+            Ok(i) => i,
+            Err(e) => {
+                tracing::warn!(task = %self.a.name, error = %e, "reading recent commits");
+                return;
+            }
+        };
+        for (version, info) in infos {
+            if info["taskUid"].as_str() != Some(uid.as_str()) {
+                continue;
+            }
+            let Some(c) = info.get("counters") else {
+                continue;
+            };
+            let n = |k: &str| c[k].as_i64().unwrap_or(0);
+            let s = &mut self.status;
+            s.counters.total_rows += n("totalRows");
+            s.counters.loaded_rows += n("loadedRows");
+            s.counters.error_rows += n("errorRows");
+            s.counters.unselected_rows += n("unselectedRows");
+            s.counters.received_bytes += n("receivedBytes");
+            s.counters.committed_batches += 1;
+            s.last_commit_version = Some(version);
+            self.dirty = true;
+            tracing::info!(task = %self.a.name, version, label = %info["label"], "counted a batch an earlier loop committed but did not report");
+        }
+    }
+
+    fn count_aborted(&mut self) {
+        self.status.counters.aborted_batches += 1;
+        self.ctx
+            .metrics
+            .batches
+            .with_label_values(&[&self.a.namespace, &self.job_name, "aborted"])
+            .inc();
+    }
+
+    /// Backs off after a failure, or asks for the job to be paused once the same failure has
+    /// used up its budget.
+    async fn retry_or_pause(
+        &mut self,
+        kind: FailureKind,
+        message: String,
+    ) -> Result<BatchEnd, NotOurs> {
+        match self.failures.record(kind, &message) {
+            Verdict::RetryAfter(backoff) => {
+                self.status.message = Some(format!(
+                    "{message} (attempt {}, retrying in {}s)",
+                    self.failures.count(),
+                    backoff.as_secs()
+                ));
+                self.report(true).await?;
+                Ok(BatchEnd::Retry { backoff })
+            }
+            Verdict::Pause(reason) => {
+                self.request_pause(TaskPauseReason::RepeatedFailure, reason)
+                    .await?;
+                Ok(BatchEnd::Paused)
+            }
+        }
+    }
+
+    /// A failure outside a batch: the backoff to wait, or the loop's end after a pause request.
+    async fn fail(&mut self, kind: FailureKind, message: String) -> Result<Duration, Exit> {
+        match self.retry_or_pause(kind, message).await {
+            Ok(BatchEnd::Retry { backoff }) => Ok(backoff),
+            Ok(_) => Err(Exit::Stopped),
+            Err(NotOurs) => Err(Exit::Fenced),
+        }
+    }
+
+    async fn request_pause(
+        &mut self,
+        reason: TaskPauseReason,
+        message: String,
+    ) -> Result<(), NotOurs> {
+        tracing::warn!(task = %self.a.name, reason = reason.as_str(), %message, "asking for the job to be paused");
+        self.status.message = Some(message.clone());
+        self.status.pause_request = Some(TaskPauseRequest { reason, message });
+        self.report(true).await
+    }
+
+    /// Offsets out of range: nothing past them loads; the job pauses with the range.
+    async fn pause_for_gaps(
+        &mut self,
+        gaps: &[OutOfRange],
+        stop: &mut watch::Receiver<bool>,
+    ) -> Exit {
+        let message = gaps
+            .iter()
+            .map(|g| g.to_string())
+            .collect::<Vec<_>>()
+            .join("; ");
+        if self
+            .request_pause(TaskPauseReason::OffsetOutOfRange, message)
+            .await
+            .is_err()
+        {
+            return Exit::Fenced;
+        }
+        let _ = stop.wait_for(|s| *s).await;
+        Exit::Stopped
+    }
+
+    /// Writes the status: at once when `now`, else when something changed and the last write
+    /// is `STATUS_INTERVAL` old, or as a heartbeat.
+    async fn report(&mut self, now: bool) -> Result<(), NotOurs> {
+        let due = now
+            || (self.dirty && self.last_status.elapsed() >= STATUS_INTERVAL)
+            || self.last_status.elapsed() >= HEARTBEAT_INTERVAL;
+        if !due {
+            return Ok(());
+        }
+        self.reporter.patch(&self.status).await?;
+        self.dirty = false;
+        self.last_status = Instant::now();
+        Ok(())
+    }
+
+    /// Commits on the sink. Parquet encoding is CPU work: it runs off the async threads.
+    async fn commit_blocking(
+        &mut self,
+        batch: Option<deltalake::arrow::record_batch::RecordBatch>,
+        req: &CommitRequest,
+    ) -> Result<Committed, SinkError> {
+        let sink = &mut self.sink;
+        tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(sink.commit(batch, req))
+        })
+    }
+
+    /// A label unique to one commit attempt of this loop (StarRocks: each task's load has a
+    /// label), recorded in the commit's `commitInfo`.
+    fn label(&self, what: &str) -> String {
+        format!(
+            "{}-{}-e{}-{}-{what}",
+            self.job_name,
+            self.task.metadata.uid.as_deref().unwrap_or_default(),
+            self.a.epoch,
+            self.tag,
+        )
+    }
+
+    /// `commitInfo.routineLoad`: who committed and what the batch counted.
+    fn commit_info(
+        &self,
+        c: Option<&crate::engine::BatchCounters>,
+    ) -> serde_json::Map<String, serde_json::Value> {
+        let mut info = serde_json::Map::new();
+        info.insert("job".into(), self.job_name.clone().into());
+        info.insert("namespace".into(), self.a.namespace.clone().into());
+        info.insert("task".into(), self.a.name.clone().into());
+        info.insert(
+            "taskUid".into(),
+            self.task.metadata.uid.clone().unwrap_or_default().into(),
+        );
+        info.insert("epoch".into(), self.a.epoch.into());
+        info.insert("worker".into(), self.ctx.pod_name.clone().into());
+        if let Some(c) = c {
+            info.insert(
+                "counters".into(),
+                serde_json::json!({
+                    "totalRows": c.total_rows,
+                    "loadedRows": c.loaded_rows,
+                    "errorRows": c.error_rows,
+                    "unselectedRows": c.unselected_rows,
+                    "receivedBytes": c.received_bytes,
+                }),
+            );
+        }
+        info
+    }
+
+    /// An Event on the job: a partition moved to an edited `kafka.offsets` entry.
+    async fn publish_move(&self, p: i32, from: i64, to: i64, configured: &KafkaOffset) {
+        let what = match to.cmp(&from) {
+            std::cmp::Ordering::Greater => format!("skips offsets {from}..{}", to - 1),
+            std::cmp::Ordering::Less => format!("loads offsets {to}..{} again", from - 1),
+            std::cmp::Ordering::Equal => "changes nothing".to_string(),
+        };
+        let note = format!(
+            "partition {p} moved from offset {from} to {to} (kafka.offsets entry {}): this {what}",
+            String::from(configured.clone())
+        );
+        tracing::info!(task = %self.a.name, %note, "offsets applied");
+        let event = Event {
+            type_: EventType::Normal,
+            reason: "OffsetsApplied".into(),
+            note: Some(note),
+            action: "ApplyOffsets".into(),
+            secondary: None,
+        };
+        if let Err(e) = self
+            .recorder
+            .publish(&event, &self.job.object_ref(&()))
+            .await
+        {
+            tracing::warn!(error = %e, "publishing the OffsetsApplied event");
+        }
+    }
+
+    fn log_errors(&mut self, loaded: &LoadedBatch) {
+        if loaded.errors.is_empty() {
+            return;
+        }
+        if let Err(e) = append_error_log(&self.log_path, &loaded.errors) {
+            tracing::warn!(error = %e, "writing the error log");
+        }
+        self.status.error_log_url = Some(self.log_url.clone());
+    }
+
+    /// The last status, and the metrics of partitions this loop no longer reports.
+    async fn finish(&mut self, exit: Exit) {
+        match exit {
+            Exit::Stopped => {
+                let _ = self.reporter.patch(&self.status).await;
+            }
+            Exit::Fenced => tracing::info!(
+                task = %self.a.name,
+                epoch = self.a.epoch,
+                "the task was re-created or moved: this loop stops without writing its status"
+            ),
+        }
+        for p in &self.partitions {
+            let _ = self.ctx.metrics.lag.remove_label_values(&[
+                &self.a.namespace,
+                &self.job_name,
+                &p.to_string(),
+            ]);
+        }
+    }
+}
+
+/// Tells loops apart in labels: a restart of the same task and epoch (on this worker or after
+/// the worker restarted) gets a new tag.
+fn loop_tag() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{:x}.{}",
+        now().as_millisecond(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
 /// Partition lag: high watermarks are queried at most every `LAG_INTERVAL`; the lag is
 /// recomputed from the last known watermark whenever the committed offsets move.
 struct LagTracker {
@@ -613,12 +1318,17 @@ impl LagTracker {
     }
 }
 
-fn append_error_log(
-    path: &std::path::Path,
-    errors: &[crate::engine::ErrorRow],
-) -> std::io::Result<()> {
+/// Largest size of a task's error log before it is rotated (one older file is kept).
+const ERROR_LOG_MAX_BYTES: u64 = 16 * 1024 * 1024;
+
+fn append_error_log(path: &Path, errors: &[crate::engine::ErrorRow]) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
+    }
+    if std::fs::metadata(path).is_ok_and(|m| m.len() >= ERROR_LOG_MAX_BYTES) {
+        let mut old = path.as_os_str().to_owned();
+        old.push(".1");
+        std::fs::rename(path, old)?;
     }
     let f = std::fs::OpenOptions::new()
         .create(true)
@@ -633,28 +1343,6 @@ fn append_error_log(
 
 fn now() -> k8s_openapi::jiff::Timestamp {
     k8s_openapi::jiff::Timestamp::now()
-}
-
-async fn patch_status(
-    tasks: &Api<RoutineLoadTask>,
-    name: &str,
-    status: &RoutineLoadTaskStatus,
-) -> Result<()> {
-    let mut status = status.clone();
-    status.heartbeat_time = Some(Time(now()));
-    let mut body = serde_json::json!({ "status": status });
-    // A merge patch keeps fields it doesn't mention: clear a message that no longer applies.
-    if status.message.is_none() {
-        body["status"]["message"] = serde_json::Value::Null;
-    }
-    tasks
-        .patch_status(name, &PatchParams::default(), &Patch::Merge(&body))
-        .await
-        .map(|_| ())
-        .map_err(|e| {
-            tracing::warn!(task = name, error = %e, "status patch failed");
-            anyhow!("patching status: {e}")
-        })
 }
 
 /// Sleeps, returning early (true) when `stop` turns true.

@@ -41,4 +41,8 @@
 - apiGroups: [""]
   resources: [secrets]
   verbs: [get]
+# Events on jobs (a partition moved to an edited kafka.offsets entry).
+- apiGroups: [events.k8s.io]
+  resources: [events]
+  verbs: [create, patch]
 {{- end }}

@@ -338,8 +338,8 @@ fn bad_statements_get_clear_errors() {
             "one offset per partition",
         ),
         (
-            r#"CREATE ROUTINE LOAD j ON t FROM KAFKA ("kafka_broker_list" = "b", "kafka_topic" = "t", "kafka_partitions" = "0", "kafka_offsets" = "2024-01-01 00:00:00")"#.into(),
-            "by timestamp are not supported",
+            r#"CREATE ROUTINE LOAD j ON t FROM KAFKA ("kafka_broker_list" = "b", "kafka_topic" = "t", "kafka_partitions" = "0", "kafka_offsets" = "2024-01-01 25:00:00")"#.into(),
+            "is not a number, OFFSET_BEGINNING, OFFSET_END or a time YYYY-MM-DD HH:MM:SS",
         ),
         (
             format!("CREATE ROUTINE LOAD j ON t COLUMNS (a, b {kafka}"),
