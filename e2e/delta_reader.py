@@ -14,14 +14,17 @@ secret_access_key (AWS_SECRET_ACCESS_KEY), region (AWS_REGION), allow_http.
 Prints one JSON object:
     {"version": N, "rows": [{column: value}], "txns": {appId: version}, "schema": [{name, type}],
      "partitionColumns": [...], "files": [path...], "commits": [{"version", "operation"}],
-     "protocol": {...}, "configuration": {...}}
+     "protocol": {...}, "configuration": {...}, "checksum": "sha256 hex"}
 Dates, timestamps and decimals are printed as strings (ISO 8601 / plain decimal), binary as hex.
+The checksum is sha256 over the sorted canonical JSON rows (keys sorted, no spaces, one row a
+line), the same function e2e/spark_reader.py prints, so the two readers compare by checksum.
 Exits 2 with a message on stderr when the table can't be read (no log, an unsupported feature).
 """
 
 import argparse
 import datetime
 import decimal
+import hashlib
 import json
 import os
 import re
@@ -305,6 +308,16 @@ def to_json(value):
     return str(value)
 
 
+def checksum(rows):
+    h = hashlib.sha256()
+    lines = (json.dumps(r, sort_keys=True, separators=(",", ":"), default=to_json,
+                        ensure_ascii=False) for r in rows)
+    for line in sorted(lines):
+        h.update(line.encode("utf-8"))
+        h.update(b"\n")
+    return h.hexdigest()
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("table")
@@ -329,6 +342,7 @@ def main(argv=None):
         "commits": state["commits"],
         "protocol": state["protocol"],
         "configuration": state["metaData"].get("configuration") or {},
+        "checksum": checksum(rows),
     }
     json.dump(out, sys.stdout, default=to_json)
     sys.stdout.write("\n")

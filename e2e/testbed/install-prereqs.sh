@@ -3,6 +3,7 @@
 #   apt:  build tools, pkg-config, libssl-dev + zlib (rdkafka with the system OpenSSL), openssl and
 #         a JDK (Kafka's certificates and broker), Maven (Kafka's jars), curl (readiness probes)
 #   venv: pyarrow in $RL_CACHE/venv-pyarrow for e2e/delta_reader.py (the independent Delta reader)
+#   spark: pyspark + delta-spark and the Delta jars for e2e/spark_reader.py (install-spark.sh)
 # Go (for the control plane and MinIO) and Rust come with the machine image.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -44,3 +45,5 @@ else
   "$VENV_DIR/bin/pip" install -q --disable-pip-version-check "pyarrow==$PYARROW_PIN"
   "$VENV_DIR/bin/python" -c 'import pyarrow, pyarrow.parquet, pyarrow.fs; print("pyarrow", pyarrow.__version__)'
 fi
+
+bash "$(dirname "${BASH_SOURCE[0]}")/install-spark.sh"

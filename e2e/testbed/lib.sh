@@ -12,6 +12,10 @@ HELM_VERSION="${HELM_VERSION:-v4.3.1}"       # helm.sh/helm/v4
 KAFKA_VERSION="${KAFKA_VERSION:-4.3.1}"      # org.apache.kafka:kafka_2.13 on Maven Central
 MINIO_VERSION="${MINIO_VERSION:-v0.0.0-20260212201848-7aac2a2c5b7c}" # github.com/minio/minio (no semver tags)
 PYARROW_VERSION="${PYARROW_VERSION:-}"       # empty: newest pyarrow pip finds
+PYSPARK_VERSION="${PYSPARK_VERSION:-4.0.1}"  # pyspark on PyPI (Spark + its jars, Scala 2.13, Java 17)
+DELTA_SPARK_VERSION="${DELTA_SPARK_VERSION:-4.0.1}" # delta-spark on PyPI, io.delta:delta-spark_2.13 on Maven Central
+HADOOP_AWS_VERSION="${HADOOP_AWS_VERSION:-3.4.1}"   # = the Hadoop in pyspark's jars (s3a for Spark)
+AWS_SDK_VERSION="${AWS_SDK_VERSION:-2.24.8}"        # AWS SDK v2 modules s3, s3-transfer-manager, sts
 
 K8S_DIR="$RL_CACHE/kubernetes-$K8S_VERSION"
 ETCD_DIR="$RL_CACHE/etcd-$ETCD_VERSION"
@@ -19,6 +23,9 @@ HELM_DIR="$RL_CACHE/helm-$HELM_VERSION"
 KAFKA_DIR="$RL_CACHE/kafka-$KAFKA_VERSION"
 MINIO_DIR="$RL_CACHE/minio-$MINIO_VERSION"
 VENV_DIR="$RL_CACHE/venv-pyarrow"
+SPARK_VENV_DIR="$RL_CACHE/venv-spark-$PYSPARK_VERSION-delta-$DELTA_SPARK_VERSION"
+SPARK_IVY_DIR="$RL_CACHE/spark-ivy-delta-$DELTA_SPARK_VERSION"   # Ivy cache; jars/ is the classpath
+SPARK_S3A_DIR="$RL_CACHE/spark-s3a-hadoop-aws-$HADOOP_AWS_VERSION-sdk-$AWS_SDK_VERSION" # jars/ for s3a
 
 # Go builds share the 2 cores with cargo: keep them narrow unless told otherwise.
 GO_BUILD_P="${GO_BUILD_P:-2}"
