@@ -449,6 +449,24 @@ pub struct RoutineLoadJobStatus {
     /// gone.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub retired_tasks: BTreeMap<String, crate::task::TaskCounters>,
+
+    /// Where the job-wide error window began (StarRocks: `maxErrorNumber` error rows per
+    /// `10 x maxBatchRows` rows of the whole job, and `maxFilterRatio`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_window: Option<ErrorWindowStart>,
+}
+
+/// The job's cumulative counters when its current error window began. A window covers one job
+/// generation: a spec edit, a resume or a completed window starts a new one.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorWindowStart {
+    /// The job generation whose rows the window counts.
+    pub generation: i64,
+    /// `statistic.totalRows` when the window began.
+    pub total_rows: i64,
+    /// `statistic.errorRows` when the window began.
+    pub error_rows: i64,
 }
 
 fn default_concurrency() -> i32 {

@@ -586,13 +586,15 @@ async fn operator_folds_task_status_and_pauses_on_error_window() {
     let brokers = env.tb.var("KAFKA_BROKERS").expect("brokers").to_string();
     let _w = fake_worker(&env.client, &env.ns, "worker-a").await;
     create_table(&env, "t").await;
+    // maxErrorNumber 5: the job's own window tolerates the reported error row, so the pause
+    // below is the task's report of its window.
     create_job(
         &env,
         "fold",
         "t",
         &topic,
         &brokers,
-        json!({ "desiredConcurrentNumber": 1 }),
+        json!({ "desiredConcurrentNumber": 1, "maxErrorNumber": 5 }),
     )
     .await;
     let jobs = api(&env.client, &env.ns, "RoutineLoadJob", "routineloadjobs");
@@ -1101,4 +1103,82 @@ async fn operator_resumes_a_job_when_its_brokers_come_back() {
             .any(|(_, m)| m.contains("PAUSED -> NEED_SCHEDULE")),
         "{events:?}"
     );
+}
+
+#[tokio::test]
+async fn operator_pauses_on_the_jobs_error_window_not_one_tasks() {
+    let Some(env) = setup("operator job-wide error window").await else {
+        return;
+    };
+    let topic = unique_name("op-window");
+    env.tb.create_topic(&topic, 3).await.expect("topic");
+    let brokers = env.tb.var("KAFKA_BROKERS").expect("brokers").to_string();
+    let mut fakes = Vec::new();
+    for w in ["worker-a", "worker-b", "worker-c"] {
+        fakes.push(fake_worker(&env.client, &env.ns, w).await);
+    }
+    create_table(&env, "t").await;
+    create_job(
+        &env,
+        "window",
+        "t",
+        &topic,
+        &brokers,
+        json!({ "desiredConcurrentNumber": 3, "maxErrorNumber": 5 }),
+    )
+    .await;
+    let jobs = api(&env.client, &env.ns, "RoutineLoadJob", "routineloadjobs");
+    wait_state(&jobs, "window", "RUNNING", Duration::from_secs(60)).await;
+    let tasks = wait_for("three tasks", Duration::from_secs(30), || async {
+        let t = tasks_of(&env.client, &env.ns, "window").await;
+        if t.len() == 3 {
+            Ok(t)
+        } else {
+            Err(task_summary(&t))
+        }
+    })
+    .await;
+    // Each task: 3 error rows in 100, within maxErrorNumber 5 for any one task; the job has 9.
+    for (i, t) in tasks.iter().enumerate() {
+        let name = t["metadata"]["name"].as_str().expect("name").to_string();
+        let epoch = t["spec"]["epoch"].as_i64().expect("epoch");
+        report(
+            &env.client,
+            &env.ns,
+            &name,
+            json!({ "epoch": epoch, "loadedRows": 97, "totalRows": 100, "errorRows": 3,
+                    "committedBatches": 1, "committedOffsets": { i.to_string(): 100 } }),
+        )
+        .await;
+    }
+    let job = wait_state(&jobs, "window", "PAUSED", Duration::from_secs(30)).await;
+    let s = &job["status"];
+    assert_eq!(s["conditions"][0]["reason"], "ErrorWindowExceeded", "{s}");
+    let reason = s["reasonOfStateChanged"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("error rows in") && reason.contains("maxErrorNumber 5"),
+        "{reason}"
+    );
+    assert!(s["statistic"]["errorRows"].as_i64() >= Some(6), "{s}");
+    wait_for("tasks removed", Duration::from_secs(15), || async {
+        let t = tasks_of(&env.client, &env.ns, "window").await;
+        if t.is_empty() {
+            Ok(())
+        } else {
+            Err(task_summary(&t))
+        }
+    })
+    .await;
+    // The counters of the removed tasks stay in the job status (keyed by task UID until the
+    // tasks are gone, then summed).
+    let job = get(&jobs, "window").await;
+    let st = &job["status"];
+    let retired = st["retiredCounters"]["errorRows"].as_i64().unwrap_or(0)
+        + st["retiredTasks"]
+            .as_object()
+            .map(|m| m.values().filter_map(|c| c["errorRows"].as_i64()).sum())
+            .unwrap_or(0);
+    assert_eq!(Some(retired), st["statistic"]["errorRows"].as_i64(), "{st}");
+    assert!(retired >= 6, "{st}");
+    drop(fakes);
 }

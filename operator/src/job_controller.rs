@@ -31,6 +31,7 @@ use routine_load_api::{LoadPlan, RoutineLoadJob, RoutineLoadTask, RoutineLoadTas
 use serde_json::json;
 use tracing::{debug, info, warn};
 
+use crate::error_window::WindowLimits;
 use crate::job_plan::{self, KafkaRead, PlanInputs};
 use crate::job_state::{self, Blocker, Cause, Counters, Sample, TaskReport};
 use crate::kafka_metadata::MetadataClients;
@@ -329,6 +330,11 @@ async fn reconcile_job(job: &RoutineLoadJob, ctx: &Context) -> Result<Action, Er
         generation: job.metadata.generation.unwrap_or(0),
         desired: job.spec.state,
         desired_concurrent_number: job.spec.desired_concurrent_number,
+        limits: WindowLimits {
+            max_error_number: job.spec.max_error_number,
+            max_batch_rows: job.spec.max_batch_rows,
+            max_filter_ratio: job.spec.max_filter_ratio,
+        },
         status: status.clone(),
         legacy_retired: legacy_retired_counters(job),
         tasks: tasks.clone(),
@@ -447,6 +453,7 @@ async fn reconcile_job(job: &RoutineLoadJob, ctx: &Context) -> Result<Action, Er
         conditions: Vec::new(),
         retired_counters: Some(plan.retired_counters),
         retired_tasks: plan.retired_tasks.clone(),
+        error_window: Some(plan.error_window),
     };
     if changed && state == JobState::Paused {
         new_status.pause_time = Some(Time(now));

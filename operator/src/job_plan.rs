@@ -13,6 +13,9 @@
 //!    over `min(desiredConcurrentNumber, partitions, live workers, cap)` tasks placed on live
 //!    workers, bumping the epoch of a task that moves or whose partitions change.
 //! 4. Counters of tasks that end are retired into the job status, keyed by task UID.
+//!
+//! The job-wide error window ([`error_window`]) is checked on the job's counters (retired and
+//! live) before the intent: it pauses the job like a task's report of its own window would.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -20,10 +23,11 @@ use std::time::Duration;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
-use routine_load_api::job::{DesiredState, JobState, RoutineLoadJobStatus};
+use routine_load_api::job::{DesiredState, ErrorWindowStart, JobState, RoutineLoadJobStatus};
 use routine_load_api::task::TaskPauseReason;
 use routine_load_api::{RoutineLoadTask, RoutineLoadTaskSpec};
 
+use crate::error_window::{self, WindowLimits};
 use crate::job_controller::{Config, PlannedTask, READY_CONDITION, plan_tasks};
 use crate::job_scheduler;
 use crate::job_state::{self, Blocker, Cause, Counters, Facts, Intent};
@@ -53,6 +57,8 @@ pub struct PlanInputs {
     pub generation: i64,
     pub desired: DesiredState,
     pub desired_concurrent_number: i32,
+    /// `maxErrorNumber`, `maxBatchRows`, `maxFilterRatio`.
+    pub limits: WindowLimits,
     /// The status as read (conditions carry the start of ongoing failures).
     pub status: RoutineLoadJobStatus,
     /// Counters recorded by an older operator in the job's annotation, used while the status
@@ -95,6 +101,8 @@ pub struct JobPlan {
     pub partitions: Vec<i32>,
     /// Conditions besides `Ready` (Kafka metadata, workers).
     pub conditions: Vec<Condition>,
+    /// `status.errorWindow` after this plan.
+    pub error_window: ErrorWindowStart,
     /// Scheduling decisions, for metrics: "created", "moved", "resplit", "removed".
     pub decisions: Vec<&'static str>,
     /// Live workers seen (for messages and logs).
@@ -309,6 +317,34 @@ pub fn plan(inputs: &PlanInputs, cfg: &Config, now: Timestamp) -> JobPlan {
             ),
         })
     });
+    // The job-wide error window, over retired and live counters.
+    let mut totals = status
+        .retired_counters
+        .or(inputs.legacy_retired)
+        .unwrap_or_default();
+    for c in status.retired_tasks.values() {
+        totals.add(c);
+    }
+    for t in tasks
+        .iter()
+        .filter(|t| !status.retired_tasks.contains_key(&task_uid(t)))
+    {
+        if let Some(s) = &t.status {
+            totals.add(&s.counters);
+        }
+    }
+    let window = error_window::check(
+        status.error_window,
+        matches!(
+            status.state,
+            Some(JobState::Running | JobState::NeedSchedule)
+        ),
+        generation,
+        totals.total_rows,
+        totals.error_rows,
+        inputs.limits,
+    );
+    let error_window_exceeded = error_window_exceeded.or(window.exceeded);
     let cause_now = current_cause(status);
     let facts = Facts {
         desired: inputs.desired,
@@ -476,6 +512,7 @@ pub fn plan(inputs: &PlanInputs, cfg: &Config, now: Timestamp) -> JobPlan {
         retired_tasks,
         partitions,
         conditions,
+        error_window: window.start,
         decisions,
         live_workers,
         tolerated,

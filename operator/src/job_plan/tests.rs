@@ -100,6 +100,11 @@ fn inputs() -> PlanInputs {
         generation: 1,
         desired: DesiredState::Running,
         desired_concurrent_number: 2,
+        limits: WindowLimits {
+            max_error_number: 5,
+            max_batch_rows: 200_000,
+            max_filter_ratio: 1.0,
+        },
         status: running_status(vec![]),
         legacy_retired: None,
         tasks: two_tasks(),
@@ -586,4 +591,115 @@ fn retired_counters_are_keyed_by_task_uid_and_count_once() {
     let p = plan(&i, &cfg(), now());
     assert!(p.retired_tasks.is_empty(), "{:?}", p.retired_tasks);
     assert_eq!(loaded(&p, &i.tasks), 130);
+}
+
+/// Three tasks, each with `errors` error rows in 1000 rows.
+fn three_tasks_with_errors(errors: i64) -> Vec<RoutineLoadTask> {
+    (0..3)
+        .map(|i| {
+            let mut t = task(i, &[i as i32], &format!("w{i}"), 0, 1_000 - errors);
+            if let Some(s) = t.status.as_mut() {
+                s.counters.total_rows = 1_000;
+                s.counters.error_rows = errors;
+            }
+            t
+        })
+        .collect()
+}
+
+#[test]
+fn the_error_window_is_the_jobs_not_one_tasks() {
+    let three = |errors: i64, status: RoutineLoadJobStatus, generation: i64| PlanInputs {
+        tasks: three_tasks_with_errors(errors),
+        desired_concurrent_number: 3,
+        kafka: KafkaRead::Partitions(vec![0, 1, 2]),
+        status: RoutineLoadJobStatus {
+            current_kafka_partitions: vec![0, 1, 2],
+            ..status
+        },
+        generation,
+        ..inputs()
+    };
+    let window_at = |generation, total_rows, error_rows| {
+        Some(ErrorWindowStart {
+            generation,
+            total_rows,
+            error_rows,
+        })
+    };
+    // name, inputs, expected state and cause, error rows in the reason (if paused)
+    let cases: Vec<(&str, PlanInputs, JobState, Cause, Option<&str>)> = vec![
+        (
+            "3 tasks x 3 error rows, maxErrorNumber 5: the job pauses (9 > 5)",
+            three(
+                3,
+                RoutineLoadJobStatus {
+                    error_window: window_at(1, 0, 0),
+                    ..running_status(vec![])
+                },
+                1,
+            ),
+            JobState::Paused,
+            Cause::ErrorWindowExceeded,
+            Some("9 error rows in 3000 rows"),
+        ),
+        (
+            "3 tasks x 1 error row: runs",
+            three(
+                1,
+                RoutineLoadJobStatus {
+                    error_window: window_at(1, 0, 0),
+                    ..running_status(vec![])
+                },
+                1,
+            ),
+            JobState::Running,
+            Cause::Running,
+            None,
+        ),
+        (
+            "errors of removed tasks count too (retired, 4 + 3 x 1 > 5)",
+            three(
+                1,
+                RoutineLoadJobStatus {
+                    error_window: window_at(1, 0, 0),
+                    retired_counters: Some(Counters {
+                        total_rows: 100,
+                        error_rows: 4,
+                        ..Default::default()
+                    }),
+                    ..running_status(vec![])
+                },
+                1,
+            ),
+            JobState::Paused,
+            Cause::ErrorWindowExceeded,
+            Some("7 error rows in 3100 rows"),
+        ),
+        (
+            "after a spec edit the older generation's rows don't count",
+            three(
+                3,
+                RoutineLoadJobStatus {
+                    error_window: window_at(1, 0, 0),
+                    ..running_status(vec![])
+                },
+                2,
+            ),
+            JobState::Running,
+            Cause::Running,
+            None,
+        ),
+    ];
+    for (name, i, state, cause, reason) in cases {
+        let p = plan(&i, &cfg(), now());
+        assert_eq!((p.state, p.cause), (state, cause), "{name}: {:?}", p.reason);
+        if let Some(r) = reason {
+            let got = p.reason.clone().unwrap_or_default();
+            assert!(got.contains(r), "{name}: {got}");
+            assert_eq!(p.delete, vec!["j-0", "j-1", "j-2"], "{name}");
+        } else {
+            assert!(p.delete.is_empty(), "{name}: {:?}", p.delete);
+        }
+    }
 }
