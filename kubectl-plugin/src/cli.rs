@@ -43,6 +43,12 @@ pub enum Command {
         job: String,
         tail: Option<usize>,
     },
+    Offsets {
+        job: String,
+        /// `PARTITION=OFFSET` arguments.
+        changes: Vec<String>,
+        apply: bool,
+    },
     Convert {
         file: Option<String>,
         include_secrets: bool,
@@ -66,6 +72,9 @@ Commands:
   resume JOB                RESUME ROUTINE LOAD FOR job (spec.state: Running)
   stop JOB [--yes]          STOP ROUTINE LOAD FOR job (spec.state: Stopped, final)
   errors JOB [--tail N]     print the job's error logs (status.errorLogUrls)
+  offsets JOB [P=OFFSET ...] [--apply]
+                            where each partition stands; what moving partitions would skip or
+                            load again; --apply edits spec.kafka (ALTER ROUTINE LOAD ... FROM KAFKA)
   convert [FILE|-]          CREATE ROUTINE LOAD statement -> RoutineLoadJob YAML
   help [COMMAND]            this help, or a command's
 
@@ -142,6 +151,18 @@ Fetches the error logs listed in the job's status.errorLogUrls and its tasks' er
 A worker address that is not reachable from here needs `kubectl port-forward`.
 "
         }
+        "offsets" => {
+            "\
+Usage: kubectl routineload offsets JOB [PARTITION=OFFSET ...] [--apply] [-n NS]
+
+Without PARTITION=OFFSET: each partition's next offset to load and the end of the partition (as
+the workers last measured it). With them (OFFSET: a number, OFFSET_BEGINNING, OFFSET_END or
+'YYYY-MM-DD HH:MM:SS' in the job's timezone): what moving each partition there would skip or
+load again, and the spec.kafka edit that does it. --apply makes the edit (StarRocks ALTER
+ROUTINE LOAD ... FROM KAFKA (\"kafka_partitions\" = ..., \"kafka_offsets\" = ...)): the worker
+records the new start in the table, and a job paused with OffsetOutOfRange resumes.
+"
+        }
         "convert" => {
             "\
 Usage: kubectl routineload convert [FILE|-] [-n NS] [--include-secrets] [--table TABLE.yaml]
@@ -182,8 +203,8 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
         command: Command::Version,
     };
     let mut positional: Vec<String> = Vec::new();
-    let (mut all, mut yes, mut include_secrets, mut help, mut version) =
-        (false, false, false, false, false);
+    let (mut all, mut yes, mut include_secrets, mut help, mut version, mut apply) =
+        (false, false, false, false, false, false);
     let mut tail = None;
     let mut table: Option<String> = None;
     let mut only_positional = false;
@@ -216,6 +237,8 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
             all = true;
         } else if flag == "--yes" || flag == "-y" {
             yes = true;
+        } else if flag == "--apply" {
+            apply = true;
         } else if flag == "--include-secrets" {
             include_secrets = true;
         } else if flag == "--table" {
@@ -277,6 +300,7 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
             ("--include-secrets", include_secrets),
             ("--tail", tail.is_some()),
             ("--table", table.is_some()),
+            ("--apply", apply),
         ] {
             if set && !ok.iter().any(|(f, _)| *f == flag) {
                 return Err(format!("{cmd}: option {flag} does not apply"));
@@ -321,6 +345,20 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
                 tail,
             }
         }
+        "offsets" => {
+            allowed(&[("--apply", true)])?;
+            let Some((job, changes)) = rest.split_first() else {
+                return Err("offsets: which job? usage: kubectl routineload offsets JOB [PARTITION=OFFSET ...] [--apply]".into());
+            };
+            if apply && changes.is_empty() {
+                return Err("offsets: --apply needs at least one PARTITION=OFFSET".into());
+            }
+            Command::Offsets {
+                job: job.clone(),
+                changes: changes.to_vec(),
+                apply,
+            }
+        }
         "convert" => {
             allowed(&[("--include-secrets", true), ("--table", true)])?;
             if rest.len() > 1 {
@@ -337,7 +375,7 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
         },
         other => {
             return Err(format!(
-                "unknown command '{other}': expected show, tasks, pause, resume, stop, errors or convert (see kubectl routineload --help)"
+                "unknown command '{other}': expected show, tasks, pause, resume, stop, errors, offsets or convert (see kubectl routineload --help)"
             ));
         }
     };

@@ -6,6 +6,7 @@
 mod cli;
 mod convert;
 mod http;
+mod offsets;
 mod show;
 
 use std::io::{BufRead, IsTerminal, Read, Write};
@@ -132,6 +133,11 @@ async fn run(cli: Cli) -> Result<()> {
                     set_state(&cli, &jobs, &ns, job, DesiredState::Stopped, *yes).await
                 }
                 Command::Errors { job, tail } => errors_cmd(&client, &jobs, &ns, job, *tail).await,
+                Command::Offsets {
+                    job,
+                    changes,
+                    apply,
+                } => offsets_cmd(&jobs, &ns, job, changes, *apply).await,
                 Command::Help { .. } | Command::Version | Command::Convert { .. } => {
                     unreachable!()
                 }
@@ -465,6 +471,80 @@ fn convert_cmd(
         converted
             .to_yaml(&convert::head(&statement))
             .context("convert: writing YAML")?
+    );
+    Ok(())
+}
+
+/// `offsets JOB [P=OFFSET ...] [--apply]`.
+async fn offsets_cmd(
+    jobs: &Api<RoutineLoadJob>,
+    ns: &str,
+    name: &str,
+    changes: &[String],
+    apply: bool,
+) -> Result<()> {
+    let job = get_job(jobs, name, ns).await?;
+    let standings = offsets::standings(&job);
+    let changes: Vec<_> = changes
+        .iter()
+        .map(|c| offsets::parse_change(c))
+        .collect::<Result<_, _>>()
+        .map_err(anyhow::Error::msg)?;
+    if changes.is_empty() {
+        println!("PARTITION  NEXT  END  LAG");
+        for s in &standings {
+            let show = |v: Option<i64>| v.map_or_else(|| "-".to_string(), |v| v.to_string());
+            let lag = s.next.zip(s.end).map(|(n, e)| e - n);
+            println!(
+                "{}  {}  {}  {}",
+                s.partition,
+                show(s.next),
+                show(s.end),
+                show(lag)
+            );
+        }
+        return Ok(());
+    }
+    for (p, to) in &changes {
+        let s = standings
+            .iter()
+            .find(|s| s.partition == *p)
+            .copied()
+            .unwrap_or(offsets::Standing {
+                partition: *p,
+                next: None,
+                end: None,
+            });
+        println!("{}", offsets::preview(&s, to));
+    }
+    let loaded: Vec<i32> = standings.iter().map(|s| s.partition).collect();
+    let (partitions, new_offsets, warnings) =
+        offsets::edited_kafka(&job.spec.kafka, &loaded, &changes).map_err(anyhow::Error::msg)?;
+    for w in &warnings {
+        println!("warning: {w}");
+    }
+    let patch =
+        json!({ "spec": { "kafka": { "partitions": partitions, "offsets": new_offsets } } });
+    if !apply {
+        println!(
+            "to apply: kubectl routineload offsets {name} {} --apply\n(patch: {patch})",
+            changes
+                .iter()
+                .map(|(p, o)| format!("'{p}={}'", String::from(o.clone())))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        return Ok(());
+    }
+    let pp = PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    jobs.patch(name, &pp, &Patch::Merge(&patch))
+        .await
+        .with_context(|| format!("patching spec.kafka of RoutineLoadJob {ns}/{name}"))?;
+    println!(
+        "applied: the worker records the new starts in the table (see the job's OffsetsApplied Events)"
     );
     Ok(())
 }
