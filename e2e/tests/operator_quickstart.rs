@@ -1,6 +1,7 @@
 //! The whole system as processes: the operator and a real worker against the testbed's API
 //! server and Kafka. A job goes NEED_SCHEDULE -> RUNNING, the worker loads what was produced, and
-//! the job status (loadedRows, progress, lag) matches it; the Delta table holds every row once.
+//! the job status (loadedRows, progress, lag) matches it; the Delta table holds every row once,
+//! as both independent readers (pyarrow and Spark) see it.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -127,7 +128,12 @@ async fn operator_and_worker_load_a_topic_end_to_end() {
     let tables = api(&client, &ns, "Table", "tables");
     let table: DynamicObject = serde_json::from_value(json!({
         "apiVersion": "routineload.io/v1alpha1", "kind": "Table", "metadata": { "name": "quick" },
-        "spec": { "columns": [ { "name": "k", "type": "INT" }, { "name": "v", "type": "STRING" } ],
+        // `loaded_at` has no source in the job: every row gets its default. A NOT NULL DATETIME
+        // is the shape (writer 7 with timestampNtz and invariants) Spark checks most strictly.
+        "spec": { "columns": [ { "name": "k", "type": "INT", "nullable": false },
+                               { "name": "v", "type": "STRING" },
+                               { "name": "loaded_at", "type": "DATETIME", "nullable": false,
+                                 "default": "2024-05-01 12:00:00" } ],
                   "location": location },
     }))
     .expect("table");
@@ -208,4 +214,18 @@ async fn operator_and_worker_load_a_topic_end_to_end() {
     assert_eq!(status["statistic"]["unselectedRows"], 10, "{status}");
     assert_eq!(status["statistic"]["loadedRows"], produced + 10, "{status}");
     assert_exactly_once(&tb, &location, produced + 10);
+
+    // Spark (pyspark + delta-spark) reads the same table: same version, rows and checksum.
+    let both = tb
+        .check_with_both_readers(&[location.as_str()], true)
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let (pyarrow, spark) = &both[0];
+    assert_eq!(spark.count, Some(produced as usize + 10));
+    assert!(
+        pyarrow
+            .column("loaded_at")
+            .iter()
+            .all(|t| t == "2024-05-01T12:00:00"),
+        "the default of loaded_at"
+    );
 }
