@@ -666,6 +666,10 @@ async fn s3_table_with_credentials_from_a_secret_loads_rows() {
         "data files in S3: {:?}",
         snap.files
     );
+    // Spark reads the same rows through s3a from the same MinIO.
+    env.tb
+        .check_with_both_readers(&[location.as_str()], true)
+        .unwrap_or_else(|e| panic!("{e:#}"));
 }
 
 // ------------------------------------------------------------------------------------------------
