@@ -24,6 +24,7 @@ pub mod kafka;
 pub mod kube_util;
 pub mod process;
 pub mod proxy;
+pub mod routed_broker;
 pub mod s3;
 pub mod sasl_broker;
 pub mod wikipedia;

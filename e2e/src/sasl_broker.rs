@@ -85,7 +85,7 @@ fn free_port(hold: &mut Vec<std::net::TcpListener>) -> Result<u16> {
 }
 
 /// A random KRaft cluster id: 16 bytes, URL-safe base64 without padding (Kafka's `Uuid`).
-fn cluster_id() -> String {
+pub(crate) fn cluster_id() -> String {
     use std::hash::{BuildHasher, Hasher};
     let mut bytes = Vec::with_capacity(16);
     for i in 0..2u64 {

@@ -1182,3 +1182,96 @@ async fn operator_pauses_on_the_jobs_error_window_not_one_tasks() {
     assert!(retired >= 6, "{st}");
     drop(fakes);
 }
+
+#[tokio::test]
+async fn operator_frozen_leader_writes_nothing_after_a_takeover() {
+    let Some(tb) = testbed_or_skip("operator frozen leader") else {
+        return;
+    };
+    tb.apply_crds().expect("apply CRDs");
+    let client = tb.client().await.expect("admin client");
+    let ns = unique_name("e2e-op-frozen");
+    tb.ensure_namespace(&client, &ns).await.expect("namespace");
+    let lease = [("ROUTINE_LOAD_LEASE_DURATION_SECONDS", "6")];
+    let mut ops: BTreeMap<String, LocalProcess> = ["op-a", "op-b"]
+        .into_iter()
+        .map(|id| (id.to_string(), spawn_operator(&tb, &ns, id, &lease)))
+        .collect();
+    let first = wait_for("a leader", Duration::from_secs(30), || async {
+        leader_of(&client, &ns)
+            .await
+            .filter(|l| !l.is_empty())
+            .ok_or_else(|| "no leader".to_string())
+    })
+    .await;
+    let env = Env {
+        tb: tb.clone(),
+        client: client.clone(),
+        ns: ns.clone(),
+        _operator: None,
+        metrics_addr: String::new(),
+    };
+    let topic = unique_name("op-frozen");
+    tb.create_topic(&topic, 1).await.expect("topic");
+    let brokers = tb.var("KAFKA_BROKERS").expect("brokers").to_string();
+    let _w = fake_worker(&client, &ns, "worker-a").await;
+    create_table(&env, "frozen").await;
+    create_job(&env, "frozen", "frozen", &topic, &brokers, json!({})).await;
+    let jobs = api(&client, &ns, "RoutineLoadJob", "routineloadjobs");
+    wait_state(&jobs, "frozen", "RUNNING", Duration::from_secs(60)).await;
+    assert_eq!(tasks_of(&client, &ns, "frozen").await.len(), 1);
+
+    // Freeze the leader (SIGSTOP) past its lease: the other replica takes over and pauses the
+    // job (its task deleted), while the frozen one still believes the job RUNNING with a task.
+    ops[&first].signal("STOP").expect("SIGSTOP");
+    let next = wait_for("a new leader", Duration::from_secs(30), || async {
+        match leader_of(&client, &ns).await {
+            Some(l) if !l.is_empty() && l != first => Ok(l),
+            l => Err(format!("{l:?}")),
+        }
+    })
+    .await;
+    set_desired(&env, "frozen", "Paused").await;
+    wait_state(&jobs, "frozen", "PAUSED", Duration::from_secs(30)).await;
+    wait_for("task removed", Duration::from_secs(15), || async {
+        let t = tasks_of(&client, &ns, "frozen").await;
+        if t.is_empty() {
+            Ok(())
+        } else {
+            Err(task_summary(&t))
+        }
+    })
+    .await;
+    let before = get(&jobs, "frozen").await;
+
+    // Thaw it: its lease is long gone, so it must write nothing (no task recreated, no status
+    // written back) and exit.
+    ops[&first].signal("CONT").expect("SIGCONT");
+    let thawed = Instant::now();
+    while thawed.elapsed() < Duration::from_secs(10) {
+        assert!(
+            tasks_of(&client, &ns, "frozen").await.is_empty(),
+            "a task reappeared after the frozen leader {first} woke up"
+        );
+        let j = get(&jobs, "frozen").await;
+        assert_eq!(j["status"]["state"], "PAUSED", "{}", j["status"]);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let old = ops.get_mut(&first).expect("old leader");
+    let status = old
+        .wait_exit(Duration::from_secs(20))
+        .expect("old leader exits");
+    assert!(!status.success(), "{status}");
+    let log = old.log();
+    assert!(log.contains("lost leadership"), "{log}");
+    let after = get(&jobs, "frozen").await;
+    assert_eq!(
+        before["metadata"]["resourceVersion"], after["metadata"]["resourceVersion"],
+        "the job changed after {next} paused it: {}",
+        after["status"]
+    );
+    assert_eq!(
+        leader_of(&client, &ns).await.as_deref(),
+        Some(next.as_str())
+    );
+}
