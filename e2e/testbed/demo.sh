@@ -73,7 +73,7 @@ start() {
 jsonpath() { "$KUBECTL" -n "$JOB_NS" get routineloadjob routine-load-wikipedia -o "jsonpath=$1" 2>/dev/null || true; }
 
 up() {
-  step "prerequisites (apt packages, JDK, pyarrow; quick when present)"
+  step "prerequisites (apt packages, JDK, pyarrow, pyspark + delta-spark; quick when present)"
   bash "$RL_TESTBED_DIR/install-prereqs.sh"
 
   step "testbed: kube-apiserver, etcd, controller manager, Kafka, MinIO (first run builds them: ~20 min)"
@@ -154,7 +154,8 @@ up() {
   fi
 
   step "some loaded rows, read back from the Delta table by an independent reader (pyarrow)"
-  READER="$ROOT/e2e/delta_reader.py" TABLE="$DEMO/routine_wiki_edit" "$VENV_DIR/bin/python" - <<'PY'
+  READER="$ROOT/e2e/delta_reader.py" TABLE="$DEMO/routine_wiki_edit" OUT="$DEMO/pyarrow.json" \
+    "$VENV_DIR/bin/python" - <<'PY'
 import json, os, subprocess, sys
 out = subprocess.run([sys.executable, os.environ["READER"], os.environ["TABLE"]],
                      capture_output=True, text=True, check=True).stdout
@@ -166,6 +167,29 @@ width = {"event_time": 20, "channel": 15, "user": 11}
 print(" ".join(c.ljust(width.get(c, 8)) for c in cols))
 for r in rows[:8]:
     print(" ".join(str(r[c]).ljust(width.get(c, 8)) for c in cols))
+print(f"pyarrow: {len(rows)} rows, checksum {snap['checksum'][:16]}, protocol {snap['protocol']}")
+with open(os.environ["OUT"], "w") as f:
+    json.dump({"version": snap["version"], "count": len(rows), "checksum": snap["checksum"]}, f)
+PY
+
+  step "the same table read by Spark $PYSPARK_VERSION + delta-spark $DELTA_SPARK_VERSION (a second, JVM reader)"
+  local spark_out
+  spark_out=$(SPARK_DELTA_JARS="$SPARK_IVY_DIR/jars" SPARK_S3A_JARS="$SPARK_S3A_DIR/jars" PYSPARK_PYTHON="$SPARK_VENV_DIR/bin/python" \
+    "$SPARK_VENV_DIR/bin/python" "$ROOT/e2e/spark_reader.py" read "file://$DEMO/routine_wiki_edit" \
+    2>"$DEMO/spark_reader.log") || { tail -n 20 "$DEMO/spark_reader.log"; echo "$spark_out"; die "Spark could not read the table"; }
+  PYARROW="$DEMO/pyarrow.json" SPARK="$spark_out" python3 - <<'PY' || die "Spark and pyarrow disagree"
+import json, os, sys
+p = json.load(open(os.environ["PYARROW"]))
+s = json.loads(os.environ["SPARK"].strip().splitlines()[-1])
+if s.get("error"):
+    sys.exit(f"Spark refused the table: {s['error']}")
+print(f"Spark:   {s['count']} rows, checksum {s['checksum'][:16]}, version {s['version']}, "
+      f"protocol {s['protocol']['minReaderVersion']}/{s['protocol']['minWriterVersion']} "
+      f"features {s['protocol']['tableFeatures']}")
+same = (s["count"], s["checksum"], s["version"]) == (p["count"], p["checksum"], p["version"])
+print("Spark and pyarrow agree: same version, row count and checksum" if same else
+      f"MISMATCH: pyarrow {p}, Spark {s['count']} rows {s['checksum']} v{s['version']}")
+sys.exit(0 if same else 1)
 PY
   step "done: the job keeps running. Try:"
   cat <<EOF
