@@ -15,6 +15,7 @@ use rdkafka::producer::FutureRecord;
 use rdkafka::{Offset, TopicPartitionList};
 use routine_load_e2e::installation::{Installation, JOB, TABLE, TASK, wait_for};
 use routine_load_e2e::kafka::Listener;
+use routine_load_e2e::process::workspace_binary;
 use routine_load_e2e::{Testbed, testbed_or_skip, unique_name};
 use serde_json::{Value, json};
 
@@ -378,11 +379,29 @@ async fn removed_offsets_pause_the_job_and_an_offsets_edit_resumes_it() {
     let (ids, _) = table_ids(&inst.tb, &location);
     assert_eq!(ids, range(0..50), "nothing past the hole loaded");
 
-    // The user moves the partition to the log start (StarRocks ALTER ROUTINE LOAD ... FROM
-    // KAFKA ("kafka_offsets" = "100")); the edit lifts the pause.
-    inst.merge_patch(JOB, "j", json!({"spec": {"kafka": {"offsets": ["100"]}}}))
-        .await
-        .expect("edit kafka.offsets");
+    // The user looks at what moving the partition to the log start skips, then does it with
+    // the plugin (StarRocks ALTER ROUTINE LOAD ... FROM KAFKA ("kafka_offsets" = "100")); the
+    // edit lifts the pause.
+    let plugin = |args: &[&str]| -> String {
+        let out = std::process::Command::new(workspace_binary("kubectl-routineload").unwrap())
+            .args(args)
+            .args(["-n", &inst.ns, "--kubeconfig"])
+            .arg(inst.tb.kubeconfig())
+            .output()
+            .expect("kubectl-routineload");
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {text}");
+        text
+    };
+    let preview = plugin(&["offsets", "j", "0=100"]);
+    assert!(
+        preview.contains("partition 0: 50 -> 100: skips offsets 50..99 (50 messages)"),
+        "{preview}"
+    );
+    let (ids, _) = table_ids(&inst.tb, &location);
+    assert_eq!(ids, range(0..50), "a preview changes nothing");
+    plugin(&["offsets", "j", "0=100", "--apply"]);
     wait_progress(&inst, "j", 160).await;
     let (ids, _) = table_ids(&inst.tb, &location);
     let mut want = range(0..50);

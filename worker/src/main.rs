@@ -16,6 +16,10 @@
 //! - `ROUTINE_LOAD_ADVERTISE_URL`: base URL of this worker's HTTP server in error log URLs
 //!   (default `http://$POD_IP:<port>`, or the pod name).
 //! - `ROUTINE_LOAD_ERROR_LOG_DIR`: directory of the error logs (default `/tmp/routine-load/error_log`).
+//!   A task's log rotates at 16 MiB (one older half kept, so an HTTP answer is at most that);
+//!   logs not written for `ROUTINE_LOAD_ERROR_LOG_RETENTION_HOURS` (default 72) are removed.
+//! - `ROUTINE_LOAD_RETRY_LIMIT`: storage failures in a row (commits, table reads) before a task
+//!   asks for its job to be paused (default 10).
 //! - `ROUTINE_LOAD_BATCH_INTERVAL_MS`: override of the jobs' maxBatchInterval (tests, demos).
 //! - `ROUTINE_LOAD_MAX_BATCH_ROWS`: override of the jobs' maxBatchRows (tests, demos).
 //! - `KUBECONFIG` or the in-cluster service account: the API server.
@@ -138,6 +142,13 @@ async fn run() -> Result<()> {
     });
 
     tokio::spawn(renew_lease(client.clone(), lease_ns, pod_name.clone()));
+    let retention = Duration::from_secs(
+        3600 * std::env::var("ROUTINE_LOAD_ERROR_LOG_RETENTION_HOURS")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(72),
+    );
+    tokio::spawn(sweep_error_logs(error_log_dir.clone(), retention));
 
     let ctx = WorkerContext {
         client: client.clone(),
@@ -313,6 +324,44 @@ async fn error_log(dir: &std::path::Path, uri: &Uri) -> axum::response::Response
     }
 }
 
+/// Removes error logs (and their rotated halves) not written to for `retention`, every hour.
+async fn sweep_error_logs(dir: PathBuf, retention: Duration) {
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tick.tick().await;
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        let now = std::time::SystemTime::now();
+        for e in entries.flatten() {
+            let modified = e.metadata().and_then(|m| m.modified());
+            if let Ok(modified) = modified
+                && error_log_expired(modified, now, retention)
+                && e.file_name().to_string_lossy().starts_with("error_log_")
+            {
+                match std::fs::remove_file(e.path()) {
+                    Ok(()) => {
+                        tracing::info!(file = %e.path().display(), "removed an expired error log")
+                    }
+                    Err(err) => {
+                        tracing::warn!(file = %e.path().display(), error = %err, "removing an expired error log")
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Whether an error log last written at `modified` is past its retention.
+fn error_log_expired(
+    modified: std::time::SystemTime,
+    now: std::time::SystemTime,
+    retention: Duration,
+) -> bool {
+    now.duration_since(modified)
+        .is_ok_and(|age| age > retention)
+}
+
 fn safe_file_name(f: &str) -> bool {
     !f.is_empty()
         && f.len() <= 255
@@ -353,7 +402,24 @@ async fn renew_lease(client: Client, ns: String, name: String) {
 
 #[cfg(test)]
 mod tests {
-    use super::safe_file_name;
+    use std::time::{Duration, SystemTime};
+
+    use super::{error_log_expired, safe_file_name};
+
+    #[test]
+    fn error_logs_expire_after_their_retention() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let day = Duration::from_secs(86_400);
+        let cases = [
+            (now - 4 * day, 3 * day, true),
+            (now - 2 * day, 3 * day, false),
+            (now, 3 * day, false),
+            (now + day, 3 * day, false),
+        ];
+        for (modified, retention, expired) in cases {
+            assert_eq!(error_log_expired(modified, now, retention), expired);
+        }
+    }
 
     #[test]
     fn error_log_names_are_path_traversal_safe() {
