@@ -1275,3 +1275,105 @@ async fn operator_frozen_leader_writes_nothing_after_a_takeover() {
         Some(next.as_str())
     );
 }
+
+#[tokio::test]
+async fn operator_keeps_tasks_when_every_worker_lease_expires_at_once() {
+    let Some(env) = setup("operator mass lease expiry").await else {
+        return;
+    };
+    let topic = unique_name("op-mass");
+    env.tb.create_topic(&topic, 2).await.expect("topic");
+    let brokers = env.tb.var("KAFKA_BROKERS").expect("brokers").to_string();
+    let a = fake_worker(&env.client, &env.ns, "worker-a").await;
+    let b = fake_worker(&env.client, &env.ns, "worker-b").await;
+    create_table(&env, "t").await;
+    create_job(&env, "mass", "t", &topic, &brokers, json!({})).await;
+    let jobs = api(&env.client, &env.ns, "RoutineLoadJob", "routineloadjobs");
+    wait_state(&jobs, "mass", "RUNNING", Duration::from_secs(60)).await;
+    let identities = |tasks: &[Value]| {
+        let mut v: Vec<String> = tasks
+            .iter()
+            .map(|t| {
+                format!(
+                    "{} {} {} {}",
+                    t["metadata"]["name"],
+                    t["metadata"]["uid"],
+                    t["spec"]["worker"],
+                    t["spec"]["epoch"]
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let before = wait_for("two tasks", Duration::from_secs(30), || async {
+        let t = tasks_of(&env.client, &env.ns, "mass").await;
+        if t.len() == 2 {
+            Ok(identities(&t))
+        } else {
+            Err(task_summary(&t))
+        }
+    })
+    .await;
+
+    // Both Leases (6 s) stop changing at once, as when the control plane stalls: past the
+    // lease, within the grace period (60 s), the job keeps its tasks as they are.
+    a.alive.store(false, Ordering::SeqCst);
+    b.alive.store(false, Ordering::SeqCst);
+    let stopped = Instant::now();
+    let job = wait_for(
+        "every worker Lease seen expired",
+        Duration::from_secs(40),
+        || async {
+            let j = get(&jobs, "mass").await;
+            let failing = j["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["type"] == "WorkersAvailable" && c["status"] == "False");
+            if failing {
+                Ok(j)
+            } else {
+                Err(format!("{}", j["status"]))
+            }
+        },
+    )
+    .await;
+    eprintln!(
+        "expiry seen after {:?}: {}",
+        stopped.elapsed(),
+        job["status"]["conditions"]
+    );
+    while stopped.elapsed() < Duration::from_secs(30) {
+        let j = get(&jobs, "mass").await;
+        assert_eq!(j["status"]["state"], "RUNNING", "{}", j["status"]);
+        assert_eq!(j["status"]["currentTaskNum"], 2, "{}", j["status"]);
+        let t = tasks_of(&env.client, &env.ns, "mass").await;
+        assert_eq!(
+            identities(&t),
+            before,
+            "tasks changed while every Lease was expired"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+
+    // The workers renew again: the condition clears, the tasks never moved.
+    let _a = fake_worker(&env.client, &env.ns, "worker-a").await;
+    let _b = fake_worker(&env.client, &env.ns, "worker-b").await;
+    wait_for("workers live again", Duration::from_secs(30), || async {
+        let j = get(&jobs, "mass").await;
+        let ok = j["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["type"] == "WorkersAvailable" && c["status"] == "True");
+        if ok {
+            Ok(())
+        } else {
+            Err(format!("{}", j["status"]))
+        }
+    })
+    .await;
+    let t = tasks_of(&env.client, &env.ns, "mass").await;
+    assert_eq!(identities(&t), before);
+}
