@@ -87,6 +87,10 @@ def spark_session(options):
          # The Delta log of a test table is small: one partition rebuilds its state.
          .config("spark.databricks.delta.snapshotPartitions", "1")
          .config("spark.driver.memory", os.environ.get("SPARK_READER_MEMORY", "1g"))
+         # A short-lived JVM: the C1 compiler only and a serial GC start and finish sooner.
+         .config("spark.driver.extraJavaOptions",
+                 os.environ.get("SPARK_READER_JAVA_OPTIONS",
+                                "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"))
          .config("spark.sql.warehouse.dir", os.path.join(
              os.environ.get("TMPDIR", "/tmp"), f"rl-spark-warehouse-{os.getpid()}")))
     # S3: s3a against the storage options' endpoint (path-style, like MinIO needs).
