@@ -32,6 +32,7 @@ import glob
 import hashlib
 import json
 import os
+import shutil
 import sys
 
 
@@ -56,6 +57,10 @@ def checksum(rows):
         h.update(line.encode("utf-8"))
         h.update(b"\n")
     return h.hexdigest()
+
+
+# Spark creates its (unused) warehouse directory at start; main removes it at the end.
+WAREHOUSE = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"rl-spark-warehouse-{os.getpid()}")
 
 
 def spark_session(options):
@@ -91,8 +96,7 @@ def spark_session(options):
          .config("spark.driver.extraJavaOptions",
                  os.environ.get("SPARK_READER_JAVA_OPTIONS",
                                 "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"))
-         .config("spark.sql.warehouse.dir", os.path.join(
-             os.environ.get("TMPDIR", "/tmp"), f"rl-spark-warehouse-{os.getpid()}")))
+         .config("spark.sql.warehouse.dir", WAREHOUSE))
     # S3: s3a against the storage options' endpoint (path-style, like MinIO needs).
     opt = {k.lower(): v for k, v in options.items()}
     endpoint = opt.get("aws_endpoint_url") or opt.get("endpoint") or os.environ.get(
@@ -174,6 +178,7 @@ def main(argv=None):
             sys.stdout.flush()
     finally:
         spark.stop()
+        shutil.rmtree(WAREHOUSE, ignore_errors=True)
     return 3 if failed else 0
 
 
