@@ -327,6 +327,18 @@ async fn worker_loads_wikipedia_csv_exactly_once() {
         "traversal refused"
     );
     check_table(&s, N);
+    // The reference's quick start table (DATETIME NOT NULL) read by Spark too: same version, row
+    // count and checksum as the pyarrow reader.
+    let t0 = Instant::now();
+    let both =
+        s.tb.check_with_both_readers(&[s.location.as_str()], false)
+            .unwrap_or_else(|e| panic!("{e:#}"));
+    eprintln!(
+        "Spark read {:?} rows in {:?}; protocol {:?}",
+        both[0].1.count,
+        t0.elapsed(),
+        both[0].1.protocol
+    );
     let _ = w.stop(Duration::from_secs(20));
     let _ = &s.topic;
 }
