@@ -1,11 +1,14 @@
 //! A transient fault is not fatal: the operator and a real worker as processes, the operator
 //! reaching Kafka through a proxy the test cuts ([`RoutedBroker`]) while the worker reaches it
 //! directly. A cut longer than a reconcile but shorter than the grace period leaves the job
-//! RUNNING, its tasks (UIDs, epochs, workers) untouched, and loading goes on.
+//! RUNNING, its tasks (UIDs, epochs, workers) untouched, and loading goes on, even when the
+//! operator leader dies during the cut (the new leader continues the failure's count).
 
+use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::coordination::v1::Lease;
 use kube::Client;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, PostParams};
 use kube::core::GroupVersionKind;
@@ -106,6 +109,18 @@ async fn task_identities(client: &Client, ns: &str) -> Vec<(String, String, i64,
     out
 }
 
+async fn leader_of(client: &Client, ns: &str) -> Option<String> {
+    let leases: Api<Lease> = Api::namespaced(client.clone(), ns);
+    leases
+        .get_opt("routine-load-operator")
+        .await
+        .ok()
+        .flatten()
+        .and_then(|l| l.spec)
+        .and_then(|s| s.holder_identity)
+        .filter(|h| !h.is_empty())
+}
+
 async fn produce(broker: &RoutedBroker, topic: &str, from: i64, to: i64) -> i64 {
     let mut n = 0;
     for p in 0..2 {
@@ -156,19 +171,23 @@ async fn operator_rides_out_a_cut_to_kafka_without_touching_tasks() {
     let mut produced = produce(&broker, &topic, 0, 20).await;
 
     // The operator dials the job's brokers through the proxy; the worker dials them directly.
-    let mut operator = spawn(
-        &tb,
-        &ns,
-        "routine-load-operator",
-        "operator",
-        &[
-            (
-                "ROUTINE_LOAD_OPERATOR_KAFKA_BROKERS",
-                format!("{}={}", broker.brokers(), broker.routed_brokers()),
-            ),
-            ("ROUTINE_LOAD_TRANSIENT_GRACE_SECONDS", GRACE_S.to_string()),
-        ],
-    );
+    // Two replicas: the leader is killed during the cut, and the new one must continue the
+    // failure's count from the job status.
+    let operator_env = [
+        (
+            "ROUTINE_LOAD_OPERATOR_KAFKA_BROKERS",
+            format!("{}={}", broker.brokers(), broker.routed_brokers()),
+        ),
+        ("ROUTINE_LOAD_TRANSIENT_GRACE_SECONDS", GRACE_S.to_string()),
+        ("ROUTINE_LOAD_LEASE_DURATION_SECONDS", "6".to_string()),
+    ];
+    let mut operators: BTreeMap<String, LocalProcess> = ["op-1", "op-2"]
+        .into_iter()
+        .map(|id| {
+            let p = spawn(&tb, &ns, "routine-load-operator", id, &operator_env);
+            (id.to_string(), p)
+        })
+        .collect();
     let errlog = std::env::temp_dir().join(unique_name("cut-errlog"));
     let _worker = spawn(
         &tb,
@@ -248,12 +267,37 @@ async fn operator_rides_out_a_cut_to_kafka_without_touching_tasks() {
         msg.contains("cannot read metadata") && msg.contains("tasks keep running"),
         "{msg}"
     );
+    let first = leader_of(&client, &ns).await.expect("a leader");
+    let log = operators[&first].log();
     assert!(
-        operator.log().contains("reading Kafka metadata failed"),
-        "operator log lacks the failure: {}",
-        operator.log()
+        log.contains("reading Kafka metadata failed"),
+        "the leader's log lacks the failure: {log}"
     );
     assert!(broker.proxy.refused() > 0, "the proxy refused nothing");
+
+    let since = c["lastTransitionTime"].clone();
+
+    // The leader dies during the cut: the other replica takes over and counts the failure from
+    // the time recorded in the job status, not from when it started looking.
+    operators
+        .get_mut(&first)
+        .expect("leader")
+        .kill()
+        .expect("kill the leader");
+    let next = {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match leader_of(&client, &ns).await {
+                Some(l) if l != first => break l,
+                l => assert!(Instant::now() < deadline, "no new leader: {l:?}"),
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    };
+    eprintln!(
+        "{next} took over from {first} after {:?} of cut",
+        cut_at.elapsed()
+    );
 
     // While cut: more rows arrive and load; the job stays RUNNING with the same tasks.
     produced += produce(&broker, &topic, 20, 40).await;
@@ -278,9 +322,17 @@ async fn operator_rides_out_a_cut_to_kafka_without_touching_tasks() {
         cut_at.elapsed() < Duration::from_secs(GRACE_S),
         "the test outlasted the grace period"
     );
+    let c = condition(&s, "KafkaMetadataAvailable").expect("condition");
+    assert_eq!(c["status"], "False", "still cut: {s}");
+    assert_eq!(
+        c["lastTransitionTime"], since,
+        "the new leader restarted the failure's count: {c}"
+    );
     assert!(
-        condition(&s, "KafkaMetadataAvailable").is_some_and(|c| c["status"] == "False"),
-        "still cut: {s}"
+        operators[&next]
+            .log()
+            .contains("reading Kafka metadata failed"),
+        "the new leader never saw the failure"
     );
     assert_eq!(task_identities(&client, &ns).await, before);
     eprintln!("cut held {:?}: {s}", cut_at.elapsed());
@@ -294,5 +346,6 @@ async fn operator_rides_out_a_cut_to_kafka_without_touching_tasks() {
     assert_eq!(task_identities(&client, &ns).await, before);
     let s = status(&jobs).await;
     assert_eq!(s["state"], "RUNNING", "{s}");
-    assert!(operator.is_running(), "operator exited: {}", operator.log());
+    let op = operators.get_mut(&next).expect("new leader");
+    assert!(op.is_running(), "operator exited: {}", op.log());
 }
