@@ -161,7 +161,10 @@ out = subprocess.run([sys.executable, os.environ["READER"], os.environ["TABLE"]]
                      capture_output=True, text=True, check=True).stdout
 snap = json.loads(out)
 rows = sorted(snap["rows"], key=lambda r: int(r["user"][4:]))
-print(f"Delta version {snap['version']}: {len(rows)} rows; committed offsets {snap['txns']}")
+# Next offset per partition (transaction ids routine-load-<job uid>-<partition>; the -start ids
+# fingerprint each partition's configured start).
+offsets = {k.rsplit("-", 1)[1]: v for k, v in snap["txns"].items() if not k.endswith("-start")}
+print(f"Delta version {snap['version']}: {len(rows)} rows; committed offsets by partition {offsets}")
 cols = ["event_time", "channel", "user", "is_robot", "delta", "added", "deleted"]
 width = {"event_time": 20, "channel": 15, "user": 11}
 print(" ".join(c.ljust(width.get(c, 8)) for c in cols))
