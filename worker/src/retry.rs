@@ -123,11 +123,18 @@ mod tests {
             }
         }
         f.clear();
-        assert_eq!(f.record(Engine, "bad"), secs(1), "a commit resets the count");
+        assert_eq!(
+            f.record(Engine, "bad"),
+            secs(1),
+            "a commit resets the count"
+        );
 
         let mut limited = Failures::new(Some(2));
         assert_eq!(limited.record(Storage, "s3 down"), secs(1));
-        assert!(matches!(limited.record(Storage, "list failed"), Verdict::Pause(_)));
+        assert!(matches!(
+            limited.record(Storage, "list failed"),
+            Verdict::Pause(_)
+        ));
     }
 
     #[test]
