@@ -102,6 +102,10 @@ async fn reconcile(table: Arc<Table>, ctx: Arc<Context>) -> Result<Action, Error
     let started = Instant::now();
     ctx.metrics.reconciles.with_label_values(&["table"]).inc();
     let ns = table.namespace().ok_or(Error::NoNamespace)?;
+    // The finalizer helper writes (adds or removes the finalizer): only while the lease is held.
+    if !ctx.gate.holds() {
+        return Err(Error::NotLeader);
+    }
     let api: Api<Table> = Api::namespaced(ctx.client.clone(), &ns);
     let (c, n) = (ctx.clone(), ns.clone());
     let result = finalizer(&api, TABLE_FINALIZER, table, |event| async move {
@@ -289,6 +293,9 @@ async fn cleanup(table: &Table, ctx: &Context, ns: &str) -> Result<Action, Error
         return Err(Error::InUse(loading));
     }
     if table.spec.deletion_policy == DeletionPolicy::Delete {
+        if !ctx.gate.holds() {
+            return Err(Error::NotLeader);
+        }
         delete_data(table, ctx, ns).await?;
         info!(table = %table.name_any(), location = %table.spec.location, "deleted the Delta table's files");
     }
