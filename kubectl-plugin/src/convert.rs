@@ -692,10 +692,9 @@ fn offset(key: &str, value: &str) -> Result<String, String> {
     let upper = v.to_ascii_uppercase();
     if upper == "OFFSET_BEGINNING" || upper == "OFFSET_END" {
         Ok(upper)
-    } else if v.parse::<i64>().is_ok_and(|n| n >= 0) {
-        Ok(v.to_string())
-    } else if routine_load_api::job::KafkaOffset::try_from(v.to_string())
-        .is_ok_and(|o| matches!(o, routine_load_api::job::KafkaOffset::Time(_)))
+    } else if v.parse::<i64>().is_ok_and(|n| n >= 0)
+        || routine_load_api::job::KafkaOffset::try_from(v.to_string())
+            .is_ok_and(|o| matches!(o, routine_load_api::job::KafkaOffset::Time(_)))
     {
         Ok(v.to_string())
     } else {

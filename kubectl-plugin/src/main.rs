@@ -518,13 +518,13 @@ async fn offsets_cmd(
         println!("{}", offsets::preview(&s, to));
     }
     let loaded: Vec<i32> = standings.iter().map(|s| s.partition).collect();
-    let (partitions, new_offsets, warnings) =
+    let edit =
         offsets::edited_kafka(&job.spec.kafka, &loaded, &changes).map_err(anyhow::Error::msg)?;
-    for w in &warnings {
+    for w in &edit.warnings {
         println!("warning: {w}");
     }
     let patch =
-        json!({ "spec": { "kafka": { "partitions": partitions, "offsets": new_offsets } } });
+        json!({ "spec": { "kafka": { "partitions": edit.partitions, "offsets": edit.offsets } } });
     if !apply {
         println!(
             "to apply: kubectl routineload offsets {name} {} --apply\n(patch: {patch})",

@@ -119,14 +119,22 @@ pub fn preview(s: &Standing, to: &KafkaOffset) -> String {
     }
 }
 
+/// A `spec.kafka` edit: the partitions and their start entries, and what a user must read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KafkaEdit {
+    pub partitions: Vec<i32>,
+    pub offsets: Vec<KafkaOffset>,
+    pub warnings: Vec<String>,
+}
+
 /// The `spec.kafka.partitions` and `offsets` after the changes: every partition the job loads
 /// keeps an entry (the one it has, or its default start, which moves nothing), the changed
-/// ones get theirs. Also the warnings a user must read.
+/// ones get theirs.
 pub fn edited_kafka(
     kafka: &KafkaSource,
     loaded: &[i32],
     changes: &[(i32, KafkaOffset)],
-) -> Result<(Vec<i32>, Vec<KafkaOffset>, Vec<String>), String> {
+) -> Result<KafkaEdit, String> {
     let mut warnings = Vec::new();
     let default = kafka.default_offset.clone().unwrap_or(KafkaOffset::End);
     let mut entries: BTreeMap<i32, KafkaOffset> = if kafka.partitions.is_empty() {
@@ -162,7 +170,11 @@ pub fn edited_kafka(
         }
     }
     let (partitions, offsets) = entries.into_iter().unzip();
-    Ok((partitions, offsets, warnings))
+    Ok(KafkaEdit {
+        partitions,
+        offsets,
+        warnings,
+    })
 }
 
 fn join(ps: &[i32]) -> String {
@@ -257,7 +269,9 @@ mod tests {
     fn edits_keep_every_partition_and_change_only_the_named_ones() {
         let kafka = |yaml: &str| -> KafkaSource { serde_yaml::from_str(yaml).unwrap() };
         type Case = (&'static str, KafkaSource, Vec<i32>, Vec<(i32, KafkaOffset)>);
-        let cases: Vec<(Case, Result<(Vec<i32>, Vec<&str>, usize), &str>)> = vec![
+        /// The partitions, the offsets' text and the number of warnings; or an error's text.
+        type Want = Result<(Vec<i32>, Vec<&'static str>, usize), &'static str>;
+        let cases: Vec<(Case, Want)> = vec![
             (
                 (
                     "listed partitions",
@@ -310,11 +324,11 @@ mod tests {
         ];
         for ((name, k, loaded, changes), want) in cases {
             match (edited_kafka(&k, &loaded, &changes), want) {
-                (Ok((ps, os, warnings)), Ok((wps, wos, nwarn))) => {
-                    assert_eq!(ps, wps, "{name}");
-                    let os: Vec<String> = os.into_iter().map(String::from).collect();
+                (Ok(edit), Ok((wps, wos, nwarn))) => {
+                    assert_eq!(edit.partitions, wps, "{name}");
+                    let os: Vec<String> = edit.offsets.into_iter().map(String::from).collect();
                     assert_eq!(os, wos, "{name}");
-                    assert_eq!(warnings.len(), nwarn, "{name}: {warnings:?}");
+                    assert_eq!(edit.warnings.len(), nwarn, "{name}: {:?}", edit.warnings);
                 }
                 (Err(e), Err(w)) => assert!(e.contains(w), "{name}: {e}"),
                 (got, w) => panic!("{name}: {got:?}, want {w:?}"),

@@ -178,8 +178,24 @@ async fn apply(table: &Table, ctx: &Context, ns: &str) -> Result<Action, Error> 
     };
     let location = &table.spec.location;
     let opts = delta_table::storage_options(location, &secret);
-    match delta_table::create_or_adopt(location, &table.spec, opts).await {
-        Ok(version) => {
+    match delta_table::create_or_adopt_table(location, &table.spec, opts).await {
+        Ok(setup) => {
+            let version = setup.version;
+            if let Some(repair) = &setup.protocol_repair {
+                info!(table = %table.name_any(), "{}", repair.message());
+                if ctx.gate.holds() {
+                    let event = Event {
+                        type_: EventType::Normal,
+                        reason: "ProtocolRepaired".into(),
+                        note: Some(repair.message()),
+                        action: "RepairProtocol".into(),
+                        secondary: None,
+                    };
+                    if let Err(e) = ctx.recorder.publish(&event, &table.object_ref(&())).await {
+                        warn!(table = %table.name_any(), error = %e, "failed to publish event");
+                    }
+                }
+            }
             set_status(
                 table,
                 ctx,
