@@ -307,7 +307,7 @@ fn bad_statements_get_clear_errors() {
         ),
         (
             format!(r#"CREATE ROUTINE LOAD j ON t PROPERTIES ("max_batch_rows" = "10") {kafka}"#),
-            "must be at least 200000",
+            "must be 200000 to 100000000",
         ),
         (
             format!(r#"CREATE ROUTINE LOAD j ON t PROPERTIES ("format" = "avro") {kafka}"#),
