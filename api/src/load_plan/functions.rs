@@ -78,7 +78,7 @@ pub fn mysql_format_to_chrono(format: &str) -> String {
     out
 }
 
-fn parse_with_format(text: &str, chrono_format: &str) -> Option<NaiveDateTime> {
+pub(super) fn parse_with_format(text: &str, chrono_format: &str) -> Option<NaiveDateTime> {
     NaiveDateTime::parse_from_str(text, chrono_format)
         .ok()
         .or_else(|| {
@@ -101,7 +101,7 @@ fn utf8(array: &ArrayRef) -> Result<ArrayRef> {
 }
 
 /// A wall-clock DATETIME from a timestamp, date or text argument.
-fn datetime_micros(array: &ArrayRef) -> Result<TimestampMicrosecondArray> {
+pub(super) fn datetime_micros(array: &ArrayRef) -> Result<TimestampMicrosecondArray> {
     match array.data_type() {
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
             let text = cast(array, &DataType::Utf8)?;

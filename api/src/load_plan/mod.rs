@@ -3,8 +3,15 @@
 //! one. Derived columns and WHERE compile to DataFusion physical expressions evaluated over Arrow
 //! batches.
 
+mod dialect;
+#[cfg(test)]
+mod function_tests;
 mod functions;
+mod json_functions;
 mod json_path;
+mod string_functions;
+mod time_functions;
+mod udf;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -638,7 +645,12 @@ fn expression_session(tz: Tz) -> SessionContext {
     // Column names are case sensitive, as in the Table spec.
     config.options_mut().sql_parser.enable_ident_normalization = false;
     let session = SessionContext::new_with_config(config);
-    for udf in functions::starrocks_functions(tz) {
+    for udf in functions::starrocks_functions(tz)
+        .into_iter()
+        .chain(time_functions::time_functions(tz))
+        .chain(json_functions::json_functions())
+        .chain(string_functions::string_functions())
+    {
         session.register_udf(udf);
     }
     session
@@ -656,9 +668,18 @@ fn compile(
 ) -> Result<Arc<dyn PhysicalExpr>, CompileError> {
     let df_schema = DFSchema::try_from(schema.as_ref().clone())
         .map_err(|e| CompileError::Invalid(e.to_string()))?;
+    let state = session.state();
+    let known = |name: &str| {
+        state.scalar_functions().contains_key(name)
+            || state.aggregate_functions().contains_key(name)
+            || state.window_functions().contains_key(name)
+    };
+    let sql = dialect::to_datafusion_sql(sql, &known).map_err(CompileError::Invalid)?;
     let expr = session
-        .parse_sql_expr(sql, &df_schema)
+        .parse_sql_expr(&sql, &df_schema)
         .map_err(|e| classify(e.to_string(), schema))?;
+    let expr =
+        starrocks_arithmetic(expr, &df_schema).map_err(|e| CompileError::Invalid(e.to_string()))?;
     for column in expr.column_refs() {
         if schema.field_with_name(&column.name).is_err() {
             return Err(CompileError::UnknownColumn(column.name.clone()));
@@ -679,6 +700,57 @@ fn compile(
     session
         .create_physical_expr(expr, &df_schema)
         .map_err(|e| CompileError::Invalid(e.to_string()))
+}
+
+/// StarRocks arithmetic: `/` divides as DOUBLE (DECIMAL for decimals) and, like `%`, gives
+/// NULL for a zero divisor instead of failing the batch; text operands are read as numbers.
+fn starrocks_arithmetic(
+    expr: deltalake::datafusion::logical_expr::Expr,
+    schema: &DFSchema,
+) -> deltalake::datafusion::common::Result<deltalake::datafusion::logical_expr::Expr> {
+    use deltalake::datafusion::common::ScalarValue;
+    use deltalake::datafusion::common::tree_node::{Transformed, TreeNode};
+    use deltalake::datafusion::functions::core::expr_fn::nullif;
+    use deltalake::datafusion::logical_expr::{
+        BinaryExpr, Expr, ExprSchemable, Operator, cast, lit,
+    };
+    expr.transform_up(|e| {
+        let Expr::BinaryExpr(BinaryExpr { left, op, right }) = &e else {
+            return Ok(Transformed::no(e));
+        };
+        if !matches!(op, Operator::Divide | Operator::Modulo) {
+            return Ok(Transformed::no(e));
+        }
+        let (lt, rt) = (left.get_type(schema)?, right.get_type(schema)?);
+        let decimal =
+            |t: &DataType| matches!(t, DataType::Decimal128(..) | DataType::Decimal256(..));
+        let as_double = |x: &Expr, t: &DataType| {
+            if t == &DataType::Float64 {
+                x.clone()
+            } else {
+                cast(x.clone(), DataType::Float64)
+            }
+        };
+        let (l, r, zero) = if decimal(&lt)
+            || decimal(&rt)
+            || (*op == Operator::Modulo && lt.is_integer() && rt.is_integer())
+        {
+            let zero = cast(lit(0i64), rt.clone());
+            ((**left).clone(), (**right).clone(), zero)
+        } else {
+            (
+                as_double(left, &lt),
+                as_double(right, &rt),
+                lit(ScalarValue::Float64(Some(0.0))),
+            )
+        };
+        Ok(Transformed::yes(Expr::BinaryExpr(BinaryExpr::new(
+            Box::new(l),
+            *op,
+            Box::new(nullif(r, zero)),
+        ))))
+    })
+    .map(|t| t.data)
 }
 
 /// DataFusion reports unknown columns as schema errors; give them our clearer message.
