@@ -893,12 +893,21 @@ impl TaskLoop {
             }
             r
         };
+        let headers: Vec<Option<String>> = if self.engine.wants_headers() {
+            msgs.iter().map(crate::engine::record_headers).collect()
+        } else {
+            Vec::new()
+        };
         let source: Vec<SourceMessage<'_>> = msgs
             .iter()
-            .map(|m| SourceMessage {
+            .enumerate()
+            .map(|(i, m)| SourceMessage {
                 partition: m.partition(),
                 offset: m.offset(),
                 payload: m.payload().unwrap_or(&[]),
+                key: m.key(),
+                timestamp_ms: m.timestamp().to_millis(),
+                headers: headers.get(i).and_then(|h| h.as_deref()),
             })
             .collect();
         // Decode, cast and filter are CPU work: off the async threads, so the Lease heartbeat
