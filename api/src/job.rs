@@ -89,6 +89,12 @@ pub struct RoutineLoadJobSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub columns: Vec<String>,
 
+    /// Kafka record metadata as source columns (StarRocks `INCLUDE METADATA (KEY AS k, ...)`):
+    /// each given name is a column that COLUMNS and WHERE expressions can use, or that loads
+    /// into the table column of that name. Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub include_metadata: Option<IncludeMetadata>,
+
     /// Row filter (StarRocks `WHERE`), a SQL boolean expression over table and derived columns.
     /// Filtered rows count as unselectedRows, not as errors. Default: none.
     #[serde(default, rename = "where", skip_serializing_if = "Option::is_none")]
@@ -295,6 +301,33 @@ pub enum DesiredState {
     Paused,
     /// Stop for good (StarRocks STOP ROUTINE LOAD). A stopped job can't be resumed.
     Stopped,
+}
+
+/// Names of the source columns that hold each Kafka record's metadata (StarRocks
+/// `INCLUDE METADATA`). The names must not be COLUMNS entries.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IncludeMetadata {
+    /// The topic (StarRocks `TOPIC AS name`), text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+    /// The record key (StarRocks `KEY AS name`), text; NULL for a record without a key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// The partition (StarRocks `PARTITION AS name`), INT.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition: Option<String>,
+    /// The offset (StarRocks `OFFSET AS name`), BIGINT.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<String>,
+    /// The record timestamp in milliseconds since the Unix epoch (StarRocks `TIMESTAMP_MS AS
+    /// name`), BIGINT; NULL when the record has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp_ms: Option<String>,
+    /// The headers (StarRocks `HEADERS AS name`) as a JSON object of text values, read with
+    /// `element_at(name, 'header')` or `get_json_string(name, '$.header')`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headers: Option<String>,
 }
 
 /// Message format of a job.

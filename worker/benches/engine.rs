@@ -63,6 +63,7 @@ fn bench(c: &mut Criterion) {
             partition: 0,
             offset: i as i64,
             payload: csv.as_bytes(),
+            ..Default::default()
         })
         .collect();
     let mut csv_engine = engine("columnSeparator: ','");
@@ -90,6 +91,7 @@ fn bench(c: &mut Criterion) {
             partition: 0,
             offset: i as i64,
             payload: json.as_bytes(),
+            ..Default::default()
         })
         .collect();
     let mut json_engine = engine("format: json");

@@ -587,6 +587,13 @@ fn string_functions() {
         (r#"split("a,b,c",",b,")"#, r#"["a","c"]"#),
         (r#"split("abc","")"#, r#"["a","b","c"]"#),
         ("split('a,b,c', ',')[2]", "b"),
+        ("element_at(split('a,b,c', ','), 3)", "c"),
+        ("element_at(split('a,b,c', ','), 4)", "NULL"),
+        (
+            r#"element_at('{"trace-id": "t1", "n": 2}', 'trace-id')"#,
+            "t1",
+        ),
+        (r#"element_at('{"trace-id": "t1"}', 'other')"#, "NULL"),
         // hex.md, unhex.md
         ("hex(3)", "3"),
         ("hex('3')", "33"),

@@ -386,6 +386,62 @@ pub fn json_functions() -> Vec<ScalarUDF> {
         .json()
         .build(),
         Udf::new(
+            "element_at",
+            DataType::Utf8,
+            |types: &[DataType]| match types {
+                [DataType::List(_), _] => Ok(vec![
+                    DataType::List(Arc::new(
+                        deltalake::arrow::datatypes::Field::new_list_field(DataType::Utf8, true),
+                    )),
+                    DataType::Int64,
+                ]),
+                [_, _] => Ok(vec![DataType::Utf8, DataType::Utf8]),
+                _ => deltalake::datafusion::common::plan_err!(
+                    "element_at takes (headers or JSON object, key) or (array, 1-based index)"
+                ),
+            },
+            move |call| {
+                use deltalake::arrow::array::AsArray;
+                if let DataType::List(_) = call.args[0].data_type() {
+                    let lists = call.args[0].as_list::<i32>();
+                    let index = call.int(1)?;
+                    return Ok(text_out(
+                        (0..call.rows)
+                            .map(|i| {
+                                if lists.is_null(i) || index.is_null(i) {
+                                    return None;
+                                }
+                                let items = lists.value(i);
+                                let items = items.as_string::<i32>();
+                                let n = usize::try_from(index.value(i)).ok()?.checked_sub(1)?;
+                                (n < items.len() && items.is_valid(n))
+                                    .then(|| items.value(n).to_string())
+                            })
+                            .collect(),
+                    ));
+                }
+                let docs = call.text(0)?;
+                let keys = call.text(1)?;
+                Ok(text_out(
+                    (0..call.rows)
+                        .map(|i| {
+                            if keys.is_null(i) {
+                                return None;
+                            }
+                            match parse(docs.is_valid(i).then(|| docs.value(i)))?
+                                .get(keys.value(i))?
+                            {
+                                Value::String(s) => Some(s.clone()),
+                                Value::Null => None,
+                                other => Some(other.to_string()),
+                            }
+                        })
+                        .collect(),
+                ))
+            },
+        )
+        .build(),
+        Udf::new(
             "json_unquote",
             DataType::Utf8,
             exactly("json_unquote", "(json)", vec![vec![DataType::Utf8]]),

@@ -134,6 +134,62 @@ pub struct SourceField {
     pub json_path: JsonPath,
 }
 
+/// A Kafka record's metadata that a job reads as a column (StarRocks `INCLUDE METADATA`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetadataKind {
+    Topic,
+    Key,
+    Partition,
+    Offset,
+    TimestampMs,
+    Headers,
+}
+
+impl MetadataKind {
+    /// The Arrow type of the column.
+    pub fn arrow_type(self) -> DataType {
+        match self {
+            MetadataKind::Topic | MetadataKind::Key | MetadataKind::Headers => DataType::Utf8,
+            MetadataKind::Partition => DataType::Int32,
+            MetadataKind::Offset | MetadataKind::TimestampMs => DataType::Int64,
+        }
+    }
+
+    /// StarRocks' name of the metadata key.
+    pub fn starrocks_name(self) -> &'static str {
+        match self {
+            MetadataKind::Topic => "TOPIC",
+            MetadataKind::Key => "KEY",
+            MetadataKind::Partition => "PARTITION",
+            MetadataKind::Offset => "OFFSET",
+            MetadataKind::TimestampMs => "TIMESTAMP_MS",
+            MetadataKind::Headers => "HEADERS",
+        }
+    }
+
+    fn field(self, name: &str) -> Field {
+        let field = Field::new(name, self.arrow_type(), true);
+        if self == MetadataKind::Headers {
+            field.with_metadata(
+                [(
+                    udf::JSON_EXTENSION.0.to_string(),
+                    udf::JSON_EXTENSION.1.to_string(),
+                )]
+                .into(),
+            )
+        } else {
+            field
+        }
+    }
+}
+
+/// A metadata column: what it holds and the name expressions use.
+#[derive(Debug, Clone)]
+pub struct MetadataColumn {
+    pub kind: MetadataKind,
+    pub name: String,
+}
+
 /// How a table column gets its value.
 #[derive(Debug, Clone)]
 pub enum ColumnSource {
@@ -169,7 +225,15 @@ pub struct LoadPlan {
     pub json: JsonOptions,
     /// Fields read from each message, in order.
     pub source_fields: Vec<SourceField>,
-    /// Arrow schema of the typed source fields; derived expressions evaluate over it.
+    /// Kafka record metadata columns, after the source fields in `source_schema`.
+    pub metadata: Vec<MetadataColumn>,
+    /// Indexes (in `metadata`) of the metadata columns that follow the placeholders in
+    /// `where_schema` (those that are not table columns).
+    pub where_metadata: Vec<usize>,
+    /// The topic, for the TOPIC metadata column.
+    pub topic: String,
+    /// Arrow schema of the typed source fields and the metadata columns; derived expressions
+    /// evaluate over it.
     pub source_schema: SchemaRef,
     /// The table's columns in table order.
     pub columns: Vec<PlannedColumn>,
@@ -255,8 +319,12 @@ impl LoadPlan {
 
         // COLUMNS: source fields in order, and derived columns.
         let entries: Vec<ColumnsEntry> = if job.columns.is_empty() {
+            // Without COLUMNS, every table column is a source field except those that a
+            // metadata column fills.
+            let metadata_names = metadata_columns(job, &BTreeSet::new())?;
             table_columns
                 .iter()
+                .filter(|(c, _)| !metadata_names.iter().any(|m| m.name == c.name))
                 .map(|(c, _)| ColumnsEntry::Field(c.name.clone()))
                 .collect()
         } else {
@@ -309,16 +377,39 @@ impl LoadPlan {
                 }
             })
             .collect();
+        let metadata = metadata_columns(job, &seen)?;
+        let mut entries = entries;
+        for m in &metadata {
+            // A metadata column named like a table column loads into it.
+            if by_name.contains_key(m.name.as_str()) {
+                entries.push(ColumnsEntry::Derived {
+                    name: m.name.clone(),
+                    sql: format!("`{}`", m.name),
+                });
+            }
+        }
         let source_schema: SchemaRef = Arc::new(Schema::new(
             source_fields
                 .iter()
                 .map(|f| {
-                    Field::new(
+                    let field = Field::new(
                         &f.name,
                         f.column_type.map_or(DataType::Utf8, |t| t.arrow_type()),
                         true,
-                    )
+                    );
+                    if f.column_type == Some(ColumnType::Json) {
+                        field.with_metadata(
+                            [(
+                                udf::JSON_EXTENSION.0.to_string(),
+                                udf::JSON_EXTENSION.1.to_string(),
+                            )]
+                            .into(),
+                        )
+                    } else {
+                        field
+                    }
                 })
+                .chain(metadata.iter().map(|m| m.kind.field(&m.name)))
                 .collect::<Vec<_>>(),
         ));
 
@@ -415,6 +506,17 @@ impl LoadPlan {
                 .filter(|f| f.column_type.is_none())
                 .map(|f| Field::new(&f.name, DataType::Utf8, true)),
         );
+        let where_metadata: Vec<usize> = metadata
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| !by_name.contains_key(m.name.as_str()))
+            .map(|(i, _)| i)
+            .collect();
+        where_fields.extend(
+            where_metadata
+                .iter()
+                .map(|&i| metadata[i].kind.field(&metadata[i].name)),
+        );
         let where_schema: SchemaRef = Arc::new(Schema::new(where_fields));
         let where_filter = match job.where_expr.as_deref().map(str::trim) {
             Some(sql) if !sql.is_empty() => {
@@ -478,6 +580,9 @@ impl LoadPlan {
             csv,
             json,
             source_fields,
+            metadata,
+            where_metadata,
+            topic: job.kafka.topic.clone(),
             source_schema,
             columns,
             table_schema,
@@ -489,6 +594,48 @@ impl LoadPlan {
             allowed_partitions,
         })
     }
+}
+
+/// The metadata columns a job asks for, checked against its COLUMNS names.
+fn metadata_columns(
+    job: &RoutineLoadJobSpec,
+    columns: &BTreeSet<String>,
+) -> Result<Vec<MetadataColumn>, PlanError> {
+    let Some(m) = &job.include_metadata else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for (kind, name) in [
+        (MetadataKind::Topic, &m.topic),
+        (MetadataKind::Key, &m.key),
+        (MetadataKind::Partition, &m.partition),
+        (MetadataKind::Offset, &m.offset),
+        (MetadataKind::TimestampMs, &m.timestamp_ms),
+        (MetadataKind::Headers, &m.headers),
+    ] {
+        let Some(name) = name else { continue };
+        let bad = |reason: String| PlanError::BadFormatOption {
+            option: "includeMetadata",
+            reason,
+        };
+        let name = unquote_identifier(name).ok_or_else(|| {
+            bad(format!(
+                "{} AS '{name}': the name must be an identifier",
+                kind.starrocks_name()
+            ))
+        })?;
+        if columns.contains(&name) {
+            return Err(bad(format!(
+                "{} AS {name}: '{name}' is also a COLUMNS entry; give the metadata column its own name",
+                kind.starrocks_name()
+            )));
+        }
+        if out.iter().any(|c: &MetadataColumn| c.name == name) {
+            return Err(bad(format!("'{name}' names two metadata columns")));
+        }
+        out.push(MetadataColumn { kind, name });
+    }
+    Ok(out)
 }
 
 enum ColumnsEntry {

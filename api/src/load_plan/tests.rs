@@ -231,3 +231,51 @@ fn separators_accept_escapes() {
     assert_eq!(unescape("\\x01"), [1u8]);
     assert_eq!(unescape("||"), b"||");
 }
+
+#[test]
+fn kafka_metadata_columns_plan() {
+    let spec = job(r#"
+table: t
+columns: [col1, "col3 = concat(k, '@', ts)"]
+includeMetadata: {key: k, timestampMs: ts, offset: col4}
+where: k is not null
+kafka: {brokerList: "b:9092", topic: t}
+"#);
+    let plan = LoadPlan::build(&spec, "t", &table(ARITH_TABLE)).unwrap();
+    let names: Vec<_> = plan
+        .metadata
+        .iter()
+        .map(|m| (m.kind, m.name.as_str()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            (MetadataKind::Key, "k"),
+            (MetadataKind::Offset, "col4"),
+            (MetadataKind::TimestampMs, "ts")
+        ]
+    );
+    // col4 is a table column: it loads from the OFFSET metadata column.
+    assert!(matches!(
+        plan.columns[3].source,
+        ColumnSource::Derived { .. }
+    ));
+    assert_eq!(
+        plan.where_metadata.len(),
+        2,
+        "k and ts are WHERE inputs too"
+    );
+
+    let clash = job(r#"
+table: t
+columns: [col1, k]
+includeMetadata: {key: k}
+kafka: {brokerList: "b:9092", topic: t}
+"#);
+    let err = LoadPlan::build(&clash, "t", &table(ARITH_TABLE)).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("KEY AS k: 'k' is also a COLUMNS entry"),
+        "{err}"
+    );
+}

@@ -24,7 +24,7 @@ use deltalake::arrow::error::ArrowError;
 use deltalake::datafusion::physical_expr::PhysicalExpr;
 use routine_load_api::ColumnType;
 use routine_load_api::job::DataFormat;
-use routine_load_api::load_plan::{ColumnSource, LoadPlan, partition_path};
+use routine_load_api::load_plan::{ColumnSource, LoadPlan, MetadataKind, partition_path};
 use routine_load_api::value::ConvertError;
 
 use column_builder::ColumnBuilder;
@@ -34,11 +34,80 @@ use error_row::{conversion_reason, loggable};
 use json::JsonDecoder;
 
 /// One Kafka message to load.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct SourceMessage<'a> {
     pub partition: i32,
     pub offset: i64,
     pub payload: &'a [u8],
+    /// The record key (for a KEY metadata column).
+    pub key: Option<&'a [u8]>,
+    /// The record timestamp, milliseconds since the Unix epoch (TIMESTAMP_MS).
+    pub timestamp_ms: Option<i64>,
+    /// The headers as a JSON object of text values (HEADERS); filled only when the plan has a
+    /// HEADERS column.
+    pub headers: Option<&'a str>,
+}
+
+/// The headers of a record as the JSON object a HEADERS column holds: each header's value as
+/// text (lossy UTF-8), NULL for a header without a value; a repeated header keeps its last value.
+pub fn headers_json<'h>(headers: impl Iterator<Item = (&'h str, Option<&'h [u8]>)>) -> String {
+    let object: serde_json::Map<String, serde_json::Value> = headers
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                v.map_or(serde_json::Value::Null, |v| {
+                    serde_json::Value::String(String::from_utf8_lossy(v).into_owned())
+                }),
+            )
+        })
+        .collect();
+    serde_json::Value::Object(object).to_string()
+}
+
+/// The headers of a Kafka record as [`headers_json`], None when it has none.
+pub fn record_headers<M: rdkafka::message::Message>(message: &M) -> Option<String> {
+    use rdkafka::message::Headers;
+    let headers = message.headers()?;
+    Some(headers_json(headers.iter().map(|h| (h.key, h.value))))
+}
+
+/// The metadata column `kind` for the messages of `rows`.
+fn metadata_array(
+    kind: MetadataKind,
+    topic: &str,
+    messages: &[SourceMessage<'_>],
+    rows: &[RowOrigin],
+) -> ArrayRef {
+    use deltalake::arrow::array::{Int32Array, Int64Array, StringArray};
+    let message = |o: &RowOrigin| &messages[o.message as usize];
+    match kind {
+        MetadataKind::Topic => Arc::new(StringArray::from(vec![topic; rows.len()])),
+        MetadataKind::Key => Arc::new(
+            rows.iter()
+                .map(|o| message(o).key.map(String::from_utf8_lossy))
+                .collect::<StringArray>(),
+        ),
+        MetadataKind::Headers => Arc::new(
+            rows.iter()
+                .map(|o| message(o).headers)
+                .collect::<StringArray>(),
+        ),
+        MetadataKind::Partition => Arc::new(
+            rows.iter()
+                .map(|o| Some(message(o).partition))
+                .collect::<Int32Array>(),
+        ),
+        MetadataKind::Offset => Arc::new(
+            rows.iter()
+                .map(|o| Some(message(o).offset))
+                .collect::<Int64Array>(),
+        ),
+        MetadataKind::TimestampMs => Arc::new(
+            rows.iter()
+                .map(|o| message(o).timestamp_ms)
+                .collect::<Int64Array>(),
+        ),
+    }
 }
 
 /// Row counts of one batch (StarRocks' load statistics).
@@ -159,6 +228,14 @@ impl LoadEngine {
         &self.plan
     }
 
+    /// Whether the plan reads record headers (so the caller fills `SourceMessage::headers`).
+    pub fn wants_headers(&self) -> bool {
+        self.plan
+            .metadata
+            .iter()
+            .any(|m| m.kind == MetadataKind::Headers)
+    }
+
     /// Loads `messages` into one batch.
     pub fn load(&mut self, messages: &[SourceMessage<'_>]) -> Result<LoadedBatch, EngineError> {
         let plan = Arc::clone(&self.plan);
@@ -254,6 +331,12 @@ impl LoadEngine {
                 .collect();
         }
         let rows = origins.len();
+        let metadata_arrays: Vec<ArrayRef> = plan
+            .metadata
+            .iter()
+            .map(|m| metadata_array(m.kind, &plan.topic, messages, &origins))
+            .collect();
+        source_arrays.extend(metadata_arrays.iter().cloned());
         let source_batch = RecordBatch::try_new(plan.source_schema.clone(), source_arrays)
             .map_err(|source| EngineError::Arrow {
                 step: "source",
@@ -319,6 +402,11 @@ impl LoadEngine {
             .collect();
         let mut where_inputs = columns;
         where_inputs.extend(placeholders);
+        where_inputs.extend(
+            plan.where_metadata
+                .iter()
+                .map(|&i| metadata_arrays[i].clone()),
+        );
         if step_errors.count > 0 {
             let keep = step_errors.keep_mask();
             where_inputs = where_inputs

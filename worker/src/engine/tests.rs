@@ -29,6 +29,7 @@ fn load(engine: &mut LoadEngine, payloads: &[&str]) -> LoadedBatch {
             partition: 0,
             offset: i as i64,
             payload: p.as_bytes(),
+            ..Default::default()
         })
         .collect();
     engine.load(&messages).expect("load")
@@ -370,6 +371,7 @@ fn invalid_utf8_is_an_error_row() {
         partition: 3,
         offset: 42,
         payload: bad,
+        ..Default::default()
     }];
     let out = e.load(&messages).unwrap();
     assert_eq!(out.errors.len(), 1);
@@ -634,6 +636,7 @@ fn json_invalid_utf8_is_an_error_row() {
         partition: 0,
         offset: 0,
         payload: b"{\"name\": \"\xff\"}",
+        ..Default::default()
     }];
     let out = e.load(&messages).unwrap();
     assert_eq!(out.errors[0].reason, "invalid UTF-8 in the input");
@@ -719,4 +722,55 @@ columns:
         let plan = LoadPlan::build(&spec, "t", &table).expect("plan");
         assert!(!super::json::JsonDecoder::new(&plan).one_pass(), "{job}");
     }
+}
+
+#[test]
+fn kafka_metadata_loads_into_columns_and_expressions() {
+    // StarRocks: INCLUDE METADATA (KEY AS k, TIMESTAMP_MS AS ts, PARTITION AS p, OFFSET AS o,
+    // TOPIC AS t, HEADERS AS h), with `k` and `o` table columns and the others used by
+    // expressions.
+    let table = r#"
+location: file:///tmp/t
+columns:
+  - {name: id, type: INT}
+  - {name: k, type: VARCHAR(20)}
+  - {name: o, type: BIGINT}
+  - {name: event_time, type: DATETIME}
+  - {name: origin, type: STRING}
+  - {name: trace, type: STRING}
+"#;
+    let job = r#"
+format: json
+includeMetadata: {key: k, timestampMs: ts, partition: p, offset: o, topic: tp, headers: h}
+columns: [id, "event_time = from_unixtime(ts / 1000)", "origin = concat(tp, '/', p)", "trace = element_at(h, 'trace-id')"]
+where: p = 3 and o >= 0
+"#;
+    let mut e = engine(table, job);
+    let headers = headers_json([("trace-id", Some(&b"abc"[..])), ("empty", None)].into_iter());
+    let messages = [
+        SourceMessage {
+            partition: 3,
+            offset: 41,
+            payload: br#"{"id": 1}"#,
+            key: Some(b"user-1"),
+            timestamp_ms: Some(1_700_000_000_000),
+            headers: Some(&headers),
+        },
+        SourceMessage {
+            partition: 3,
+            offset: 42,
+            payload: br#"{"id": 2}"#,
+            key: None,
+            timestamp_ms: None,
+            headers: None,
+        },
+    ];
+    let out = e.load(&messages).expect("load");
+    assert_eq!(column(&out, "id"), ["1", "2"]);
+    assert_eq!(column(&out, "k"), ["user-1", "NULL"]);
+    assert_eq!(column(&out, "o"), ["41", "42"]);
+    assert_eq!(column(&out, "event_time"), ["2023-11-14T22:13:20", "NULL"]);
+    assert_eq!(column(&out, "origin"), ["t/3", "t/3"]);
+    assert_eq!(column(&out, "trace"), ["abc", "NULL"]);
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
 }
