@@ -561,6 +561,20 @@ impl Rig {
             .collect()
     }
 
+    /// The topic's partition count from a fresh metadata request.
+    async fn partition_count(&self, topic: &str) -> Result<i32> {
+        let config = self.inst.tb.kafka_config(Listener::Plaintext)?;
+        let topic = topic.to_string();
+        tokio::task::spawn_blocking(move || -> Result<i32> {
+            use rdkafka::consumer::{BaseConsumer, Consumer};
+            let c: BaseConsumer = config.create()?;
+            let md = c.fetch_metadata(Some(&topic), Duration::from_secs(10))?;
+            let t = md.topics().first().context("no topic metadata")?;
+            Ok(t.partitions().len() as i32)
+        })
+        .await?
+    }
+
     async fn restart_component(&self, name: &str, signal: &str) -> Result<String> {
         let script = testbed_script();
         let state = self.state_dir.clone();
@@ -740,41 +754,35 @@ impl Rig {
                     .context("every topic at the partition cap")?;
                 let topic = self.jobs[j].topic.clone();
                 rec.target = self.jobs[j].def.name.into();
-                let from = topic.partitions.load(Ordering::SeqCst);
+                // The broker's count, not ours: an earlier attempt may have added some.
+                let from = self.partition_count(&topic.name).await?;
                 let to = (from + rng.range(1, 2) as i32).min(MAX_PARTITIONS);
-                let admin: AdminClient<DefaultClientContext> =
-                    self.inst.tb.kafka_config(Listener::Plaintext)?.create()?;
-                let out = admin
-                    .create_partitions(
-                        &[NewPartitions::new(&topic.name, to as usize)],
-                        &AdminOptions::new(),
-                    )
-                    .await?;
-                for r in out {
-                    r.map_err(|(t, e)| anyhow::anyhow!("CreatePartitions {t}: {e}"))?;
+                if to > from {
+                    let admin: AdminClient<DefaultClientContext> =
+                        self.inst.tb.kafka_config(Listener::Plaintext)?.create()?;
+                    let out = admin
+                        .create_partitions(
+                            &[NewPartitions::new(&topic.name, to as usize)],
+                            &AdminOptions::new(),
+                        )
+                        .await?;
+                    for r in out {
+                        r.map_err(|(t, e)| anyhow::anyhow!("CreatePartitions {t}: {e}"))?;
+                    }
                 }
-                // The producer uses the new partitions once its own metadata shows them.
-                let producer = topic.producer.clone();
                 let name = topic.name.clone();
-                self.retry("the producer seeing the new partitions", || {
-                    let (producer, name) = (producer.clone(), name.clone());
-                    async move {
-                        let n = tokio::task::spawn_blocking(move || {
-                            use rdkafka::producer::Producer;
-                            producer
-                                .client()
-                                .fetch_metadata(Some(&name), Duration::from_secs(5))
-                                .map(|md| md.topics()[0].partitions().len())
-                        })
-                        .await??;
-                        if n as i32 >= to {
-                            Ok(())
-                        } else {
-                            bail!("{n} partitions")
-                        }
+                self.retry("the new partitions in the metadata", || async {
+                    let n = self.partition_count(&name).await?;
+                    if n >= to {
+                        Ok(())
+                    } else {
+                        bail!("{n} partitions")
                     }
                 })
                 .await?;
+                // The producer refreshes its metadata every 2 s: give it three rounds before it
+                // writes to the new partitions.
+                tokio::time::sleep(Duration::from_secs(6)).await;
                 topic.partitions.store(to, Ordering::SeqCst);
                 rec.detail = format!("{from} -> {to} partitions");
             }
