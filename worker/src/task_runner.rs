@@ -481,10 +481,8 @@ impl TaskLoop {
                 Err(ResumeError::Kafka(e)) => {
                     self.kafka_down += 1;
                     let backoff = crate::retry::backoff(self.kafka_down);
-                    self.status.message = Some(format!(
-                        "resuming: {e:#} (retrying in {}s)",
-                        backoff.as_secs()
-                    ));
+                    self.status.message =
+                        Some(format!("{e:#} (retrying in {}s)", backoff.as_secs()));
                     if self.report(true).await.is_err() {
                         return Exit::Fenced;
                     }
@@ -672,12 +670,23 @@ impl TaskLoop {
         consumer: &StreamConsumer<KafkaErrors>,
         p: i32,
     ) -> Result<Watermarks> {
-        let (low, high) = tokio::task::block_in_place(|| {
+        let r = tokio::task::block_in_place(|| {
             consumer.fetch_watermarks(&self.topic, p, Duration::from_secs(10))
-        })
-        .map_err(|e| anyhow!(kafka_message(&e, consumer.context().last())))
-        .with_context(|| format!("reading the offsets of {} partition {p}", self.topic))?;
-        Ok(Watermarks { low, high })
+        });
+        match r {
+            Ok((low, high)) => Ok(Watermarks { low, high }),
+            Err(e) => {
+                // librdkafka hands the reason of a failure (say, a refused SASL authentication)
+                // to the consumer's queue: poll it briefly so the message can name it. A message
+                // it returns is dropped; the partitions are assigned again from the table.
+                let _ = tokio::time::timeout(Duration::from_millis(500), consumer.recv()).await;
+                bail!(
+                    "{} (reading the offsets of {} partition {p})",
+                    kafka_message(&e, consumer.context().last()),
+                    self.topic
+                )
+            }
+        }
     }
 
     /// A configured start as an offset.
