@@ -289,6 +289,8 @@ pub struct Statement {
     pub where_expr: Option<String>,
     pub partitions: Vec<String>,
     pub temporary_partitions: Vec<String>,
+    /// INCLUDE METADATA (KEY AS k, ...): (metadata key upper-cased, column name), in order.
+    pub include_metadata: Vec<(String, String)>,
     /// PROPERTIES, keys lower-cased, in order.
     pub properties: Vec<(String, String)>,
     /// FROM KAFKA (...), keys lower-cased except after `property.`, in order.
@@ -515,6 +517,39 @@ pub fn parse(src: &str) -> Result<Statement, String> {
             }
             for (a, b) in p.paren_list("COLUMNS")? {
                 st.columns.push(columns_entry(&p, a, b));
+            }
+        } else if t.is_kw("INCLUDE") {
+            p.i += 1;
+            p.kw("METADATA")?;
+            if !st.include_metadata.is_empty() {
+                return Err("INCLUDE METADATA (...) is given twice".into());
+            }
+            for (a, b) in p.paren_list("INCLUDE METADATA")? {
+                match &p.toks[a..b] {
+                    [k, as_, n] if as_.is_kw("AS") => {
+                        let word = |t: &Token| match &t.tok {
+                            Tok::Word(w) | Tok::Quoted(w) => Some(w.clone()),
+                            _ => None,
+                        };
+                        match (word(k), word(n)) {
+                            (Some(k), Some(n)) => {
+                                st.include_metadata.push((k.to_ascii_uppercase(), n))
+                            }
+                            _ => {
+                                return Err(format!(
+                                    "INCLUDE METADATA: expected <KEY> AS <name>, found: {}",
+                                    p.render(a, b)
+                                ));
+                            }
+                        }
+                    }
+                    _ => {
+                        return Err(format!(
+                            "INCLUDE METADATA: expected <KEY> AS <name>, found: {}",
+                            p.render(a, b)
+                        ));
+                    }
+                }
             }
         } else if t.is_kw("WHERE") {
             p.i += 1;
@@ -876,7 +911,40 @@ pub fn convert(st: &Statement, opts: &ConvertOptions) -> Result<Converted, Strin
             Value::Sequence(st.columns.iter().cloned().map(Value::from).collect()),
         );
     }
+    if !st.include_metadata.is_empty() {
+        let mut m = Mapping::new();
+        for (key, column) in &st.include_metadata {
+            let field = match key.as_str() {
+                "TOPIC" => "topic",
+                "KEY" => "key",
+                "PARTITION" => "partition",
+                "OFFSET" => "offset",
+                "TIMESTAMP_MS" => "timestampMs",
+                "HEADERS" => "headers",
+                other => {
+                    return Err(format!(
+                        "INCLUDE METADATA: {other} is not Kafka record metadata; use TOPIC, KEY, PARTITION, OFFSET, TIMESTAMP_MS or HEADERS"
+                    ));
+                }
+            };
+            if m.insert(field.into(), column.clone().into()).is_some() {
+                return Err(format!("INCLUDE METADATA: {key} is given twice"));
+            }
+        }
+        put(&mut spec, "includeMetadata", Value::Mapping(m));
+    }
+    // Expressions that can't plan whatever the table (BITMAP/HLL, functions this build lacks).
+    for entry in &st.columns {
+        if let Some((_, expr)) = entry.split_once('=')
+            && let Some(problem) = routine_load_api::load_plan::expression_problem(expr.trim())
+        {
+            warnings.push(format!("COLUMNS entry '{entry}': {problem}"));
+        }
+    }
     if let Some(w) = &st.where_expr {
+        if let Some(problem) = routine_load_api::load_plan::expression_problem(w) {
+            warnings.push(format!("WHERE {w}: {problem}"));
+        }
         put(&mut spec, "where", w.clone().into());
     }
     if !st.partitions.is_empty() {
@@ -1183,3 +1251,6 @@ fn unknown_properties(clause: &str, unknown: &[String], supported: &str) -> Stri
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod function_tests;

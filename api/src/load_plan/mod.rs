@@ -803,6 +803,20 @@ fn expression_session(tz: Tz) -> SessionContext {
     session
 }
 
+/// Why a COLUMNS or WHERE expression can't be planned whatever the table (a syntax error, a
+/// BITMAP/HLL function, a StarRocks function this build lacks, an unknown function); None when
+/// it may plan. For tools that see a statement without its table.
+pub fn expression_problem(sql: &str) -> Option<String> {
+    let session = expression_session(Tz::UTC);
+    let state = session.state();
+    let known = |name: &str| {
+        state.scalar_functions().contains_key(name)
+            || state.aggregate_functions().contains_key(name)
+            || state.window_functions().contains_key(name)
+    };
+    dialect::to_datafusion_sql(sql, &known).err()
+}
+
 enum CompileError {
     UnknownColumn(String),
     Invalid(String),
