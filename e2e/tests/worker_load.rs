@@ -347,7 +347,8 @@ async fn worker_loads_wikipedia_csv_exactly_once() {
 async fn worker_kill_9_restarts_exactly_once() {
     const N: usize = 1_000_000;
     const KILLS: usize = 25;
-    const BATCH_ROWS: usize = 20_000;
+    // Small batches: many commits, so at least 20 kills land mid-load however fast it runs.
+    const BATCH_ROWS: usize = 10_000;
     let Some(s) = setup(
         "worker kill -9",
         N,
