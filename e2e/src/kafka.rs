@@ -166,8 +166,9 @@ impl Testbed {
             .collect())
     }
 
-    /// Reads `count` records of one partition starting at `from` (an explicit offset: see
-    /// librdkafka issue 5345 in NOTES-deps.md), without a consumer group commit.
+    /// Reads `count` records of one partition starting at `from`, without a consumer group
+    /// commit. The offset is explicit: after an assign with invalid offsets, a stale offset fetch
+    /// can overwrite a later explicit assign (librdkafka issue 5345).
     pub fn consume(
         &self,
         listener: Listener,

@@ -45,7 +45,7 @@ pub fn testbed_script() -> PathBuf {
 }
 
 /// Installs aws-lc-rs as the process-wide rustls provider, once. kube's and deltalake's TLS
-/// stacks otherwise leave rustls with no default and `kube::Client` panics (NOTES-deps.md).
+/// stacks otherwise leave rustls with two providers and no default, and `kube::Client` panics.
 pub fn install_crypto_provider() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {

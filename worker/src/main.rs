@@ -57,7 +57,8 @@ struct Running {
 }
 
 fn main() -> Result<()> {
-    // Before any TLS client exists: kube and deltalake both use rustls (NOTES-deps.md).
+    // Before any TLS client exists: kube (ring) and deltalake (aws-lc-rs) both bring a rustls
+    // provider, and with two and no default `kube::Client` panics.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     tracing_subscriber::fmt()
         .with_env_filter(
