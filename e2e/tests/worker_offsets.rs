@@ -111,11 +111,16 @@ async fn task_on(inst: &Installation, job: &str, worker: &str) -> Value {
     .await
 }
 
-/// Waits until the job's progress for partition 0 is `offset`.
-async fn wait_progress(inst: &Installation, name: &str, offset: i64) -> Value {
-    wait_for(&format!("job {name} progress {offset}"), WAIT, || async {
+/// Waits until the job's status satisfies `ok`.
+async fn wait_job(
+    inst: &Installation,
+    name: &str,
+    what: &str,
+    ok: impl Fn(&Value) -> bool,
+) -> Value {
+    wait_for(&format!("job {name} {what}"), WAIT, || async {
         let j = job(inst, name).await;
-        if j["status"]["progress"]["0"].as_i64() == Some(offset) {
+        if ok(&j["status"]) {
             Ok(j)
         } else {
             Err(format!("status: {}", j["status"]))
@@ -124,15 +129,18 @@ async fn wait_progress(inst: &Installation, name: &str, offset: i64) -> Value {
     .await
 }
 
+/// Waits until the job's progress for partition 0 is `offset`.
+async fn wait_progress(inst: &Installation, name: &str, offset: i64) -> Value {
+    wait_job(inst, name, &format!("progress {offset}"), |s| {
+        s["progress"]["0"].as_i64() == Some(offset)
+    })
+    .await
+}
+
 /// Waits until the job's statistic counts `loaded` rows (counters follow commits).
 async fn wait_loaded_rows(inst: &Installation, name: &str, loaded: i64) -> Value {
-    wait_for(&format!("job {name} loadedRows {loaded}"), WAIT, || async {
-        let j = job(inst, name).await;
-        if j["status"]["statistic"]["loadedRows"].as_i64() == Some(loaded) {
-            Ok(j)
-        } else {
-            Err(format!("status: {}", j["status"]))
-        }
+    wait_job(inst, name, &format!("loadedRows {loaded}"), |s| {
+        s["statistic"]["loadedRows"].as_i64() == Some(loaded)
     })
     .await
 }

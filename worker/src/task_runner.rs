@@ -373,6 +373,8 @@ struct TaskLoop {
     tag: String,
     /// Resumes in a row that failed on Kafka (for the backoff).
     kafka_down: u32,
+    /// The last table version a resume read for uncounted commits (none: -1).
+    scanned_through: i64,
     last_status: Instant,
     dirty: bool,
 }
@@ -452,6 +454,7 @@ impl TaskLoop {
             attempts: 0,
             tag: loop_tag(),
             kafka_down: 0,
+            scanned_through: -1,
             last_status: Instant::now() - HEARTBEAT_INTERVAL,
             dirty: true,
             job,
@@ -1038,7 +1041,12 @@ impl TaskLoop {
     /// report (it was moved on, or stopped, between its commit and its status patch): they are
     /// the table's versions after the status' last commit that carry this task's UID.
     async fn adopt_uncounted_commits(&mut self) {
-        let since = self.status.last_commit_version.unwrap_or(-1);
+        // Versions up to `scanned_through` were read by an earlier resume of this loop.
+        let since = self
+            .status
+            .last_commit_version
+            .unwrap_or(-1)
+            .max(self.scanned_through);
         let uid = self.task.metadata.uid.clone().unwrap_or_default();
         let infos = match self
             .sink
@@ -1051,6 +1059,7 @@ impl TaskLoop {
                 return;
             }
         };
+        self.scanned_through = self.sink.version();
         for (version, info) in infos {
             if info["taskUid"].as_str() != Some(uid.as_str()) {
                 continue;
