@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Builds the Kubernetes control plane (kube-apiserver, kube-controller-manager, kubectl), etcd
-# (+ etcdctl) and Helm from their Go modules into the cache. A component whose binaries are
+# Builds the Kubernetes control plane (kube-apiserver, kube-controller-manager, kubectl), the
+# node (kubelet, kube-scheduler), etcd (+ etcdctl) and Helm from their Go modules into the cache. A component whose binaries are
 # already cached is skipped.
 #
-#   build-k8s.sh [kubernetes|etcd|helm|all]...     (default: all)
+#   build-k8s.sh [kubernetes|node|etcd|helm|all]...     (default: all; node = kubelet and
+#                                                       kube-scheduler, built only when asked)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 need_go
@@ -79,6 +80,44 @@ build_kubernetes() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# The node: kubelet and kube-scheduler from the same wrapper module (and so the same
+# k8s.io/kubernetes version and dependency graph) as the control plane, into their own cache dir
+# so the control-plane cache stays valid when only the node is missing.
+build_node() {
+  local out="$K8S_NODE_DIR/bin"
+  if [[ -x $out/kubelet && -x $out/kube-scheduler && -f $K8S_NODE_DIR/.complete ]]; then
+    log "kubelet, kube-scheduler $K8S_VERSION: cached in $out"
+    return
+  fi
+  build_kubernetes
+  local start; start=$(date +%s)
+  local ver="${K8S_VERSION#v}"
+  local major="${ver%%.*}"
+  local rest="${ver#*.}"; local minor="${rest%%.*}"
+  local src="$K8S_DIR/src"
+  mkdir -p "$K8S_NODE_DIR/logs"
+  (cd "$src" && run_logged "$K8S_NODE_DIR/logs/mod.log" env GOFLAGS=-mod=mod \
+     go get "k8s.io/kubernetes/cmd/kubelet@$K8S_VERSION" "k8s.io/kubernetes/cmd/kube-scheduler@$K8S_VERSION")
+  local modfile; modfile=$(cd "$src" && go mod download -json "k8s.io/kubernetes@$K8S_VERSION" \
+    | sed -n 's/^[[:space:]]*"Info": "\(.*\)",$/\1/p')
+  local date; date=$(sed -n 's/.*"Time":"\([^"]*\)".*/\1/p' "$modfile" 2>/dev/null || true)
+  local ld="-s -w"
+  for pkg in k8s.io/client-go/pkg/version k8s.io/component-base/version; do
+    ld+=" -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor"
+    ld+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=${date:-1970-01-01T00:00:00Z}"
+  done
+  log "kubernetes $K8S_VERSION: compiling kubelet, kube-scheduler (go build -p $GO_BUILD_P)"
+  mkdir -p "$out.tmp"
+  (cd "$src" && run_logged "$K8S_NODE_DIR/logs/build.log" env GOFLAGS=-mod=mod \
+     go build -p "$GO_BUILD_P" -trimpath -ldflags "$ld" -o "$out.tmp/" \
+       k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-scheduler)
+  rm -rf "$out"; mv "$out.tmp" "$out"
+  "$out/kubelet" --version >/dev/null
+  date -u +%FT%TZ > "$K8S_NODE_DIR/.complete"
+  log "kubelet, kube-scheduler $K8S_VERSION: built in $(since "$start") -> $out"
+}
+
+# ---------------------------------------------------------------------------------------------
 # etcd: its own wrapper module requiring go.etcd.io/etcd/server/v3 (the etcd main package) and
 # go.etcd.io/etcd/etcdctl/v3.
 build_etcd() {
@@ -146,9 +185,10 @@ targets=("$@")
 for t in "${targets[@]}"; do
   case "$t" in
     kubernetes|k8s) build_kubernetes ;;
+    node) build_node ;;
     etcd) build_etcd ;;
     helm) build_helm ;;
     all) build_etcd; build_kubernetes; build_helm ;;
-    *) die "unknown component: $t (kubernetes|etcd|helm|all)" ;;
+    *) die "unknown component: $t (kubernetes|node|etcd|helm|all)" ;;
   esac
 done

@@ -18,6 +18,7 @@ HADOOP_AWS_VERSION="${HADOOP_AWS_VERSION:-3.4.1}"   # = the Hadoop in pyspark's 
 AWS_SDK_VERSION="${AWS_SDK_VERSION:-2.24.8}"        # AWS SDK v2 modules s3, s3-transfer-manager, sts
 
 K8S_DIR="$RL_CACHE/kubernetes-$K8S_VERSION"
+K8S_NODE_DIR="$RL_CACHE/kubernetes-node-$K8S_VERSION"
 ETCD_DIR="$RL_CACHE/etcd-$ETCD_VERSION"
 HELM_DIR="$RL_CACHE/helm-$HELM_VERSION"
 KAFKA_DIR="$RL_CACHE/kafka-$KAFKA_VERSION"

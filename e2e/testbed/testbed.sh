@@ -34,6 +34,10 @@ LOGS="$RL_STATE/logs"
 ENV_FILE="$RL_STATE/testbed.env"
 KUBECONFIG_FILE="$RL_STATE/kubeconfig"
 COMPONENTS=(etcd kube-apiserver kube-controller-manager kafka minio)
+source "$RL_TESTBED_DIR/node.sh"
+# The node's settings are those it was started with (down and status may run without them).
+if [[ -f $NODE_DIR/node.env ]]; then source "$NODE_DIR/node.env"; source "$RL_TESTBED_DIR/node.sh"; fi
+node_enabled && COMPONENTS+=(containerd kubelet kube-scheduler)
 
 # ---------------------------------------------------------------------------------------------
 # health
@@ -64,6 +68,7 @@ healthy() {
         (exec 3<>"/dev/tcp/127.0.0.1/$KAFKA_PORT") 2>/dev/null &&
         (exec 3<>"/dev/tcp/127.0.0.1/$KAFKA_SSL_PORT") 2>/dev/null ;;
     minio) curl -sf --max-time 3 "http://127.0.0.1:$S3_PORT/minio/health/ready" >/dev/null ;;
+    containerd|kubelet|kube-scheduler) node_healthy "$1" ;;
   esac
 }
 
@@ -127,7 +132,7 @@ make_pki() {
       rm -f "$1.csr" "$1.ext"
     }
     cert apiserver "/CN=kube-apiserver" \
-      "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local\n"
+      "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,IP:10.96.0.1$(node_apiserver_san),DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local\n"
     local client="basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n"
     cert admin "/O=system:masters/CN=routine-load-admin" "$client"
     # aggregation layer (front proxy): its own CA and the client cert the apiserver proxies with
@@ -183,6 +188,7 @@ cmd_build() {
   "$RL_TESTBED_DIR/build-k8s.sh" etcd kubernetes helm
   "$RL_TESTBED_DIR/build-s3.sh"
   "$RL_TESTBED_DIR/fetch-kafka.sh" fetch
+  if node_enabled; then node_build; fi
   log "all components ready in the cache ($(since "$start"))"
 }
 
@@ -200,11 +206,12 @@ cmd_up() {
   cmd_build
   local t1; t1=$(date +%s)
   for p in "$ETCD_PORT" "$ETCD_PEER_PORT" "$APISERVER_PORT" "$KCM_PORT" "$KAFKA_PORT" \
-           "$KAFKA_SSL_PORT" "$KAFKA_CONTROLLER_PORT" "$S3_PORT"; do
+           "$KAFKA_SSL_PORT" "$KAFKA_CONTROLLER_PORT" "$S3_PORT" $(node_ports); do
     port_free "$p" || die "port 127.0.0.1:$p is already in use (another testbed? set ROUTINE_LOAD_TESTBED or the *_PORT variables)"
   done
   mkdir -p "$PIDS" "$LOGS" "$RL_STATE/bin"
   make_pki
+  if node_enabled; then node_pki; fi
 
   # binaries dir: everything a test or a person needs on PATH
   ln -sf "$K8S_DIR/bin/kubectl" "$K8S_DIR/bin/kube-apiserver" "$K8S_DIR/bin/kube-controller-manager" \
@@ -225,6 +232,14 @@ cmd_up() {
     "$MINIO_DIR/bin/minio" server --quiet --anonymous --address "127.0.0.1:$S3_PORT" "$RL_STATE/minio"
 
   log "starting Kafka $KAFKA_VERSION"
+  if node_enabled; then
+    # the node's settings, for down/status; the pod listener must exist before Kafka starts
+    mkdir -p "$NODE_DIR"
+    printf 'ROUTINE_LOAD_NODE=1\nAPISERVER_PORT=%s\nKAFKA_PORT=%s\nS3_PORT=%s\nNODE_NAME=%s\nNODE_POD_SUBNET=%s\nKUBELET_PORT=%s\nKUBELET_HEALTHZ_PORT=%s\nSCHEDULER_PORT=%s\nKAFKA_POD_PORT=%s\n' \
+      "$APISERVER_PORT" "$KAFKA_PORT" "$S3_PORT" "$NODE_NAME" "$NODE_POD_SUBNET" "$KUBELET_PORT" \
+      "$KUBELET_HEALTHZ_PORT" "$SCHEDULER_PORT" "$KAFKA_POD_PORT" >"$NODE_DIR/node.env"
+    node_network
+  fi
   "$RL_TESTBED_DIR/fetch-kafka.sh" start "$RL_STATE" 9>&-
   mv "$RL_STATE/kafka.pid" "$PIDS/kafka.pid"
   echo "kafka.Kafka $RL_STATE/kafka/server.properties" >"$PIDS/kafka.cmd"
@@ -249,7 +264,7 @@ cmd_up() {
     --service-account-key-file "$PKI/sa.pub" --service-account-signing-key-file "$PKI/sa.key" \
     --service-cluster-ip-range "$SERVICE_CIDR" \
     --enable-priority-and-fairness=false \
-    --profiling=false --v=1
+    --profiling=false --v=1 $(node_apiserver_flags)
   wait_for kube-apiserver 120
 
   log "starting kube-controller-manager on 127.0.0.1:$KCM_PORT"
@@ -272,6 +287,7 @@ cmd_up() {
   wait_for kube-controller-manager 90
   wait_for_default_service_account
   wait_for kafka 120
+  if node_enabled; then node_up; fi
 
   write_env
   log "testbed up: started in $(since "$t1") (total $(since "$t0")); env file:"
@@ -327,6 +343,7 @@ export DELTA_READER_PYTHON=$VENV_DIR/bin/python
 export SPARK_READER_PYTHON=$SPARK_VENV_DIR/bin/python
 export SPARK_DELTA_JARS=$SPARK_IVY_DIR/jars
 export SPARK_S3A_JARS=$SPARK_S3A_DIR/jars
+$(node_env)
 ENV
   mv "$tmp" "$ENV_FILE"
 }
@@ -337,6 +354,8 @@ cmd_down() {
     return
   fi
   local c pid stopped=()
+  # the node first: its pods still reach the API server while they stop
+  node_down
   # one at a time, in reverse start order, so each can still reach what it depends on
   # (kube-apiserver shuts down cleanly only while etcd is up)
   for c in kube-controller-manager kube-apiserver kafka minio etcd; do
