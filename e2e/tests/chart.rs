@@ -907,3 +907,555 @@ fn quantities_and_403s() {
     assert!(mentions_403("code: 403,"));
     assert!(!mentions_403("2026-11-22T02:31:26.403123Z offset 14031"));
 }
+
+// ----------------------------------------------------------------------------------------------
+// helm install with real pods: the testbed's node (ROUTINE_LOAD_NODE=1) runs the chart's
+// Deployment and StatefulSet from images built out of docker/Dockerfile's targets.
+
+/// The testbed, when it has a node; otherwise `None` after a visible skip line.
+fn node_or_skip(test: &str) -> Option<Testbed> {
+    let tb = testbed_or_skip(test)?;
+    if tb.var("ROUTINE_LOAD_NODE").ok() == Some("1") {
+        return Some(tb);
+    }
+    let _ = writeln!(
+        std::io::stderr().lock(),
+        "SKIPPED {test}: the testbed has no node (start it with ROUTINE_LOAD_NODE=1 for real pods)"
+    );
+    None
+}
+
+/// A Wikipedia row whose INT column `delta` holds text: a data-quality error row.
+fn bad_wiki_row(i: usize) -> String {
+    let mut cols: Vec<String> = wiki_row(i).split(',').map(str::to_string).collect();
+    cols[8] = format!("not-a-number-{i}");
+    cols.join(",")
+}
+
+/// Pods of one component of the release, as `kubectl get pods -o json` items.
+fn component_pods(tb: &Testbed, ns: &str, release: &str, component: &str) -> Vec<Value> {
+    let selector =
+        format!("app.kubernetes.io/instance={release},app.kubernetes.io/component={component}");
+    kubectl_json(tb, &["get", "pods", "-n", ns, "-l", &selector])["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn pod_ready(pod: &Value) -> bool {
+    pod["metadata"]["deletionTimestamp"].is_null()
+        && pod["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+}
+
+fn uid(pod: &Value) -> String {
+    pod["metadata"]["uid"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Until `count` pods of the component are Ready and none of them is in `gone` (uids of pods that
+/// must have been replaced); their uids by pod name.
+async fn wait_ready_pods(
+    tb: &Testbed,
+    ns: &str,
+    release: &str,
+    component: &str,
+    count: usize,
+    gone: &[String],
+) -> BTreeMap<String, String> {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let pods = component_pods(tb, ns, release, component);
+        let ready: BTreeMap<String, String> = pods
+            .iter()
+            .filter(|p| pod_ready(p) && !gone.contains(&uid(p)))
+            .map(|p| (p["metadata"]["name"].as_str().unwrap().to_string(), uid(p)))
+            .collect();
+        if ready.len() == count && pods.len() == count {
+            return ready;
+        }
+        if Instant::now() > deadline {
+            let events = tb
+                .kubectl()
+                .args(["get", "events", "-n", ns, "--sort-by=.lastTimestamp"])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
+            panic!(
+                "{component}: {count} Ready pods expected (replacing {gone:?}), have {ready:?}; pods:\n{}\nevents:\n{events}",
+                serde_json::to_string_pretty(&pods).unwrap_or_default()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// `GET url` (http://host:port/path) from the host: status code and body.
+fn http_get(url: &str) -> (u16, String) {
+    let rest = url.strip_prefix("http://").expect("an http:// URL");
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let mut s = std::net::TcpStream::connect(authority)
+        .unwrap_or_else(|e| panic!("connecting to {authority} for {url}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = String::new();
+    s.read_to_string(&mut buf)
+        .unwrap_or_else(|e| panic!("reading {url}: {e}"));
+    let code = buf
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    (code, body.to_string())
+}
+
+/// Logs of every current pod of the release that mention a refusal by the API server.
+fn forbidden_in_pod_logs(tb: &Testbed, ns: &str, release: &str) -> Vec<String> {
+    let mut refused = vec![];
+    for component in ["operator", "worker"] {
+        for pod in component_pods(tb, ns, release, component) {
+            let name = pod["metadata"]["name"].as_str().unwrap_or_default();
+            let log = tb
+                .kubectl()
+                .args(["logs", "-n", ns, name])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
+            refused.extend(
+                log.lines()
+                    .filter(|l| {
+                        l.contains("forbidden") || l.contains("Forbidden") || mentions_403(l)
+                    })
+                    .map(|l| format!("{name}: {l}")),
+            );
+        }
+    }
+    refused
+}
+
+/// Produces `rows` rows (every 50th bad) per partition starting at row `from` of each partition;
+/// adds the good rows' users to `want` and returns how many rows were bad.
+async fn produce_wiki(
+    tb: &Testbed,
+    topic: &str,
+    from: usize,
+    rows: usize,
+    want: &mut std::collections::BTreeSet<String>,
+) -> usize {
+    let mut bad = 0;
+    for p in 0..2usize {
+        let lines: Vec<String> = (from..from + rows)
+            .map(|i| {
+                let i = p * 100_000 + i;
+                if i % 50 == 49 {
+                    bad += 1;
+                    bad_wiki_row(i)
+                } else {
+                    want.insert(format!("User{i}"));
+                    wiki_row(i)
+                }
+            })
+            .collect();
+        let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+        tb.produce_lines(Listener::Plaintext, topic, p as i32, &refs)
+            .await
+            .expect("produce");
+    }
+    bad
+}
+
+/// Until the job is RUNNING with `loaded` rows and `errors` error rows; its status.
+async fn wait_job_loaded(tb: &Testbed, ns: &str, job: &str, loaded: usize, errors: usize) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let s = kubectl_json(tb, &["get", "routineloadjob", job, "-n", ns])["status"].clone();
+        if s["state"] == "RUNNING"
+            && s["statistic"]["loadedRows"] == loaded as i64
+            && s["statistic"]["errorRows"] == errors as i64
+        {
+            return s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "job {job}: expected RUNNING with {loaded} loaded and {errors} error rows; status: {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// The table read by the independent reader holds exactly the users in `want`, each once.
+fn assert_exactly_once(
+    tb: &Testbed,
+    location: &str,
+    want: &std::collections::BTreeSet<String>,
+    when: &str,
+) {
+    let snap = tb.read_delta(location, None).expect("read the Delta table");
+    let users: Vec<String> = snap
+        .rows
+        .iter()
+        .map(|r| r["user"].as_str().unwrap_or_default().to_string())
+        .collect();
+    let distinct: std::collections::BTreeSet<String> = users.iter().cloned().collect();
+    assert_eq!(
+        users.len() - distinct.len(),
+        0,
+        "{when}: {} duplicate rows in the table",
+        users.len() - distinct.len()
+    );
+    let missing: Vec<&String> = want.difference(&distinct).take(5).collect();
+    let extra: Vec<&String> = distinct.difference(want).take(5).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "{when}: table has {} rows, want {}; missing e.g. {missing:?}, unexpected e.g. {extra:?}",
+        distinct.len(),
+        want.len()
+    );
+}
+
+#[tokio::test]
+async fn chart_runs_real_pods_that_load_exactly_once() {
+    let Some(tb) = node_or_skip("helm install with real pods on the testbed's node") else {
+        return;
+    };
+    let started = Instant::now();
+    tb.apply_crds().expect("apply CRDs");
+    // The images the chart names, from docker/Dockerfile and the binaries this build made.
+    let mut images = Command::new("bash");
+    images
+        .arg(repo_root().join("e2e/testbed/images.sh"))
+        .arg("build")
+        .arg(tb.var("CONTAINERD_ADDRESS").expect("containerd address"))
+        .envs(tb.child_env());
+    Testbed::run(&mut images).expect("images.sh build");
+
+    let release = unique_name("routine-load");
+    let ns = release.clone();
+    let jobs_ns = format!("{release}-jobs");
+    let client = tb.client().await.expect("admin client");
+    for n in [&ns, &jobs_ns] {
+        tb.ensure_namespace(&client, n).await.expect("namespace");
+    }
+    // file:// tables on a hostPath (one node), writable by the pods' uid.
+    let tables = std::env::temp_dir().join(unique_name("pods-tables"));
+    std::fs::create_dir_all(&tables).expect("tables dir");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&tables, std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    let base_sets: Vec<(&str, String)> = vec![
+        ("--set", format!("watchNamespaces[0]={jobs_ns}")),
+        ("--set", "worker.advertiseAddress=podIP".to_string()),
+        ("--set", "worker.resources.requests.cpu=100m".to_string()),
+        (
+            "--set",
+            "worker.resources.requests.memory=256Mi".to_string(),
+        ),
+        (
+            "--set-json",
+            r#"worker.extraEnv=[{"name":"ROUTINE_LOAD_BATCH_INTERVAL_MS","value":"1000"}]"#
+                .to_string(),
+        ),
+        ("--set", "tableVolume.enabled=true".to_string()),
+        (
+            "--set",
+            format!("tableVolume.volume.hostPath.path={}", tables.display()),
+        ),
+        (
+            "--set",
+            "tableVolume.volume.hostPath.type=Directory".to_string(),
+        ),
+    ];
+    let mut install = helm(&tb);
+    install.args([
+        "install",
+        &release,
+        "charts/routine-load",
+        "--namespace",
+        &ns,
+    ]);
+    for (flag, value) in &base_sets {
+        install.arg(flag).arg(value);
+    }
+    let installed = Testbed::run(&mut install);
+    let mut guard = Release {
+        tb: &tb,
+        name: release.clone(),
+        jobs_ns: jobs_ns.clone(),
+        armed: true,
+    };
+    if let Err(e) = installed {
+        panic!("helm install: {e:#}");
+    }
+
+    // Probes go Ready: 2 operators (one leader) and 2 workers, as the chart's defaults say.
+    let operators = wait_ready_pods(&tb, &ns, &release, "operator", 2, &[]).await;
+    let workers = wait_ready_pods(&tb, &ns, &release, "worker", 2, &[]).await;
+    eprintln!(
+        "Ready: operators {operators:?}, workers {workers:?} ({:.0} s)",
+        started.elapsed().as_secs_f64()
+    );
+    let worker0 = format!("{release}-worker-0");
+    assert!(
+        workers.contains_key(&worker0),
+        "StatefulSet names: {workers:?}"
+    );
+
+    // The reference's Wikipedia table and job; the pods reach Kafka on the node's pod listener.
+    let topic = unique_name("pods-wiki");
+    tb.create_topic(&topic, 2).await.expect("topic");
+    let mut want = std::collections::BTreeSet::new();
+    let mut bad = produce_wiki(&tb, &topic, 0, 200, &mut want).await;
+    let location = "file:///data/wiki".to_string();
+    let host_location = format!("file://{}/wiki", tables.display());
+    let col = |name: &str, ty: &str| json!({ "name": name, "type": ty });
+    let table: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "routineload.io/v1alpha1", "kind": "Table",
+        "metadata": { "name": "routine-wiki-edit" },
+        "spec": { "location": location, "columns": [
+            { "name": "event_time", "type": "DATETIME", "nullable": false },
+            col("channel", "VARCHAR(32)"), col("user", "VARCHAR(128)"),
+            col("is_anonymous", "TINYINT"), col("is_minor", "TINYINT"), col("is_new", "TINYINT"),
+            col("is_robot", "TINYINT"), col("is_unpatrolled", "TINYINT"),
+            col("delta", "INT"), col("added", "INT"), col("deleted", "INT"),
+        ] },
+    }))
+    .expect("table");
+    api(&client, &jobs_ns, "Table", "tables")
+        .create(&PostParams::default(), &table)
+        .await
+        .expect("create table");
+    let job_name = "routine-load-wikipedia";
+    let job: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "routineload.io/v1alpha1", "kind": "RoutineLoadJob",
+        "metadata": { "name": job_name },
+        "spec": {
+            "table": "routine-wiki-edit", "columnSeparator": ",",
+            "columns": ["event_time", "channel", "user", "is_anonymous", "is_minor", "is_new",
+                        "is_robot", "is_unpatrolled", "delta", "added", "deleted"],
+            "desiredConcurrentNumber": 2, "maxErrorNumber": 100000,
+            "kafka": { "brokerList": tb.var("KAFKA_POD_BROKERS").expect("pod brokers"),
+                       "topic": topic, "defaultOffset": "OFFSET_BEGINNING" },
+        },
+    }))
+    .expect("job");
+    api(&client, &jobs_ns, "RoutineLoadJob", "routineloadjobs")
+        .create(&PostParams::default(), &job)
+        .await
+        .expect("create job");
+    let status = wait_job_loaded(&tb, &jobs_ns, job_name, want.len(), bad).await;
+    assert_exactly_once(&tb, &host_location, &want, "first load");
+    eprintln!(
+        "loaded {} rows, {bad} error rows ({:.0} s)",
+        want.len(),
+        started.elapsed().as_secs_f64()
+    );
+
+    // The error-log URL in the status points at a worker pod and returns the rejected rows.
+    let urls: Vec<String> = status["errorLogUrls"]
+        .as_array()
+        .expect("status.errorLogUrls")
+        .iter()
+        .filter_map(|u| u.as_str().map(str::to_string))
+        .collect();
+    assert!(!urls.is_empty(), "no error-log URL in {status}");
+    let (code, body) = http_get(&urls[0]);
+    assert_eq!(code, 200, "GET {}: {body}", urls[0]);
+    assert!(
+        body.contains("not-a-number-"),
+        "GET {}: no rejected row in:\n{body}",
+        urls[0]
+    );
+
+    // kubectl delete pod of a worker while rows arrive: the StatefulSet recreates it under the
+    // same name, and the table loses and duplicates nothing.
+    let old_worker = workers[&worker0].clone();
+    Testbed::run(
+        tb.kubectl()
+            .args(["delete", "pod", &worker0, "-n", &ns, "--wait=false"]),
+    )
+    .expect("delete worker pod");
+    bad += produce_wiki(&tb, &topic, 200, 200, &mut want).await;
+    let workers = wait_ready_pods(&tb, &ns, &release, "worker", 2, &[old_worker]).await;
+    assert!(
+        workers.contains_key(&worker0),
+        "worker-0 was not recreated: {workers:?}"
+    );
+    wait_job_loaded(&tb, &jobs_ns, job_name, want.len(), bad).await;
+    assert_exactly_once(&tb, &host_location, &want, "after deleting a worker pod");
+    eprintln!(
+        "worker pod replaced, {} rows ({:.0} s)",
+        want.len(),
+        started.elapsed().as_secs_f64()
+    );
+
+    // kubectl delete pod of the leading operator: the standby takes the lease.
+    let lease = format!("{release}-operator");
+    let holder = kubectl_json(&tb, &["get", "lease", &lease, "-n", &ns])["spec"]["holderIdentity"]
+        .as_str()
+        .expect("leader lease holder")
+        .to_string();
+    assert!(
+        operators.contains_key(&holder),
+        "lease holder {holder} is not one of {operators:?}"
+    );
+    Testbed::run(
+        tb.kubectl()
+            .args(["delete", "pod", &holder, "-n", &ns, "--wait=false"]),
+    )
+    .expect("delete leader pod");
+    bad += produce_wiki(&tb, &topic, 400, 200, &mut want).await;
+    let operators = wait_ready_pods(
+        &tb,
+        &ns,
+        &release,
+        "operator",
+        2,
+        &[operators[&holder].clone()],
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let new_holder = loop {
+        let h = kubectl_json(&tb, &["get", "lease", &lease, "-n", &ns])["spec"]["holderIdentity"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if h != holder && operators.contains_key(&h) {
+            break h;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the lease stays with {h} after deleting {holder}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    wait_job_loaded(&tb, &jobs_ns, job_name, want.len(), bad).await;
+    assert_exactly_once(
+        &tb,
+        &host_location,
+        &want,
+        "after deleting the leading operator",
+    );
+    eprintln!(
+        "leader {holder} -> {new_holder}, {} rows ({:.0} s)",
+        want.len(),
+        started.elapsed().as_secs_f64()
+    );
+
+    // helm upgrade with a changed value rolls every pod; the job keeps loading.
+    let before: Vec<String> = ["operator", "worker"]
+        .iter()
+        .flat_map(|c| component_pods(&tb, &ns, &release, c))
+        .map(|p| uid(&p))
+        .collect();
+    let mut upgrade = helm(&tb);
+    upgrade.args([
+        "upgrade",
+        &release,
+        "charts/routine-load",
+        "--namespace",
+        &ns,
+    ]);
+    for (flag, value) in &base_sets {
+        upgrade.arg(flag).arg(value);
+    }
+    upgrade.args(["--set", "operator.logLevel=debug\\,buoyant_kernel=off"]);
+    upgrade.args(["--set", "worker.logLevel=info\\,routine_load_worker=debug"]);
+    Testbed::run(&mut upgrade).expect("helm upgrade");
+    bad += produce_wiki(&tb, &topic, 600, 200, &mut want).await;
+    wait_ready_pods(&tb, &ns, &release, "operator", 2, &before).await;
+    wait_ready_pods(&tb, &ns, &release, "worker", 2, &before).await;
+    wait_job_loaded(&tb, &jobs_ns, job_name, want.len(), bad).await;
+    assert_exactly_once(&tb, &host_location, &want, "after helm upgrade");
+    eprintln!(
+        "helm upgrade rolled all pods, {} rows ({:.0} s)",
+        want.len(),
+        started.elapsed().as_secs_f64()
+    );
+    let refused = forbidden_in_pod_logs(&tb, &ns, &release);
+    assert!(
+        refused.is_empty(),
+        "the API server refused the pods:\n{}",
+        refused.join("\n")
+    );
+
+    // helm uninstall: the pods go; the CRDs, the Table object and the table's data stay.
+    Testbed::run(helm(&tb).args(["uninstall", &release, "--namespace", &ns, "--wait"]))
+        .expect("helm uninstall");
+    guard.armed = false;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !(component_pods(&tb, &ns, &release, "operator").is_empty()
+        && component_pods(&tb, &ns, &release, "worker").is_empty())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "pods of {release} remain after helm uninstall"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    for crd in [
+        "tables.routineload.io",
+        "routineloadjobs.routineload.io",
+        "routineloadtasks.routineload.io",
+    ] {
+        kubectl_json(&tb, &["get", "crd", crd]);
+    }
+    kubectl_json(&tb, &["get", "table", "routine-wiki-edit", "-n", &jobs_ns]);
+    assert_exactly_once(&tb, &host_location, &want, "after helm uninstall");
+
+    // Clean up: no operator runs to clear the finalizers any more.
+    let _ = tb
+        .kubectl()
+        .args([
+            "delete",
+            "routineloadjob",
+            job_name,
+            "-n",
+            &jobs_ns,
+            "--wait=false",
+        ])
+        .output();
+    for kind in ["routineloadtasks", "tables"] {
+        let names = tb
+            .kubectl()
+            .args(["get", kind, "-n", &jobs_ns, "-o", "name"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        for n in names.lines() {
+            let _ = tb
+                .kubectl()
+                .args([
+                    "patch",
+                    n,
+                    "-n",
+                    &jobs_ns,
+                    "--type=merge",
+                    "-p",
+                    r#"{"metadata":{"finalizers":null}}"#,
+                ])
+                .output();
+        }
+    }
+    for n in [&ns, &jobs_ns] {
+        let _ = tb
+            .kubectl()
+            .args(["delete", "namespace", n, "--wait=false"])
+            .output();
+    }
+    let _ = std::fs::remove_dir_all(&tables);
+    eprintln!(
+        "real pods: install, load, pod deletions, upgrade, uninstall in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+}
