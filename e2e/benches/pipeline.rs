@@ -1161,10 +1161,11 @@ fn markdown(r: &Value) -> String {
     if r["scale"].is_object() {
         let s = &r["scale"];
         md.push_str("## Operator scale\n\n");
-        md.push_str("| jobs x tasks | fake workers | time to all RUNNING s | reconciles | reconcile p50 s | reconcile p99 s | API req/s per job (steady) | API req/s per job (ramp) | operator RSS MiB | operator peak RSS MiB |\n");
-        md.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        md.push_str("| operator build | jobs x tasks | fake workers | time to all RUNNING s | reconciles | reconcile p50 s | reconcile p99 s | API req/s per job (steady) | API req/s per job (ramp) | operator RSS MiB | operator peak RSS MiB |\n");
+        md.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
         md.push_str(&format!(
-            "| {} x {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n\n",
+            "| {} | {} x {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n\n",
+            s["operator_binary_profile"].as_str().unwrap_or("-"),
             s["jobs"],
             s["tasks_per_job"],
             s["workers"],
@@ -1602,12 +1603,18 @@ mod scale {
             });
         }
 
-        let profile = if workspace_binary_in("release", "routine-load-operator") {
+        // BENCH_OPERATOR_BIN: another operator binary (say an older build, for a before/after).
+        let chosen = std::env::var_os("BENCH_OPERATOR_BIN").map(PathBuf::from);
+        let profile = if chosen.is_some() {
+            "BENCH_OPERATOR_BIN"
+        } else if workspace_binary_in("release", "routine-load-operator") {
             "release"
         } else {
             "debug"
         };
-        let bin = {
+        let bin = if let Some(p) = chosen {
+            p
+        } else {
             let target = std::env::var_os("CARGO_TARGET_DIR")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
@@ -1755,6 +1762,7 @@ mod scale {
             "jobs": jobs, "tasks_per_job": tasks_per_job, "workers": workers,
             "max_tasks_per_worker": per_worker,
             "operator_binary_profile": profile,
+            "operator_binary": bin.display().to_string(),
             "create_objects_s": created_s,
             "all_running_s": all_running,
             "reconciles": reconciles,

@@ -732,7 +732,7 @@ async fn operator_folds_task_status_and_pauses_on_error_window() {
 }
 
 #[tokio::test]
-async fn operator_table_deletion_waits_for_jobs_and_honours_policy() {
+async fn operator_table_deletion_cancels_its_jobs_and_honours_policy() {
     let Some(env) = setup("operator table deletion").await else {
         return;
     };
@@ -776,31 +776,34 @@ async fn operator_table_deletion_waits_for_jobs_and_honours_policy() {
     let jobs = api(&env.client, &env.ns, "RoutineLoadJob", "routineloadjobs");
     wait_state(&jobs, "loader", "RUNNING", Duration::from_secs(60)).await;
 
-    // Deleting a table a job loads into is refused (the finalizer stays) with a reason.
+    // Deleting the table a job loads into cancels the job (a deletion can't be called off, so
+    // the job can never run again): CANCELLED with the reason, its tasks removed; then the
+    // finalizer lets the table go, and with deletionPolicy Delete its files too.
+    assert_eq!(tasks_of(&env.client, &env.ns, "loader").await.len(), 1);
     tables
         .delete("doomed", &Default::default())
         .await
         .expect("delete table");
-    wait_for(
-        "deletion refused while the job runs",
-        Duration::from_secs(20),
-        || async {
-            let t = get(&tables, "doomed").await;
-            let c = &t["status"]["conditions"][0];
-            if t["status"]["phase"] == "Deleting"
-                && c["reason"] == "InUse"
-                && c["message"].as_str().unwrap_or_default().contains("loader")
-            {
-                Ok(())
-            } else {
-                Err(format!("{}", t["status"]))
-            }
-        },
-    )
+    let j = wait_state(&jobs, "loader", "CANCELLED", Duration::from_secs(30)).await;
+    let reason = j["status"]["reasonOfStateChanged"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        reason.contains("table 'doomed' was deleted"),
+        "{}",
+        j["status"]
+    );
+    assert_eq!(j["status"]["conditions"][0]["reason"], "TableDeleted");
+    assert!(j["status"]["endTime"].is_string(), "{}", j["status"]);
+    wait_for("tasks removed", Duration::from_secs(30), || async {
+        let t = tasks_of(&env.client, &env.ns, "loader").await;
+        if t.is_empty() {
+            Ok(())
+        } else {
+            Err(task_summary(&t))
+        }
+    })
     .await;
-
-    // Once the job is stopped the table goes, and with deletionPolicy Delete its files too.
-    set_desired(&env, "loader", "Stopped").await;
     wait_for("table deleted", Duration::from_secs(30), || async {
         match tables.get_opt("doomed").await {
             Ok(None) => Ok(()),
@@ -813,6 +816,18 @@ async fn operator_table_deletion_waits_for_jobs_and_honours_policy() {
         "Delta log left in {}",
         dir.display()
     );
+    let events = events_for(&env.client, &env.ns, "loader").await;
+    assert!(
+        events
+            .iter()
+            .any(|(r, m)| r == "TableDeleted" && m.contains("CANCELLED")),
+        "{events:?}"
+    );
+    // Final: a resume changes nothing.
+    set_desired(&env, "loader", "Running").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(get(&jobs, "loader").await["status"]["state"], "CANCELLED");
+    assert!(tasks_of(&env.client, &env.ns, "loader").await.is_empty());
 }
 
 fn spawn_operator(tb: &Testbed, ns: &str, identity: &str, extra: &[(&str, &str)]) -> LocalProcess {
@@ -1223,7 +1238,13 @@ async fn operator_frozen_leader_writes_nothing_after_a_takeover() {
 
     // Freeze the leader (SIGSTOP) past its lease: the other replica takes over and pauses the
     // job (its task deleted), while the frozen one still believes the job RUNNING with a task.
+    let frozen_pid = ops[&first].pid().expect("leader pid");
     ops[&first].signal("STOP").expect("SIGSTOP");
+    assert_eq!(
+        process_state(frozen_pid),
+        Some('T'),
+        "the leader {first} is not stopped"
+    );
     let next = wait_for("a new leader", Duration::from_secs(30), || async {
         match leader_of(&client, &ns).await {
             Some(l) if !l.is_empty() && l != first => Ok(l),
@@ -1243,9 +1264,21 @@ async fn operator_frozen_leader_writes_nothing_after_a_takeover() {
     })
     .await;
     let before = get(&jobs, "frozen").await;
+    // The fault happened: the leader stayed frozen through the takeover and the pause, and the
+    // pause is the new leader's write (its Event names it).
+    assert_eq!(
+        process_state(frozen_pid),
+        Some('T'),
+        "the leader {first} woke up before the takeover"
+    );
+    let reporters = event_reporters(&client, &ns, "frozen").await;
+    assert!(
+        reporters.contains(&("UserPaused".to_string(), next.clone())),
+        "{reporters:?}"
+    );
 
     // Thaw it: its lease is long gone, so it must write nothing (no task recreated, no status
-    // written back) and exit.
+    // written back, no Event) and exit.
     ops[&first].signal("CONT").expect("SIGCONT");
     let thawed = Instant::now();
     while thawed.elapsed() < Duration::from_secs(10) {
@@ -1270,10 +1303,42 @@ async fn operator_frozen_leader_writes_nothing_after_a_takeover() {
         "the job changed after {next} paused it: {}",
         after["status"]
     );
+    let reporters_after = event_reporters(&client, &ns, "frozen").await;
+    assert_eq!(
+        reporters_after.iter().filter(|(_, r)| *r == first).count(),
+        reporters.iter().filter(|(_, r)| *r == first).count(),
+        "the thawed leader {first} published an Event: {reporters_after:?}"
+    );
     assert_eq!(
         leader_of(&client, &ns).await.as_deref(),
         Some(next.as_str())
     );
+}
+
+/// The state letter of a process (`/proc/<pid>/stat`): `T` while stopped by a signal.
+fn process_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // pid (comm) state ...: comm may hold spaces, so read after the last ')'.
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
+/// (reason, reporting instance) of the Events about object `name`.
+async fn event_reporters(client: &Client, ns: &str, name: &str) -> Vec<(String, String)> {
+    let events: Api<CoreEvent> = Api::namespaced(client.clone(), ns);
+    events
+        .list(&ListParams::default())
+        .await
+        .expect("list events")
+        .items
+        .into_iter()
+        .filter(|e| e.involved_object.name.as_deref() == Some(name))
+        .map(|e| {
+            (
+                e.reason.unwrap_or_default(),
+                e.reporting_instance.unwrap_or_default(),
+            )
+        })
+        .collect()
 }
 
 #[tokio::test]

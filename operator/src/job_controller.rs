@@ -6,9 +6,17 @@
 //! ("client": the API server and Kafka), [`job_plan::plan`] decides everything from them (pure,
 //! unit tested there and in `job_state`, `job_scheduler` and `task_scheduler`), and the
 //! controller applies the plan.
+//!
+//! Inputs come from [`caches`](crate::caches): reflectors of the tasks (by the job label), of
+//! the worker Leases (by the worker label) and of the Tables. A change to a task reconciles its
+//! job (the tasks' reflector is the controller's owned stream), a change to a Table the jobs
+//! loading into it; the resync only catches what no object says (a Lease that stops being
+//! renewed, new Kafka partitions). A plan that writes tasks is made again on a fresh read first.
+//! The status is written only when something users see changes; the load rates alone are
+//! refreshed at most every [`RATE_REFRESH`].
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -17,10 +25,11 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use routine_load_api::job::{DesiredState, JobState, RoutineLoadJobStatus};
 use routine_load_api::names::{
@@ -31,6 +40,7 @@ use routine_load_api::{LoadPlan, RoutineLoadJob, RoutineLoadTask, RoutineLoadTas
 use serde_json::json;
 use tracing::{debug, info, warn};
 
+use crate::caches::{Caches, Expectations, GuardedLease, GuardedTable, GuardedTask};
 use crate::error_window::WindowLimits;
 use crate::job_plan::{self, KafkaRead, PlanInputs};
 use crate::job_state::{self, Blocker, Cause, Counters, Sample, TaskReport};
@@ -99,11 +109,18 @@ impl Default for Config {
     }
 }
 
-/// Per-job memory that need not survive a restart: rate samples and the transient backoff.
+/// How often the load rates alone (`loadRowsRate`, `receivedBytesRate`) are rewritten; any
+/// other change of the status is written at once, with fresh rates.
+pub const RATE_REFRESH: Duration = Duration::from_secs(30);
+
+/// Per-job memory that need not survive a restart: rate samples, the transient backoff, the
+/// task writes the cache has not shown yet, and when the rates were last written.
 #[derive(Default)]
 struct JobMemory {
     samples: VecDeque<Sample>,
     attempts: u32,
+    expected: Expectations,
+    rates_written_ms: Option<i64>,
 }
 
 /// Shared by every reconcile.
@@ -121,6 +138,8 @@ pub struct Context {
     lease_observations: Mutex<HashMap<String, LeaseObservation>>,
     /// The origin of the monotonic milliseconds in `lease_observations`.
     started: Instant,
+    /// The job controller's reflectors, once it runs.
+    caches: OnceLock<Caches>,
 }
 
 impl Context {
@@ -141,10 +160,16 @@ impl Context {
             kafka_metadata: Arc::new(MetadataClients::default()),
             lease_observations: Mutex::new(HashMap::new()),
             started: Instant::now(),
+            caches: OnceLock::new(),
         }
     }
 
     /// Refuses a write once the leader lease may no longer be ours.
+    /// Milliseconds since this operator started (a monotonic clock).
+    fn now_ms(&self) -> i64 {
+        i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX)
+    }
+
     pub fn gate_check(&self) -> Result<(), Error> {
         if self.gate.holds() {
             Ok(())
@@ -161,20 +186,14 @@ pub enum Error {
     NoNamespace,
     #[error("listing the job's tasks: {0}")]
     ListTasks(#[source] kube::Error),
-    #[error("reading table '{table}': {source}")]
-    GetTable {
-        table: String,
-        #[source]
-        source: kube::Error,
-    },
     #[error("reading Kafka credentials secret '{secret}': {source}")]
     GetSecret {
         secret: String,
         #[source]
         source: kube::Error,
     },
-    #[error("listing worker leases: {0}")]
-    ListLeases(#[source] kube::Error),
+    #[error("the task, worker Lease and Table caches have not listed yet (watches failing?)")]
+    CachesNotReady,
     #[error("applying task '{task}': {source}")]
     ApplyTask {
         task: String,
@@ -200,9 +219,8 @@ impl Error {
         match self {
             Error::NoNamespace => "no_namespace",
             Error::ListTasks(_) => "list_tasks",
-            Error::GetTable { .. } => "get_table",
             Error::GetSecret { .. } => "get_secret",
-            Error::ListLeases(_) => "list_leases",
+            Error::CachesNotReady => "caches_not_ready",
             Error::ApplyTask { .. } => "apply_task",
             Error::DeleteTask { .. } => "delete_task",
             Error::PatchCounters(_) => "patch_counters",
@@ -217,8 +235,54 @@ pub async fn run(
     ctx: Arc<Context>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let jobs: Api<RoutineLoadJob> = ctx.config.api(&ctx.client);
-    let tables: Api<Table> = ctx.config.api(&ctx.client);
+    let jobs: Api<DeserializeGuard<RoutineLoadJob>> = ctx.config.api(&ctx.client);
+    let (task_store, task_writer) = reflector::store::<GuardedTask>();
+    let (lease_store, lease_writer) = reflector::store::<GuardedLease>();
+    let (table_store, table_writer) = reflector::store::<GuardedTable>();
+    let _ = ctx.caches.set(Caches {
+        tasks: task_store,
+        leases: lease_store,
+        tables: table_store,
+    });
+    let tasks = reflector::reflector(
+        task_writer,
+        watcher(
+            ctx.config.api::<GuardedTask>(&ctx.client),
+            watcher::Config::default().labels(JOB_LABEL),
+        ),
+    )
+    .default_backoff()
+    .touched_objects();
+    let tables = reflector::reflector(
+        table_writer,
+        watcher(
+            ctx.config.api::<GuardedTable>(&ctx.client),
+            watcher::Config::default(),
+        ),
+    )
+    .default_backoff()
+    .touched_objects();
+    // Worker Leases: noted as they change (the time this operator saw each record change is
+    // what liveness is judged by); the resync looks at them.
+    let leases = {
+        let api: Api<GuardedLease> =
+            Api::namespaced(ctx.client.clone(), &ctx.config.worker_namespace);
+        let stream = reflector::reflector(
+            lease_writer,
+            watcher(api, watcher::Config::default().labels(WORKER_LABEL)),
+        )
+        .default_backoff();
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            futures::pin_mut!(stream);
+            while let Some(event) = stream.next().await {
+                match event {
+                    Ok(e) => note_lease_event(&ctx, e),
+                    Err(e) => warn!(error = %e, "watching worker Leases"),
+                }
+            }
+        })
+    };
     let controller = Controller::new(jobs, watcher::Config::default());
     let store = controller.store();
     // Deleted jobs are not reconciled again: forget them from time to time.
@@ -238,14 +302,17 @@ pub async fn run(
         })
     };
     controller
-        // A Table that appears, becomes ready or changes re-plans the jobs that load into it.
-        .watches(tables, watcher::Config::default(), move |table: Table| {
+        // A task that changes reconciles its job (the owner reference).
+        .owns_stream(tasks)
+        // A Table that appears, becomes ready, changes or is deleted re-plans the jobs that
+        // load into it.
+        .watches_stream(tables, move |table: GuardedTable| {
             let ns = table.namespace();
             let name = table.name_any();
             store
                 .state()
                 .into_iter()
-                .filter(|j| j.namespace() == ns && j.spec.table == name)
+                .filter(|j| j.namespace() == ns && j.0.as_ref().is_ok_and(|j| j.spec.table == name))
                 .map(|j| ObjectRef::from_obj(&*j))
                 .collect::<Vec<_>>()
         })
@@ -258,9 +325,41 @@ pub async fn run(
         })
         .await;
     pruner.abort();
+    leases.abort();
 }
 
-fn error_policy(job: Arc<RoutineLoadJob>, error: &Error, ctx: Arc<Context>) -> Action {
+/// Notes a worker Lease watch event: when this operator saw each Lease record change.
+fn note_lease_event(ctx: &Context, event: watcher::Event<GuardedLease>) {
+    let now_ms = ctx.now_ms();
+    let mut seen = ctx
+        .lease_observations
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    match event {
+        watcher::Event::Apply(l) | watcher::Event::InitApply(l) => {
+            if let Ok(l) = &l.0 {
+                observe_lease(&mut seen, l, now_ms);
+            }
+        }
+        watcher::Event::Delete(l) => {
+            seen.remove(&l.name_any());
+        }
+        watcher::Event::InitDone => {
+            if let Some(c) = ctx.caches.get() {
+                let listed: std::collections::HashSet<String> =
+                    c.leases.state().iter().map(|l| l.name_any()).collect();
+                seen.retain(|k, _| listed.contains(k));
+            }
+        }
+        watcher::Event::Init => {}
+    }
+}
+
+fn error_policy(
+    job: Arc<DeserializeGuard<RoutineLoadJob>>,
+    error: &Error,
+    ctx: Arc<Context>,
+) -> Action {
     ctx.metrics
         .reconcile_errors
         .with_label_values(&["job", error.metric_label()])
@@ -269,10 +368,26 @@ fn error_policy(job: Arc<RoutineLoadJob>, error: &Error, ctx: Arc<Context>) -> A
     Action::requeue(Duration::from_secs(10))
 }
 
-async fn reconcile(job: Arc<RoutineLoadJob>, ctx: Arc<Context>) -> Result<Action, Error> {
+async fn reconcile(
+    job: Arc<DeserializeGuard<RoutineLoadJob>>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
     let started = Instant::now();
     ctx.metrics.reconciles.with_label_values(&["job"]).inc();
-    let result = reconcile_job(&job, &ctx).await;
+    let result = match &job.0 {
+        Ok(j) => reconcile_job(j, &ctx).await,
+        Err(invalid) => {
+            // Not decodable (say a field of the wrong type written past the schema): say so
+            // on the object, and go on with the other jobs.
+            ctx.metrics
+                .reconcile_errors
+                .with_label_values(&["job", "invalid_object"])
+                .inc();
+            warn!(job = %job.name_any(), error = %invalid.error, "job does not decode; not reconciled");
+            publish_invalid_event(&ctx, &job, &invalid.error).await;
+            Ok(Action::await_change())
+        }
+    };
     ctx.metrics
         .reconcile_duration
         .with_label_values(&["job"])
@@ -292,23 +407,47 @@ async fn reconcile_job(job: &RoutineLoadJob, ctx: &Context) -> Result<Action, Er
     let client = &ctx.client;
     let task_api: Api<RoutineLoadTask> = Api::namespaced(client.clone(), &ns);
     let status = job.status.clone().unwrap_or_default();
-
-    // Dereference (client): the job's tasks, its table and plan, Kafka metadata and workers. An
-    // API error here fails the reconcile before anything is decided: the tasks keep running.
-    let tasks: Vec<RoutineLoadTask> = task_api
-        .list(&ListParams::default().labels(&format!("{JOB_LABEL}={name}")))
+    let caches = ctx.caches.get().ok_or(Error::CachesNotReady)?;
+    if tokio::time::timeout(Duration::from_secs(30), caches.ready())
         .await
-        .map_err(Error::ListTasks)?
-        .items
-        .into_iter()
-        .filter(|t| t.spec.job_uid == uid)
-        .collect();
+        .ok()
+        != Some(true)
+    {
+        return Err(Error::CachesNotReady);
+    }
+
+    // Dereference (caches, Kafka): the job's tasks, its table and plan, Kafka metadata and
+    // workers. An API error here fails the reconcile before anything is decided: the tasks keep
+    // running.
+    let (cached, invalid) = caches.job_tasks(&ns, &name, &uid);
+    for t in &invalid {
+        warn!(job = %name, namespace = %ns, "a task of the job does not decode: {t}");
+    }
+    let caught_up = {
+        let mut memory = ctx.memory.lock().unwrap_or_else(|e| e.into_inner());
+        memory
+            .entry(uid.clone())
+            .or_default()
+            .expected
+            .met_by(&cached)
+    };
+    let fresh = !caught_up;
+    let tasks = if caught_up {
+        cached
+    } else {
+        // The cache has not shown this controller's last task writes yet: read them.
+        debug!(job = %name, namespace = %ns, "task cache behind this operator's writes; listing");
+        list_tasks(&task_api, &name, &uid).await?
+    };
     let final_state = status.state.is_some_and(|s| s.is_final());
     let should_run = job.spec.state == DesiredState::Running && !final_state;
-    let table_blocker = if should_run {
-        check_table_and_plan(job, ctx, &ns).await?
-    } else {
+    // The table is looked at for every job that may still run: a Table being deleted cancels
+    // even a paused job.
+    let table_blocker = if final_state {
         None
+    } else {
+        check_table_and_plan(job, caches, &ns)
+            .filter(|b| should_run || b.cause == Cause::TableDeleted)
     };
     let checks = should_run && table_blocker.is_none();
     let kafka = if checks {
@@ -320,11 +459,11 @@ async fn reconcile_job(job: &RoutineLoadJob, ctx: &Context) -> Result<Action, Er
         warn!(job = %name, namespace = %ns, error = %e, "reading Kafka metadata failed");
     }
     let (workers, other_load) = if checks {
-        live_workers(ctx, &uid).await?
+        live_workers(ctx, caches, &uid)
     } else {
         (Vec::new(), BTreeMap::new())
     };
-    let inputs = PlanInputs {
+    let mut inputs = PlanInputs {
         job_name: name.clone(),
         job_uid: uid.clone(),
         generation: job.metadata.generation.unwrap_or(0),
@@ -337,16 +476,26 @@ async fn reconcile_job(job: &RoutineLoadJob, ctx: &Context) -> Result<Action, Er
         },
         status: status.clone(),
         legacy_retired: legacy_retired_counters(job),
-        tasks: tasks.clone(),
+        tasks,
         table_blocker,
         kafka,
         workers,
         other_load,
     };
 
-    // Plan (pure).
+    // Plan (pure). A plan that writes tasks is made again on the tasks as the API server has
+    // them, unless they were just read from it.
     let now = Timestamp::now();
-    let plan = job_plan::plan(&inputs, &ctx.config, now);
+    let mut plan = job_plan::plan(&inputs, &ctx.config, now);
+    if !fresh && (!plan.apply.is_empty() || !plan.delete.is_empty()) {
+        let current = list_tasks(&task_api, &name, &uid).await?;
+        if !crate::caches::same_versions(&current, &inputs.tasks) {
+            debug!(job = %name, namespace = %ns, "task cache stale; planning on a fresh read");
+            inputs.tasks = current;
+            plan = job_plan::plan(&inputs, &ctx.config, now);
+        }
+    }
+    let tasks = inputs.tasks.clone();
     for t in &plan.tolerated {
         warn!(job = %name, namespace = %ns, "riding out a failure within the grace period: {t}");
     }
@@ -383,6 +532,8 @@ async fn reconcile_job(job: &RoutineLoadJob, ctx: &Context) -> Result<Action, Er
         ctx.gate_check()?;
         live_tasks.push(apply_task(&task_api, job, &a.name, &a.spec).await?);
     }
+    let applied = &live_tasks[live_tasks.len() - plan.apply.len()..];
+    note_task_writes(ctx, &uid, &tasks, &plan.delete, applied);
 
     // Error logs of every current task, including those removed (a job paused by its error
     // window must still point at the rows that paused it).
@@ -475,13 +626,28 @@ async fn reconcile_job(job: &RoutineLoadJob, ctx: &Context) -> Result<Action, Er
     new_status
         .conditions
         .extend(plan.conditions.iter().cloned());
-    if new_status != status {
+    let now_ms = ctx.now_ms();
+    let write = {
+        let mut memory = ctx.memory.lock().unwrap_or_else(|e| e.into_inner());
+        let m = memory.entry(uid.clone()).or_default();
+        let rates_written = *m.rates_written_ms.get_or_insert(now_ms);
+        job_state::status_to_write(
+            &status,
+            &new_status,
+            rates_written,
+            now_ms,
+            RATE_REFRESH.as_millis() as i64,
+        )
+    };
+    if let Some(new_status) = write {
         ctx.gate_check()?;
         match patch_status(job, &ns, client, &new_status, resource_version.as_deref()).await {
             Ok(_) => {}
             Err(e) if is_conflict(&e) => return Ok(stale_object(&name)),
             Err(e) => return Err(Error::PatchStatus(e)),
         }
+        let mut memory = ctx.memory.lock().unwrap_or_else(|e| e.into_inner());
+        memory.entry(uid.clone()).or_default().rates_written_ms = Some(now_ms);
     }
     ctx.metrics.set_job_state(&uid, Some(state));
     // A failure that starts being ridden out is worth an Event of its own.
@@ -523,6 +689,46 @@ async fn reconcile_job(job: &RoutineLoadJob, ctx: &Context) -> Result<Action, Er
     })
 }
 
+/// Remembers this reconcile's task writes: later reconciles read the job's tasks from the API
+/// server until the cache shows them.
+fn note_task_writes(
+    ctx: &Context,
+    job_uid: &str,
+    before: &[RoutineLoadTask],
+    deleted: &[String],
+    applied: &[RoutineLoadTask],
+) {
+    if deleted.is_empty() && applied.is_empty() {
+        return;
+    }
+    let mut memory = ctx.memory.lock().unwrap_or_else(|e| e.into_inner());
+    let expected = &mut memory.entry(job_uid.to_string()).or_default().expected;
+    for t in before.iter().filter(|t| deleted.contains(&t.name_any())) {
+        expected.deleted(t);
+    }
+    for t in applied {
+        expected.wrote(t);
+    }
+}
+
+/// Reads the job's tasks from the API server (not the cache).
+async fn list_tasks(
+    api: &Api<RoutineLoadTask>,
+    job: &str,
+    job_uid: &str,
+) -> Result<Vec<RoutineLoadTask>, Error> {
+    let mut tasks: Vec<RoutineLoadTask> = api
+        .list(&ListParams::default().labels(&format!("{JOB_LABEL}={job}")))
+        .await
+        .map_err(Error::ListTasks)?
+        .items
+        .into_iter()
+        .filter(|t| t.spec.job_uid == job_uid)
+        .collect();
+    tasks.sort_by_key(|t| t.name_any());
+    Ok(tasks)
+}
+
 fn is_conflict(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 409)
 }
@@ -538,29 +744,46 @@ fn folded_lag_missing(s: &RoutineLoadJobStatus) -> bool {
     s.total_lag.is_none()
 }
 
-/// Dereference (client) + validate (pure): the table exists, is ready, and the plan builds.
-async fn check_table_and_plan(
+/// Dereference (cache) + validate: the table exists, is ready, and the plan builds.
+fn check_table_and_plan(job: &RoutineLoadJob, caches: &Caches, ns: &str) -> Option<Blocker> {
+    table_blocker(job, caches.table(ns, &job.spec.table), ns)
+}
+
+/// Pure: what keeps the job from loading into its table (as the cache has it), if anything. A
+/// Table being deleted can't come back (a deletion can't be called off): the job is cancelled.
+pub fn table_blocker(
     job: &RoutineLoadJob,
-    ctx: &Context,
+    table: Option<Result<Table, String>>,
     ns: &str,
-) -> Result<Option<Blocker>, Error> {
-    let tables: Api<Table> = Api::namespaced(ctx.client.clone(), ns);
+) -> Option<Blocker> {
     let table_name = &job.spec.table;
-    let table = tables
-        .get_opt(table_name)
-        .await
-        .map_err(|source| Error::GetTable {
-            table: table_name.clone(),
-            source,
-        })?;
-    let Some(table) = table else {
-        return Ok(Some(Blocker {
-            cause: Cause::TableNotFound,
-            message: format!(
-                "table '{table_name}' not found in namespace '{ns}': create the Table before the job"
-            ),
-        }));
+    let table = match table {
+        None => {
+            return Some(Blocker {
+                cause: Cause::TableNotFound,
+                message: format!(
+                    "table '{table_name}' not found in namespace '{ns}': create the Table before the job"
+                ),
+            });
+        }
+        Some(Err(e)) => {
+            return Some(Blocker {
+                cause: Cause::TableNotReady,
+                message: format!("table '{table_name}' can't be read: {e}"),
+            });
+        }
+        Some(Ok(t)) => t,
     };
+    if let Some(at) = &table.metadata.deletion_timestamp {
+        return Some(Blocker {
+            cause: Cause::TableDeleted,
+            message: format!(
+                "table '{table_name}' was deleted (at {}): the job can never load into it again; \
+                 create a new job for a new table",
+                at.0
+            ),
+        });
+    }
     let phase = table.status.as_ref().and_then(|s| s.phase);
     if phase != Some(TablePhase::Ready) {
         let detail = table
@@ -569,7 +792,7 @@ async fn check_table_and_plan(
             .and_then(|s| s.conditions.iter().find(|c| c.status != "True"))
             .map(|c| format!(": {}", c.message))
             .unwrap_or_default();
-        return Ok(Some(Blocker {
+        return Some(Blocker {
             cause: if phase == Some(TablePhase::Failed) {
                 Cause::TableNotReady
             } else {
@@ -581,14 +804,14 @@ async fn check_table_and_plan(
                     .map(|p| format!("{p:?}"))
                     .unwrap_or_else(|| "unknown".into())
             ),
-        }));
+        });
     }
-    Ok(LoadPlan::build(&job.spec, table_name, &table.spec)
+    LoadPlan::build(&job.spec, table_name, &table.spec)
         .err()
         .map(|e| Blocker {
             cause: Cause::InvalidPlan,
             message: format!("invalid load plan for table '{table_name}': {e}"),
-        }))
+        })
 }
 
 /// Pure: the broker list the operator dials for a job's `brokerList`: each address that has an
@@ -678,41 +901,27 @@ async fn kafka_partitions(
     Ok(KafkaRead::Partitions(p))
 }
 
-/// Dereference (client): live workers (Leases in the worker namespace, judged by when this
+/// Dereference (caches): live workers (Leases in the worker namespace, judged by when this
 /// operator saw them change) and the load other jobs, in any watched namespace, put on them.
-async fn live_workers(
+fn live_workers(
     ctx: &Context,
+    caches: &Caches,
     job_uid: &str,
-) -> Result<(Vec<WorkerState>, BTreeMap<String, usize>), Error> {
-    let leases: Api<Lease> = Api::namespaced(ctx.client.clone(), &ctx.config.worker_namespace);
-    let list = leases
-        .list(&ListParams::default())
-        .await
-        .map_err(Error::ListLeases)?;
-    let now_ms = i64::try_from(ctx.started.elapsed().as_millis()).unwrap_or(i64::MAX);
+) -> (Vec<WorkerState>, BTreeMap<String, usize>) {
+    let leases = caches.leases();
     let workers = {
-        let mut seen = ctx
+        let seen = ctx
             .lease_observations
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        observe_leases(&mut seen, &list.items, now_ms);
         worker_states(
-            &list.items,
+            &leases,
             &seen,
-            now_ms,
+            ctx.now_ms(),
             ctx.config.default_lease_duration,
         )
     };
-    let tasks: Api<RoutineLoadTask> = ctx.config.api(&ctx.client);
-    let all = tasks
-        .list(&ListParams::default().labels(JOB_LABEL))
-        .await
-        .map_err(Error::ListTasks)?;
-    let mut load = BTreeMap::new();
-    for t in all.items.iter().filter(|t| t.spec.job_uid != job_uid) {
-        *load.entry(t.spec.worker.clone()).or_insert(0) += 1;
-    }
-    Ok((workers, load))
+    (workers, caches.other_load(job_uid))
 }
 
 /// A worker Lease record as this operator last saw it, and when (monotonic milliseconds) it
@@ -727,24 +936,33 @@ pub struct LeaseObservation {
 /// changed. Leases no longer listed are forgotten.
 pub fn observe_leases(seen: &mut HashMap<String, LeaseObservation>, leases: &[Lease], now_ms: i64) {
     let mut listed = std::collections::HashSet::new();
-    for l in leases.iter().filter(|l| is_worker_lease(l)) {
-        let key = l.name_any();
-        let record = serde_json::to_string(&l.spec).unwrap_or_default();
-        match seen.get(&key) {
-            Some(o) if o.record == record => {}
-            _ => {
-                seen.insert(
-                    key.clone(),
-                    LeaseObservation {
-                        record,
-                        at_ms: now_ms,
-                    },
-                );
-            }
-        }
-        listed.insert(key);
+    for l in leases {
+        observe_lease(seen, l, now_ms);
+        listed.insert(l.name_any());
     }
     seen.retain(|k, _| listed.contains(k));
+}
+
+/// Pure: notes one worker Lease record seen at `now_ms` (a watch event); its time moves only
+/// when the record changed.
+pub fn observe_lease(seen: &mut HashMap<String, LeaseObservation>, l: &Lease, now_ms: i64) {
+    if !is_worker_lease(l) {
+        return;
+    }
+    let key = l.name_any();
+    let record = serde_json::to_string(&l.spec).unwrap_or_default();
+    match seen.get(&key) {
+        Some(o) if o.record == record => {}
+        _ => {
+            seen.insert(
+                key,
+                LeaseObservation {
+                    record,
+                    at_ms: now_ms,
+                },
+            );
+        }
+    }
 }
 
 /// Pure: whether a Lease is a worker's heartbeat: labelled with the worker label, or written by
@@ -989,6 +1207,27 @@ async fn publish_condition_event(ctx: &Context, job: &RoutineLoadJob, c: &Condit
     }
 }
 
+/// A Warning Event on a job that does not decode.
+async fn publish_invalid_event(ctx: &Context, job: &DeserializeGuard<RoutineLoadJob>, error: &str) {
+    let event = Event {
+        type_: EventType::Warning,
+        reason: "InvalidObject".into(),
+        note: Some(
+            format!("the operator can't read this job: {error}")
+                .chars()
+                .take(1000)
+                .collect(),
+        ),
+        action: "Decode".into(),
+        secondary: None,
+    };
+    if ctx.gate.holds()
+        && let Err(e) = ctx.recorder.publish(&event, &job.object_ref(&())).await
+    {
+        warn!(job = %job.name_any(), error = %e, "failed to publish event");
+    }
+}
+
 async fn publish_state_event(
     ctx: &Context,
     job: &RoutineLoadJob,
@@ -1004,6 +1243,7 @@ async fn publish_state_event(
             | Cause::RepeatedFailure
             | Cause::TableNotFound
             | Cause::TableNotReady
+            | Cause::TableDeleted
             | Cause::InvalidPlan
             | Cause::KafkaUnavailable
             | Cause::NoLiveWorker
@@ -1202,5 +1442,83 @@ mod tests {
             ("False", "paused by user")
         );
         assert_eq!(paused.last_transition_time, Time(t1));
+    }
+
+    #[test]
+    fn table_blockers_from_the_cached_table() {
+        use routine_load_api::table::TableStatus;
+        let job: RoutineLoadJob = serde_yaml::from_str(
+            "apiVersion: routineload.io/v1alpha1
+kind: RoutineLoadJob
+metadata: {name: j, namespace: ns}
+spec:
+  table: orders
+  columnSeparator: ','
+  kafka: {brokerList: 'k:9092', topic: t}
+",
+        )
+        .expect("job");
+        let table = |extra: &str| -> Table {
+            serde_yaml::from_str(&format!(
+                "apiVersion: routineload.io/v1alpha1
+kind: Table
+metadata: {{name: orders, namespace: ns{extra}}}
+spec:
+  location: file:///tmp/orders
+  columns: [{{name: k, type: INT}}, {{name: v, type: STRING}}]
+"
+            ))
+            .expect("table")
+        };
+        let ready = |mut t: Table| {
+            t.status = Some(TableStatus {
+                phase: Some(TablePhase::Ready),
+                ..Default::default()
+            });
+            t
+        };
+        // (case, the cached table, expected cause or None, text the message must hold)
+        type Case = (
+            &'static str,
+            Option<Result<Table, String>>,
+            Option<Cause>,
+            &'static str,
+        );
+        let cases: Vec<Case> = vec![
+            ("ready table", Some(Ok(ready(table("")))), None, ""),
+            (
+                "no table",
+                None,
+                Some(Cause::TableNotFound),
+                "table 'orders' not found in namespace 'ns'",
+            ),
+            (
+                "table being deleted: cancelled",
+                Some(Ok(ready(table(
+                    ", deletionTimestamp: '2026-12-01T10:00:00Z', finalizers: [routineload.io/table]",
+                )))),
+                Some(Cause::TableDeleted),
+                "table 'orders' was deleted (at 2026-12-01T10:00:00Z)",
+            ),
+            (
+                "table not ready yet",
+                Some(Ok(table(""))),
+                Some(Cause::TablePending),
+                "is not ready (phase unknown)",
+            ),
+            (
+                "table that does not decode",
+                Some(Err("missing field `location`".into())),
+                Some(Cause::TableNotReady),
+                "table 'orders' can't be read: missing field `location`",
+            ),
+        ];
+        for (case, cached, cause, text) in cases {
+            let b = table_blocker(&job, cached, "ns");
+            assert_eq!(b.as_ref().map(|b| b.cause), cause, "{case}: {b:?}");
+            if let Some(b) = b {
+                assert!(b.message.contains(text), "{case}: {}", b.message);
+            }
+        }
     }
 }

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use routine_load_api::job::{DesiredState, JobState, JobStatistic};
+use routine_load_api::job::{DesiredState, JobState, JobStatistic, RoutineLoadJobStatus};
 use routine_load_api::task::RoutineLoadTaskStatus;
 
 /// Why a job is paused (or not running). Recorded as the `reason` of the job's `Ready` condition,
@@ -26,6 +26,8 @@ pub enum Cause {
     TableNotFound,
     /// The table exists but failed (its Delta table can't be created or adopted).
     TableNotReady,
+    /// The table is being deleted: the job can never load into it again. CANCELLED, final.
+    TableDeleted,
     /// The table is still being set up: the job waits in NEED_SCHEDULE, not paused.
     TablePending,
     /// The load plan does not validate against the table (bad column mapping or expression).
@@ -51,6 +53,7 @@ impl Cause {
             Cause::RepeatedFailure => "RepeatedFailure",
             Cause::TableNotFound => "TableNotFound",
             Cause::TableNotReady => "TableNotReady",
+            Cause::TableDeleted => "TableDeleted",
             Cause::TablePending => "TablePending",
             Cause::InvalidPlan => "InvalidPlan",
             Cause::KafkaUnavailable => "KafkaUnavailable",
@@ -69,6 +72,7 @@ impl Cause {
             Cause::RepeatedFailure,
             Cause::TableNotFound,
             Cause::TableNotReady,
+            Cause::TableDeleted,
             Cause::TablePending,
             Cause::InvalidPlan,
             Cause::KafkaUnavailable,
@@ -152,6 +156,20 @@ pub fn decide(f: &Facts) -> Intent {
     if f.current.is_some_and(|s| s.is_final()) {
         // STOPPED and CANCELLED are final: editing the job changes nothing.
         return Intent::Keep;
+    }
+    // A job whose table is being deleted can never run again, paused or not (StarRocks cancels
+    // the routine loads of a dropped table).
+    if let Some(b) = f
+        .blocker
+        .as_ref()
+        .filter(|b| b.cause == Cause::TableDeleted)
+        && f.desired != DesiredState::Stopped
+    {
+        return Intent::Halt {
+            state: JobState::Cancelled,
+            cause: b.cause,
+            reason: b.message.clone(),
+        };
     }
     match f.desired {
         DesiredState::Stopped => {
@@ -346,6 +364,29 @@ pub fn rates(samples: &VecDeque<Sample>) -> (i64, i64) {
     )
 }
 
+/// Pure: the status to write, if any. Everything users see is written when it changes, except
+/// the load rates (`loadRowsRate`, `receivedBytesRate`, which move with every look): a status
+/// that differs from the current one only in them waits until `refresh_ms` has passed since the
+/// rates were last written (`rates_written_ms`).
+pub fn status_to_write(
+    current: &RoutineLoadJobStatus,
+    proposed: &RoutineLoadJobStatus,
+    rates_written_ms: i64,
+    now_ms: i64,
+    refresh_ms: i64,
+) -> Option<RoutineLoadJobStatus> {
+    if proposed == current {
+        return None;
+    }
+    let mut old_rates = proposed.clone();
+    old_rates.statistic.load_rows_rate = current.statistic.load_rows_rate;
+    old_rates.statistic.received_bytes_rate = current.statistic.received_bytes_rate;
+    if old_rates == *current && now_ms - rates_written_ms < refresh_ms {
+        return None;
+    }
+    Some(proposed.clone())
+}
+
 /// Capped exponential backoff for transient pauses: 5 s, 10 s, 20 s ... up to 5 minutes.
 pub fn backoff_secs(attempt: u32) -> u64 {
     5u64.saturating_mul(1u64 << attempt.min(6)).min(300)
@@ -390,9 +431,51 @@ mod tests {
         };
         let run = (Some(S::Running), None);
         let keep = (None, None);
+        let table_deleted = Blocker {
+            cause: Cause::TableDeleted,
+            message: "table 'orders' was deleted".into(),
+        };
+        let deleted = |desired, current, cause| Facts {
+            blocker: Some(table_deleted.clone()),
+            ..facts(desired, current, cause)
+        };
         type Shape = (Option<S>, Option<Cause>);
         let cases: Vec<(&str, Facts, Shape)> = vec![
             ("new job runs", facts(D::Running, None, None), run),
+            (
+                "table deleted: a running job is cancelled",
+                deleted(D::Running, Some(S::Running), Some(Cause::Running)),
+                halt(S::Cancelled, Cause::TableDeleted),
+            ),
+            (
+                "table deleted: a paused job is cancelled too",
+                deleted(D::Paused, Some(S::Paused), Some(Cause::UserPaused)),
+                halt(S::Cancelled, Cause::TableDeleted),
+            ),
+            (
+                "table deleted: a job paused by its errors is cancelled",
+                deleted(
+                    D::Running,
+                    Some(S::Paused),
+                    Some(Cause::ErrorWindowExceeded),
+                ),
+                halt(S::Cancelled, Cause::TableDeleted),
+            ),
+            (
+                "table deleted: a new job is cancelled",
+                deleted(D::Running, None, None),
+                halt(S::Cancelled, Cause::TableDeleted),
+            ),
+            (
+                "table deleted: stopping still stops",
+                deleted(D::Stopped, Some(S::Running), Some(Cause::Running)),
+                halt(S::Stopped, Cause::UserStopped),
+            ),
+            (
+                "table deleted: a stopped job stays stopped",
+                deleted(D::Running, Some(S::Stopped), Some(Cause::UserStopped)),
+                keep,
+            ),
             (
                 "new paused job",
                 facts(D::Paused, None, None),
@@ -705,6 +788,70 @@ mod tests {
             f.error_log_urls.last().map(String::as_str),
             Some("http://w/7")
         );
+    }
+
+    #[test]
+    fn status_is_written_when_users_see_a_change_and_rates_on_a_coarser_clock() {
+        let current = RoutineLoadJobStatus {
+            state: Some(JobState::Running),
+            statistic: JobStatistic {
+                loaded_rows: 100,
+                load_rows_rate: 10,
+                received_bytes_rate: 1000,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let with = |f: &dyn Fn(&mut RoutineLoadJobStatus)| {
+            let mut s = current.clone();
+            f(&mut s);
+            s
+        };
+        let rates = with(&|s| {
+            s.statistic.load_rows_rate = 7;
+            s.statistic.received_bytes_rate = 700;
+        });
+        let rows = with(&|s| {
+            s.statistic.loaded_rows = 120;
+            s.statistic.load_rows_rate = 7;
+        });
+        let paused = with(&|s| s.state = Some(JobState::Paused));
+        // (case, proposed, ms since the rates were written, written?)
+        let cases = [
+            ("nothing changed", current.clone(), 60_000, false),
+            (
+                "only the rates moved, 5 s after",
+                rates.clone(),
+                5_000,
+                false,
+            ),
+            (
+                "only the rates moved, 29.9 s after",
+                rates.clone(),
+                29_900,
+                false,
+            ),
+            (
+                "only the rates moved, 30 s after",
+                rates.clone(),
+                30_000,
+                true,
+            ),
+            (
+                "loaded rows changed (rates with them)",
+                rows.clone(),
+                1_000,
+                true,
+            ),
+            ("state changed", paused.clone(), 0, true),
+        ];
+        for (case, proposed, since, written) in cases {
+            let out = status_to_write(&current, &proposed, 1_000_000, 1_000_000 + since, 30_000);
+            assert_eq!(out.is_some(), written, "{case}");
+            if let Some(o) = out {
+                assert_eq!(o, proposed, "{case}: writes the whole proposed status");
+            }
+        }
     }
 
     #[test]

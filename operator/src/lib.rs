@@ -1,5 +1,6 @@
 //! The routine-load operator (StarRocks FE): plans jobs into tasks and places tasks on workers.
 
+pub mod caches;
 pub mod error_window;
 pub mod job_controller;
 pub mod job_plan;
