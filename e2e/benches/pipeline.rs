@@ -1326,6 +1326,7 @@ mod scale {
     //! requests (watch starts included).
 
     use super::*;
+    use kube::ResourceExt;
     use kube::api::{Patch, PatchParams};
     use routine_load_e2e::process::workspace_binary;
     use std::io::{Read, Write};
@@ -1750,6 +1751,20 @@ mod scale {
         let all = hist.get("all").cloned().unwrap_or_default();
         let _ = operator.stop(Duration::from_secs(10));
         renew.store(false, Ordering::Relaxed);
+        // With the operator gone nothing removes the Tables' finalizers: drop them, or the
+        // namespace would stay Terminating.
+        if let Ok(list) = tables.list(&lp).await {
+            let unfinalize = json!({ "metadata": { "finalizers": null } });
+            for t in list.items {
+                let _ = tables
+                    .patch(
+                        &t.name_any(),
+                        &PatchParams::default(),
+                        &Patch::Merge(&unfinalize),
+                    )
+                    .await;
+            }
+        }
         let _ = Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
             .delete(&ns, &DeleteParams::default())
             .await;

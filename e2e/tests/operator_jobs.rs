@@ -1000,8 +1000,21 @@ async fn operator_picks_up_added_partitions_and_refuses_mismatched_tables() {
     )
     .await;
     assert_eq!(task["spec"]["epoch"].as_i64(), Some(epoch + 1), "{task}");
-    let job = get(&jobs, "grow").await;
-    assert_eq!(job["status"]["currentKafkaPartitions"], json!([0, 1, 2]));
+    // The status follows the task write (a reconcile on a job object older than its last status
+    // write is refused and retried), so wait for it.
+    wait_for(
+        "the new partition in the job status",
+        Duration::from_secs(15),
+        || async {
+            let j = get(&jobs, "grow").await;
+            if j["status"]["currentKafkaPartitions"] == json!([0, 1, 2]) {
+                Ok(())
+            } else {
+                Err(format!("{}", j["status"]))
+            }
+        },
+    )
+    .await;
 
     // A second Table at the same location with another schema is refused, naming the columns.
     let location =

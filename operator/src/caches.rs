@@ -114,9 +114,18 @@ pub enum Expected {
     Gone(String),
 }
 
-/// The controller's writes to one job's tasks that its cache has not shown yet, by task name.
+/// The controller's writes to one job's tasks that its cache has not shown yet, by task name,
+/// and when (monotonic milliseconds) the last one was made.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Expectations(pub BTreeMap<String, Expected>);
+pub struct Expectations {
+    pub tasks: BTreeMap<String, Expected>,
+    pub written_ms: i64,
+}
+
+/// How long an expectation waits for the cache before it is dropped (someone else deleted the
+/// task before the cache showed this controller's write, so the cache never will): the cache
+/// is trusted again, and a plan that writes still reads first.
+pub const EXPECTATION_TTL_MS: i64 = 30_000;
 
 /// Pure: `a` is at least `b` as resourceVersions go. An etcd-backed API server writes them as
 /// increasing decimal revisions; anything else counts as not comparable (not caught up), so the
@@ -129,26 +138,33 @@ fn rv_at_least(a: Option<&str>, b: &str) -> bool {
 }
 
 impl Expectations {
-    /// Notes a task write: created or updated (the returned object), or deleted.
-    pub fn wrote(&mut self, task: &RoutineLoadTask) {
+    /// Notes a task write at `now_ms`: created or updated (the returned object).
+    pub fn wrote(&mut self, task: &RoutineLoadTask, now_ms: i64) {
         if let Some(rv) = task.resource_version() {
-            self.0.insert(task.name_any(), Expected::AtLeast(rv));
+            self.tasks.insert(task.name_any(), Expected::AtLeast(rv));
+            self.written_ms = now_ms;
         }
     }
 
-    pub fn deleted(&mut self, task: &RoutineLoadTask) {
-        self.0.insert(
+    /// Notes a task delete at `now_ms`.
+    pub fn deleted(&mut self, task: &RoutineLoadTask, now_ms: i64) {
+        self.tasks.insert(
             task.name_any(),
             Expected::Gone(task.uid().unwrap_or_default()),
         );
+        self.written_ms = now_ms;
     }
 
-    /// Pure: drops the expectations the cached tasks meet; true if none is left (the cache has
-    /// caught up with every write of this controller to the job's tasks).
-    pub fn met_by(&mut self, cached: &[RoutineLoadTask]) -> bool {
+    /// Pure: drops the expectations the cached tasks meet (all of them once older than
+    /// [`EXPECTATION_TTL_MS`]); true if none is left (the cache has caught up with every write
+    /// of this controller to the job's tasks).
+    pub fn met_by(&mut self, cached: &[RoutineLoadTask], now_ms: i64) -> bool {
+        if now_ms - self.written_ms > EXPECTATION_TTL_MS {
+            self.tasks.clear();
+        }
         let by_name: HashMap<String, &RoutineLoadTask> =
             cached.iter().map(|t| (t.name_any(), t)).collect();
-        self.0.retain(|name, e| {
+        self.tasks.retain(|name, e| {
             let t = by_name.get(name);
             let met = match e {
                 Expected::AtLeast(rv) => {
@@ -161,7 +177,7 @@ impl Expectations {
             };
             !met
         });
-        self.0.is_empty()
+        self.tasks.is_empty()
     }
 }
 
@@ -291,15 +307,16 @@ mod tests {
             ),
         ];
         for (case, expected, cached, met, left) in cases {
-            let mut e = Expectations(
-                expected
+            let mut e = Expectations {
+                tasks: expected
                     .into_iter()
                     .map(|(n, x)| (n.to_string(), x))
                     .collect(),
-            );
-            assert_eq!(e.met_by(&cached), met, "{case}");
+                written_ms: 1_000,
+            };
+            assert_eq!(e.met_by(&cached, 2_000), met, "{case}");
             assert_eq!(
-                e.0.keys().map(String::as_str).collect::<Vec<_>>(),
+                e.tasks.keys().map(String::as_str).collect::<Vec<_>>(),
                 left,
                 "{case}"
             );
@@ -307,12 +324,24 @@ mod tests {
     }
 
     #[test]
+    fn expectations_the_cache_never_meets_expire() {
+        let mut e = Expectations::default();
+        e.wrote(&task("j-2", "u2", "120", false), 1_000);
+        // Someone deleted j-2 before the cache showed it: not met ...
+        assert!(!e.met_by(&[], 1_000 + EXPECTATION_TTL_MS));
+        // ... until the expectation is older than the TTL.
+        assert!(e.met_by(&[], 1_001 + EXPECTATION_TTL_MS));
+        assert!(e.tasks.is_empty());
+    }
+
+    #[test]
     fn writes_and_deletes_become_expectations() {
         let mut e = Expectations::default();
-        e.wrote(&task("j-0", "u0", "7", false));
-        e.deleted(&task("j-1", "u1", "8", false));
+        e.wrote(&task("j-0", "u0", "7", false), 10);
+        e.deleted(&task("j-1", "u1", "8", false), 20);
+        assert_eq!(e.written_ms, 20);
         assert_eq!(
-            e.0,
+            e.tasks,
             [
                 ("j-0".to_string(), Expected::AtLeast("7".into())),
                 ("j-1".to_string(), Expected::Gone("u1".into())),

@@ -26,7 +26,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::core::DeserializeGuard;
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -108,6 +108,11 @@ impl Default for Config {
         }
     }
 }
+
+/// At most this many job reconciles at once: a burst (a thousand jobs created, a restart) queues
+/// instead of flooding the API server with requests, so the leader Lease renewal still gets
+/// through.
+pub const JOB_RECONCILE_CONCURRENCY: u16 = 16;
 
 /// How often the load rates alone (`loadRowsRate`, `receivedBytesRate`) are rewritten; any
 /// other change of the status is written at once, with fresh rates.
@@ -283,7 +288,8 @@ pub async fn run(
             }
         })
     };
-    let controller = Controller::new(jobs, watcher::Config::default());
+    let controller = Controller::new(jobs, watcher::Config::default())
+        .with_config(controller::Config::default().concurrency(JOB_RECONCILE_CONCURRENCY));
     let store = controller.store();
     // Deleted jobs are not reconciled again: forget them from time to time.
     let pruner = {
@@ -429,7 +435,7 @@ async fn reconcile_job(job: &RoutineLoadJob, ctx: &Context) -> Result<Action, Er
             .entry(uid.clone())
             .or_default()
             .expected
-            .met_by(&cached)
+            .met_by(&cached, ctx.now_ms())
     };
     let fresh = !caught_up;
     let tasks = if caught_up {
@@ -701,13 +707,14 @@ fn note_task_writes(
     if deleted.is_empty() && applied.is_empty() {
         return;
     }
+    let now_ms = ctx.now_ms();
     let mut memory = ctx.memory.lock().unwrap_or_else(|e| e.into_inner());
     let expected = &mut memory.entry(job_uid.to_string()).or_default().expected;
     for t in before.iter().filter(|t| deleted.contains(&t.name_any())) {
-        expected.deleted(t);
+        expected.deleted(t, now_ms);
     }
     for t in applied {
-        expected.wrote(t);
+        expected.wrote(t, now_ms);
     }
 }
 

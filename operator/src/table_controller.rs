@@ -79,6 +79,8 @@ pub async fn run(
 ) {
     let tables: Api<Table> = ctx.config.api(&ctx.client);
     Controller::new(tables, watcher::Config::default())
+        // Creating or adopting a Delta table is CPU and storage work: a few at a time.
+        .with_config(kube::runtime::controller::Config::default().concurrency(4))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|res| async move {
