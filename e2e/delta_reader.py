@@ -13,7 +13,7 @@ secret_access_key (AWS_SECRET_ACCESS_KEY), region (AWS_REGION), allow_http.
 
 Prints one JSON object:
     {"version": N, "rows": [{column: value}], "txns": {appId: version}, "schema": [{name, type}],
-     "partitionColumns": [...], "files": [path...], "commits": [{"version", "operation"}],
+     "partitionColumns": [...], "files": [path...], "commits": [{"version", "operation", "timestamp", "routineLoad"}],
      "protocol": {...}, "configuration": {...}, "checksum": "sha256 hex"}
 Dates, timestamps and decimals are printed as strings (ISO 8601 / plain decimal), binary as hex.
 The checksum is sha256 over the sorted canonical JSON rows (keys sorted, no spaces, one row a
@@ -165,8 +165,13 @@ def replay(fs, root, as_of=None):
         for action in read_json_lines(fs, f"{log_dir}/{commits[v]}"):
             apply_action(state, action)
             if action.get("commitInfo") is not None:
-                state["commits"].append(
-                    {"version": v, "operation": action["commitInfo"].get("operation")})
+                info = action["commitInfo"]
+                state["commits"].append({
+                    "version": v,
+                    "operation": info.get("operation"),
+                    "timestamp": info.get("timestamp"),
+                    "routineLoad": info.get("routineLoad"),
+                })
     if state["metaData"] is None:
         raise ReaderError("the log has no metaData action")
     state["version"] = latest

@@ -12,6 +12,10 @@ pub const WORKER_LABEL: &str = "routineload.io/worker";
 pub const JOB_LABEL: &str = "routineload.io/job";
 /// Finalizer the operator puts on tables.
 pub const TABLE_FINALIZER: &str = "routineload.io/table";
+/// Finalizer the operator puts on tasks: a deleted task stays until its worker released it
+/// (`status.released`: its loop ended, so every batch it committed is in its counters), or its
+/// worker is gone, and the operator recorded its counters in the job.
+pub const TASK_FINALIZER: &str = "routineload.io/task-loop";
 
 /// The Delta transaction app id under which a job's offset for one Kafka partition is stored.
 ///

@@ -99,6 +99,12 @@ pub struct RoutineLoadTaskStatus {
     /// Last error or state message from the worker.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+
+    /// Set by the worker on a task being deleted once no loop of it runs any more: nothing
+    /// further is committed or counted for it, so the operator records its counters in the job
+    /// and removes the task's finalizer.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub released: bool,
 }
 
 /// A task's request that its job be paused.

@@ -45,9 +45,17 @@ pub struct SchemaField {
 }
 
 #[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct CommitSummary {
     pub version: i64,
     pub operation: Option<String>,
+    /// `commitInfo.timestamp`: when the writer committed (ms since the epoch).
+    #[serde(default)]
+    pub timestamp: Option<i64>,
+    /// `commitInfo.routineLoad`: the job, task, task UID, epoch, worker, label and counters a
+    /// worker records with each batch.
+    #[serde(default)]
+    pub routine_load: Option<Value>,
 }
 
 impl DeltaSnapshot {

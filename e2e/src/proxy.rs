@@ -1,12 +1,14 @@
-//! A TCP proxy on loopback that a test can cut and restore: the way to take one process's path
-//! to Kafka, S3 or the API server away without touching the shared testbed.
+//! A TCP proxy on loopback that a test can cut and restore, or stall and resume: the way to take
+//! one process's path to Kafka, S3 or the API server away (or hold a request in flight) without
+//! touching the shared testbed.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use anyhow::{Context, Result};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
 
 /// Forwards every connection on `addr()` to the target while not cut.
@@ -15,6 +17,10 @@ pub struct Proxy {
     cut: Arc<AtomicBool>,
     /// Connections refused or dropped while cut: proof that the cut was felt.
     refused: Arc<AtomicU64>,
+    /// While true, bytes are read but not forwarded (requests hang in flight).
+    stalled: watch::Sender<bool>,
+    /// Bytes that arrived while stalled: proof that something was in flight.
+    held: Arc<AtomicU64>,
     connections: Arc<Mutex<Vec<JoinHandle<()>>>>,
     accept: JoinHandle<()>,
 }
@@ -29,21 +35,29 @@ impl Proxy {
         let cut = Arc::new(AtomicBool::new(false));
         let refused = Arc::new(AtomicU64::new(0));
         let connections: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let (stalled, stall_rx) = watch::channel(false);
+        let held = Arc::new(AtomicU64::new(0));
         let target = target.to_string();
         let accept = {
             let (cut, refused, connections) = (cut.clone(), refused.clone(), connections.clone());
+            let held = held.clone();
             tokio::spawn(async move {
-                while let Ok((mut inbound, _)) = listener.accept().await {
+                while let Ok((inbound, _)) = listener.accept().await {
                     if cut.load(Ordering::SeqCst) {
                         refused.fetch_add(1, Ordering::SeqCst);
                         drop(inbound);
                         continue;
                     }
                     let target = target.clone();
+                    let (stall, held) = (stall_rx.clone(), held.clone());
                     let handle = tokio::spawn(async move {
-                        if let Ok(mut outbound) = TcpStream::connect(&target).await {
-                            let _ =
-                                tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        if let Ok(outbound) = TcpStream::connect(&target).await {
+                            let (ir, iw) = inbound.into_split();
+                            let (or, ow) = outbound.into_split();
+                            tokio::join!(
+                                pump(ir, ow, stall.clone(), held.clone()),
+                                pump(or, iw, stall, held)
+                            );
                         }
                     });
                     let mut c = connections.lock().await;
@@ -56,6 +70,8 @@ impl Proxy {
             port,
             cut,
             refused,
+            stalled,
+            held,
             connections,
             accept,
         })
@@ -86,6 +102,47 @@ impl Proxy {
     pub fn refused(&self) -> u64 {
         self.refused.load(Ordering::SeqCst)
     }
+
+    /// Holds every byte in either direction until [`resume`](Self::resume): requests in flight
+    /// (and new ones) hang, connections stay open.
+    pub fn stall(&self) {
+        self.stalled.send_replace(true);
+    }
+
+    pub fn resume(&self) {
+        self.stalled.send_replace(false);
+    }
+
+    /// Bytes that arrived while stalled.
+    pub fn held(&self) -> u64 {
+        self.held.load(Ordering::SeqCst)
+    }
+}
+
+/// Copies one direction of a connection, holding the bytes while stalled.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut stalled: watch::Receiver<bool>,
+    held: Arc<AtomicU64>,
+) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if *stalled.borrow() {
+            held.fetch_add(n as u64, Ordering::SeqCst);
+        }
+        if stalled.wait_for(|s| !*s).await.is_err() {
+            return;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown().await;
 }
 
 impl Drop for Proxy {

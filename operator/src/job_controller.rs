@@ -33,7 +33,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use routine_load_api::job::{DesiredState, JobState, RoutineLoadJobStatus};
 use routine_load_api::names::{
-    JOB_LABEL, OPERATOR_FIELD_MANAGER, WORKER_FIELD_MANAGER, WORKER_LABEL,
+    JOB_LABEL, OPERATOR_FIELD_MANAGER, TASK_FINALIZER, WORKER_FIELD_MANAGER, WORKER_LABEL,
 };
 use routine_load_api::table::TablePhase;
 use routine_load_api::{LoadPlan, RoutineLoadJob, RoutineLoadTask, RoutineLoadTaskSpec, Table};
@@ -42,7 +42,7 @@ use tracing::{debug, info, warn};
 
 use crate::caches::{Caches, Expectations, GuardedLease, GuardedTable, GuardedTask};
 use crate::error_window::WindowLimits;
-use crate::job_plan::{self, KafkaRead, PlanInputs};
+use crate::job_plan::{self, KafkaRead, PlanInputs, ReleaseReason, TaskRelease};
 use crate::job_state::{self, Blocker, Cause, Counters, Sample, TaskReport};
 use crate::kafka_metadata::MetadataClients;
 use crate::leader::LeaderGate;
@@ -75,6 +75,9 @@ pub struct Config {
     /// How long a failure that may be transient (Kafka metadata, every worker Lease, the
     /// table's storage) is ridden out, tasks untouched, before it changes a job or a table.
     pub transient_grace: Duration,
+    /// How long a deleted task waits for its live worker to release it before the operator
+    /// lets it go anyway.
+    pub task_release_timeout: Duration,
     /// Broker addresses the operator dials instead of those in a job's `kafka.brokerList`
     /// (`from -> to`), when it reaches Kafka by another route than the workers.
     pub kafka_bootstrap_overrides: BTreeMap<String, String>,
@@ -104,6 +107,7 @@ impl Default for Config {
             watch_namespace: None,
             worker_namespace: "default".into(),
             transient_grace: Duration::from_secs(60),
+            task_release_timeout: Duration::from_secs(600),
             kafka_bootstrap_overrides: BTreeMap::new(),
         }
     }
@@ -211,6 +215,12 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    #[error("removing the finalizer of deleted task '{task}': {source}")]
+    ReleaseTask {
+        task: String,
+        #[source]
+        source: kube::Error,
+    },
     #[error("recording retired counters on the job: {0}")]
     PatchCounters(#[source] kube::Error),
     #[error("patching job status: {0}")]
@@ -228,6 +238,7 @@ impl Error {
             Error::CachesNotReady => "caches_not_ready",
             Error::ApplyTask { .. } => "apply_task",
             Error::DeleteTask { .. } => "delete_task",
+            Error::ReleaseTask { .. } => "release_task",
             Error::PatchCounters(_) => "patch_counters",
             Error::PatchStatus(_) => "patch_status",
             Error::NotLeader => "not_leader",
@@ -464,7 +475,9 @@ async fn reconcile_job(job: &RoutineLoadJob, ctx: &Context) -> Result<Action, Er
     if let KafkaRead::Failed(e) = &kafka {
         warn!(job = %name, namespace = %ns, error = %e, "reading Kafka metadata failed");
     }
-    let (workers, other_load) = if checks {
+    // Worker liveness also decides whether a deleted task's worker may still commit for it.
+    let deleting = tasks.iter().any(|t| t.metadata.deletion_timestamp.is_some());
+    let (workers, other_load) = if checks || deleting {
         live_workers(ctx, caches, &uid)
     } else {
         (Vec::new(), BTreeMap::new())
@@ -508,7 +521,7 @@ async fn reconcile_job(job: &RoutineLoadJob, ctx: &Context) -> Result<Action, Er
 
     // Apply (client): retired counters first, on the current object, then deletes and applies.
     let mut resource_version = job.resource_version();
-    if !plan.delete.is_empty() && plan.retires(&status) {
+    if (!plan.delete.is_empty() || !plan.release.is_empty()) && plan.retires(&status) {
         let mut recorded = status.clone();
         recorded.retired_counters = Some(plan.retired_counters);
         recorded.retired_tasks = plan.retired_tasks.clone();
@@ -522,6 +535,10 @@ async fn reconcile_job(job: &RoutineLoadJob, ctx: &Context) -> Result<Action, Er
     for t in &plan.delete {
         ctx.gate_check()?;
         delete_task(&task_api, t).await?;
+    }
+    for r in &plan.release {
+        ctx.gate_check()?;
+        release_task(ctx, job, &task_api, r).await?;
     }
     for d in &plan.decisions {
         ctx.metrics
@@ -674,6 +691,10 @@ async fn reconcile_job(job: &RoutineLoadJob, ctx: &Context) -> Result<Action, Er
     // Requeue policy.
     let mut memory = ctx.memory.lock().unwrap_or_else(|e| e.into_inner());
     let m = memory.entry(uid.clone()).or_default();
+    // A deleted task waits for its worker's release, a held one for that task.
+    if tasks.iter().any(|t| t.metadata.deletion_timestamp.is_some()) || !plan.held.is_empty() {
+        return Ok(Action::requeue(Duration::from_secs(2)));
+    }
     Ok(match state {
         JobState::Running | JobState::NeedSchedule => {
             m.attempts = 0;
@@ -1101,6 +1122,7 @@ async fn apply_task(
             "name": name,
             "labels": { JOB_LABEL: job.name_any(), WORKER_LABEL: spec.worker },
             "ownerReferences": owner.into_iter().collect::<Vec<_>>(),
+            "finalizers": [TASK_FINALIZER],
         },
         "spec": spec,
     });
@@ -1114,6 +1136,38 @@ async fn apply_task(
         task: name.to_string(),
         source,
     })
+}
+
+/// Removes a deleted task's finalizer once its counters are recorded: only if the task is still
+/// at the version the plan read (a status written since then is recorded first, next time).
+async fn release_task(
+    ctx: &Context,
+    job: &RoutineLoadJob,
+    api: &Api<RoutineLoadTask>,
+    r: &TaskRelease,
+) -> Result<(), Error> {
+    let patch = json!({
+        "metadata": { "resourceVersion": r.resource_version, "finalizers": r.finalizers_after }
+    });
+    match api
+        .patch(&r.name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => {}
+        Err(e) if is_conflict(&e) => return Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
+        Err(source) => {
+            return Err(Error::ReleaseTask {
+                task: r.name.clone(),
+                source,
+            });
+        }
+    }
+    info!(job = %job.name_any(), task = %r.name, why = r.why.as_str(), "released a deleted task");
+    if r.why == ReleaseReason::TimedOut {
+        publish_release_warning(ctx, job, r).await;
+    }
+    Ok(())
 }
 
 async fn delete_task(api: &Api<RoutineLoadTask>, name: &str) -> Result<(), Error> {
@@ -1194,6 +1248,28 @@ pub fn ready_condition(
 }
 
 /// A Warning Event when a failure starts being ridden out (its condition turned False).
+/// A Warning Event: a deleted task was let go although its worker, still live, never said its
+/// loop ended (batches it commits later are in the table but not in the job's counters).
+async fn publish_release_warning(ctx: &Context, job: &RoutineLoadJob, r: &TaskRelease) {
+    let event = Event {
+        type_: EventType::Warning,
+        reason: "TaskReleaseTimedOut".into(),
+        note: Some(format!(
+            "task {} was deleted {}s ago and its worker has not released it: let go; a batch \
+             its loop still commits would be loaded but not counted",
+            r.name,
+            ctx.config.task_release_timeout.as_secs()
+        )),
+        action: "Release".into(),
+        secondary: None,
+    };
+    if ctx.gate.holds()
+        && let Err(e) = ctx.recorder.publish(&event, &job.object_ref(&())).await
+    {
+        warn!(job = %job.name_any(), error = %e, "failed to publish event");
+    }
+}
+
 async fn publish_condition_event(ctx: &Context, job: &RoutineLoadJob, c: &Condition) {
     let event = Event {
         type_: EventType::Warning,

@@ -24,6 +24,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use routine_load_api::job::{DesiredState, ErrorWindowStart, JobState, RoutineLoadJobStatus};
+use routine_load_api::names::TASK_FINALIZER;
 use routine_load_api::task::TaskPauseReason;
 use routine_load_api::{RoutineLoadTask, RoutineLoadTaskSpec};
 
@@ -94,6 +95,11 @@ pub struct JobPlan {
     pub apply: Vec<TaskApply>,
     /// Tasks to delete (by name), after `retired_tasks` is recorded.
     pub delete: Vec<String>,
+    /// Tasks the plan wants but does not create or change yet: a task being deleted still
+    /// holds one of their partitions (or their name), and its loop may still commit.
+    pub held: Vec<String>,
+    /// Tasks being deleted whose finalizer can go, after `retired_tasks` is recorded.
+    pub release: Vec<TaskRelease>,
     /// `status.retiredCounters` / `status.retiredTasks` as they must be before any delete.
     pub retired_counters: Counters,
     pub retired_tasks: BTreeMap<String, Counters>,
@@ -109,6 +115,122 @@ pub struct JobPlan {
     pub live_workers: usize,
     /// A failure ridden out within its grace period, for the log.
     pub tolerated: Vec<String>,
+}
+
+/// A deleted task whose finalizer the operator removes, and why it may.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskRelease {
+    pub name: String,
+    /// The task's resourceVersion as read: the finalizer goes only if nothing was written to
+    /// the task since its counters were recorded.
+    pub resource_version: Option<String>,
+    /// The task's finalizers without [`TASK_FINALIZER`].
+    pub finalizers_after: Vec<String>,
+    pub why: ReleaseReason,
+}
+
+/// Why a deleted task's finalizer may go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReleaseReason {
+    /// Its worker reported that no loop of it runs any more.
+    Released,
+    /// Its worker's Lease is not fresh (or there is none): nothing runs it.
+    WorkerGone,
+    /// Its worker neither released it nor went away within the release timeout.
+    TimedOut,
+}
+
+impl ReleaseReason {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ReleaseReason::Released => "released by its worker",
+            ReleaseReason::WorkerGone => "its worker is gone",
+            ReleaseReason::TimedOut => "its worker did not release it in time",
+        }
+    }
+}
+
+/// Pure: the deleted tasks whose finalizer can go now.
+pub fn release(
+    terminating: &[RoutineLoadTask],
+    workers: &[WorkerState],
+    timeout: Duration,
+    now: Timestamp,
+) -> Vec<TaskRelease> {
+    terminating
+        .iter()
+        .filter(|t| t.finalizers().iter().any(|f| f == TASK_FINALIZER))
+        .filter_map(|t| {
+            let released = t.status.as_ref().is_some_and(|s| s.released);
+            let worker_live = workers.iter().any(|w| w.name == t.spec.worker && w.live);
+            let since = t
+                .metadata
+                .deletion_timestamp
+                .as_ref()
+                .map(|d| d.0)
+                .unwrap_or(now);
+            let timed_out = since.checked_add(timeout).is_ok_and(|until| now >= until);
+            let why = if released {
+                ReleaseReason::Released
+            } else if !worker_live {
+                ReleaseReason::WorkerGone
+            } else if timed_out {
+                ReleaseReason::TimedOut
+            } else {
+                return None;
+            };
+            Some(TaskRelease {
+                name: t.name_any(),
+                resource_version: t.resource_version(),
+                finalizers_after: t
+                    .finalizers()
+                    .iter()
+                    .filter(|f| f.as_str() != TASK_FINALIZER)
+                    .cloned()
+                    .collect(),
+                why,
+            })
+        })
+        .collect()
+}
+
+/// Pure: holds back the planned tasks that would start a loop on a partition (or under a name)
+/// of a task still being deleted; the job waits as NEED_SCHEDULE if nothing else runs. A live
+/// task held back from a change keeps running (and counting) as it is.
+fn hold_successors(plan: &mut JobPlan, live: &[String], terminating: &[RoutineLoadTask]) {
+    if terminating.is_empty() {
+        return;
+    }
+    let blocked_by = |name: &str, partitions: &[i32]| {
+        terminating.iter().find(|t| {
+            t.name_any() == name || t.spec.partitions.iter().any(|p| partitions.contains(p))
+        })
+    };
+    let mut waits = Vec::new();
+    plan.apply
+        .retain(|a| match blocked_by(&a.name, &a.spec.partitions) {
+            Some(t) => {
+                plan.held.push(a.name.clone());
+                if live.contains(&a.name) {
+                    plan.unchanged.push(a.name.clone());
+                }
+                waits.push(format!(
+                    "task {} waits for task {} (partitions {:?}) to end on worker {}",
+                    a.name,
+                    t.name_any(),
+                    t.spec.partitions,
+                    t.spec.worker
+                ));
+                false
+            }
+            None => true,
+        });
+    let runs = matches!(plan.state, JobState::Running | JobState::NeedSchedule);
+    if runs && plan.unchanged.is_empty() && plan.apply.is_empty() && !plan.held.is_empty() {
+        plan.state = JobState::NeedSchedule;
+        plan.cause = Cause::Scheduling;
+        plan.reason = Some(waits.join("; "));
+    }
 }
 
 impl JobPlan {
@@ -201,7 +323,33 @@ fn task_uid(t: &RoutineLoadTask) -> String {
 }
 
 /// Pure: the job's plan at `now`.
+///
+/// Tasks being deleted (a `deletionTimestamp`, held by [`TASK_FINALIZER`]) are not the job's
+/// tasks any more, but their loops may still commit: their latest counters are recorded under
+/// their UID until they are gone, a new task on any of their partitions (or with their name)
+/// waits until they are, and [`release`] says when their finalizer can go.
 pub fn plan(inputs: &PlanInputs, cfg: &Config, now: Timestamp) -> JobPlan {
+    let (live, terminating): (Vec<RoutineLoadTask>, Vec<RoutineLoadTask>) = inputs
+        .tasks
+        .iter()
+        .cloned()
+        .partition(|t| t.metadata.deletion_timestamp.is_none());
+    let live_inputs = PlanInputs {
+        tasks: live,
+        ..inputs.clone()
+    };
+    let mut plan = plan_live(&live_inputs, cfg, now);
+    let live_names: Vec<String> = live_inputs.tasks.iter().map(|t| t.name_any()).collect();
+    hold_successors(&mut plan, &live_names, &terminating);
+    let (retired_counters, retired_tasks) = retire(inputs, &plan.delete);
+    plan.retired_counters = retired_counters;
+    plan.retired_tasks = retired_tasks;
+    plan.release = release(&terminating, &inputs.workers, cfg.task_release_timeout, now);
+    plan
+}
+
+/// Pure: the plan for the job's live tasks.
+fn plan_live(inputs: &PlanInputs, cfg: &Config, now: Timestamp) -> JobPlan {
     let status = &inputs.status;
     let tasks = &inputs.tasks;
     let generation = inputs.generation;
@@ -498,9 +646,7 @@ pub fn plan(inputs: &PlanInputs, cfg: &Config, now: Timestamp) -> JobPlan {
         }
     };
 
-    // 4. Retired counters, keyed by task UID.
-    let (retired_counters, retired_tasks) = retire(inputs, &delete);
-
+    // 4. Retired counters, keyed by task UID: recorded by `plan` over every task.
     JobPlan {
         state,
         cause,
@@ -508,8 +654,10 @@ pub fn plan(inputs: &PlanInputs, cfg: &Config, now: Timestamp) -> JobPlan {
         unchanged,
         apply,
         delete,
-        retired_counters,
-        retired_tasks,
+        held: Vec::new(),
+        release: Vec::new(),
+        retired_counters: Counters::default(),
+        retired_tasks: BTreeMap::new(),
         partitions,
         conditions,
         error_window: window.start,
@@ -578,11 +726,16 @@ fn schedule(
     planned
 }
 
-/// Pure: the retired counters after this plan. A task being deleted gets its latest counters
-/// recorded under its UID (recording again overwrites, never adds); an entry whose task is gone
-/// moves into the sum; an entry whose task is kept after all is dropped (the task counts live).
+/// Pure: the retired counters after this plan. A task being deleted, now or earlier (it is
+/// still there while its loop may commit), gets its latest counters recorded under its UID
+/// (recording again overwrites, never adds); an entry whose task is gone moves into the sum; an
+/// entry whose task is kept after all is dropped (the task counts live).
 fn retire(inputs: &PlanInputs, delete: &[String]) -> (Counters, BTreeMap<String, Counters>) {
     let status = &inputs.status;
+    let retiring = |t: &RoutineLoadTask| {
+        t.metadata.deletion_timestamp.is_some()
+            || (delete.contains(&t.name_any()) && t.metadata.deletion_timestamp.is_none())
+    };
     let mut base = status
         .retired_counters
         .or(inputs.legacy_retired)
@@ -591,17 +744,13 @@ fn retire(inputs: &PlanInputs, delete: &[String]) -> (Counters, BTreeMap<String,
     for (uid, c) in &status.retired_tasks {
         match inputs.tasks.iter().find(|t| task_uid(t) == *uid) {
             None => base.add(c),
-            Some(t) if delete.contains(&t.name_any()) => {
+            Some(t) if retiring(t) => {
                 entries.insert(uid.clone(), *c);
             }
             Some(_) => {}
         }
     }
-    for t in inputs
-        .tasks
-        .iter()
-        .filter(|t| delete.contains(&t.name_any()))
-    {
+    for t in inputs.tasks.iter().filter(|t| retiring(t)) {
         if let Some(s) = &t.status
             && s.counters != Counters::default()
         {

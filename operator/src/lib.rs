@@ -11,3 +11,4 @@ pub mod leader;
 pub mod metrics;
 pub mod table_controller;
 pub mod task_scheduler;
+pub mod task_sweeper;

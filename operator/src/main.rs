@@ -36,7 +36,7 @@ use routine_load_api::{RoutineLoadJob, RoutineLoadTask, Table};
 use routine_load_operator::job_controller::{self, Config, Context};
 use routine_load_operator::leader::{self, LeaderConfig, LeaderGate, Observed};
 use routine_load_operator::metrics::Metrics;
-use routine_load_operator::table_controller;
+use routine_load_operator::{table_controller, task_sweeper};
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
@@ -166,6 +166,10 @@ async fn run() -> anyhow::Result<()> {
             .filter(|v| !v.is_empty()),
         worker_namespace: env_or("ROUTINE_LOAD_WORKER_NAMESPACE", &own_namespace),
         transient_grace: Duration::from_secs(env_num("ROUTINE_LOAD_TRANSIENT_GRACE_SECONDS", 60)?),
+        task_release_timeout: Duration::from_secs(env_num(
+            "ROUTINE_LOAD_TASK_RELEASE_TIMEOUT_SECONDS",
+            600,
+        )?),
         kafka_bootstrap_overrides: parse_overrides("ROUTINE_LOAD_OPERATOR_KAFKA_BROKERS")?,
         ..Config::default()
     };
@@ -245,6 +249,7 @@ async fn run() -> anyhow::Result<()> {
     let tables = tokio::spawn(table_controller::run(ctx.clone(), async move {
         let _ = tables_stopped.await;
     }));
+    let sweeper = tokio::spawn(task_sweeper::run(ctx.clone()));
 
     // Renew every retry period. The gate closes by itself renew_deadline after the start of
     // the last successful renewal (before any standby may take over): controllers stop writing
@@ -272,6 +277,7 @@ async fn run() -> anyhow::Result<()> {
         std::process::exit(1);
     }
     info!("shutting down");
+    sweeper.abort();
     let _ = stop_jobs.send(());
     let _ = stop_tables.send(());
     let _ = stop_tx.send(true);

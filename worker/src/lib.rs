@@ -7,4 +7,5 @@ pub mod load_memory;
 pub mod metrics;
 pub mod retry;
 pub mod start_offsets;
+pub mod task_release;
 pub mod task_runner;

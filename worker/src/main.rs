@@ -24,7 +24,7 @@
 //! - `ROUTINE_LOAD_MAX_BATCH_ROWS`: override of the jobs' maxBatchRows (tests, demos).
 //! - `KUBECONFIG` or the in-cluster service account: the API server.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -45,6 +45,7 @@ use routine_load_api::RoutineLoadTask;
 use routine_load_api::names::{WORKER_FIELD_MANAGER, WORKER_LABEL};
 use routine_load_worker::load_memory::{self, LoadMemory};
 use routine_load_worker::metrics::Metrics;
+use routine_load_worker::task_release;
 use routine_load_worker::task_runner::{Assignment, WorkerContext, run_task};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -182,6 +183,7 @@ async fn run() -> Result<()> {
     );
     let mut running: HashMap<(String, String), Running> = HashMap::new();
     let mut stopping: HashMap<(String, String), JoinHandle<()>> = HashMap::new();
+    let mut released: HashSet<String> = HashSet::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
@@ -234,6 +236,25 @@ async fn run() -> Result<()> {
         // A loop that was told to stop may still be finishing a commit: its successor for the
         // same task starts only after it ended, so the two never report over each other.
         stopping.retain(|_, h| !h.is_finished());
+        // A deleted task with no loop left here is released: the operator records its counters
+        // and lets it go.
+        for t in store.state() {
+            let key = (t.namespace().unwrap_or_default(), t.name_any());
+            let busy = running.contains_key(&key) || stopping.contains_key(&key);
+            let uid = t.uid().unwrap_or_default();
+            if task_release::should_release(&t, &pod_name, busy) && released.insert(uid.clone()) {
+                let api: Api<RoutineLoadTask> = Api::namespaced(client.clone(), &key.0);
+                match task_release::release(&api, &t).await {
+                    Ok(()) => {
+                        tracing::info!(namespace = %key.0, task = %key.1, "released deleted task")
+                    }
+                    Err(e) => {
+                        tracing::warn!(task = %key.1, error = format!("{e:#}"), "release");
+                        released.remove(&uid);
+                    }
+                }
+            }
+        }
         for (key, (epoch, job_generation)) in desired {
             if running.contains_key(&key) || stopping.contains_key(&key) {
                 continue;

@@ -298,11 +298,36 @@ impl StatusReporter {
     /// Patches the status. `Err(NotOurs)` when the fence refused it; other failures (the API
     /// server unreachable) are logged and retried by the next patch.
     pub async fn patch(&self, status: &RoutineLoadTaskStatus) -> Result<(), NotOurs> {
+        match self.attempt(status).await {
+            Ok(()) | Err(PatchFailure::Failed) => Ok(()),
+            Err(PatchFailure::NotOurs) => Err(NotOurs),
+        }
+    }
+
+    /// Patches a loop's last status, retrying a failed write for a while: a deleted task is
+    /// released only after this, and the operator records the counters it carries.
+    pub async fn patch_last(&self, status: &RoutineLoadTaskStatus) {
+        for attempt in 1..=LAST_STATUS_ATTEMPTS {
+            match self.attempt(status).await {
+                Ok(()) | Err(PatchFailure::NotOurs) => return,
+                Err(PatchFailure::Failed) if attempt < LAST_STATUS_ATTEMPTS => {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(PatchFailure::Failed) => tracing::error!(
+                    task = %self.name,
+                    "the last status of the loop could not be written: the batches since the \
+                     previous status are loaded but not counted"
+                ),
+            }
+        }
+    }
+
+    async fn attempt(&self, status: &RoutineLoadTaskStatus) -> Result<(), PatchFailure> {
         let patch: json_patch::Patch = match serde_json::from_value(self.body(status)) {
             Ok(p) => p,
             Err(e) => {
                 tracing::error!(task = %self.name, error = %e, "building the status patch");
-                return Ok(());
+                return Err(PatchFailure::Failed);
             }
         };
         let params = PatchParams {
@@ -323,14 +348,25 @@ impl StatusReporter {
                         if t.metadata.uid.as_deref() == Some(self.uid.as_str())
                             && t.spec.epoch == self.epoch =>
                     {
-                        Ok(())
+                        Err(PatchFailure::Failed)
                     }
-                    Ok(_) => Err(NotOurs),
-                    Err(_) => Ok(()),
+                    Ok(_) => Err(PatchFailure::NotOurs),
+                    Err(_) => Err(PatchFailure::Failed),
                 }
             }
         }
     }
+}
+
+/// How many times a loop's last status write is tried.
+const LAST_STATUS_ATTEMPTS: u32 = 10;
+
+/// Why a status patch did not land.
+enum PatchFailure {
+    /// The fence refused it: the task is no longer this loop's.
+    NotOurs,
+    /// The API server did not take it (unreachable, overloaded).
+    Failed,
 }
 
 /// How a batch ended.
@@ -1267,9 +1303,7 @@ impl TaskLoop {
     /// The last status, and the metrics of partitions this loop no longer reports.
     async fn finish(&mut self, exit: Exit) {
         match exit {
-            Exit::Stopped => {
-                let _ = self.reporter.patch(&self.status).await;
-            }
+            Exit::Stopped => self.reporter.patch_last(&self.status).await,
             Exit::Fenced => tracing::info!(
                 task = %self.a.name,
                 epoch = self.a.epoch,

@@ -703,3 +703,186 @@ fn the_error_window_is_the_jobs_not_one_tasks() {
         }
     }
 }
+
+/// A task being deleted (held by the task finalizer), with `loaded` rows and whether its worker
+/// released it, deleted `ago_s` seconds before now.
+fn deleted_task(
+    i: usize,
+    partitions: &[i32],
+    worker: &str,
+    loaded: i64,
+    released: bool,
+    ago_s: i64,
+) -> RoutineLoadTask {
+    let mut t = task(i, partitions, worker, 0, loaded);
+    t.metadata.deletion_timestamp = Some(ago(ago_s));
+    t.metadata.finalizers = Some(vec![TASK_FINALIZER.into(), "other/keep".into()]);
+    t.metadata.resource_version = Some(format!("rv{i}"));
+    if let Some(s) = t.status.as_mut() {
+        s.released = released;
+    }
+    t
+}
+
+#[test]
+fn deleted_tasks_count_until_released_and_hold_their_successors() {
+    // (case, desired, job state, tasks, live workers,
+    //  expected: state, released (task, why), held, applied, retired entries (uid, loaded))
+    type Case = (
+        &'static str,
+        DesiredState,
+        JobState,
+        Vec<RoutineLoadTask>,
+        &'static [&'static str],
+        (
+            JobState,
+            Vec<(&'static str, ReleaseReason)>,
+            &'static [&'static str],
+            &'static [&'static str],
+            Vec<(&'static str, i64)>,
+        ),
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "paused, the loop still committing: its latest counters are recorded, not released",
+            DesiredState::Paused,
+            JobState::Paused,
+            vec![deleted_task(0, &[0, 1], "w0", 15, false, 5)],
+            &["w0", "w1"],
+            (JobState::Paused, vec![], &[], &[], vec![("u0", 15)]),
+        ),
+        (
+            "the worker released it: the finalizer goes, with its final counters recorded",
+            DesiredState::Paused,
+            JobState::Paused,
+            vec![deleted_task(0, &[0, 1], "w0", 17, true, 5)],
+            &["w0", "w1"],
+            (
+                JobState::Paused,
+                vec![("j-0", ReleaseReason::Released)],
+                &[],
+                &[],
+                vec![("u0", 17)],
+            ),
+        ),
+        (
+            "its worker is gone: nothing runs it, the finalizer goes",
+            DesiredState::Paused,
+            JobState::Paused,
+            vec![deleted_task(0, &[0, 1], "w9", 15, false, 5)],
+            &["w0", "w1"],
+            (
+                JobState::Paused,
+                vec![("j-0", ReleaseReason::WorkerGone)],
+                &[],
+                &[],
+                vec![("u0", 15)],
+            ),
+        ),
+        (
+            "a live worker that never releases it: let go after the timeout",
+            DesiredState::Paused,
+            JobState::Paused,
+            vec![deleted_task(0, &[0, 1], "w0", 15, false, 601)],
+            &["w0", "w1"],
+            (
+                JobState::Paused,
+                vec![("j-0", ReleaseReason::TimedOut)],
+                &[],
+                &[],
+                vec![("u0", 15)],
+            ),
+        ),
+        (
+            "resumed while the old loops end: the new tasks on their partitions wait",
+            DesiredState::Running,
+            JobState::Paused,
+            vec![
+                deleted_task(0, &[0, 1], "w0", 10, false, 1),
+                deleted_task(1, &[2, 3], "w1", 20, false, 1),
+            ],
+            &["w0", "w1"],
+            (
+                JobState::NeedSchedule,
+                vec![],
+                &["j-0", "j-1"],
+                &[],
+                vec![("u0", 10), ("u1", 20)],
+            ),
+        ),
+        (
+            "one old loop released: its successor starts, the other still waits",
+            DesiredState::Running,
+            JobState::NeedSchedule,
+            vec![deleted_task(1, &[2, 3], "w1", 20, false, 1)],
+            &["w0", "w1"],
+            (
+                JobState::Running,
+                vec![],
+                &["j-1"],
+                &["j-0"],
+                vec![("u1", 20)],
+            ),
+        ),
+    ];
+    for (
+        case,
+        desired,
+        state,
+        tasks,
+        live,
+        (want_state, want_release, want_held, want_apply, want_entries),
+    ) in cases
+    {
+        let mut status = running_status(vec![]);
+        status.state = Some(state);
+        if state == JobState::Paused {
+            status.conditions = vec![cond(READY_CONDITION, "False", "UserPaused", ago(10))];
+        }
+        let inputs = PlanInputs {
+            desired,
+            status,
+            tasks,
+            workers: live
+                .iter()
+                .map(|n| WorkerState {
+                    name: n.to_string(),
+                    live: true,
+                })
+                .collect(),
+            ..inputs()
+        };
+        let p = plan(&inputs, &cfg(), now());
+        assert_eq!(p.state, want_state, "{case}: state ({:?})", p.reason);
+        let released: Vec<(&str, ReleaseReason)> =
+            p.release.iter().map(|r| (r.name.as_str(), r.why)).collect();
+        assert_eq!(released, want_release, "{case}: released");
+        for r in &p.release {
+            assert_eq!(r.finalizers_after, vec!["other/keep".to_string()], "{case}");
+            assert!(
+                r.resource_version.is_some(),
+                "{case}: released at the version read"
+            );
+        }
+        assert_eq!(p.held, want_held, "{case}: held");
+        let applied: Vec<&str> = p.apply.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(applied, want_apply, "{case}: applied");
+        let entries: Vec<(&str, i64)> = p
+            .retired_tasks
+            .iter()
+            .map(|(u, c)| (u.as_str(), c.loaded_rows))
+            .collect();
+        assert_eq!(entries, want_entries, "{case}: retired entries");
+        assert!(
+            p.delete.is_empty(),
+            "{case}: a deleted task is not deleted again"
+        );
+        let (_, live_counted) = counted(&p, &inputs.tasks);
+        assert!(
+            live_counted
+                .iter()
+                .all(|t| t.metadata.deletion_timestamp.is_none()),
+            "{case}: a deleted task does not count live"
+        );
+    }
+}
