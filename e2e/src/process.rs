@@ -113,6 +113,68 @@ impl Drop for LocalProcess {
         if self.child.is_some() {
             let _ = self.stop(Duration::from_secs(5));
         }
+        // A failing test shows what its processes said last (CI keeps no testbed logs).
+        if std::thread::panicking() {
+            eprintln!(
+                "---- last lines of {} ({}) ----\n{}",
+                self.label,
+                self.log.display(),
+                log_tail(&self.log(), LOG_TAIL_LINES)
+            );
+        }
+    }
+}
+
+/// How many log lines a failing test prints per process.
+const LOG_TAIL_LINES: usize = 40;
+
+/// Pure: the last `n` informative lines of a process log: ANSI colours removed, debug lines and
+/// the Delta and object-store libraries' chatter left out.
+pub fn log_tail(log: &str, n: usize) -> String {
+    let lines: Vec<String> = log
+        .lines()
+        .map(strip_ansi)
+        .filter(|l| {
+            !l.contains(" DEBUG ")
+                && !l.contains(" TRACE ")
+                && !l.contains("buoyant_kernel")
+                && !l.contains("deltalake_core")
+        })
+        .collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI: ESC [ ... final byte in @..~
+            for d in chars.by_ref() {
+                if ('@'..='~').contains(&d) && d != '[' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_tails_keep_the_last_informative_lines_without_colours() {
+        let log = "\u{1b}[2m2026\u{1b}[0m \u{1b}[32m INFO\u{1b}[0m a\n\
+                   t DEBUG b\n\
+                   t  INFO buoyant_kernel::scan c\n\
+                   t  WARN d\n\
+                   t ERROR e";
+        assert_eq!(log_tail(log, 2), "t  WARN d\nt ERROR e");
+        assert_eq!(log_tail(log, 10), "2026  INFO a\nt  WARN d\nt ERROR e");
     }
 }
 
