@@ -1347,21 +1347,47 @@ mod scale {
         }
     }
 
-    /// HTTP requests seen on the operator's connections to the API server, by method
-    /// (watch requests separately: each is one long-running request).
+    /// HTTP requests seen on the operator's connections to the API server, by method and
+    /// resource ("PATCH routineloadjobs/status"; watch requests as WATCH: each is one
+    /// long-running request).
     #[derive(Default)]
     pub struct RequestCounter {
         by_kind: std::sync::Mutex<BTreeMap<String, u64>>,
     }
 
+    /// The resource of an API path: `leases`, `routineloadjobs/status`, ... (the segment after
+    /// the namespace, or after the group version for a cluster-wide request, plus a
+    /// subresource).
+    fn resource_of(path: &str) -> String {
+        let path = path.split('?').next().unwrap_or(path);
+        let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        // api/v1/... or apis/<group>/<version>/...
+        let rest = match segs.first() {
+            Some(&"api") => &segs[segs.len().min(2)..],
+            Some(&"apis") => &segs[segs.len().min(3)..],
+            _ => return path.to_string(),
+        };
+        let rest = match rest {
+            ["namespaces", _ns, tail @ ..] if !tail.is_empty() => tail,
+            r => r,
+        };
+        match rest {
+            [plural] | [plural, _] => plural.to_string(),
+            [plural, _, sub, ..] => format!("{plural}/{sub}"),
+            [] => "-".into(),
+        }
+    }
+
     impl RequestCounter {
         fn add(&self, line: &[u8]) {
             let line = String::from_utf8_lossy(line);
-            let method = line.split(' ').next().unwrap_or("?").to_string();
+            let mut parts = line.split(' ');
+            let method = parts.next().unwrap_or("?").to_string();
+            let resource = resource_of(parts.next().unwrap_or(""));
             let kind = if line.contains("watch=true") || line.contains("watch=1") {
-                "WATCH".to_string()
+                format!("WATCH {resource}")
             } else {
-                method
+                format!("{method} {resource}")
             };
             *self
                 .by_kind
