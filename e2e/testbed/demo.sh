@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make demo: the reference's Wikipedia quick start on this machine, from nothing.
 #
-#   demo.sh up     prerequisites, testbed (API server, Kafka, S3, and with ROUTINE_LOAD_NODE=1 a
+#   demo.sh up     prerequisites, testbed (API server, Kafka, S3, and, unless ROUTINE_LOAD_NODE=0, a
 #                  node: containerd + kubelet), build, the images, `helm install` of the chart,
 #                  the operator Deployment and two workers of the StatefulSet, the Wikipedia
 #                  topic, the Table and the job; waits for RUNNING and the loaded rows, then

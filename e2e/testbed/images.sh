@@ -24,7 +24,7 @@ DEBIAN_MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 WORK="$RL_STATE/images"
 
 for tool in umoci skopeo debootstrap ctr gcc; do
-  command -v "$tool" >/dev/null || die "$tool not found (install-prereqs.sh installs it with ROUTINE_LOAD_NODE=1)"
+  command -v "$tool" >/dev/null || die "$tool not found (install-prereqs.sh installs it unless ROUTINE_LOAD_NODE=0)"
 done
 
 spec() { python3 "$RL_TESTBED_DIR/dockerfile_image.py" "$DOCKERFILE" "$1"; }

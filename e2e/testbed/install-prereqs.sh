@@ -2,7 +2,7 @@
 # Installs what the testbed and the e2e crate need, idempotently (quick when all is there):
 #   apt:  build tools, pkg-config, libssl-dev + zlib (rdkafka with the system OpenSSL), openssl and
 #         a JDK (Kafka's certificates and broker), Maven (Kafka's jars), curl (readiness probes);
-#         with ROUTINE_LOAD_NODE=1 also containerd, runc, CNI plugins, iptables and image tools
+#         unless ROUTINE_LOAD_NODE=0 also containerd, runc, CNI plugins, iptables and image tools
 #   venv: pyarrow in $RL_CACHE/venv-pyarrow for e2e/delta_reader.py (the independent Delta reader)
 #   spark: pyspark + delta-spark and the Delta jars for e2e/spark_reader.py (install-spark.sh)
 # Go (for the control plane and MinIO) and Rust come with the machine image.
@@ -11,10 +11,10 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 APT_PACKAGES=(build-essential perl make pkg-config libssl-dev zlib1g-dev openssl curl
               openjdk-17-jdk-headless maven python3-venv)
-# The testbed's node (ROUTINE_LOAD_NODE=1): container runtime, CNI plugins, iptables for the pods'
+# The testbed's node (unless ROUTINE_LOAD_NODE=0): container runtime, CNI plugins, iptables for the pods'
 # DNAT, and the image tools (debootstrap for the base rootfs, umoci to pack OCI layers, skopeo to
 # turn them into archives containerd imports).
-if [[ ${ROUTINE_LOAD_NODE:-0} == 1 ]]; then
+if [[ ${ROUTINE_LOAD_NODE:-1} == 1 ]]; then
   APT_PACKAGES+=(containerd runc containernetworking-plugins iptables debootstrap umoci skopeo)
 fi
 PYARROW_PIN="${PYARROW_VERSION:-26.0.1}"

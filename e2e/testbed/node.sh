@@ -1,6 +1,7 @@
 # The testbed's node: a private containerd (runc, cgroupfs), a CNI bridge, a kubelet and
 # kube-scheduler, so the chart's Deployment and StatefulSet run as real pods. Sourced by testbed.sh
-# (it uses its PKI, start/alive/wait_for helpers and ports). Enabled with ROUTINE_LOAD_NODE=1.
+# (it uses its PKI, start/alive/wait_for helpers and ports). On unless ROUTINE_LOAD_NODE=0 (or
+# not root).
 #
 # Everything machine-wide it touches is named after this testbed (bridge rl<APISERVER_PORT>, cgroup
 # /routine-load-<APISERVER_PORT>, iptables rules with the comment "routine-load <state dir>") and
@@ -8,7 +9,8 @@
 #   - mounts under $RL_STATE/node (kubelet volumes, container rootfs, sandbox shm),
 #   - the pods' network namespaces, the bridge, the DNAT rules, the cgroups,
 #   - the sysctls the kubelet sets (vm.overcommit_memory, kernel.panic, kernel.panic_on_oops),
-#     restored to the values recorded before the kubelet first started.
+#     restored to the values recorded before the first testbed node started, once no testbed's
+#     kubelet runs any more.
 #
 # Pods reach the host's loopback-only services through DNAT on the bridge (route_localnet=1 on it):
 #   10.96.0.1:443 (the `kubernetes` Service, so in-cluster config works) -> 127.0.0.1:$APISERVER_PORT
@@ -17,20 +19,23 @@
 
 NODE_DIR="$RL_STATE/node"
 NODE_NAME="${NODE_NAME:-routine-load-node}"
-NODE_POD_SUBNET="${NODE_POD_SUBNET:-10.244.0.0/24}"   # /24; its .1 is the bridge (and node) address
+# Defaults derived from the API server port, so testbeds with their own ports get their own node
+# ports and pod subnet (a /24; its .1 is the bridge and node address).
+NODE_POD_SUBNET="${NODE_POD_SUBNET:-10.244.$((APISERVER_PORT % 256)).0/24}"
 NODE_BRIDGE="rl${APISERVER_PORT}"
 NODE_BRIDGE_IP="${NODE_POD_SUBNET%.*/*}.1"
 NODE_CGROUP="routine-load-${APISERVER_PORT}"
 NODE_TAG="routine-load $RL_STATE"
-KUBELET_PORT="${KUBELET_PORT:-10250}"
-KUBELET_HEALTHZ_PORT="${KUBELET_HEALTHZ_PORT:-10248}"
-SCHEDULER_PORT="${SCHEDULER_PORT:-10259}"
+KUBELET_PORT="${KUBELET_PORT:-$((APISERVER_PORT + 5))}"
+KUBELET_HEALTHZ_PORT="${KUBELET_HEALTHZ_PORT:-$((APISERVER_PORT + 6))}"
+SCHEDULER_PORT="${SCHEDULER_PORT:-$((APISERVER_PORT + 7))}"
 KAFKA_POD_PORT="${KAFKA_POD_PORT:-$((KAFKA_PORT + 3))}"
 CONTAINERD_SOCK="$NODE_DIR/containerd/containerd.sock"
 PAUSE_IMAGE="localhost/routine-load/pause:$K8S_VERSION"
 NODE_SYSCTLS=(vm.overcommit_memory kernel.panic kernel.panic_on_oops)
 
-node_enabled() { [[ ${ROUTINE_LOAD_NODE:-0} == 1 ]]; }
+# On by default; ROUTINE_LOAD_NODE=0 turns it off. It needs root (bridge, iptables, mounts).
+node_enabled() { [[ ${ROUTINE_LOAD_NODE:-1} == 1 && $(id -u) -eq 0 ]]; }
 # fetch-kafka.sh adds the pod listener when these are set
 if node_enabled; then export KAFKA_POD_PORT KAFKA_POD_ADDRESS="$NODE_BRIDGE_IP"; fi
 
@@ -106,10 +111,23 @@ node_apiserver_san() {
   node_enabled && echo ",IP:$NODE_BRIDGE_IP" || true
 }
 
+# The sysctls are machine-wide and every testbed's kubelet sets the same values: the first node
+# records the machine's own values (in /run: a reboot resets both), the last one stopped restores them.
+NODE_SYSCTLS_BEFORE=/run/routine-load-node-sysctls.before
 node_record_sysctls() {
-  [[ -f $NODE_DIR/sysctls.before ]] && return
+  [[ -f $NODE_SYSCTLS_BEFORE ]] && return
   local s
-  for s in "${NODE_SYSCTLS[@]}"; do echo "$s=$(sysctl -n "$s")"; done >"$NODE_DIR/sysctls.before"
+  for s in "${NODE_SYSCTLS[@]}"; do echo "$s=$(sysctl -n "$s")"; done >"$NODE_SYSCTLS_BEFORE.tmp"
+  mv "$NODE_SYSCTLS_BEFORE.tmp" "$NODE_SYSCTLS_BEFORE"
+}
+
+node_restore_sysctls() {
+  [[ -f $NODE_SYSCTLS_BEFORE ]] || return 0
+  # another testbed's kubelet still runs: it keeps them
+  if pgrep -f -- "kubelet --config .*/node/kubelet.yaml" >/dev/null; then return 0; fi
+  local kv
+  while read -r kv; do sysctl -qw "$kv" || true; done <"$NODE_SYSCTLS_BEFORE"
+  rm -f "$NODE_SYSCTLS_BEFORE"
 }
 
 node_cgroups() {
@@ -307,10 +325,7 @@ node_down() {
     # shellcheck disable=SC2086
     eval iptables -t nat ${rule/-A /-D }
   done
-  if [[ -f $NODE_DIR/sysctls.before ]]; then
-    local kv
-    while read -r kv; do sysctl -qw "$kv" || true; done <"$NODE_DIR/sysctls.before"
-  fi
+  node_restore_sysctls
   local d
   for d in /sys/fs/cgroup/*/"$NODE_CGROUP"; do
     [[ -d $d ]] && find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null || true
@@ -323,6 +338,7 @@ node_env() {
   cat <<ENV
 export ROUTINE_LOAD_NODE=1
 export TESTBED_NODE=$NODE_NAME
+export NODE_CGROUP=$NODE_CGROUP
 export NODE_BRIDGE_IP=$NODE_BRIDGE_IP
 export CONTAINERD_ADDRESS=$CONTAINERD_SOCK
 export KAFKA_POD_BROKERS=$NODE_BRIDGE_IP:$KAFKA_POD_PORT

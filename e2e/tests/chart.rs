@@ -897,6 +897,50 @@ async fn chart_installs_runs_a_job_and_uninstalls_cleanly() {
     );
 }
 
+/// The testbed builds the images from docker/Dockerfile's runtime stages (dockerfile_image.py,
+/// which refuses instructions it can't reproduce); what they say must fit the chart: the user the
+/// pods run as, the ports the probes use, an entrypoint that is the copied binary.
+#[test]
+fn dockerfile_images_fit_the_chart() {
+    let values: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(chart_dir().join("values.yaml")).expect("values.yaml"),
+    )
+    .expect("values.yaml parses");
+    for (target, component) in [("operator", "operator"), ("worker", "worker")] {
+        let out = Command::new("python3")
+            .arg(repo_root().join("e2e/testbed/dockerfile_image.py"))
+            .arg(repo_root().join("docker/Dockerfile"))
+            .arg(target)
+            .output()
+            .expect("python3 e2e/testbed/dockerfile_image.py");
+        assert!(
+            out.status.success(),
+            "dockerfile_image.py {target}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let image: Value = serde_json::from_slice(&out.stdout).expect("image JSON");
+        let uid = values["podSecurityContext"]["runAsUser"]
+            .as_u64()
+            .expect("runAsUser");
+        let gid = values["podSecurityContext"]["runAsGroup"]
+            .as_u64()
+            .expect("runAsGroup");
+        assert_eq!(image["user"], format!("{uid}:{gid}"), "{target}: USER");
+        let port = values[component]["httpPort"].as_u64().expect("httpPort");
+        assert_eq!(
+            image["expose"],
+            json!([port.to_string()]),
+            "{target}: EXPOSE"
+        );
+        let copied = image["copies"][0][1].as_str().expect("COPY destination");
+        assert_eq!(image["entrypoint"], json!([copied]), "{target}: ENTRYPOINT");
+        assert!(
+            copied.ends_with(&format!("routine-load-{target}")),
+            "{target}: copies {copied}"
+        );
+    }
+}
+
 #[test]
 fn quantities_and_403s() {
     assert_eq!(quantity_bytes("2Gi"), Some(2 << 30));
@@ -909,7 +953,7 @@ fn quantities_and_403s() {
 }
 
 // ----------------------------------------------------------------------------------------------
-// helm install with real pods: the testbed's node (ROUTINE_LOAD_NODE=1) runs the chart's
+// helm install with real pods: the testbed's node (on unless ROUTINE_LOAD_NODE=0) runs the chart's
 // Deployment and StatefulSet from images built out of docker/Dockerfile's targets.
 
 /// The testbed, when it has a node; otherwise `None` after a visible skip line.
@@ -920,7 +964,7 @@ fn node_or_skip(test: &str) -> Option<Testbed> {
     }
     let _ = writeln!(
         std::io::stderr().lock(),
-        "SKIPPED {test}: the testbed has no node (start it with ROUTINE_LOAD_NODE=1 for real pods)"
+        "SKIPPED {test}: the testbed has no node (it starts one as root unless ROUTINE_LOAD_NODE=0; restart it: e2e/testbed/testbed.sh down; e2e/testbed/testbed.sh up)"
     );
     None
 }
@@ -993,6 +1037,32 @@ async fn wait_ready_pods(
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// memory.limit_in_bytes of a pod's cgroup (v1 memory hierarchy, cgroupfs driver, under the
+/// node's cgroup root), found by the pod's uid.
+fn pod_memory_limit(node_cgroup: &str, pod_uid: &str) -> Option<u64> {
+    let kubepods = Path::new("/sys/fs/cgroup/memory")
+        .join(node_cgroup)
+        .join("kubepods");
+    let want = format!("pod{pod_uid}");
+    let mut dirs = vec![kubepods];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).ok()?.flatten() {
+            let p = e.path();
+            if !p.is_dir() {
+                continue;
+            }
+            if e.file_name().to_string_lossy() == want {
+                let text = std::fs::read_to_string(p.join("memory.limit_in_bytes")).ok()?;
+                return text.trim().parse().ok();
+            }
+            if !e.file_name().to_string_lossy().starts_with("pod") {
+                dirs.push(p);
+            }
+        }
+    }
+    None
 }
 
 /// `GET url` (http://host:port/path) from the host: status code and body.
@@ -1209,6 +1279,13 @@ async fn chart_runs_real_pods_that_load_exactly_once() {
     assert!(
         workers.contains_key(&worker0),
         "StatefulSet names: {workers:?}"
+    );
+    // The kubelet enforces the chart's worker memory limit (2Gi) on the pod's cgroup.
+    let cgroup = tb.var("NODE_CGROUP").expect("NODE_CGROUP in testbed.env");
+    assert_eq!(
+        pod_memory_limit(cgroup, &workers[&worker0]),
+        Some(2 << 30),
+        "memory limit of {worker0}'s cgroup under /sys/fs/cgroup/memory/{cgroup}/kubepods"
     );
 
     // The reference's Wikipedia table and job; the pods reach Kafka on the node's pod listener.
