@@ -3,7 +3,7 @@
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
-use crate::{RoutineLoadJob, RoutineLoadTask, Table};
+use crate::{Load, RoutineLoadJob, RoutineLoadTask, Table};
 
 /// Every CRD of the API with the file name it is committed under in `crds/`.
 pub fn all() -> Vec<(&'static str, CustomResourceDefinition)> {
@@ -14,6 +14,7 @@ pub fn all() -> Vec<(&'static str, CustomResourceDefinition)> {
             "routineloadtasks.routineload.io.yaml",
             RoutineLoadTask::crd(),
         ),
+        ("loads.routineload.io.yaml", Load::crd()),
     ]
 }
 

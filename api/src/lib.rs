@@ -5,6 +5,7 @@ pub mod column_type;
 pub mod crd;
 pub mod delta_table;
 pub mod job;
+pub mod load;
 pub mod load_plan;
 pub mod names;
 pub mod reference;
@@ -14,6 +15,7 @@ pub mod value;
 
 pub use column_type::ColumnType;
 pub use job::{RoutineLoadJob, RoutineLoadJobSpec, RoutineLoadJobStatus};
+pub use load::{Load, LoadSpec, LoadState, LoadStatus};
 pub use load_plan::LoadPlan;
 pub use table::{Table, TableSpec, TableStatus};
 pub use task::{RoutineLoadTask, RoutineLoadTaskSpec, RoutineLoadTaskStatus};

@@ -7,5 +7,6 @@ pub mod load_memory;
 pub mod metrics;
 pub mod retry;
 pub mod start_offsets;
+pub mod stream_load;
 pub mod task_release;
 pub mod task_runner;

@@ -13,6 +13,9 @@
 //!   `load_process_max_memory_limit_bytes/percent`); a batch that would pass it commits early.
 //! - `ROUTINE_LOAD_HTTP_ADDR`: address of `/metrics`, `/healthz`, `/readyz` and
 //!   `/api/_load_error_log` (default `0.0.0.0:8040`).
+//! - `PUT /api/{namespace}/{table}/_stream_load` on the same address: Stream Load (the body
+//!   is loaded into the `Table` as one Delta commit); `ROUTINE_LOAD_STREAM_LOAD_MAX_BODY_BYTES`
+//!   is the largest body (default 10 GiB, StarRocks `streaming_load_max_mb`).
 //! - `ROUTINE_LOAD_ADVERTISE_URL`: base URL of this worker's HTTP server in error log URLs
 //!   (default `http://$POD_IP:<port>`, or the pod name).
 //! - `ROUTINE_LOAD_ERROR_LOG_DIR`: directory of the error logs (default `/tmp/routine-load/error_log`).
@@ -136,7 +139,18 @@ async fn run() -> Result<()> {
         .load_memory
         .with_label_values(&["limit"])
         .set(load_memory_limit as i64);
-    let app = router(metrics.clone(), ready.clone(), error_log_dir.clone());
+    let stream_load = routine_load_worker::stream_load::StreamLoadContext::new(
+        client.clone(),
+        pod_name.clone(),
+        error_log_dir.clone(),
+        advertise.clone(),
+        env_u64(
+            "ROUTINE_LOAD_STREAM_LOAD_MAX_BODY_BYTES",
+            routine_load_worker::stream_load::request::DEFAULT_MAX_BODY_BYTES,
+        )?,
+    );
+    let app = router(metrics.clone(), ready.clone(), error_log_dir.clone())
+        .merge(routine_load_worker::stream_load::router(stream_load));
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "HTTP server failed");

@@ -1,0 +1,127 @@
+//! The `Load` custom resource: one import job with a label (StarRocks: a load job shown by
+//! `SHOW LOAD`). Its name is the label, unique in the namespace (StarRocks: in the database), so
+//! a second import with the same label is refused as "Label Already Exists".
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// An import job identified by its label (the object's name). Created by the worker that takes
+/// the import, before it reads any data; its status follows the import to FINISHED or
+/// CANCELLED.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "routineload.io",
+    version = "v1alpha1",
+    kind = "Load",
+    plural = "loads",
+    namespaced,
+    status = "LoadStatus",
+    printcolumn = r#"{"name":"State","type":"string","jsonPath":".status.state"}"#,
+    printcolumn = r#"{"name":"Table","type":"string","jsonPath":".spec.table"}"#,
+    printcolumn = r#"{"name":"Type","type":"string","jsonPath":".spec.type"}"#,
+    printcolumn = r#"{"name":"Loaded","type":"integer","jsonPath":".status.loadedRows"}"#,
+    printcolumn = r#"{"name":"Filtered","type":"integer","jsonPath":".status.filteredRows"}"#,
+    printcolumn = r#"{"name":"Unselected","type":"integer","jsonPath":".status.unselectedRows"}"#,
+    printcolumn = r#"{"name":"Message","type":"string","priority":1,"jsonPath":".status.message"}"#,
+    printcolumn = r#"{"name":"URL","type":"string","priority":1,"jsonPath":".status.errorUrl"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct LoadSpec {
+    /// Name of the `Table` loaded into, in the load's namespace.
+    pub table: String,
+    /// How the data arrived (StarRocks SHOW LOAD `Type`).
+    #[serde(rename = "type")]
+    pub load_type: LoadType,
+    /// Longest time the import may take, in seconds (StarRocks `timeout`); past it, an
+    /// unfinished import is resolved from the table by the next import of its label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<u64>,
+}
+
+/// How an import's data arrives.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum LoadType {
+    /// The data is the body of an HTTP request (StarRocks Stream Load).
+    #[default]
+    #[serde(rename = "STREAM_LOAD")]
+    StreamLoad,
+}
+
+/// State of an import (StarRocks SHOW LOAD `State`).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum LoadState {
+    /// The label is taken; no data read yet.
+    #[default]
+    Prepare,
+    /// The data is being read, transformed and committed.
+    Loading,
+    /// The data was committed in one Delta version: final.
+    Finished,
+    /// Nothing was committed (bad request, too many error rows, failure): final.
+    Cancelled,
+}
+
+impl LoadState {
+    /// Whether the import has ended.
+    pub fn is_final(self) -> bool {
+        matches!(self, LoadState::Finished | LoadState::Cancelled)
+    }
+
+    /// StarRocks' spelling, as in SHOW LOAD and Stream Load's `ExistingJobStatus`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LoadState::Prepare => "PREPARE",
+            LoadState::Loading => "LOADING",
+            LoadState::Finished => "FINISHED",
+            LoadState::Cancelled => "CANCELLED",
+        }
+    }
+}
+
+/// What is known about an import (StarRocks SHOW LOAD columns).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LoadStatus {
+    #[serde(default)]
+    pub state: LoadState,
+    /// Rows read from the data.
+    #[serde(default)]
+    pub total_rows: u64,
+    /// Rows committed to the table.
+    #[serde(default)]
+    pub loaded_rows: u64,
+    /// Rows not loaded because of data quality (StarRocks `dpp.abnorm.ALL`).
+    #[serde(default)]
+    pub filtered_rows: u64,
+    /// Rows left out by the WHERE condition.
+    #[serde(default)]
+    pub unselected_rows: u64,
+    /// Bytes of data received.
+    #[serde(default)]
+    pub load_bytes: u64,
+    /// The Delta version holding the rows, once FINISHED.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delta_version: Option<i64>,
+    /// Why the import was cancelled, or a note on a finished one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// URL of the rows not loaded, with their reasons (StarRocks `URL`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_url: Option<String>,
+    /// The table's Delta version when the import began; its commit, if any, is a later one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table_version: Option<i64>,
+    /// The worker that took the import.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
+    /// When the data started arriving (StarRocks `LoadStartTime`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_start_time: Option<Time>,
+    /// When the import ended (StarRocks `LoadFinishTime`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_finish_time: Option<Time>,
+}

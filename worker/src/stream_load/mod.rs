@@ -1,0 +1,734 @@
+//! Stream Load (StarRocks' synchronous import) on the worker's HTTP server:
+//! `PUT /api/{namespace}/{table}/_stream_load` carries the data, the response says what loaded.
+//!
+//! One load is one `Load` object (its name the label, unique per namespace) and at most one
+//! Delta commit carrying the label in `commitInfo`, planned and executed by the same load plan
+//! and engine as Routine Load tasks. The steps, in order: check the caller's token, read the
+//! headers, take the label (create the `Load`), read the body (nothing is read before the
+//! label is taken, so `Expect: 100-continue` clients send nothing for a refused load), load the
+//! rows, check `max_filter_ratio`, commit, record the outcome.
+
+pub mod auth;
+pub mod request;
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::put;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::{Api, Client};
+use routine_load_api::load::{LoadSpec, LoadState, LoadStatus, LoadType};
+use routine_load_api::names::WORKER_FIELD_MANAGER;
+use routine_load_api::{Load, LoadPlan, Table};
+use serde::Serialize;
+
+use crate::delta_sink::{CommitRequest, DeltaSink, SinkError};
+use crate::engine::{LoadEngine, SourceMessage};
+use crate::task_runner::secret_map;
+use request::StreamLoadRequest;
+
+/// The Delta transaction identity Stream Load commits under (no Kafka partitions: a load's
+/// commit carries only data and its label).
+const SINK_IDENTITY: &str = "stream-load";
+/// Largest error log kept per load.
+const ERROR_LOG_MAX_BYTES: usize = 16 * 1024 * 1024;
+
+/// What the Stream Load endpoint needs from the worker.
+#[derive(Clone)]
+pub struct StreamLoadContext {
+    pub client: Client,
+    pub pod_name: String,
+    pub error_log_dir: PathBuf,
+    pub error_log_base_url: String,
+    /// Largest body accepted (StarRocks `streaming_load_max_mb`).
+    pub max_body_bytes: u64,
+    /// Labels this worker is loading now: a `Load` left unfinished by this worker and not in
+    /// here belongs to an earlier run of the worker that stopped mid-load.
+    active: Arc<Mutex<HashSet<(String, String)>>>,
+}
+
+impl StreamLoadContext {
+    pub fn new(
+        client: Client,
+        pod_name: String,
+        error_log_dir: PathBuf,
+        error_log_base_url: String,
+        max_body_bytes: u64,
+    ) -> Self {
+        Self {
+            client,
+            pod_name,
+            error_log_dir,
+            error_log_base_url,
+            max_body_bytes,
+            active: Arc::default(),
+        }
+    }
+}
+
+/// The Stream Load route, to merge into the worker's router.
+pub fn router(ctx: StreamLoadContext) -> Router {
+    Router::new()
+        .route("/api/{db}/{table}/_stream_load", put(stream_load))
+        .with_state(ctx)
+}
+
+/// StarRocks' Stream Load response.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct LoadResponse {
+    pub txn_id: i64,
+    pub label: String,
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub existing_job_status: Option<&'static str>,
+    pub message: String,
+    pub number_total_rows: u64,
+    pub number_loaded_rows: u64,
+    pub number_filtered_rows: u64,
+    pub number_unselected_rows: u64,
+    pub load_bytes: u64,
+    pub load_time_ms: u64,
+    pub begin_txn_time_ms: u64,
+    pub stream_load_plan_time_ms: u64,
+    pub read_data_time_ms: u64,
+    pub write_data_time_ms: u64,
+    pub commit_and_publish_time_ms: u64,
+    #[serde(rename = "ErrorURL", skip_serializing_if = "Option::is_none")]
+    pub error_url: Option<String>,
+}
+
+pub const STATUS_SUCCESS: &str = "Success";
+pub const STATUS_LABEL_EXISTS: &str = "Label Already Exists";
+pub const STATUS_FAIL: &str = "Fail";
+
+/// What to do with a label that already has a `Load`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExistingLabel {
+    /// Answer "Label Already Exists" with this state.
+    Exists(LoadState),
+    /// The earlier load was cancelled: the label is free again (as in StarRocks).
+    Reuse,
+    /// The earlier load never finished and its loader is gone: whether its commit landed is
+    /// read from the table.
+    ResolveFromTable,
+}
+
+/// Decides about an existing `Load` of the label: `loader_gone` when the worker that took it
+/// is this one and no longer runs it, or its timeout has passed.
+pub fn decide_existing(state: LoadState, loader_gone: bool) -> ExistingLabel {
+    match state {
+        LoadState::Finished => ExistingLabel::Exists(LoadState::Finished),
+        LoadState::Cancelled => ExistingLabel::Reuse,
+        _ if loader_gone => ExistingLabel::ResolveFromTable,
+        s => ExistingLabel::Exists(s),
+    }
+}
+
+fn json_response(code: StatusCode, body: &LoadResponse) -> Response {
+    let mut text = serde_json::to_string_pretty(body).unwrap_or_default();
+    text.push('\n');
+    (
+        code,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        text,
+    )
+        .into_response()
+}
+
+fn fail(label: &str, message: impl Into<String>) -> LoadResponse {
+    LoadResponse {
+        txn_id: -1,
+        label: label.to_string(),
+        status: STATUS_FAIL,
+        message: message.into(),
+        ..Default::default()
+    }
+}
+
+fn ms(d: Duration) -> u64 {
+    d.as_millis() as u64
+}
+
+fn now() -> Time {
+    Time(k8s_openapi::jiff::Timestamp::now())
+}
+
+/// A generated label for a load without one.
+fn generated_label() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
+    format!(
+        "stream-load-{nanos:x}-{:x}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The error log file of a load (a plain name under the error-log directory).
+pub fn error_log_file(namespace: &str, label: &str) -> String {
+    format!("error_log_{namespace}_load_{label}.log")
+}
+
+/// The label written into the Delta commit (`commitInfo.routineLoad.label`).
+pub fn commit_label(namespace: &str, label: &str) -> String {
+    format!("stream-load/{namespace}/{label}")
+}
+
+async fn stream_load(
+    State(ctx): State<StreamLoadContext>,
+    Path((ns, table)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let started = Instant::now();
+    let token = match auth::bearer_token(&headers) {
+        Ok(t) => t,
+        Err(e) => return auth_failure(&e),
+    };
+    if let Err(e) = auth::authorize(&ctx.client, token, &ns).await {
+        return auth_failure(&e);
+    }
+    let req = match request::parse_headers(&headers) {
+        Ok(r) => r,
+        Err(e) => return json_response(StatusCode::BAD_REQUEST, &fail("", e.to_string())),
+    };
+    let label = req.label.clone().unwrap_or_else(generated_label);
+    if let Some(len) = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        && len > ctx.max_body_bytes
+    {
+        return json_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &fail(&label, body_too_large(ctx.max_body_bytes)),
+        );
+    }
+    let key = (ns.clone(), label.clone());
+    let response = {
+        let run = LoadRun {
+            ctx: &ctx,
+            ns: &ns,
+            table: &table,
+            label: &label,
+            req: &req,
+            started,
+        };
+        run.run(body).await
+    };
+    if let Ok(mut a) = ctx.active.lock() {
+        a.remove(&key);
+    }
+    json_response(StatusCode::OK, &response)
+}
+
+fn auth_failure(e: &auth::AuthError) -> Response {
+    let code = match e {
+        auth::AuthError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+        auth::AuthError::Forbidden(_) => StatusCode::FORBIDDEN,
+        auth::AuthError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    json_response(code, &fail("", e.to_string()))
+}
+
+fn body_too_large(max: u64) -> String {
+    format!(
+        "the body is larger than this worker's limit of {max} bytes (ROUTINE_LOAD_STREAM_LOAD_MAX_BODY_BYTES, StarRocks streaming_load_max_mb)"
+    )
+}
+
+/// One load, from taking its label to recording its outcome.
+struct LoadRun<'a> {
+    ctx: &'a StreamLoadContext,
+    ns: &'a str,
+    table: &'a str,
+    label: &'a str,
+    req: &'a StreamLoadRequest,
+    started: Instant,
+}
+
+/// A load's outcome before it is recorded.
+struct Outcome {
+    response: LoadResponse,
+    state: LoadState,
+    delta_version: Option<i64>,
+}
+
+impl LoadRun<'_> {
+    fn loads(&self) -> Api<Load> {
+        Api::namespaced(self.ctx.client.clone(), self.ns)
+    }
+
+    async fn run(&self, body: Body) -> LoadResponse {
+        let begin = Instant::now();
+        match self.take_label().await {
+            Ok(None) => {}
+            Ok(Some(exists)) => return exists,
+            Err(message) => return fail(self.label, message),
+        }
+        let begin_ms = ms(begin.elapsed());
+        let mut outcome = self.load(body).await;
+        outcome.response.begin_txn_time_ms = begin_ms;
+        outcome.response.load_time_ms = ms(self.started.elapsed());
+        if let Err(e) = self.record(&outcome).await {
+            // The commit (if any) stands; the Load keeps its last state until resolved.
+            tracing::warn!(label = self.label, error = %e, "recording the load's outcome");
+            outcome.response.message = format!(
+                "{}; recording the outcome in Load {}/{} failed: {e}",
+                outcome.response.message, self.ns, self.label
+            );
+        }
+        outcome.response
+    }
+
+    /// Creates the `Load` of the label; `Some(response)` when the label is taken.
+    async fn take_label(&self) -> Result<Option<LoadResponse>, String> {
+        let key = (self.ns.to_string(), self.label.to_string());
+        if let Ok(mut a) = self.ctx.active.lock()
+            && !a.insert(key)
+        {
+            return Ok(Some(self.exists(LoadState::Loading)));
+        }
+        let load = Load::new(
+            self.label,
+            LoadSpec {
+                table: self.table.to_string(),
+                load_type: LoadType::StreamLoad,
+                timeout_seconds: Some(self.req.timeout_secs),
+            },
+        );
+        for _ in 0..3 {
+            match self.loads().create(&PostParams::default(), &load).await {
+                Ok(_) => return Ok(None),
+                Err(kube::Error::Api(e)) if e.code == 409 => {}
+                Err(e) => return Err(format!("creating Load {}/{}: {e}", self.ns, self.label)),
+            }
+            let existing = self
+                .loads()
+                .get(self.label)
+                .await
+                .map_err(|e| format!("reading Load {}/{}: {e}", self.ns, self.label))?;
+            let status = existing.status.clone().unwrap_or_default();
+            let timeout = existing
+                .spec
+                .timeout_seconds
+                .unwrap_or(request::DEFAULT_TIMEOUT_SECS);
+            let since = status
+                .load_start_time
+                .as_ref()
+                .or(existing.metadata.creation_timestamp.as_ref())
+                .map(|t| {
+                    k8s_openapi::jiff::Timestamp::now()
+                        .duration_since(t.0)
+                        .as_secs()
+                })
+                .unwrap_or(0);
+            let loader_gone =
+                status.worker.as_deref() == Some(&self.ctx.pod_name) || since > timeout as i64 + 60;
+            match decide_existing(status.state, loader_gone) {
+                ExistingLabel::Exists(state) => return Ok(Some(self.exists(state))),
+                ExistingLabel::ResolveFromTable => {
+                    if let Some(version) = self.landed_earlier(&status).await? {
+                        let mut s = status.clone();
+                        s.state = LoadState::Finished;
+                        s.delta_version = Some(version);
+                        s.message = Some(format!(
+                            "committed in Delta version {version}; found in the table after its loader stopped"
+                        ));
+                        s.load_finish_time = Some(now());
+                        self.patch_status(&s).await.map_err(|e| e.to_string())?;
+                        return Ok(Some(self.exists(LoadState::Finished)));
+                    }
+                }
+                ExistingLabel::Reuse => {}
+            }
+            // Free the label: delete exactly the Load read above, then create it again.
+            let dp = DeleteParams {
+                preconditions: Some(Preconditions {
+                    uid: existing.metadata.uid.clone(),
+                    resource_version: existing.metadata.resource_version.clone(),
+                }),
+                ..Default::default()
+            };
+            match self.loads().delete(self.label, &dp).await {
+                Ok(_) | Err(kube::Error::Api(_)) => {}
+                Err(e) => return Err(format!("deleting Load {}/{}: {e}", self.ns, self.label)),
+            }
+        }
+        Err(format!(
+            "label {} in namespace {} changed while taking it; retry",
+            self.label, self.ns
+        ))
+    }
+
+    fn exists(&self, state: LoadState) -> LoadResponse {
+        LoadResponse {
+            txn_id: -1,
+            label: self.label.to_string(),
+            status: STATUS_LABEL_EXISTS,
+            existing_job_status: Some(state.as_str()),
+            message: format!(
+                "Label [{}] has already been used in namespace {} (state {})",
+                self.label,
+                self.ns,
+                state.as_str()
+            ),
+            ..Default::default()
+        }
+    }
+
+    /// Whether an unfinished earlier load of the label committed: its label in a table version
+    /// after the one it started at.
+    async fn landed_earlier(&self, status: &LoadStatus) -> Result<Option<i64>, String> {
+        let Some(since) = status.table_version else {
+            // It never read the table, so it never committed.
+            return Ok(None);
+        };
+        let table = self.table_spec().await?;
+        let mut sink = self.open_sink(&table).await?;
+        sink.landed(since, &commit_label(self.ns, self.label))
+            .await
+            .map_err(|e| format!("reading the Delta table's history: {e}"))
+    }
+
+    async fn table_spec(&self) -> Result<Table, String> {
+        Api::<Table>::namespaced(self.ctx.client.clone(), self.ns)
+            .get(self.table)
+            .await
+            .map_err(|e| match e {
+                kube::Error::Api(a) if a.code == 404 => {
+                    format!("no Table {} in namespace {}", self.table, self.ns)
+                }
+                e => format!("reading Table {}/{}: {e}", self.ns, self.table),
+            })
+    }
+
+    async fn open_sink(&self, table: &Table) -> Result<DeltaSink, String> {
+        let secret = match &table.spec.credentials_secret {
+            Some(s) => secret_map(&self.ctx.client, self.ns, &s.name)
+                .await
+                .map_err(|e| format!("{e:#}"))?,
+            None => BTreeMap::new(),
+        };
+        let options = routine_load_api::delta_table::storage_options(&table.spec.location, &secret);
+        routine_load_api::delta_table::create_or_adopt(
+            &table.spec.location,
+            &table.spec,
+            options.clone(),
+        )
+        .await
+        .map_err(|e| format!("checking the Delta table: {e}"))?;
+        DeltaSink::open(&table.spec.location, options, SINK_IDENTITY, &[], 0)
+            .await
+            .map(|s| s.with_checkpoint_interval(0))
+            .map_err(|e| format!("opening the Delta table: {e}"))
+    }
+
+    async fn patch_status(&self, status: &LoadStatus) -> Result<(), kube::Error> {
+        let patch = serde_json::json!({
+            "apiVersion": "routineload.io/v1alpha1",
+            "kind": "Load",
+            "status": status,
+        });
+        self.loads()
+            .patch_status(
+                self.label,
+                &PatchParams {
+                    field_manager: Some(WORKER_FIELD_MANAGER.into()),
+                    ..Default::default()
+                },
+                &Patch::Merge(patch),
+            )
+            .await
+            .map(|_| ())
+    }
+
+    /// Plans, reads, loads and commits; never records anything in the `Load` but the start.
+    async fn load(&self, body: Body) -> Outcome {
+        let cancelled = |response: LoadResponse| Outcome {
+            response,
+            state: LoadState::Cancelled,
+            delta_version: None,
+        };
+        let plan_started = Instant::now();
+        let table = match self.table_spec().await {
+            Ok(t) => t,
+            Err(m) => return cancelled(fail(self.label, m)),
+        };
+        let plan = request::job_spec(self.req, self.table)
+            .map_err(|e| format!("the load's settings: {e}"))
+            .and_then(|spec| {
+                LoadPlan::build(&spec, self.table, &table.spec)
+                    .map_err(|e| format!("planning the load: {e}"))
+            });
+        let mut engine = match plan {
+            Ok(p) => LoadEngine::new(Arc::new(p)),
+            Err(m) => return cancelled(fail(self.label, m)),
+        };
+        let mut sink = match self.open_sink(&table).await {
+            Ok(s) => s,
+            Err(m) => return cancelled(fail(self.label, m)),
+        };
+        let table_version = sink.version();
+        let plan_ms = ms(plan_started.elapsed());
+        let loading = LoadStatus {
+            state: LoadState::Loading,
+            worker: Some(self.ctx.pod_name.clone()),
+            table_version: Some(table_version),
+            load_start_time: Some(now()),
+            ..Default::default()
+        };
+        if let Err(e) = self.patch_status(&loading).await {
+            return cancelled(fail(self.label, format!("recording the load's start: {e}")));
+        }
+
+        let read_started = Instant::now();
+        let deadline = Duration::from_secs(self.req.timeout_secs);
+        let limit = usize::try_from(self.ctx.max_body_bytes).unwrap_or(usize::MAX);
+        let remaining = deadline.saturating_sub(self.started.elapsed());
+        let bytes = match tokio::time::timeout(remaining, axum::body::to_bytes(body, limit)).await {
+            Ok(Ok(b)) => b,
+            Ok(Err(e)) => {
+                // axum's to_bytes reports a body past its limit as "length limit exceeded".
+                let too_large = format!("{e:?}").contains("length limit exceeded");
+                let m = if too_large {
+                    body_too_large(self.ctx.max_body_bytes)
+                } else {
+                    format!("reading the body: {e}")
+                };
+                return cancelled(fail(self.label, m));
+            }
+            Err(_) => {
+                return cancelled(fail(
+                    self.label,
+                    format!(
+                        "timeout: the body did not arrive within {} s",
+                        self.req.timeout_secs
+                    ),
+                ));
+            }
+        };
+        let read_ms = ms(read_started.elapsed());
+
+        let write_started = Instant::now();
+        let rows = request::split_rows(&bytes, self.req);
+        let source: Vec<SourceMessage<'_>> = rows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| SourceMessage {
+                partition: 0,
+                offset: i as i64 + 1,
+                payload: r,
+                ..Default::default()
+            })
+            .collect();
+        let loaded = match tokio::task::block_in_place(|| engine.load(&source)) {
+            Ok(l) => l,
+            Err(e) => return cancelled(fail(self.label, format!("loading the rows: {e}"))),
+        };
+        drop(source);
+        let c = loaded.counters;
+        let mut response = LoadResponse {
+            txn_id: -1,
+            label: self.label.to_string(),
+            status: STATUS_FAIL,
+            number_total_rows: c.total_rows,
+            number_loaded_rows: c.loaded_rows,
+            number_filtered_rows: c.error_rows,
+            number_unselected_rows: c.unselected_rows,
+            load_bytes: bytes.len() as u64,
+            stream_load_plan_time_ms: plan_ms,
+            read_data_time_ms: read_ms,
+            ..Default::default()
+        };
+        if !loaded.errors.is_empty() {
+            response.error_url = self.write_error_log(&loaded.errors);
+        }
+        if let Err(m) =
+            request::check_filter_ratio(c.error_rows, c.loaded_rows, self.req.max_filter_ratio)
+        {
+            response.message = match &response.error_url {
+                Some(url) => format!("{m}. See {url}"),
+                None => m,
+            };
+            response.write_data_time_ms = ms(write_started.elapsed());
+            return cancelled(response);
+        }
+        if self.started.elapsed() > deadline {
+            response.message = format!(
+                "timeout: the load took longer than {} s",
+                self.req.timeout_secs
+            );
+            return cancelled(response);
+        }
+        response.write_data_time_ms = ms(write_started.elapsed());
+
+        let commit_started = Instant::now();
+        let mut info = serde_json::Map::new();
+        info.insert("type".into(), "STREAM_LOAD".into());
+        info.insert("namespace".into(), self.ns.into());
+        info.insert("load".into(), self.label.into());
+        info.insert("table".into(), self.table.into());
+        info.insert("loadedRows".into(), c.loaded_rows.into());
+        info.insert("filteredRows".into(), c.error_rows.into());
+        info.insert("unselectedRows".into(), c.unselected_rows.into());
+        let commit = CommitRequest {
+            label: commit_label(self.ns, self.label),
+            info,
+            ..Default::default()
+        };
+        let result = sink.commit(Some(loaded.batch), &commit).await;
+        let version = match result {
+            Ok(done) => Ok(done.version),
+            Err(SinkError::Conflict(m)) => Err(format!("committing to the Delta table: {m}")),
+            Err(e) => match sink.landed(table_version, &commit.label).await {
+                // The commit landed although the call failed.
+                Ok(Some(v)) => Ok(v),
+                Ok(None) => Err(format!("committing to the Delta table: {e}")),
+                Err(e2) => Err(format!(
+                    "committing to the Delta table: {e}; whether it landed is unknown ({e2}): retry with the same label"
+                )),
+            },
+        };
+        response.commit_and_publish_time_ms = ms(commit_started.elapsed());
+        match version {
+            Ok(v) => {
+                response.txn_id = v;
+                response.status = STATUS_SUCCESS;
+                response.message = "OK".into();
+                Outcome {
+                    response,
+                    state: LoadState::Finished,
+                    delta_version: Some(v),
+                }
+            }
+            Err(m) => {
+                response.message = m;
+                cancelled(response)
+            }
+        }
+    }
+
+    /// Writes the load's error rows (StarRocks' reasons) and returns their URL.
+    fn write_error_log(&self, errors: &[crate::engine::ErrorRow]) -> Option<String> {
+        let file = error_log_file(self.ns, self.label);
+        let path = self.ctx.error_log_dir.join(&file);
+        let written = (|| -> std::io::Result<()> {
+            std::fs::create_dir_all(&self.ctx.error_log_dir)?;
+            let mut w = std::io::BufWriter::new(std::fs::File::create(&path)?);
+            let mut bytes = 0;
+            for e in errors {
+                let line = e.to_string();
+                bytes += line.len() + 1;
+                if bytes > ERROR_LOG_MAX_BYTES {
+                    break;
+                }
+                writeln!(w, "{line}")?;
+            }
+            w.flush()
+        })();
+        match written {
+            Ok(()) => Some(format!(
+                "{}/api/_load_error_log?file={file}",
+                self.ctx.error_log_base_url.trim_end_matches('/')
+            )),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "writing a load's error log");
+                None
+            }
+        }
+    }
+
+    /// Writes the outcome into the `Load`.
+    async fn record(&self, o: &Outcome) -> Result<(), kube::Error> {
+        let r = &o.response;
+        let status = LoadStatus {
+            state: o.state,
+            total_rows: r.number_total_rows,
+            loaded_rows: if o.state == LoadState::Finished {
+                r.number_loaded_rows
+            } else {
+                0
+            },
+            filtered_rows: r.number_filtered_rows,
+            unselected_rows: r.number_unselected_rows,
+            load_bytes: r.load_bytes,
+            delta_version: o.delta_version,
+            message: Some(r.message.clone()),
+            error_url: r.error_url.clone(),
+            worker: Some(self.ctx.pod_name.clone()),
+            table_version: None,
+            load_start_time: None,
+            load_finish_time: Some(now()),
+        };
+        self.patch_status(&status).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_existing_label_is_decided_by_its_load_state() {
+        use ExistingLabel::*;
+        use LoadState::*;
+        // (state, loader gone, decision)
+        let cases = [
+            (Finished, false, Exists(Finished)),
+            (Finished, true, Exists(Finished)),
+            (Cancelled, false, Reuse),
+            (Loading, false, Exists(Loading)),
+            (Prepare, false, Exists(Prepare)),
+            (Loading, true, ResolveFromTable),
+            (Prepare, true, ResolveFromTable),
+        ];
+        for (state, gone, want) in cases {
+            assert_eq!(decide_existing(state, gone), want, "{state:?}, gone {gone}");
+        }
+    }
+
+    #[test]
+    fn the_response_has_starrocks_field_names() {
+        let r = LoadResponse {
+            label: "l".into(),
+            status: STATUS_LABEL_EXISTS,
+            existing_job_status: Some("FINISHED"),
+            error_url: Some("http://x".into()),
+            ..Default::default()
+        };
+        let v = serde_json::to_value(&r).unwrap();
+        for key in [
+            "TxnId",
+            "Label",
+            "Status",
+            "ExistingJobStatus",
+            "Message",
+            "NumberTotalRows",
+            "NumberLoadedRows",
+            "NumberFilteredRows",
+            "NumberUnselectedRows",
+            "LoadBytes",
+            "LoadTimeMs",
+            "BeginTxnTimeMs",
+            "StreamLoadPlanTimeMs",
+            "ReadDataTimeMs",
+            "WriteDataTimeMs",
+            "CommitAndPublishTimeMs",
+            "ErrorURL",
+        ] {
+            assert!(v.get(key).is_some(), "{key} missing in {v}");
+        }
+    }
+}

@@ -1,0 +1,511 @@
+//! A Stream Load request as StarRocks defines it: the HTTP headers read into load settings, the
+//! job spec the load engine plans from, the body split into rows, and the filter-ratio verdict.
+//! Pure functions, no I/O.
+
+use axum::http::HeaderMap;
+use routine_load_api::RoutineLoadJobSpec;
+use routine_load_api::job::DataFormat;
+use serde_json::{Map, Value, json};
+
+/// StarRocks' `streaming_load_max_mb` default: the largest body a load takes, 10 GiB.
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 10 * 1024 * 1024 * 1024;
+/// StarRocks' default Stream Load `timeout`, seconds.
+pub const DEFAULT_TIMEOUT_SECS: u64 = 600;
+
+/// The Stream Load headers this endpoint implements, with StarRocks' names.
+pub const LOAD_HEADERS: &[&str] = &[
+    "label",
+    "column_separator",
+    "row_delimiter",
+    "columns",
+    "where",
+    "partitions",
+    "max_filter_ratio",
+    "strict_mode",
+    "timezone",
+    "format",
+    "jsonpaths",
+    "strip_outer_array",
+    "json_root",
+    "enclose",
+    "escape",
+    "trim_space",
+    "timeout",
+];
+
+/// Plain HTTP headers a client or a proxy sends with any request.
+const HTTP_HEADERS: &[&str] = &[
+    "host",
+    "user-agent",
+    "accept",
+    "accept-encoding",
+    "authorization",
+    "connection",
+    "content-length",
+    "content-type",
+    "expect",
+    "transfer-encoding",
+    "x-request-id",
+];
+
+/// The load settings of one request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamLoadRequest {
+    /// The label given, or `None` (the worker generates one).
+    pub label: Option<String>,
+    pub max_filter_ratio: f64,
+    pub format: DataFormat,
+    pub row_delimiter: Vec<u8>,
+    pub strip_outer_array: bool,
+    pub timeout_secs: u64,
+    /// The settings the load engine plans from, as `RoutineLoadJobSpec` fields.
+    pub spec_fields: Map<String, Value>,
+}
+
+/// Why a request's headers were refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum HeaderError {
+    #[error("unknown header '{0}': Stream Load takes {headers}", headers = LOAD_HEADERS.join(", "))]
+    Unknown(String),
+    #[error("header '{name}': {reason}")]
+    Invalid { name: &'static str, reason: String },
+}
+
+fn invalid(name: &'static str, reason: impl Into<String>) -> HeaderError {
+    HeaderError::Invalid {
+        name,
+        reason: reason.into(),
+    }
+}
+
+/// StarRocks' `\x01`-style escapes in separators: `\xHH` is the byte HH; `\t`, `\n`, `\r` too.
+fn unescape_separator(name: &'static str, s: &str) -> Result<String, HeaderError> {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(i) = rest.find('\\') {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i + 1..];
+        if let Some(hex) = tail.strip_prefix('x').or_else(|| tail.strip_prefix('X')) {
+            let h = hex
+                .get(..2)
+                .ok_or_else(|| invalid(name, format!("bad escape in '{s}'")))?;
+            let b = u8::from_str_radix(h, 16)
+                .map_err(|_| invalid(name, format!("bad escape \\x{h} in '{s}'")))?;
+            out.push(b as char);
+            rest = &hex[2..];
+        } else {
+            match tail.chars().next() {
+                Some('t') => out.push('\t'),
+                Some('n') => out.push('\n'),
+                Some('r') => out.push('\r'),
+                Some('\\') => out.push('\\'),
+                _ => return Err(invalid(name, format!("bad escape in '{s}'"))),
+            }
+            rest = &tail[1..];
+        }
+    }
+    out.push_str(rest);
+    if out.is_empty() || out.len() > 50 {
+        return Err(invalid(name, "must be 1 to 50 bytes"));
+    }
+    Ok(out)
+}
+
+fn parse_bool(name: &'static str, v: &str) -> Result<bool, HeaderError> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(invalid(name, format!("'{v}' is not true or false"))),
+    }
+}
+
+/// Splits a comma-separated list at top-level commas (not inside parentheses or quotes), as
+/// StarRocks' `columns` header is written: `a, b, c = a + b, d = concat(a, ',', b)`.
+pub fn split_top_level(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let (mut depth, mut quote, mut cur) = (0i32, None::<char>, String::new());
+    for c in s.chars() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '\'' | '"' | '`') => quote = Some(c),
+            (None, '(') => depth += 1,
+            (None, ')') => depth -= 1,
+            (None, ',') if depth == 0 => {
+                out.push(cur.trim().to_string());
+                cur.clear();
+                continue;
+            }
+            _ => {}
+        }
+        cur.push(c);
+    }
+    if !cur.trim().is_empty() {
+        out.push(cur.trim().to_string());
+    }
+    out
+}
+
+/// Whether `label` can name a `Load` (a DNS subdomain name, at most 128 characters as
+/// StarRocks' labels).
+pub fn valid_label(label: &str) -> bool {
+    !label.is_empty()
+        && label.len() <= 128
+        && label
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && label.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && label.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
+
+/// Reads the Stream Load headers. Header names are case-insensitive (HTTP); an unknown one is
+/// refused by name so a misspelt setting never loads with defaults.
+pub fn parse_headers(headers: &HeaderMap) -> Result<StreamLoadRequest, HeaderError> {
+    let mut req = StreamLoadRequest {
+        label: None,
+        max_filter_ratio: 0.0,
+        format: DataFormat::Csv,
+        row_delimiter: b"\n".to_vec(),
+        strip_outer_array: false,
+        timeout_secs: DEFAULT_TIMEOUT_SECS,
+        spec_fields: Map::new(),
+    };
+    // StarRocks' Stream Load default: strict mode off.
+    req.spec_fields.insert("strictMode".into(), false.into());
+    let mut json_only = Vec::new();
+    let mut csv_only = Vec::new();
+    for (name, value) in headers {
+        let name = name.as_str();
+        if HTTP_HEADERS.contains(&name) || name.starts_with("x-forwarded-") {
+            continue;
+        }
+        let Some(&known) = LOAD_HEADERS.iter().find(|h| **h == name) else {
+            return Err(HeaderError::Unknown(name.to_string()));
+        };
+        let v = value
+            .to_str()
+            .map_err(|_| invalid(known, "not valid text"))?;
+        let f = &mut req.spec_fields;
+        match known {
+            "label" => {
+                if !valid_label(v) {
+                    return Err(invalid(
+                        "label",
+                        format!(
+                            "'{v}' is not a valid label: 1 to 128 lowercase letters, digits, '-' or '.', starting and ending with a letter or digit"
+                        ),
+                    ));
+                }
+                req.label = Some(v.to_string());
+            }
+            "column_separator" => {
+                f.insert(
+                    "columnSeparator".into(),
+                    unescape_separator(known, v)?.into(),
+                );
+                csv_only.push(known);
+            }
+            "row_delimiter" => {
+                let d = unescape_separator(known, v)?;
+                req.row_delimiter = d.clone().into_bytes();
+                f.insert("rowDelimiter".into(), d.into());
+                csv_only.push(known);
+            }
+            "columns" => {
+                f.insert("columns".into(), json!(split_top_level(v)));
+            }
+            "where" => {
+                f.insert("where".into(), v.into());
+            }
+            "partitions" => {
+                let p: Vec<String> = v
+                    .split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect();
+                f.insert("partitions".into(), json!(p));
+            }
+            "max_filter_ratio" => {
+                let r: f64 = v
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|r: &f64| (0.0..=1.0).contains(r))
+                    .ok_or_else(|| invalid(known, format!("'{v}' is not a number from 0 to 1")))?;
+                req.max_filter_ratio = r;
+            }
+            "strict_mode" => {
+                f.insert("strictMode".into(), parse_bool(known, v)?.into());
+            }
+            "timezone" => {
+                f.insert("timezone".into(), v.trim().into());
+            }
+            "format" => {
+                req.format = match v.trim().to_ascii_lowercase().as_str() {
+                    "csv" => DataFormat::Csv,
+                    "json" => DataFormat::Json,
+                    _ => return Err(invalid(known, format!("'{v}' is not csv or json"))),
+                };
+            }
+            "jsonpaths" => {
+                let paths: Vec<String> = serde_json::from_str(v).map_err(|e| {
+                    invalid(known, format!("'{v}' is not a JSON array of paths: {e}"))
+                })?;
+                f.insert("jsonPaths".into(), json!(paths));
+                json_only.push(known);
+            }
+            "strip_outer_array" => {
+                req.strip_outer_array = parse_bool(known, v)?;
+                f.insert("stripOuterArray".into(), req.strip_outer_array.into());
+                json_only.push(known);
+            }
+            "json_root" => {
+                f.insert("jsonRoot".into(), v.into());
+                json_only.push(known);
+            }
+            "enclose" => {
+                f.insert("enclose".into(), v.into());
+                csv_only.push(known);
+            }
+            "escape" => {
+                f.insert("escape".into(), v.into());
+                csv_only.push(known);
+            }
+            "trim_space" => {
+                f.insert("trimSpace".into(), parse_bool(known, v)?.into());
+                csv_only.push(known);
+            }
+            "timeout" => {
+                req.timeout_secs =
+                    v.trim().parse().ok().filter(|t| *t > 0).ok_or_else(|| {
+                        invalid(known, format!("'{v}' is not a number of seconds"))
+                    })?;
+            }
+            _ => unreachable!("every LOAD_HEADERS entry is handled"),
+        }
+    }
+    match req.format {
+        DataFormat::Csv => {
+            if let Some(h) = json_only.first() {
+                return Err(invalid(h, "applies only to format: json"));
+            }
+        }
+        DataFormat::Json => {
+            if let Some(h) = csv_only.first() {
+                return Err(invalid(h, "applies only to format: csv"));
+            }
+        }
+    }
+    let format = serde_json::to_value(req.format).unwrap_or_else(|_| "csv".into());
+    req.spec_fields.insert("format".into(), format);
+    Ok(req)
+}
+
+/// The job spec the load engine plans a Stream Load into `table` from: the request's settings,
+/// no error window (the load's verdict is its filter ratio) and a source that is no Kafka topic.
+pub fn job_spec(req: &StreamLoadRequest, table: &str) -> Result<RoutineLoadJobSpec, String> {
+    let mut spec = req.spec_fields.clone();
+    spec.insert("table".into(), table.into());
+    spec.insert("maxFilterRatio".into(), json!(1.0));
+    spec.insert(
+        "kafka".into(),
+        json!({"brokerList": "stream-load", "topic": "stream-load"}),
+    );
+    serde_json::from_value(Value::Object(spec)).map_err(|e| e.to_string())
+}
+
+/// The body's rows: CSV rows at the row delimiter; JSON as one document with
+/// `strip_outer_array` (or when the body is an array or a single object spread over lines),
+/// else one object per line. Empty rows are skipped.
+pub fn split_rows<'a>(body: &'a [u8], req: &StreamLoadRequest) -> Vec<&'a [u8]> {
+    let delimiter: &[u8] = match req.format {
+        DataFormat::Csv => &req.row_delimiter,
+        DataFormat::Json => {
+            let trimmed = body.trim_ascii();
+            let one_line = !trimmed.contains(&b'\n');
+            if req.strip_outer_array
+                || trimmed.starts_with(b"[")
+                || one_line
+                || serde_json::from_slice::<serde::de::IgnoredAny>(trimmed).is_ok()
+            {
+                return if trimmed.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![trimmed]
+                };
+            }
+            b"\n"
+        }
+    };
+    let mut rows = Vec::new();
+    let mut rest = body;
+    while !rest.is_empty() {
+        let (row, next) = match memchr::memmem::find(rest, delimiter) {
+            Some(i) => (&rest[..i], &rest[i + delimiter.len()..]),
+            None => (rest, &rest[rest.len()..]),
+        };
+        let row = if delimiter == b"\n" {
+            row.strip_suffix(b"\r").unwrap_or(row)
+        } else {
+            row
+        };
+        if !row.is_empty() {
+            rows.push(row);
+        }
+        rest = next;
+    }
+    rows
+}
+
+/// StarRocks' filter ratio: rows filtered for data quality over those rows plus the loaded
+/// ones (rows left out by WHERE count in neither).
+pub fn filter_ratio(filtered: u64, loaded: u64) -> f64 {
+    if filtered == 0 {
+        0.0
+    } else {
+        filtered as f64 / (filtered + loaded) as f64
+    }
+}
+
+/// Whether a load with these counters may commit, and if not why (StarRocks' message).
+pub fn check_filter_ratio(filtered: u64, loaded: u64, max: f64) -> Result<(), String> {
+    let ratio = filter_ratio(filtered, loaded);
+    if ratio > max {
+        Err(format!(
+            "too many filtered rows: {filtered} of {} rows ({ratio:.4}) did not load, more than max_filter_ratio {max}",
+            filtered + loaded
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::{HeaderName, HeaderValue};
+
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn headers_read_as_starrocks_defines_them() {
+        let req = parse_headers(&headers(&[
+            ("label", "load-1"),
+            ("column_separator", "\\x01"),
+            ("columns", "a, b, c = concat(a, ',', b)"),
+            ("where", "a > 1"),
+            ("max_filter_ratio", "0.2"),
+            ("strict_mode", "true"),
+            ("timeout", "30"),
+            ("Authorization", "Bearer x"),
+            ("Expect", "100-continue"),
+        ]))
+        .unwrap();
+        assert_eq!(req.label.as_deref(), Some("load-1"));
+        assert_eq!(req.max_filter_ratio, 0.2);
+        assert_eq!(req.timeout_secs, 30);
+        let spec = job_spec(&req, "t").unwrap();
+        assert_eq!(spec.column_separator.as_deref(), Some("\u{1}"));
+        assert_eq!(spec.columns, ["a", "b", "c = concat(a, ',', b)"]);
+        assert_eq!(spec.where_expr.as_deref(), Some("a > 1"));
+        assert!(spec.strict_mode);
+        assert_eq!(spec.table, "t");
+    }
+
+    #[test]
+    fn stream_load_defaults_are_starrocks_ones() {
+        let req = parse_headers(&HeaderMap::new()).unwrap();
+        assert_eq!(req.max_filter_ratio, 0.0);
+        assert_eq!(req.format, DataFormat::Csv);
+        let spec = job_spec(&req, "t").unwrap();
+        assert!(
+            !spec.strict_mode,
+            "Stream Load's strict_mode defaults to false"
+        );
+        assert_eq!(spec.timezone, "UTC");
+    }
+
+    #[test]
+    fn bad_headers_are_refused_by_name() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[("colums", "a")], "unknown header 'colums'"),
+            (&[("max_filter_ratio", "2")], "header 'max_filter_ratio'"),
+            (&[("strict_mode", "yes")], "header 'strict_mode'"),
+            (&[("format", "parquet")], "header 'format'"),
+            (&[("label", "Has_Upper")], "header 'label'"),
+            (
+                &[("jsonpaths", "[\"$.a\"]")],
+                "header 'jsonpaths': applies only to format: json",
+            ),
+            (
+                &[("format", "json"), ("column_separator", ",")],
+                "header 'column_separator': applies only to format: csv",
+            ),
+            (&[("timeout", "0")], "header 'timeout'"),
+        ];
+        for (h, want) in cases {
+            let err = parse_headers(&headers(h)).unwrap_err().to_string();
+            assert!(err.starts_with(want), "{h:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn columns_split_at_top_level_commas_only() {
+        assert_eq!(
+            split_top_level("a,b , c = if(a > 1, 'x,y', \"z\"), d"),
+            ["a", "b", "c = if(a > 1, 'x,y', \"z\")", "d"]
+        );
+    }
+
+    #[test]
+    fn bodies_split_into_rows() {
+        let csv = parse_headers(&HeaderMap::new()).unwrap();
+        assert_eq!(
+            split_rows(b"1\ta\n2\tb\r\n\n3\tc", &csv),
+            [&b"1\ta"[..], b"2\tb", b"3\tc"]
+        );
+        let custom = parse_headers(&headers(&[("row_delimiter", "||")])).unwrap();
+        assert_eq!(split_rows(b"1,a||2,b||", &custom), [&b"1,a"[..], b"2,b"]);
+        let json = parse_headers(&headers(&[("format", "json")])).unwrap();
+        assert_eq!(
+            split_rows(b"{\"a\":1}\n{\"a\":2}\n", &json),
+            [&b"{\"a\":1}"[..], b"{\"a\":2}"]
+        );
+        assert_eq!(
+            split_rows(b"{\n\"a\": 1\n}\n", &json),
+            [&b"{\n\"a\": 1\n}"[..]]
+        );
+        assert_eq!(split_rows(b" [{\"a\":1},\n{\"a\":2}] ", &json).len(), 1);
+        assert!(split_rows(b"", &json).is_empty());
+    }
+
+    #[test]
+    fn the_filter_ratio_decides_as_starrocks() {
+        // (filtered, loaded, max_filter_ratio, may commit)
+        let cases = [
+            (0, 10, 0.0, true),
+            (1, 9, 0.0, false),
+            (1, 9, 0.1, true),
+            (2, 8, 0.1, false),
+            (5, 0, 1.0, true),
+            (0, 0, 0.0, true),
+        ];
+        for (filtered, loaded, max, ok) in cases {
+            assert_eq!(
+                check_filter_ratio(filtered, loaded, max).is_ok(),
+                ok,
+                "{filtered} filtered, {loaded} loaded, max {max}"
+            );
+        }
+    }
+}
