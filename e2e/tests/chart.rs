@@ -520,6 +520,8 @@ async fn chart_installs_runs_a_job_and_uninstalls_cleanly() {
         .await
         .expect("jobs namespace");
     eprintln!("release {release}: jobs in namespace {jobs_ns}, Leases in {ns}");
+    // No pods: on a testbed with a node they would run beside the local processes and take the
+    // leader Lease (chart_runs_real_pods_that_load_exactly_once covers the pods).
     let installed = Testbed::run(helm(&tb).args([
         "install",
         &release,
@@ -527,7 +529,9 @@ async fn chart_installs_runs_a_job_and_uninstalls_cleanly() {
         "--namespace",
         &ns,
         "--set",
-        "worker.replicas=1",
+        "operator.replicas=0",
+        "--set",
+        "worker.replicas=0",
         "--set",
         "dashboards.enabled=true",
     ]));
