@@ -162,22 +162,6 @@ fn strip_ansi(line: &str) -> String {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn log_tails_keep_the_last_informative_lines_without_colours() {
-        let log = "\u{1b}[2m2026\u{1b}[0m \u{1b}[32m INFO\u{1b}[0m a\n\
-                   t DEBUG b\n\
-                   t  INFO buoyant_kernel::scan c\n\
-                   t  WARN d\n\
-                   t ERROR e";
-        assert_eq!(log_tail(log, 2), "t  WARN d\nt ERROR e");
-        assert_eq!(log_tail(log, 10), "2026  INFO a\nt  WARN d\nt ERROR e");
-    }
-}
-
 /// A binary of this workspace, built by cargo into `$CARGO_TARGET_DIR/<profile>/` (profile from
 /// `ROUTINE_LOAD_PROFILE`, default `debug`). Fails with the cargo command to run when missing.
 pub fn workspace_binary(name: &str) -> Result<PathBuf> {
@@ -252,5 +236,21 @@ impl Testbed {
             child: Some(child),
             log,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_tails_keep_the_last_informative_lines_without_colours() {
+        let log = "\u{1b}[2m2026\u{1b}[0m \u{1b}[32m INFO\u{1b}[0m a\n\
+                   t DEBUG b\n\
+                   t  INFO buoyant_kernel::scan c\n\
+                   t  WARN d\n\
+                   t ERROR e";
+        assert_eq!(log_tail(log, 2), "t  WARN d\nt ERROR e");
+        assert_eq!(log_tail(log, 10), "2026  INFO a\nt  WARN d\nt ERROR e");
     }
 }

@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Event as CoreEvent;
-use kube::Client;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::core::GroupVersionKind;
+use kube::{Client, ResourceExt};
 use routine_load_e2e::process::workspace_binary;
 use routine_load_e2e::{LocalProcess, Testbed, testbed_or_skip, unique_name};
 use serde_json::{Value, json};
@@ -101,11 +101,28 @@ async fn fake_worker(client: &Client, ns: &str, name: &str) -> FakeWorker {
         .expect("create worker lease");
     let flag = alive.clone();
     let name = name.to_string();
+    let tasks = api(client, ns, "RoutineLoadTask", "routineloadtasks");
     tokio::spawn(async move {
         while flag.load(Ordering::SeqCst) {
             tokio::time::sleep(Duration::from_secs(1)).await;
             if !flag.load(Ordering::SeqCst) {
                 break;
+            }
+            // Like a worker whose loop of a deleted task ended: release it (the operator then
+            // records its counters and removes its finalizer).
+            let mine = ListParams::default().labels(&format!("{WORKER_LABEL}={name}"));
+            if let Ok(list) = tasks.list(&mine).await {
+                for t in list.items.iter().filter(|t| {
+                    t.metadata.deletion_timestamp.is_some() && t.data["status"]["released"] != true
+                }) {
+                    let _ = tasks
+                        .patch_status(
+                            &t.name_any(),
+                            &PatchParams::default(),
+                            &Patch::Merge(json!({ "status": { "released": true } })),
+                        )
+                        .await;
+                }
             }
             let now = k8s_openapi::jiff::Timestamp::now();
             let b = json!({

@@ -11,6 +11,7 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
@@ -77,7 +78,9 @@ pub async fn run(
     ctx: Arc<Context>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let tables: Api<Table> = ctx.config.api(&ctx.client);
+    // Decoded through DeserializeGuard: a Table that does not decode is reported, not a stalled
+    // watch.
+    let tables: Api<DeserializeGuard<Table>> = ctx.config.api(&ctx.client);
     Controller::new(tables, watcher::Config::default())
         // Creating or adopting a Delta table is CPU and storage work: a few at a time.
         .with_config(kube::runtime::controller::Config::default().concurrency(4))
@@ -91,7 +94,7 @@ pub async fn run(
         .await;
 }
 
-fn error_policy(table: Arc<Table>, error: &Error, ctx: Arc<Context>) -> Action {
+fn error_policy(table: Arc<DeserializeGuard<Table>>, error: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics
         .reconcile_errors
         .with_label_values(&["table", error.metric_label()])
@@ -100,9 +103,23 @@ fn error_policy(table: Arc<Table>, error: &Error, ctx: Arc<Context>) -> Action {
     Action::requeue(Duration::from_secs(10))
 }
 
-async fn reconcile(table: Arc<Table>, ctx: Arc<Context>) -> Result<Action, Error> {
+async fn reconcile(
+    guarded: Arc<DeserializeGuard<Table>>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
     let started = Instant::now();
     ctx.metrics.reconciles.with_label_values(&["table"]).inc();
+    let table = match &guarded.0 {
+        Ok(t) => Arc::new(t.clone()),
+        Err(invalid) => {
+            ctx.metrics
+                .reconcile_errors
+                .with_label_values(&["table", "invalid_object"])
+                .inc();
+            warn!(table = %guarded.name_any(), error = %invalid.error, "table does not decode; not reconciled");
+            return Ok(Action::await_change());
+        }
+    };
     let ns = table.namespace().ok_or(Error::NoNamespace)?;
     // The finalizer helper writes (adds or removes the finalizer): only while the lease is held.
     if !ctx.gate.holds() {
