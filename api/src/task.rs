@@ -58,6 +58,12 @@ pub struct RoutineLoadTaskStatus {
     #[serde(default)]
     pub epoch: i64,
 
+    /// The job generation (`spec.jobGeneration`) the loop that wrote this status ran with: a
+    /// pause request or error-window verdict of an older generation does not stand against a
+    /// job its edit may have fixed. Unset from workers that predate it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_generation: Option<i64>,
+
     /// Next offset to load per Kafka partition, as committed in the table.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub committed_offsets: BTreeMap<String, i64>,

@@ -436,10 +436,15 @@ fn plan_live(inputs: &PlanInputs, cfg: &Config, now: Timestamp) -> JobPlan {
 
     // 2. Intent.
     let current_tasks: Vec<&RoutineLoadTask> = tasks.iter().collect();
+    // What a task asks of its job stands only if the loop that asked ran this assignment
+    // (epoch) of this job spec (generation): an edit may have fixed the cause.
     let of_epoch = |t: &RoutineLoadTask| {
         t.status
             .as_ref()
-            .filter(|s| s.epoch == t.spec.epoch)
+            .filter(|s| {
+                s.epoch == t.spec.epoch
+                    && s.job_generation.is_none_or(|g| g == t.spec.job_generation)
+            })
             .cloned()
     };
     let error_window_exceeded = current_tasks.iter().find_map(|t| {

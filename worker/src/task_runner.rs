@@ -232,12 +232,13 @@ pub async fn run_task(
         a.epoch,
     );
     let mut status = task.status.clone().unwrap_or_default();
-    if status.epoch != a.epoch {
-        // A new assignment: what an older one asked for no longer applies.
+    if status.epoch != a.epoch || status.job_generation != Some(task.spec.job_generation) {
+        // A new assignment or job spec: what an older one asked for no longer applies.
         status.pause_request = None;
         status.error_window_exceeded = None;
     }
     status.epoch = a.epoch;
+    status.job_generation = Some(task.spec.job_generation);
     let prepared = match prepare(&ctx, &a, &task).await {
         Ok(p) => p,
         Err(e) => {

@@ -886,3 +886,57 @@ fn deleted_tasks_count_until_released_and_hold_their_successors() {
         );
     }
 }
+
+#[test]
+fn a_task_pause_request_stands_only_for_its_assignment_and_job_spec() {
+    use routine_load_api::task::{TaskPauseReason, TaskPauseRequest};
+    // (case, status epoch, status job generation, task spec job generation, paused)
+    let cases = [
+        ("this assignment, this spec", 0, Some(2), 2, true),
+        ("a worker that predates jobGeneration", 0, None, 2, true),
+        ("an older assignment (epoch)", 1, Some(2), 2, false),
+        (
+            "written under the job spec before the edit (the edit may have fixed it)",
+            0,
+            Some(1),
+            2,
+            false,
+        ),
+    ];
+    for (case, status_epoch, status_generation, spec_generation, paused) in cases {
+        let mut t = task(0, &[0, 1, 2, 3], "w0", 0, 10);
+        t.spec.job_generation = spec_generation;
+        let s = t.status.as_mut().expect("status");
+        s.epoch = status_epoch;
+        s.job_generation = status_generation;
+        s.pause_request = Some(TaskPauseRequest {
+            reason: TaskPauseReason::OffsetOutOfRange,
+            message: "offset 50 is no longer in Kafka".into(),
+        });
+        let mut status = running_status(vec![]);
+        status.state = Some(JobState::NeedSchedule);
+        status.observed_generation = Some(2);
+        let inputs = PlanInputs {
+            generation: 2,
+            desired_concurrent_number: 1,
+            status,
+            tasks: vec![t],
+            ..inputs()
+        };
+        let p = plan(&inputs, &cfg(), now());
+        assert_eq!(
+            p.state == JobState::Paused,
+            paused,
+            "{case}: {:?} {:?}",
+            p.state,
+            p.reason
+        );
+        if paused {
+            assert_eq!(p.cause, Cause::OffsetOutOfRange, "{case}");
+            assert!(
+                p.reason.as_deref().is_some_and(|r| r.contains("offset 50")),
+                "{case}"
+            );
+        }
+    }
+}
