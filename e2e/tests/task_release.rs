@@ -133,6 +133,11 @@ async fn a_batch_committed_after_its_task_was_deleted_is_counted() {
     })
     .await;
 
+    // The operator's storage probe goes through the same proxy: give the worker's batch (1 s
+    // interval) time to reach its commit too, so the pause below finds it committing, not
+    // collecting (a loop stopped while collecting abandons its batch: nothing would land late).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
     // Pause the job while it hangs: the operator deletes the task.
     inst.merge_patch(JOB, "j", json!({"spec": {"state": "Paused"}}))
         .await
