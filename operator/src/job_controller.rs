@@ -476,7 +476,9 @@ async fn reconcile_job(job: &RoutineLoadJob, ctx: &Context) -> Result<Action, Er
         warn!(job = %name, namespace = %ns, error = %e, "reading Kafka metadata failed");
     }
     // Worker liveness also decides whether a deleted task's worker may still commit for it.
-    let deleting = tasks.iter().any(|t| t.metadata.deletion_timestamp.is_some());
+    let deleting = tasks
+        .iter()
+        .any(|t| t.metadata.deletion_timestamp.is_some());
     let (workers, other_load) = if checks || deleting {
         live_workers(ctx, caches, &uid)
     } else {
@@ -692,7 +694,11 @@ async fn reconcile_job(job: &RoutineLoadJob, ctx: &Context) -> Result<Action, Er
     let mut memory = ctx.memory.lock().unwrap_or_else(|e| e.into_inner());
     let m = memory.entry(uid.clone()).or_default();
     // A deleted task waits for its worker's release, a held one for that task.
-    if tasks.iter().any(|t| t.metadata.deletion_timestamp.is_some()) || !plan.held.is_empty() {
+    if tasks
+        .iter()
+        .any(|t| t.metadata.deletion_timestamp.is_some())
+        || !plan.held.is_empty()
+    {
         return Ok(Action::requeue(Duration::from_secs(2)));
     }
     Ok(match state {
