@@ -67,7 +67,6 @@ const SKETCH_FUNCTIONS: &[&str] = &[
 
 /// StarRocks scalar functions that this build does not provide (yet).
 const STARROCKS_UNSUPPORTED: &[&str] = &[
-    "xx_hash3_64",
     "xx_hash3_128",
     "md5sum",
     "md5sum_numeric",
@@ -387,9 +386,9 @@ mod tests {
         );
         let err = to_datafusion_sql("hll_hash(user_id)", &known).unwrap_err();
         assert!(err.contains("hll_hash()"), "{err}");
-        let err = to_datafusion_sql("abs(xx_hash3_64(a))", &known).unwrap_err();
+        let err = to_datafusion_sql("abs(xx_hash3_128(a))", &known).unwrap_err();
         assert!(
-            err.contains("StarRocks function xx_hash3_64() is not supported"),
+            err.contains("StarRocks function xx_hash3_128() is not supported"),
             "{err}"
         );
         let err = to_datafusion_sql("no_such_function(a)", &known).unwrap_err();

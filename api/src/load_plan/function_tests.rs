@@ -672,6 +672,10 @@ fn hash_functions() {
         ("murmur_hash3_32(null)", "NULL"),
         (r#"murmur_hash3_32("hello")"#, "1321743225"),
         (r#"murmur_hash3_32("hello", "world")"#, "984713481"),
+        // xx_hash3_64.md
+        ("xx_hash3_64(null)", "NULL"),
+        (r#"xx_hash3_64("hello")"#, "-7685981735718036227"),
+        (r#"xx_hash3_64("hello", "world")"#, "7001965798170371843"),
         // crc32.md
         (r#"crc32("starrocks")"#, "2312449062"),
         ("crc32(NULL)", "NULL"),
@@ -770,8 +774,8 @@ fn unsupported_functions_are_named() {
         ),
         ("bitmap_hash(s)", "bitmap_hash() makes a BITMAP"),
         (
-            "xx_hash3_64(s)",
-            "StarRocks function xx_hash3_64() is not supported",
+            "xx_hash3_128(s)",
+            "StarRocks function xx_hash3_128() is not supported",
         ),
         (
             "time_slice(dt, INTERVAL 5 MINUTE)",

@@ -10,11 +10,14 @@ use deltalake::arrow::datatypes::{DataType, Field};
 use deltalake::datafusion::common::{DataFusionError, Result, plan_err};
 use deltalake::datafusion::logical_expr::ScalarUDF;
 use sha2::Digest;
+use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 use super::udf::{Call, Udf, each, exactly};
 
 /// StarRocks' `HashUtil::MURMUR3_32_SEED`.
 const MURMUR3_32_SEED: u32 = 104_729;
+/// The seed of the first argument of StarRocks' `xx_hash3_64` (XXH3 64-bit, seed 0).
+const XX_HASH3_64_SEED: u64 = 0;
 
 /// MurmurHash3 x86 32-bit.
 pub fn murmur3_32(data: &[u8], seed: u32) -> u32 {
@@ -529,6 +532,31 @@ pub fn string_functions() -> Vec<ScalarUDF> {
                             seed = murmur3_32(a.value(row).as_bytes(), seed);
                         }
                         Some(seed as i32)
+                    })
+                    .collect();
+                Ok(Arc::new(out))
+            },
+        )
+        .build(),
+        Udf::new(
+            "xx_hash3_64",
+            DataType::Int64,
+            each("xx_hash3_64", "(text, ...)", 1, usize::MAX, DataType::Utf8),
+            |call| {
+                let args: Vec<StringArray> = (0..call.args.len())
+                    .map(|i| call.text(i))
+                    .collect::<Result<_>>()?;
+                let out: Int64Array = (0..call.rows)
+                    .map(|row| {
+                        // StarRocks chains the arguments: each one's hash seeds the next.
+                        let mut seed = XX_HASH3_64_SEED;
+                        for a in &args {
+                            if a.is_null(row) {
+                                return None;
+                            }
+                            seed = xxh3_64_with_seed(a.value(row).as_bytes(), seed);
+                        }
+                        Some(seed as i64)
                     })
                     .collect();
                 Ok(Arc::new(out))
