@@ -41,6 +41,14 @@
 - apiGroups: [""]
   resources: [secrets]
   verbs: [get]
+# Stream Load: a Load per label (create; read, delete and re-create a cancelled one) and its
+# state in the status.
+- apiGroups: [routineload.io]
+  resources: [loads]
+  verbs: [get, create, delete]
+- apiGroups: [routineload.io]
+  resources: [loads/status]
+  verbs: [patch]
 # Events on jobs (a partition moved to an edited kafka.offsets entry).
 - apiGroups: [events.k8s.io]
   resources: [events]
