@@ -1777,18 +1777,20 @@ mod scale {
         let all = hist.get("all").cloned().unwrap_or_default();
         let _ = operator.stop(Duration::from_secs(10));
         renew.store(false, Ordering::Relaxed);
-        // With the operator gone nothing removes the Tables' finalizers: drop them, or the
-        // namespace would stay Terminating.
-        if let Ok(list) = tables.list(&lp).await {
-            let unfinalize = json!({ "metadata": { "finalizers": null } });
-            for t in list.items {
-                let _ = tables
-                    .patch(
-                        &t.name_any(),
-                        &PatchParams::default(),
-                        &Patch::Merge(&unfinalize),
-                    )
-                    .await;
+        // With the operator gone nothing removes the Tables' and tasks' finalizers: drop them,
+        // or the namespace would stay Terminating.
+        let unfinalize = json!({ "metadata": { "finalizers": null } });
+        for api in [&tables, &tasks_api] {
+            if let Ok(list) = api.list(&lp).await {
+                for o in list.items {
+                    let _ = api
+                        .patch(
+                            &o.name_any(),
+                            &PatchParams::default(),
+                            &Patch::Merge(&unfinalize),
+                        )
+                        .await;
+                }
             }
         }
         let _ = Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
