@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
     version = "v1alpha1",
     kind = "Load",
     plural = "loads",
+    shortname = "rlload",
     namespaced,
     status = "LoadStatus",
     printcolumn = r#"{"name":"State","type":"string","jsonPath":".status.state"}"#,
