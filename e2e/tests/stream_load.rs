@@ -110,6 +110,7 @@ async fn stream_load_labels_filter_ratio_and_auth() {
             &[
                 ("ROUTINE_LOAD_HTTP_ADDR", &format!("127.0.0.1:{port}")),
                 ("ROUTINE_LOAD_ADVERTISE_URL", &base),
+                ("ROUTINE_LOAD_STREAM_LOAD_MAX_BODY_BYTES", "50000"),
             ],
         )
         .expect("worker");
@@ -295,6 +296,20 @@ async fn stream_load_labels_filter_ratio_and_auth() {
     assert!(
         inst.get(LOAD, "wiki-3").await.is_err(),
         "no Load for refused requests"
+    );
+
+    // A body past the worker's limit: refused from its length, or cut off when chunked.
+    let big = write("big.csv", &(0..1000).collect::<Vec<_>>());
+    let (code, body) = load("wiki-big", &big, &[]);
+    assert_eq!(code, 413, "{body}");
+    let (code, cut) = load("wiki-big", &big, &["Transfer-Encoding: chunked"]);
+    assert_eq!((code, cut["Status"].as_str()), (200, Some("Fail")), "{cut}");
+    assert!(
+        cut["Message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("larger than"),
+        "{cut}"
     );
 
     let snapshot = inst.tb.read_delta(&location, None).expect("read the table");

@@ -501,7 +501,7 @@ impl LoadRun<'_> {
             Ok(Ok(b)) => b,
             Ok(Err(e)) => {
                 // axum's to_bytes reports a body past its limit as "length limit exceeded".
-                let too_large = format!("{e:?}").contains("length limit exceeded");
+                let too_large = e.to_string().contains("length limit exceeded");
                 let m = if too_large {
                     body_too_large(self.ctx.max_body_bytes)
                 } else {
