@@ -15,7 +15,7 @@
 //!   `/api/_load_error_log` (default `0.0.0.0:8040`).
 //! - `PUT /api/{namespace}/{table}/_stream_load` on the same address: Stream Load (the body
 //!   is loaded into the `Table` as one Delta commit); `ROUTINE_LOAD_STREAM_LOAD_MAX_BODY_BYTES`
-//!   is the largest body (default 10 GiB, StarRocks `streaming_load_max_mb`).
+//!   is the largest body (default 1 GiB, held in memory; StarRocks `streaming_load_max_mb`).
 //! - `ROUTINE_LOAD_ADVERTISE_URL`: base URL of this worker's HTTP server in error log URLs
 //!   (default `http://$POD_IP:<port>`, or the pod name).
 //! - `ROUTINE_LOAD_ERROR_LOG_DIR`: directory of the error logs (default `/tmp/routine-load/error_log`).

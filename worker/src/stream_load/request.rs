@@ -7,8 +7,10 @@ use routine_load_api::RoutineLoadJobSpec;
 use routine_load_api::job::DataFormat;
 use serde_json::{Map, Value, json};
 
-/// StarRocks' `streaming_load_max_mb` default: the largest body a load takes, 10 GiB.
-pub const DEFAULT_MAX_BODY_BYTES: u64 = 10 * 1024 * 1024 * 1024;
+/// The largest body a load takes by default, 1 GiB. StarRocks' `streaming_load_max_mb` is 10 GiB,
+/// but it streams the body; this worker holds a load's body in memory until it commits, so the
+/// default stays well inside a worker pod's memory.
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024 * 1024;
 /// StarRocks' default Stream Load `timeout`, seconds.
 pub const DEFAULT_TIMEOUT_SECS: u64 = 600;
 
