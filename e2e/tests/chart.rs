@@ -1359,7 +1359,16 @@ async fn chart_runs_real_pods_that_load_exactly_once() {
     );
 
     // kubectl delete pod of a worker while rows arrive: the StatefulSet recreates it under the
-    // same name, and the table loses and duplicates nothing.
+    // same name, and the table loses and duplicates nothing. It runs a task of the job first (the
+    // deletion hits a loading worker).
+    let tasks = kubectl_json(&tb, &["get", "routineloadtasks", "-n", &jobs_ns])["items"].clone();
+    let on_worker0 = tasks
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|t| t["spec"]["worker"] == worker0.as_str())
+        .count();
+    assert!(on_worker0 > 0, "no task runs on {worker0}: {tasks}");
     let old_worker = workers[&worker0].clone();
     Testbed::run(
         tb.kubectl()
