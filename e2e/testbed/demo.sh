@@ -29,8 +29,9 @@ BIN="$CARGO_TARGET_DIR/debug"
 started=$(date +%s)
 step() { printf '\n==> [%ss] %s\n' "$(( $(date +%s) - started ))" "$*"; }
 
-# delete_job_namespace: the demo's namespace, without waiting on the Table finalizer of an
-# operator that no longer runs (the Table's deletionPolicy is Retain: its files stay).
+# delete_job_namespace: the demo's namespace, without waiting on the Table and task finalizers
+# of an operator and workers that no longer run (the Table's deletionPolicy is Retain: its files
+# stay).
 delete_job_namespace() {
   local k=$1
   "$k" -n "$JOB_NS" delete routineloadjobs --all --wait=false >/dev/null 2>&1 || true
@@ -39,7 +40,7 @@ delete_job_namespace() {
   if [[ -n $("$k" -n "$RELEASE_NS" get pods -l app.kubernetes.io/component=operator -o name 2>/dev/null) ]]; then
     "$k" -n "$JOB_NS" delete tables --all --timeout=30s >/dev/null 2>&1 || true
   fi
-  for t in $("$k" -n "$JOB_NS" get tables -o name 2>/dev/null); do
+  for t in $("$k" -n "$JOB_NS" get tables,routineloadtasks -o name 2>/dev/null); do
     "$k" -n "$JOB_NS" patch "$t" --type=merge -p '{"metadata":{"finalizers":null}}' >/dev/null || true
   done
   "$k" delete namespace "$JOB_NS" --ignore-not-found --wait=true --timeout=60s >/dev/null

@@ -20,7 +20,7 @@ use kube::{Resource, ResourceExt};
 use routine_load_api::delta_table::{self, DeltaTableSetupError};
 use routine_load_api::names::{OPERATOR_FIELD_MANAGER, TABLE_FINALIZER};
 use routine_load_api::table::{DeletionPolicy, TablePhase};
-use routine_load_api::{RoutineLoadJob, Table, TableStatus};
+use routine_load_api::{RoutineLoadJob, RoutineLoadTask, Table, TableStatus};
 use serde_json::json;
 use tracing::{info, warn};
 
@@ -46,7 +46,9 @@ pub enum Error {
     },
     #[error("listing jobs: {0}")]
     ListJobs(#[source] kube::Error),
-    #[error("table is still loaded by jobs {0:?}: stop or delete them first")]
+    #[error("listing the tasks of the table's jobs: {0}")]
+    ListTasks(#[source] kube::Error),
+    #[error("table is still loaded by {0:?}: stop or delete its jobs first")]
     InUse(Vec<String>),
     #[error("deleting the Delta table files: {0}")]
     DeleteData(String),
@@ -64,6 +66,7 @@ impl Error {
             Error::NoNamespace => "no_namespace",
             Error::GetSecret { .. } => "get_secret",
             Error::ListJobs(_) => "list_jobs",
+            Error::ListTasks(_) => "list_tasks",
             Error::InUse(_) => "in_use",
             Error::DeleteData(_) => "delete_data",
             Error::PatchStatus(_) => "patch_status",
@@ -294,25 +297,21 @@ async fn apply(table: &Table, ctx: &Context, ns: &str) -> Result<Action, Error> 
 }
 
 async fn cleanup(table: &Table, ctx: &Context, ns: &str) -> Result<Action, Error> {
-    let jobs: Api<RoutineLoadJob> = Api::namespaced(ctx.client.clone(), ns);
-    let loading: Vec<String> = jobs
+    let jobs: Vec<RoutineLoadJob> = Api::<RoutineLoadJob>::namespaced(ctx.client.clone(), ns)
         .list(&ListParams::default())
         .await
         .map_err(Error::ListJobs)?
-        .items
-        .into_iter()
-        .filter(|j| j.spec.table == table.name_any())
-        .filter(|j| {
-            !j.status
-                .as_ref()
-                .and_then(|s| s.state)
-                .is_some_and(|s| s.is_final())
-        })
-        .map(|j| j.name_any())
-        .collect();
+        .items;
+    let tasks: Vec<RoutineLoadTask> = Api::<RoutineLoadTask>::namespaced(ctx.client.clone(), ns)
+        .list(&ListParams::default())
+        .await
+        .map_err(Error::ListTasks)?
+        .items;
+    let loading = still_loading(&table.name_any(), &jobs, &tasks);
     if !loading.is_empty() {
         let msg = format!(
-            "deletion refused: jobs {loading:?} still load into this table; stop or delete them first"
+            "deletion refused: {loading:?} still load into this table; stop or delete the jobs \
+             first (a deleted task goes once its worker's loop ended)"
         );
         set_status(
             table,
@@ -335,6 +334,32 @@ async fn cleanup(table: &Table, ctx: &Context, ns: &str) -> Result<Action, Error
         info!(table = %table.name_any(), location = %table.spec.location, "deleted the Delta table's files");
     }
     Ok(Action::await_change())
+}
+
+/// Pure: what still loads into table `name`: its jobs that are not final ("job j"), and tasks of
+/// its jobs that still exist ("task j-0"), including deleted ones whose loop may be committing.
+fn still_loading(name: &str, jobs: &[RoutineLoadJob], tasks: &[RoutineLoadTask]) -> Vec<String> {
+    let mine: Vec<&RoutineLoadJob> = jobs.iter().filter(|j| j.spec.table == name).collect();
+    let mut out: Vec<String> = mine
+        .iter()
+        .filter(|j| {
+            !j.status
+                .as_ref()
+                .and_then(|s| s.state)
+                .is_some_and(|s| s.is_final())
+        })
+        .map(|j| format!("job {}", j.name_any()))
+        .collect();
+    out.extend(
+        tasks
+            .iter()
+            .filter(|t| {
+                mine.iter()
+                    .any(|j| j.uid().as_deref() == Some(t.spec.job_uid.as_str()))
+            })
+            .map(|t| format!("task {}", t.name_any())),
+    );
+    out
 }
 
 async fn delete_data(table: &Table, ctx: &Context, ns: &str) -> Result<(), Error> {
@@ -617,6 +642,75 @@ mod tests {
                 }
                 (_, got) => panic!("{name}: {got:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn a_table_is_in_use_until_its_jobs_are_final_and_their_tasks_gone() {
+        use routine_load_api::RoutineLoadTaskSpec;
+        use routine_load_api::job::{JobState, RoutineLoadJobStatus};
+        let job = |name: &str, table: &str, state: Option<JobState>| {
+            let mut j: RoutineLoadJob = serde_json::from_value(serde_json::json!({
+                "apiVersion": "routineload.io/v1alpha1",
+                "kind": "RoutineLoadJob",
+                "metadata": {"name": name, "uid": format!("uid-{name}")},
+                "spec": {"table": table, "kafka": {"brokerList": "k:9092", "topic": "t"}}
+            }))
+            .expect("job");
+            j.status = Some(RoutineLoadJobStatus {
+                state,
+                ..Default::default()
+            });
+            j
+        };
+        let task = |name: &str, job: &str| {
+            RoutineLoadTask::new(
+                name,
+                RoutineLoadTaskSpec {
+                    job: job.into(),
+                    job_uid: format!("uid-{job}"),
+                    partitions: vec![0],
+                    worker: "w0".into(),
+                    epoch: 0,
+                    job_generation: 1,
+                },
+            )
+        };
+        // (case, jobs, tasks, still loading)
+        type Case = (
+            &'static str,
+            Vec<RoutineLoadJob>,
+            Vec<RoutineLoadTask>,
+            Vec<&'static str>,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                "a running job",
+                vec![job("a", "t", Some(JobState::Running))],
+                vec![task("a-0", "a")],
+                vec!["job a", "task a-0"],
+            ),
+            (
+                "stopped, its task still ending",
+                vec![job("a", "t", Some(JobState::Stopped))],
+                vec![task("a-0", "a")],
+                vec!["task a-0"],
+            ),
+            (
+                "stopped, tasks gone",
+                vec![job("a", "t", Some(JobState::Stopped))],
+                vec![],
+                vec![],
+            ),
+            (
+                "another table's job and task",
+                vec![job("b", "other", Some(JobState::Running))],
+                vec![task("b-0", "b")],
+                vec![],
+            ),
+        ];
+        for (case, jobs, tasks, want) in cases {
+            assert_eq!(still_loading("t", &jobs, &tasks), want, "{case}");
         }
     }
 }
