@@ -119,13 +119,13 @@ FROM KAFKA ("kafka_broker_list" = "b:9092", "kafka_topic" = "uv")"#;
         c.warnings
     );
     let sql = r#"CREATE ROUTINE LOAD db.h ON t
-COLUMNS (a, b = xx_hash3_64(a))
+COLUMNS (a, b = xx_hash3_128(a))
 FROM KAFKA ("kafka_broker_list" = "b:9092", "kafka_topic" = "t")"#;
     let c = converted(sql);
     assert!(
         c.warnings
             .iter()
-            .any(|w| w.contains("StarRocks function xx_hash3_64() is not supported")),
+            .any(|w| w.contains("StarRocks function xx_hash3_128() is not supported")),
         "{:?}",
         c.warnings
     );
