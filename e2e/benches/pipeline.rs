@@ -426,6 +426,7 @@ fn child_load(p: &Value) -> Result<Value> {
         let client = tb.client().await?;
         let metrics = Arc::new(Metrics::new());
         let ctx = WorkerContext {
+            heartbeat: None,
             client,
             pod_name: "bench-worker".into(),
             error_log_dir: std::env::temp_dir().join(unique_name("bench-errlog")),

@@ -234,11 +234,37 @@ fn rendered_rbac_and_pods_are_least_privilege() {
             }
         }
         let count = |k: &str| docs.iter().filter(|d| kind(d) == k).count();
+        // Stream Load checks a loading client's token: TokenReview and SubjectAccessReview are
+        // cluster-scoped, so even a namespaced install has this one ClusterRole, with only them.
+        let auth: Vec<&Value> = docs
+            .iter()
+            .filter(|d| {
+                kind(d) == "ClusterRole"
+                    && d["metadata"]["name"]
+                        .as_str()
+                        .is_some_and(|n| n.ends_with("-worker-auth"))
+            })
+            .collect();
+        assert_eq!(
+            auth.len(),
+            1,
+            "{mode}: the worker's token-review ClusterRole"
+        );
+        for rule in auth[0]["rules"].as_array().expect("rules") {
+            assert_eq!(rule["verbs"], json!(["create"]), "{mode}: {rule}");
+            assert!(
+                matches!(
+                    rule["resources"].to_string().as_str(),
+                    r#"["tokenreviews"]"# | r#"["subjectaccessreviews"]"#
+                ),
+                "{mode}: {rule}"
+            );
+        }
         if mode == "namespaced" {
             assert_eq!(
                 count("ClusterRole"),
-                0,
-                "namespaced install has ClusterRoles"
+                1,
+                "namespaced install has ClusterRoles besides the token-review one"
             );
             assert!(
                 docs.iter().any(|d| kind(d) == "Role"
@@ -247,7 +273,11 @@ fn rendered_rbac_and_pods_are_least_privilege() {
                 "no Role in the watched namespace"
             );
         } else {
-            assert_eq!(count("ClusterRole"), 2, "operator and worker ClusterRoles");
+            assert_eq!(
+                count("ClusterRole"),
+                3,
+                "operator, worker and worker token-review ClusterRoles"
+            );
         }
     }
     for d in &cluster_wide {

@@ -46,6 +46,7 @@ use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Client, ResourceExt};
 use routine_load_api::RoutineLoadTask;
 use routine_load_api::names::{WORKER_FIELD_MANAGER, WORKER_LABEL};
+use routine_load_worker::heartbeat::{self, Heartbeat};
 use routine_load_worker::load_memory::{self, LoadMemory};
 use routine_load_worker::metrics::Metrics;
 use routine_load_worker::task_release;
@@ -157,7 +158,13 @@ async fn run() -> Result<()> {
         }
     });
 
-    tokio::spawn(renew_lease(client.clone(), lease_ns, pod_name.clone()));
+    let heartbeat = Arc::new(Heartbeat::new());
+    tokio::spawn(renew_lease(
+        client.clone(),
+        lease_ns,
+        pod_name.clone(),
+        heartbeat.clone(),
+    ));
     let retention = Duration::from_secs(
         3600 * std::env::var("ROUTINE_LOAD_ERROR_LOG_RETENTION_HOURS")
             .ok()
@@ -167,6 +174,7 @@ async fn run() -> Result<()> {
     tokio::spawn(sweep_error_logs(error_log_dir.clone(), retention));
 
     let ctx = WorkerContext {
+        heartbeat: Some(heartbeat.clone()),
         client: client.clone(),
         pod_name: pod_name.clone(),
         error_log_dir,
@@ -406,10 +414,10 @@ fn safe_file_name(f: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
 }
 
-async fn renew_lease(client: Client, ns: String, name: String) {
+async fn renew_lease(client: Client, ns: String, name: String, heartbeat: Arc<Heartbeat>) {
     let api: Api<Lease> = Api::namespaced(client, &ns);
     let pp = PatchParams::apply(WORKER_FIELD_MANAGER).force();
-    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    let mut tick = tokio::time::interval(heartbeat::RENEW_PERIOD);
     loop {
         tick.tick().await;
         let lease = Lease {
@@ -422,7 +430,7 @@ async fn renew_lease(client: Client, ns: String, name: String) {
             },
             spec: Some(LeaseSpec {
                 holder_identity: Some(name.clone()),
-                lease_duration_seconds: Some(20),
+                lease_duration_seconds: Some(heartbeat::LEASE_DURATION.as_secs() as i32),
                 renew_time: Some(MicroTime(k8s_openapi::jiff::Timestamp::now())),
                 ..Default::default()
             }),
@@ -430,8 +438,9 @@ async fn renew_lease(client: Client, ns: String, name: String) {
         let mut v = serde_json::to_value(&lease).unwrap_or_default();
         v["apiVersion"] = "coordination.k8s.io/v1".into();
         v["kind"] = "Lease".into();
-        if let Err(e) = api.patch(&name, &pp, &Patch::Apply(&v)).await {
-            tracing::warn!(error = %e, "renewing the heartbeat Lease");
+        match api.patch(&name, &pp, &Patch::Apply(&v)).await {
+            Ok(_) => heartbeat.renewed(),
+            Err(e) => tracing::warn!(error = %e, "renewing the heartbeat Lease"),
         }
     }
 }

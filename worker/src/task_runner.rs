@@ -29,6 +29,7 @@ use tokio::sync::watch;
 use crate::delta_sink::{CommitRequest, Committed, DeltaSink, SinkError};
 use crate::engine::{LoadEngine, LoadedBatch, SourceMessage};
 use crate::error_window::ErrorWindow;
+use crate::heartbeat::{Heartbeat, Mark};
 use crate::load_memory::{LoadMemory, message_cost};
 use crate::metrics::Metrics;
 use crate::retry::{FailureKind, Failures, Verdict};
@@ -66,6 +67,9 @@ pub struct WorkerContext {
     /// Identical failures in a row (storage, commits) before a task asks for its job to be
     /// paused; `None`: the default per kind of failure.
     pub retry_limit: Option<u32>,
+    /// This worker's Lease renewals: a loop re-reads its task before a commit when the Lease
+    /// may have lapsed since its batch began. `None`: no Lease (benchmarks driving one loop).
+    pub heartbeat: Option<Arc<Heartbeat>>,
 }
 
 /// Identifies one assignment.
@@ -414,6 +418,8 @@ struct TaskLoop {
     scanned_through: i64,
     last_status: Instant,
     dirty: bool,
+    /// The heartbeat when the batch in hand began.
+    batch_mark: Option<Mark>,
 }
 
 impl TaskLoop {
@@ -494,6 +500,7 @@ impl TaskLoop {
             scanned_through: -1,
             last_status: Instant::now() - HEARTBEAT_INTERVAL,
             dirty: true,
+            batch_mark: None,
             job,
         }
     }
@@ -794,6 +801,7 @@ impl TaskLoop {
         stop: &mut watch::Receiver<bool>,
     ) -> Collected<'c> {
         let deadline = tokio::time::Instant::now() + self.interval;
+        self.batch_mark = self.ctx.heartbeat.as_ref().map(|h| h.mark());
         let mut msgs: Vec<BorrowedMessage<'c>> = Vec::new();
         let mut bytes = 0usize;
         let mut stopped = false;
@@ -1001,6 +1009,9 @@ impl TaskLoop {
             label: self.label(&format!("batch-{}", self.attempts)),
             info: self.commit_info(Some(&c)),
         };
+        if let Some(end) = self.check_still_ours().await? {
+            return Ok(end);
+        }
         let since = self.sink.version();
         let batch = (loaded.batch.num_rows() > 0).then(|| loaded.batch.clone());
         let t0 = Instant::now();
@@ -1148,6 +1159,45 @@ impl TaskLoop {
                 self.request_pause(TaskPauseReason::RepeatedFailure, reason)
                     .await?;
                 Ok(BatchEnd::Paused)
+            }
+        }
+    }
+
+    /// Before a commit: if this worker's Lease may have lapsed since the batch began (the worker
+    /// was stopped, starved or cut off from the API server), the operator may have given the
+    /// task to another worker or let it go, and a batch committed now would be counted nowhere.
+    /// Then the task is read again: still ours, the commit goes ahead; moved or deleted, the loop
+    /// ends without committing; unreadable, the batch is dropped and loaded again later.
+    async fn check_still_ours(&mut self) -> Result<Option<BatchEnd>, NotOurs> {
+        let (Some(h), Some(mark)) = (self.ctx.heartbeat.as_ref(), self.batch_mark) else {
+            return Ok(None);
+        };
+        if h.held_since(mark) {
+            return Ok(None);
+        }
+        let api: Api<RoutineLoadTask> = Api::namespaced(self.ctx.client.clone(), &self.a.namespace);
+        match api.get_opt(&self.a.name).await {
+            Ok(Some(t))
+                if t.metadata.uid == self.task.metadata.uid
+                    && t.spec.epoch == self.a.epoch
+                    && t.metadata.deletion_timestamp.is_none() =>
+            {
+                tracing::info!(task = %self.a.name, "the Lease lapsed during the batch; the task is still ours");
+                Ok(None)
+            }
+            Ok(_) => {
+                tracing::warn!(task = %self.a.name, epoch = self.a.epoch, "the Lease lapsed during the batch and the task was moved or deleted: not committing it");
+                Err(NotOurs)
+            }
+            Err(e) => {
+                tracing::warn!(task = %self.a.name, error = %e, "the Lease lapsed during the batch and the task can't be read: not committing it yet");
+                self.status.message = Some(format!(
+                    "this worker's Lease lapsed and the task can't be read from the API server ({e}); the batch is loaded again once it can"
+                ));
+                self.dirty = true;
+                Ok(Some(BatchEnd::Retry {
+                    backoff: Duration::from_secs(2),
+                }))
             }
         }
     }
