@@ -175,6 +175,11 @@ impl Context {
 
     /// Refuses a write once the leader lease may no longer be ours.
     /// Milliseconds since this operator started (a monotonic clock).
+    /// The job controller's reflectors, once it runs.
+    pub fn caches(&self) -> Option<&Caches> {
+        self.caches.get()
+    }
+
     fn now_ms(&self) -> i64 {
         i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX)
     }
@@ -1152,28 +1157,47 @@ async fn release_task(
     api: &Api<RoutineLoadTask>,
     r: &TaskRelease,
 ) -> Result<(), Error> {
-    let patch = json!({
-        "metadata": { "resourceVersion": r.resource_version, "finalizers": r.finalizers_after }
-    });
-    match api
-        .patch(&r.name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-    {
-        Ok(_) => {}
-        Err(e) if is_conflict(&e) => return Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
-        Err(source) => {
-            return Err(Error::ReleaseTask {
-                task: r.name.clone(),
-                source,
-            });
-        }
+    let removed = remove_task_finalizer(
+        api,
+        &r.name,
+        r.resource_version.as_deref(),
+        &r.finalizers_after,
+    )
+    .await
+    .map_err(|source| Error::ReleaseTask {
+        task: r.name.clone(),
+        source,
+    })?;
+    if !removed {
+        return Ok(());
     }
     info!(job = %job.name_any(), task = %r.name, why = r.why.as_str(), "released a deleted task");
     if r.why == ReleaseReason::TimedOut {
         publish_release_warning(ctx, job, r).await;
     }
     Ok(())
+}
+
+/// Sets a task's finalizers to `rest` (its own without [`TASK_FINALIZER`]) if the task is still
+/// at `resource_version`. `Ok(false)`: it changed since (or is gone), nothing was removed.
+pub async fn remove_task_finalizer(
+    api: &Api<RoutineLoadTask>,
+    name: &str,
+    resource_version: Option<&str>,
+    rest: &[String],
+) -> Result<bool, kube::Error> {
+    let patch = json!({
+        "metadata": { "resourceVersion": resource_version, "finalizers": rest }
+    });
+    match api
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(e) if is_conflict(&e) => Ok(false),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 async fn delete_task(api: &Api<RoutineLoadTask>, name: &str) -> Result<(), Error> {

@@ -150,6 +150,17 @@ impl ReleaseReason {
     }
 }
 
+/// Pure: a task's finalizers without [`TASK_FINALIZER`]; `None` if it does not carry it.
+pub fn without_task_finalizer(t: &RoutineLoadTask) -> Option<Vec<String>> {
+    let all = t.finalizers();
+    all.iter().any(|f| f == TASK_FINALIZER).then(|| {
+        all.iter()
+            .filter(|f| f.as_str() != TASK_FINALIZER)
+            .cloned()
+            .collect()
+    })
+}
+
 /// Pure: the deleted tasks whose finalizer can go now.
 pub fn release(
     terminating: &[RoutineLoadTask],
@@ -159,8 +170,8 @@ pub fn release(
 ) -> Vec<TaskRelease> {
     terminating
         .iter()
-        .filter(|t| t.finalizers().iter().any(|f| f == TASK_FINALIZER))
         .filter_map(|t| {
+            let finalizers_after = without_task_finalizer(t)?;
             let released = t.status.as_ref().is_some_and(|s| s.released);
             let worker_live = workers.iter().any(|w| w.name == t.spec.worker && w.live);
             let since = t
@@ -182,12 +193,7 @@ pub fn release(
             Some(TaskRelease {
                 name: t.name_any(),
                 resource_version: t.resource_version(),
-                finalizers_after: t
-                    .finalizers()
-                    .iter()
-                    .filter(|f| f.as_str() != TASK_FINALIZER)
-                    .cloned()
-                    .collect(),
+                finalizers_after,
                 why,
             })
         })
@@ -738,8 +744,7 @@ fn schedule(
 fn retire(inputs: &PlanInputs, delete: &[String]) -> (Counters, BTreeMap<String, Counters>) {
     let status = &inputs.status;
     let retiring = |t: &RoutineLoadTask| {
-        t.metadata.deletion_timestamp.is_some()
-            || (delete.contains(&t.name_any()) && t.metadata.deletion_timestamp.is_none())
+        t.metadata.deletion_timestamp.is_some() || delete.contains(&t.name_any())
     };
     let mut base = status
         .retired_counters

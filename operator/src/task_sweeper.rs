@@ -1,20 +1,19 @@
 //! Lets go of deleted tasks whose job is gone. A task's finalizer waits for the job controller
 //! to record the task's counters in its job; when the job itself was deleted (its tasks are
 //! garbage collected after it) there is nothing to record into and no job reconcile to do it,
-//! so this sweep removes the finalizer.
+//! so this sweep removes the finalizer. It reads the job controller's task cache.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use kube::ResourceExt;
-use kube::api::{Api, ListParams, Patch, PatchParams};
-use routine_load_api::names::TASK_FINALIZER;
+use kube::api::Api;
 use routine_load_api::{RoutineLoadJob, RoutineLoadTask};
-use serde_json::json;
 use tracing::{info, warn};
 
-use crate::job_controller::Context;
+use crate::job_controller::{Context, remove_task_finalizer};
+use crate::job_plan::without_task_finalizer;
 
 /// How often the sweep runs.
 pub const SWEEP_PERIOD: Duration = Duration::from_secs(15);
@@ -23,7 +22,7 @@ pub const SWEEP_PERIOD: Duration = Duration::from_secs(15);
 /// the job now under the task's job name (`None`: no such job).
 pub fn orphaned(task: &RoutineLoadTask, job_uid: Option<&str>) -> bool {
     task.metadata.deletion_timestamp.is_some()
-        && task.finalizers().iter().any(|f| f == TASK_FINALIZER)
+        && without_task_finalizer(task).is_some()
         && job_uid != Some(task.spec.job_uid.as_str())
 }
 
@@ -43,14 +42,18 @@ pub async fn run(ctx: Arc<Context>) {
     }
 }
 
+/// One sweep over the job controller's task cache: a job is read only for a deleted task.
 async fn sweep(ctx: &Context) -> anyhow::Result<()> {
-    let tasks: Api<RoutineLoadTask> = ctx.config.api(&ctx.client);
-    let deleted: Vec<RoutineLoadTask> = tasks
-        .list(&ListParams::default())
-        .await?
-        .items
-        .into_iter()
+    let Some(caches) = ctx.caches() else {
+        return Ok(());
+    };
+    let deleted: Vec<RoutineLoadTask> = caches
+        .tasks
+        .state()
+        .iter()
+        .filter_map(|t| t.0.as_ref().ok())
         .filter(|t| t.metadata.deletion_timestamp.is_some())
+        .cloned()
         .collect();
     let mut job_uids: BTreeMap<(String, String), Option<String>> = BTreeMap::new();
     for t in &deleted {
@@ -61,34 +64,18 @@ async fn sweep(ctx: &Context) -> anyhow::Result<()> {
             let uid = jobs.get_opt(&t.spec.job).await?.and_then(|j| j.uid());
             job_uids.insert(key.clone(), uid);
         }
-        if !orphaned(t, job_uids[&key].as_deref()) {
+        if !orphaned(t, job_uids[&key].as_deref()) || !ctx.gate.holds() {
             continue;
         }
-        let rest: Vec<String> = t
-            .finalizers()
-            .iter()
-            .filter(|f| f.as_str() != TASK_FINALIZER)
-            .cloned()
-            .collect();
-        let patch = json!({
-            "metadata": { "resourceVersion": t.resource_version(), "finalizers": rest }
-        });
-        if !ctx.gate.holds() {
-            return Ok(());
-        }
+        let rest = without_task_finalizer(t).unwrap_or_default();
         let api: Api<RoutineLoadTask> = Api::namespaced(ctx.client.clone(), &ns);
-        match api
-            .patch(
-                &t.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(&patch),
-            )
+        match remove_task_finalizer(&api, &t.name_any(), t.resource_version().as_deref(), &rest)
             .await
         {
-            Ok(_) => {
+            Ok(true) => {
                 info!(namespace = %ns, task = %t.name_any(), job = %t.spec.job, "released a deleted task of a deleted job")
             }
-            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
+            Ok(false) => {}
             Err(e) => {
                 warn!(namespace = %ns, task = %t.name_any(), error = %e, "releasing a deleted task of a deleted job")
             }
@@ -103,6 +90,7 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
     use k8s_openapi::jiff::Timestamp;
     use routine_load_api::RoutineLoadTaskSpec;
+    use routine_load_api::names::TASK_FINALIZER;
 
     fn task(deleted: bool, finalizer: bool) -> RoutineLoadTask {
         let mut t = RoutineLoadTask::new(
