@@ -7,13 +7,14 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use k8s_openapi::api::core::v1::Event as CoreEvent;
+use k8s_openapi::api::core::v1::{Event as CoreEvent, Secret};
 use kube::Client;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::core::GroupVersionKind;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::process::{LocalProcess, workspace_binary};
+use crate::proxy::Proxy;
 use crate::{Testbed, unique_name};
 
 /// A routine-load kind: (kind, plural).
@@ -46,6 +47,56 @@ impl Installation {
             me.operator = Some(op);
         }
         Ok(me)
+    }
+
+    /// A Table `name` of `(id BIGINT NOT NULL, v STRING)` on a fresh s3:// location reached
+    /// through `proxy`, with its credentials Secret `name` (the testbed's keys and `options`, for
+    /// example storage timeouts); returns the location.
+    pub async fn s3_table_through(
+        &self,
+        name: &str,
+        proxy: &Proxy,
+        options: &[(&str, &str)],
+    ) -> Result<String> {
+        let var = |k: &str| {
+            self.tb
+                .var(k)
+                .with_context(|| format!("testbed variable {k}"))
+        };
+        let mut data = serde_json::Map::new();
+        data.insert(
+            "AWS_ENDPOINT_URL".into(),
+            format!("http://{}", proxy.addr()).into(),
+        );
+        for k in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION"] {
+            data.insert(k.into(), var(k)?.into());
+        }
+        for (k, v) in options {
+            data.insert((*k).into(), (*v).into());
+        }
+        let secret: Secret =
+            serde_json::from_value(json!({"metadata": {"name": name}, "stringData": data}))?;
+        Api::<Secret>::namespaced(self.client.clone(), &self.ns)
+            .create(&PostParams::default(), &secret)
+            .await
+            .with_context(|| format!("creating Secret {name}"))?;
+        let location = format!("s3://{}/{}", var("S3_BUCKET")?, unique_name(name));
+        self.create(
+            TABLE,
+            json!({
+                "metadata": {"name": name},
+                "spec": {
+                    "location": location,
+                    "credentialsSecret": {"name": name},
+                    "columns": [
+                        {"name": "id", "type": "BIGINT", "nullable": false},
+                        {"name": "v", "type": "STRING"}
+                    ]
+                }
+            }),
+        )
+        .await?;
+        Ok(location)
     }
 
     fn command(&self, binary: &str, pod: &str) -> Result<Command> {

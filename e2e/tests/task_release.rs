@@ -6,10 +6,8 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, PostParams};
-use routine_load_e2e::installation::{Installation, JOB, TABLE, wait_for};
+use routine_load_e2e::installation::{Installation, JOB, wait_for};
 use routine_load_e2e::kafka::Listener;
 use routine_load_e2e::proxy::Proxy;
 use routine_load_e2e::{Testbed, testbed_or_skip, unique_name};
@@ -60,42 +58,10 @@ async fn a_batch_committed_after_its_task_was_deleted_is_counted() {
         .await
         .expect("proxy");
     // Storage through the proxy, with timeouts longer than the stall below.
-    let secret: Secret = serde_json::from_value(json!({
-        "metadata": {"name": "s3"},
-        "stringData": {
-            "AWS_ENDPOINT_URL": format!("http://{}", proxy.addr()),
-            "AWS_ACCESS_KEY_ID": inst.tb.var("AWS_ACCESS_KEY_ID").unwrap(),
-            "AWS_SECRET_ACCESS_KEY": inst.tb.var("AWS_SECRET_ACCESS_KEY").unwrap(),
-            "AWS_REGION": inst.tb.var("AWS_REGION").unwrap(),
-            "timeout": "60s"
-        }
-    }))
-    .unwrap();
-    Api::<Secret>::namespaced(inst.client.clone(), &inst.ns)
-        .create(&PostParams::default(), &secret)
+    let location = inst
+        .s3_table_through("t", &proxy, &[("timeout", "60s")])
         .await
-        .expect("create Secret");
-    let location = format!(
-        "s3://{}/{}",
-        inst.tb.var("S3_BUCKET").unwrap(),
-        unique_name("release")
-    );
-    inst.create(
-        TABLE,
-        json!({
-            "metadata": {"name": "t"},
-            "spec": {
-                "location": location,
-                "credentialsSecret": {"name": "s3"},
-                "columns": [
-                    {"name": "id", "type": "BIGINT", "nullable": false},
-                    {"name": "v", "type": "STRING"}
-                ]
-            }
-        }),
-    )
-    .await
-    .expect("create Table");
+        .expect("S3 table");
     let topic = unique_name("release");
     inst.tb.create_topic(&topic, 1).await.expect("topic");
     inst.create(

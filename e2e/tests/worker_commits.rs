@@ -10,10 +10,9 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, PostParams};
+use kube::api::Api;
 use routine_load_api::{RoutineLoadTask, RoutineLoadTaskStatus};
-use routine_load_e2e::installation::{Installation, JOB, TABLE, TASK, wait_for};
+use routine_load_e2e::installation::{Installation, JOB, TASK, wait_for};
 use routine_load_e2e::kafka::Listener;
 use routine_load_e2e::proxy::Proxy;
 use routine_load_e2e::{Testbed, testbed_or_skip, unique_name};
@@ -43,29 +42,6 @@ async fn produce(tb: &Testbed, topic: &str, ids: std::ops::Range<i64>) {
         .expect("produce");
 }
 
-/// A Secret for an S3 table reached through `proxy`, with storage retries short enough that
-/// an outage surfaces as a commit error within seconds.
-async fn s3_secret(inst: &Installation, name: &str, proxy: &Proxy) {
-    let tb = &inst.tb;
-    let secret: Secret = serde_json::from_value(json!({
-        "metadata": {"name": name},
-        "stringData": {
-            "AWS_ENDPOINT_URL": format!("http://{}", proxy.addr()),
-            "AWS_ACCESS_KEY_ID": tb.var("AWS_ACCESS_KEY_ID").unwrap(),
-            "AWS_SECRET_ACCESS_KEY": tb.var("AWS_SECRET_ACCESS_KEY").unwrap(),
-            "AWS_REGION": tb.var("AWS_REGION").unwrap(),
-            "max_retries": "1",
-            "retry_timeout": "2s",
-            "timeout": "5s"
-        }
-    }))
-    .unwrap();
-    Api::<Secret>::namespaced(inst.client.clone(), &inst.ns)
-        .create(&PostParams::default(), &secret)
-        .await
-        .expect("create Secret");
-}
-
 struct Job {
     location: String,
     task: String,
@@ -75,28 +51,19 @@ struct Job {
 /// An S3 table (through `proxy`), a job from the beginning of partition 0, and its one task on
 /// a worker named in the result.
 async fn s3_job(inst: &Installation, topic: &str, proxy: &Proxy) -> Job {
-    s3_secret(inst, "s3", proxy).await;
-    let location = format!(
-        "s3://{}/{}",
-        inst.tb.var("S3_BUCKET").unwrap(),
-        unique_name("commits")
-    );
-    inst.create(
-        TABLE,
-        json!({
-            "metadata": {"name": "t"},
-            "spec": {
-                "location": location,
-                "credentialsSecret": {"name": "s3"},
-                "columns": [
-                    {"name": "id", "type": "BIGINT", "nullable": false},
-                    {"name": "v", "type": "STRING"}
-                ]
-            }
-        }),
-    )
-    .await
-    .expect("create Table");
+    // Storage retries short enough that an outage surfaces as a commit error within seconds.
+    let location = inst
+        .s3_table_through(
+            "t",
+            proxy,
+            &[
+                ("max_retries", "1"),
+                ("retry_timeout", "2s"),
+                ("timeout", "5s"),
+            ],
+        )
+        .await
+        .expect("S3 table");
     let job = inst
         .create(
             JOB,
