@@ -10,11 +10,13 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Event as CoreEvent;
+use kube::Client;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::core::GroupVersionKind;
-use kube::{Client, ResourceExt};
+use routine_load_api::RoutineLoadTask;
 use routine_load_e2e::process::workspace_binary;
 use routine_load_e2e::{LocalProcess, Testbed, testbed_or_skip, unique_name};
+use routine_load_worker::task_release;
 use serde_json::{Value, json};
 
 const WORKER_LABEL: &str = "routineload.io/worker";
@@ -101,27 +103,24 @@ async fn fake_worker(client: &Client, ns: &str, name: &str) -> FakeWorker {
         .expect("create worker lease");
     let flag = alive.clone();
     let name = name.to_string();
-    let tasks = api(client, ns, "RoutineLoadTask", "routineloadtasks");
+    let tasks: Api<RoutineLoadTask> = Api::namespaced(client.clone(), ns);
     tokio::spawn(async move {
         while flag.load(Ordering::SeqCst) {
             tokio::time::sleep(Duration::from_secs(1)).await;
             if !flag.load(Ordering::SeqCst) {
                 break;
             }
-            // Like a worker whose loop of a deleted task ended: release it (the operator then
-            // records its counters and removes its finalizer).
+            // Like a worker whose loop of a deleted task ended: release it, with the worker's
+            // own decision and patch (the operator then records its counters and removes its
+            // finalizer).
             let mine = ListParams::default().labels(&format!("{WORKER_LABEL}={name}"));
             if let Ok(list) = tasks.list(&mine).await {
-                for t in list.items.iter().filter(|t| {
-                    t.metadata.deletion_timestamp.is_some() && t.data["status"]["released"] != true
-                }) {
-                    let _ = tasks
-                        .patch_status(
-                            &t.name_any(),
-                            &PatchParams::default(),
-                            &Patch::Merge(json!({ "status": { "released": true } })),
-                        )
-                        .await;
+                for t in list
+                    .items
+                    .iter()
+                    .filter(|t| task_release::should_release(t, &name, false))
+                {
+                    let _ = task_release::release(&tasks, t).await;
                 }
             }
             let now = k8s_openapi::jiff::Timestamp::now();
@@ -190,8 +189,9 @@ async fn tasks_of(client: &Client, ns: &str, job: &str) -> Vec<Value> {
         .collect()
 }
 
-async fn events_for(client: &Client, ns: &str, name: &str) -> Vec<(String, String)> {
-    // kube's Recorder writes events.k8s.io/v1; core/v1 sees them too, with `reason` and `message`.
+/// The Events about object `name`. kube's Recorder writes events.k8s.io/v1; core/v1 sees them
+/// too, with `reason`, `message` and the reporting instance.
+async fn events_about(client: &Client, ns: &str, name: &str) -> Vec<CoreEvent> {
     let events: Api<CoreEvent> = Api::namespaced(client.clone(), ns);
     events
         .list(&ListParams::default())
@@ -200,6 +200,13 @@ async fn events_for(client: &Client, ns: &str, name: &str) -> Vec<(String, Strin
         .items
         .into_iter()
         .filter(|e| e.involved_object.name.as_deref() == Some(name))
+        .collect()
+}
+
+async fn events_for(client: &Client, ns: &str, name: &str) -> Vec<(String, String)> {
+    events_about(client, ns, name)
+        .await
+        .into_iter()
         .map(|e| (e.reason.unwrap_or_default(), e.message.unwrap_or_default()))
         .collect()
 }
@@ -1354,14 +1361,9 @@ fn process_state(pid: u32) -> Option<char> {
 
 /// (reason, reporting instance) of the Events about object `name`.
 async fn event_reporters(client: &Client, ns: &str, name: &str) -> Vec<(String, String)> {
-    let events: Api<CoreEvent> = Api::namespaced(client.clone(), ns);
-    events
-        .list(&ListParams::default())
+    events_about(client, ns, name)
         .await
-        .expect("list events")
-        .items
         .into_iter()
-        .filter(|e| e.involved_object.name.as_deref() == Some(name))
         .map(|e| {
             (
                 e.reason.unwrap_or_default(),
