@@ -49,6 +49,37 @@ impl Caches {
             && self.tables.wait_until_ready().await.is_ok()
     }
 
+    /// The caches that have not listed yet, by what they hold (for the error that says so).
+    pub fn not_ready(&self) -> Vec<&'static str> {
+        use futures::FutureExt;
+        let mut out = Vec::new();
+        if self
+            .tasks
+            .wait_until_ready()
+            .now_or_never()
+            .is_none_or(|r| r.is_err())
+        {
+            out.push("RoutineLoadTasks");
+        }
+        if self
+            .leases
+            .wait_until_ready()
+            .now_or_never()
+            .is_none_or(|r| r.is_err())
+        {
+            out.push("worker Leases");
+        }
+        if self
+            .tables
+            .wait_until_ready()
+            .now_or_never()
+            .is_none_or(|r| r.is_err())
+        {
+            out.push("Tables");
+        }
+        out
+    }
+
     /// The tasks of job `name` (UID `uid`) in namespace `ns`, and the names of those that don't
     /// decode.
     pub fn job_tasks(

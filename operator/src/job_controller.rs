@@ -206,8 +206,12 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
-    #[error("the task, worker Lease and Table caches have not listed yet (watches failing?)")]
-    CachesNotReady,
+    #[error(
+        "the operator's caches of {} have not listed after {CACHE_WAIT_SECONDS} s: its list/watch \
+         requests fail (check the operator's log, its ClusterRole and the API server)",
+        .0.join(", ")
+    )]
+    CachesNotReady(Vec<&'static str>),
     #[error("applying task '{task}': {source}")]
     ApplyTask {
         task: String,
@@ -240,7 +244,7 @@ impl Error {
             Error::NoNamespace => "no_namespace",
             Error::ListTasks(_) => "list_tasks",
             Error::GetSecret { .. } => "get_secret",
-            Error::CachesNotReady => "caches_not_ready",
+            Error::CachesNotReady(_) => "caches_not_ready",
             Error::ApplyTask { .. } => "apply_task",
             Error::DeleteTask { .. } => "delete_task",
             Error::ReleaseTask { .. } => "release_task",
@@ -250,6 +254,9 @@ impl Error {
         }
     }
 }
+
+/// How long a reconcile waits for the caches' first list before it fails saying which.
+const CACHE_WAIT_SECONDS: u64 = 30;
 
 /// Run the controller until `shutdown` resolves.
 pub async fn run(
@@ -429,13 +436,15 @@ async fn reconcile_job(job: &RoutineLoadJob, ctx: &Context) -> Result<Action, Er
     let client = &ctx.client;
     let task_api: Api<RoutineLoadTask> = Api::namespaced(client.clone(), &ns);
     let status = job.status.clone().unwrap_or_default();
-    let caches = ctx.caches.get().ok_or(Error::CachesNotReady)?;
-    if tokio::time::timeout(Duration::from_secs(30), caches.ready())
+    let caches = ctx.caches.get().ok_or_else(|| {
+        Error::CachesNotReady(vec!["RoutineLoadTasks", "worker Leases", "Tables"])
+    })?;
+    if tokio::time::timeout(Duration::from_secs(CACHE_WAIT_SECONDS), caches.ready())
         .await
         .ok()
         != Some(true)
     {
-        return Err(Error::CachesNotReady);
+        return Err(Error::CachesNotReady(caches.not_ready()));
     }
 
     // Dereference (caches, Kafka): the job's tasks, its table and plan, Kafka metadata and

@@ -7,6 +7,7 @@ pub mod job_plan;
 pub mod job_scheduler;
 pub mod job_state;
 pub mod kafka_metadata;
+pub mod label_sweeper;
 pub mod leader;
 pub mod metrics;
 pub mod table_controller;

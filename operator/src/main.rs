@@ -20,6 +20,9 @@
 //! - `ROUTINE_LOAD_OPERATOR_KAFKA_BROKERS`: `from=to,...`: broker addresses the operator dials
 //!   instead of those in a job's `kafka.brokerList`, when it reaches Kafka by another route
 //!   (another listener) than the workers (default: none).
+//! - `ROUTINE_LOAD_LABEL_KEEP_MAX_SECONDS`: how long a `Load` that ended (FINISHED or CANCELLED)
+//!   is kept, counted from its finish time, before it is deleted and its label can be used again
+//!   (StarRocks `label_keep_max_second`; default 259200, 3 days).
 //! - `RUST_LOG`: log filter (default `info,buoyant_kernel=off`).
 
 use std::process::ExitCode;
@@ -36,7 +39,7 @@ use routine_load_api::{RoutineLoadJob, RoutineLoadTask, Table};
 use routine_load_operator::job_controller::{self, Config, Context};
 use routine_load_operator::leader::{self, LeaderConfig, LeaderGate, Observed};
 use routine_load_operator::metrics::Metrics;
-use routine_load_operator::{table_controller, task_sweeper};
+use routine_load_operator::{label_sweeper, table_controller, task_sweeper};
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
@@ -173,6 +176,10 @@ async fn run() -> anyhow::Result<()> {
         kafka_bootstrap_overrides: parse_overrides("ROUTINE_LOAD_OPERATOR_KAFKA_BROKERS")?,
         ..Config::default()
     };
+    let label_keep = Duration::from_secs(env_num(
+        "ROUTINE_LOAD_LABEL_KEEP_MAX_SECONDS",
+        label_sweeper::DEFAULT_LABEL_KEEP.as_secs(),
+    )?);
     let addr = env_or("ROUTINE_LOAD_HTTP_ADDR", "0.0.0.0:8080");
 
     let client = Client::try_default()
@@ -250,6 +257,7 @@ async fn run() -> anyhow::Result<()> {
         let _ = tables_stopped.await;
     }));
     let sweeper = tokio::spawn(task_sweeper::run(ctx.clone()));
+    let labels = tokio::spawn(label_sweeper::run(ctx.clone(), label_keep));
 
     // Renew every retry period. The gate closes by itself renew_deadline after the start of
     // the last successful renewal (before any standby may take over): controllers stop writing
@@ -278,6 +286,7 @@ async fn run() -> anyhow::Result<()> {
     }
     info!("shutting down");
     sweeper.abort();
+    labels.abort();
     let _ = stop_jobs.send(());
     let _ = stop_tables.send(());
     let _ = stop_tx.send(true);

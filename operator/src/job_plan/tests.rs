@@ -394,6 +394,57 @@ fn plan_decisions() {
                 tolerated: false,
             },
         ),
+        (
+            "a deleted table cancels the job and removes its tasks",
+            PlanInputs {
+                table_blocker: Some(Blocker {
+                    cause: Cause::TableDeleted,
+                    message: "table 't' was deleted".into(),
+                }),
+                kafka: KafkaRead::NotChecked,
+                workers: vec![],
+                ..inputs()
+            },
+            Expect {
+                state: JobState::Cancelled,
+                cause: Cause::TableDeleted,
+                unchanged: &[],
+                delete: &["j-0", "j-1"],
+                apply: &[],
+                reason: &["table 't' was deleted"],
+                conditions: &[],
+                tolerated: false,
+            },
+        ),
+        (
+            "a deleted table cancels a paused job too",
+            PlanInputs {
+                table_blocker: Some(Blocker {
+                    cause: Cause::TableDeleted,
+                    message: "table 't' was deleted".into(),
+                }),
+                desired: DesiredState::Paused,
+                status: RoutineLoadJobStatus {
+                    state: Some(JobState::Paused),
+                    conditions: vec![cond(READY_CONDITION, "False", "UserPaused", ago(600))],
+                    ..running_status(vec![])
+                },
+                tasks: vec![],
+                kafka: KafkaRead::NotChecked,
+                workers: vec![],
+                ..inputs()
+            },
+            Expect {
+                state: JobState::Cancelled,
+                cause: Cause::TableDeleted,
+                unchanged: &[],
+                delete: &[],
+                apply: &[],
+                reason: &["table 't' was deleted"],
+                conditions: &[],
+                tolerated: false,
+            },
+        ),
     ];
     for (name, inputs, e) in cases {
         let p = plan(&inputs, &cfg(), now());
