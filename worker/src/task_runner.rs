@@ -15,7 +15,7 @@ use kube::api::{Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Api, Client, Resource};
 use rdkafka::client::ClientContext;
-use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::types::RDKafkaErrorCode;
@@ -30,7 +30,7 @@ use crate::delta_sink::{CommitRequest, Committed, DeltaSink, SinkError};
 use crate::engine::{LoadEngine, LoadedBatch, SourceMessage};
 use crate::error_window::ErrorWindow;
 use crate::heartbeat::{Heartbeat, Mark};
-use crate::load_memory::{LoadMemory, message_cost};
+use crate::load_memory::{LoadMemory, Reservation, message_cost};
 use crate::metrics::Metrics;
 use crate::retry::{FailureKind, Failures, Verdict};
 use crate::start_offsets::{
@@ -102,7 +102,7 @@ pub fn error_log_file(a: &Assignment) -> String {
 }
 
 /// Keeps librdkafka's last specific error with its reason text (say, why SASL authentication
-/// failed): the errors `recv()` returns carry only a code, and the generic "all broker connections
+/// failed): the errors `poll()` returns carry only a code, and the generic "all broker connections
 /// are down" that follows would hide the cause.
 #[derive(Default)]
 struct KafkaErrors {
@@ -147,7 +147,7 @@ struct Prepared {
     job: RoutineLoadJob,
     engine: LoadEngine,
     sink: DeltaSink,
-    consumer: StreamConsumer<KafkaErrors>,
+    consumer: BaseConsumer<KafkaErrors>,
 }
 
 /// Reads the job and table, plans the load, checks the Delta table and creates the consumer.
@@ -198,7 +198,7 @@ async fn prepare(ctx: &WorkerContext, a: &Assignment, task: &RoutineLoadTask) ->
     for (k, v) in start_offsets::consumer_properties(kafka, &credentials, &group) {
         config.set(k, v);
     }
-    let consumer: StreamConsumer<KafkaErrors> = config
+    let consumer: BaseConsumer<KafkaErrors> = config
         .create_with_context(KafkaErrors::default())
         .context("creating the Kafka consumer")?;
     Ok(Prepared {
@@ -376,8 +376,6 @@ enum PatchFailure {
 
 /// How a batch ended.
 enum BatchEnd {
-    /// Committed (or found committed in the table after an unknown outcome).
-    Committed,
     /// Not committed; the loop resumes from the table's offsets (after `backoff`).
     Retry { backoff: Duration },
     /// The loop waits for the operator to pause the job.
@@ -392,7 +390,8 @@ struct TaskLoop {
     job_name: String,
     task: RoutineLoadTask,
     engine: LoadEngine,
-    sink: DeltaSink,
+    /// Shared with the commit of the batch in flight (which holds it while it commits).
+    sink: Arc<tokio::sync::Mutex<DeltaSink>>,
     partitions: Vec<i32>,
     topic: String,
     reporter: StatusReporter,
@@ -418,8 +417,8 @@ struct TaskLoop {
     scanned_through: i64,
     last_status: Instant,
     dirty: bool,
-    /// The heartbeat when the batch in hand began.
-    batch_mark: Option<Mark>,
+    /// The batch committing while the next one is collected.
+    inflight: Option<InFlight>,
 }
 
 impl TaskLoop {
@@ -479,7 +478,7 @@ impl TaskLoop {
             job_name,
             task,
             engine,
-            sink,
+            sink: Arc::new(tokio::sync::Mutex::new(sink)),
             partitions,
             topic,
             reporter,
@@ -500,14 +499,14 @@ impl TaskLoop {
             scanned_through: -1,
             last_status: Instant::now() - HEARTBEAT_INTERVAL,
             dirty: true,
-            batch_mark: None,
+            inflight: None,
             job,
         }
     }
 
     async fn run(
         &mut self,
-        consumer: &StreamConsumer<KafkaErrors>,
+        consumer: &BaseConsumer<KafkaErrors>,
         stop: &mut watch::Receiver<bool>,
     ) -> Exit {
         'resume: loop {
@@ -551,61 +550,63 @@ impl TaskLoop {
                     }
                 }
             }
+            // Batch N commits on a blocking thread while batch N+1 is collected here; commits
+            // stay in order (one at a time), and every way out of this loop first settles the
+            // batch in flight, so what it committed is counted and the sink is back.
+            let mut gathering = self.gathering();
             loop {
-                let collected = self.collect(consumer, stop).await;
-                let (msgs, reservation, stopped) = match collected {
-                    Collected::Batch {
-                        msgs,
-                        reservation,
-                        stopped,
-                    } => (msgs, reservation, stopped),
-                    Collected::OutOfRange(gaps) => {
-                        return self.pause_for_gaps(&gaps, stop).await;
-                    }
-                    Collected::Reassign => {
-                        if sleep_or_stop(stop, Duration::from_secs(1)).await {
-                            return Exit::Stopped;
+                let step =
+                    tokio::task::block_in_place(|| self.collect(consumer, stop, &mut gathering));
+                let flow = match step {
+                    Step::Settle => match self.settle(consumer).await {
+                        Ok(None) => continue,
+                        Ok(Some(end)) => Flow::End(end),
+                        Err(NotOurs) => return Exit::Fenced,
+                    },
+                    Step::Stopped => Flow::Stop,
+                    Step::OutOfRange(gaps) => Flow::Gaps(gaps),
+                    Step::Reassign => Flow::End(BatchEnd::Retry {
+                        backoff: Duration::from_secs(1),
+                    }),
+                    Step::Closed => {
+                        let closed = std::mem::replace(&mut gathering, self.gathering());
+                        match self.close(consumer, closed).await {
+                            Ok(None) => continue,
+                            Ok(Some(end)) => Flow::End(end),
+                            Err(NotOurs) => return Exit::Fenced,
                         }
-                        continue 'resume;
                     }
                 };
-                if stopped || *stop.borrow() {
-                    // Abandon the batch in flight: nothing was committed, the next owner
-                    // resumes from the table's offsets.
-                    return Exit::Stopped;
-                }
-                self.lag
-                    .update(consumer, &mut self.status, &self.ctx.metrics);
-                if msgs.is_empty() {
-                    if self.report(false).await.is_err() {
-                        return Exit::Fenced;
-                    }
-                    continue;
-                }
-                let end = self.load_and_commit(consumer, msgs).await;
-                drop(reservation);
-                let end = match end {
-                    Ok(end) => end,
+                // Leaving the batch loop: the batch being collected is abandoned (nothing of
+                // it is committed; the next loop resumes from the table's offsets), the one in
+                // flight finishes first.
+                drop(gathering);
+                let settled = match self.settle(consumer).await {
+                    Ok(s) => s,
                     Err(NotOurs) => return Exit::Fenced,
                 };
-                match end {
-                    BatchEnd::Committed => {
-                        if self.report(false).await.is_err() {
-                            return Exit::Fenced;
-                        }
-                    }
-                    BatchEnd::Retry { backoff } => {
+                let flow = match (flow, settled) {
+                    (Flow::Stop, _) => return Exit::Stopped,
+                    // The batch in flight failed: that failure decides (its retry resumes
+                    // from the table, which also drops whatever came after it).
+                    (_, Some(end)) => Flow::End(end),
+                    (flow, None) => flow,
+                };
+                match flow {
+                    Flow::Gaps(gaps) => return self.pause_for_gaps(&gaps, stop).await,
+                    Flow::End(BatchEnd::Retry { backoff }) => {
                         if sleep_or_stop(stop, backoff).await {
                             return Exit::Stopped;
                         }
                         continue 'resume;
                     }
-                    BatchEnd::Paused => {
+                    Flow::End(BatchEnd::Paused) => {
                         // Nothing more is loaded until the operator pauses the job (and
                         // removes the task).
                         let _ = stop.wait_for(|s| *s).await;
                         return Exit::Stopped;
                     }
+                    Flow::Stop => return Exit::Stopped,
                 }
             }
         }
@@ -615,10 +616,12 @@ impl TaskLoop {
     /// Kafka still holds every offset to load, and assigns the partitions at those offsets.
     async fn resume(
         &mut self,
-        consumer: &StreamConsumer<KafkaErrors>,
+        consumer: &BaseConsumer<KafkaErrors>,
     ) -> Result<Resumed, ResumeError> {
         let records = self
             .sink
+            .lock()
+            .await
             .refresh()
             .await
             .context("reading the table's offsets")
@@ -712,11 +715,7 @@ impl TaskLoop {
     }
 
     /// A partition's watermarks, from the broker (blocking call, off the async threads).
-    async fn watermarks(
-        &self,
-        consumer: &StreamConsumer<KafkaErrors>,
-        p: i32,
-    ) -> Result<Watermarks> {
+    async fn watermarks(&self, consumer: &BaseConsumer<KafkaErrors>, p: i32) -> Result<Watermarks> {
         let r = tokio::task::block_in_place(|| {
             consumer.fetch_watermarks(&self.topic, p, Duration::from_secs(10))
         });
@@ -726,7 +725,7 @@ impl TaskLoop {
                 // librdkafka hands the reason of a failure (say, a refused SASL authentication)
                 // to the consumer's queue: poll it briefly so the message can name it. A message
                 // it returns is dropped; the partitions are assigned again from the table.
-                let _ = tokio::time::timeout(Duration::from_millis(500), consumer.recv()).await;
+                let _ = tokio::task::block_in_place(|| consumer.poll(Duration::from_millis(500)));
                 bail!(
                     "{} (reading the offsets of {} partition {p})",
                     kafka_message(&e, consumer.context().last()),
@@ -739,7 +738,7 @@ impl TaskLoop {
     /// A configured start as an offset.
     fn resolve(
         &self,
-        consumer: &StreamConsumer<KafkaErrors>,
+        consumer: &BaseConsumer<KafkaErrors>,
         p: i32,
         start: &KafkaOffset,
         w: Watermarks,
@@ -754,7 +753,7 @@ impl TaskLoop {
     /// The first offset at or after a local time in the job's time zone (`None`: none yet).
     fn offset_for_time(
         &self,
-        consumer: &StreamConsumer<KafkaErrors>,
+        consumer: &BaseConsumer<KafkaErrors>,
         p: i32,
         t: &chrono::NaiveDateTime,
     ) -> Result<Option<i64>> {
@@ -794,112 +793,239 @@ impl TaskLoop {
         )
     }
 
-    /// Collects one batch. Messages stay in librdkafka's buffers until the batch is committed.
-    async fn collect<'c>(
+    /// A new batch, beginning where the previous one ended.
+    fn gathering<'c>(&self) -> Gathering<'c> {
+        Gathering {
+            msgs: Vec::new(),
+            bytes: 0,
+            from: self.position.clone(),
+            deadline: Instant::now() + self.interval,
+            reservation: self.ctx.load_memory.reservation(),
+            memory_full: false,
+            mark: self.ctx.heartbeat.as_ref().map(|h| h.mark()),
+        }
+    }
+
+    /// Collects messages into `g` until the batch closes (rows, bytes, load memory or the
+    /// interval), the batch in flight has finished (to be settled, then collecting goes on), or
+    /// the loop is stopped. Blocking: it runs off the async threads and polls librdkafka's queue
+    /// directly, so a message costs no thread wake-up. Messages stay in librdkafka's buffers
+    /// until the batch is decoded.
+    fn collect<'c>(
         &mut self,
-        consumer: &'c StreamConsumer<KafkaErrors>,
-        stop: &mut watch::Receiver<bool>,
-    ) -> Collected<'c> {
-        let deadline = tokio::time::Instant::now() + self.interval;
-        self.batch_mark = self.ctx.heartbeat.as_ref().map(|h| h.mark());
-        let mut msgs: Vec<BorrowedMessage<'c>> = Vec::new();
-        let mut bytes = 0usize;
-        let mut stopped = false;
-        let mut reservation = self.ctx.load_memory.reservation();
-        let mut memory_full = false;
-        // One timer per batch (not one per message).
-        let batch_timer = tokio::time::sleep_until(deadline);
-        tokio::pin!(batch_timer);
-        while msgs.len() < self.max_rows && bytes < self.max_bytes && !memory_full {
-            tokio::select! {
-                biased;
-                _ = stop.changed() => { stopped = true; break; }
-                _ = &mut batch_timer => break,
-                r = consumer.recv() => match r {
+        consumer: &'c BaseConsumer<KafkaErrors>,
+        stop: &watch::Receiver<bool>,
+        g: &mut Gathering<'c>,
+    ) -> Step {
+        let mut cleared = false;
+        loop {
+            if g.is_full(self.max_rows, self.max_bytes) {
+                return self.closed(g);
+            }
+            if *stop.borrow() {
+                return Step::Stopped;
+            }
+            if self
+                .inflight
+                .as_ref()
+                .is_some_and(|f| f.commit.is_finished())
+            {
+                return Step::Settle;
+            }
+            let now = Instant::now();
+            if now >= g.deadline {
+                return self.closed(g);
+            }
+            // Wait for the first message, then take what is queued without waiting.
+            let mut wait = (g.deadline - now).min(POLL_WAIT);
+            for _ in 0..POLL_BURST {
+                let Some(r) = consumer.poll(wait) else {
+                    break;
+                };
+                wait = Duration::ZERO;
+                match r {
                     Ok(m) => {
-                        let p = m.partition();
-                        let expected = self.position.get(&p).copied();
-                        match expected.map(|e| start_offsets::continuity(e, m.offset())) {
-                            Some(Continuity::Behind) => continue,
-                            Some(Continuity::Ahead) => {
-                                let e = expected.unwrap_or_default();
-                                let w = tokio::task::block_in_place(|| {
-                                    consumer.fetch_watermarks(&self.topic, p, Duration::from_secs(10))
-                                });
-                                match w {
-                                    Ok((low, high)) => {
-                                        if let Err(gap) = check_hole(&self.topic, p, e, Watermarks { low, high }) {
-                                            return Collected::OutOfRange(vec![gap]);
-                                        }
-                                    }
-                                    Err(err) => {
-                                        // Can't tell a hole from a loss: load nothing past it.
-                                        tracing::warn!(partition = p, error = %err, "checking a hole in the offsets");
-                                        self.status.message = Some(format!(
-                                            "partition {p}: offset {} follows {e}; checking the log start failed: {}",
-                                            m.offset(), kafka_message(&err, consumer.context().last())));
-                                        self.dirty = true;
-                                        return Collected::Batch { msgs: Vec::new(), reservation, stopped: false };
-                                    }
-                                }
-                            }
-                            _ => {}
+                        if !cleared {
+                            consumer.context().clear();
+                            cleared = true;
                         }
-                        self.position.insert(p, m.offset() + 1);
-                        consumer.context().clear();
-                        let len = m.payload_len();
-                        bytes += len;
-                        // Past the worker's load memory limit: commit what we have.
-                        memory_full = !reservation.grow(message_cost(len));
-                        msgs.push(m);
-                    }
-                    Err(e) => {
-                        if e.rdkafka_error_code() == Some(RDKafkaErrorCode::AutoOffsetReset) {
-                            // librdkafka found an offset out of range: say which, with the range.
-                            let mut gaps = Vec::new();
-                            for (&p, &o) in &self.position {
-                                if let Ok((low, high)) = tokio::task::block_in_place(|| {
-                                    consumer.fetch_watermarks(&self.topic, p, Duration::from_secs(10))
-                                }) && let Err(gap) = check_in_range(&self.topic, p, o, Watermarks { low, high }) {
-                                    gaps.push(gap);
-                                }
-                            }
-                            if !gaps.is_empty() {
-                                return Collected::OutOfRange(gaps);
-                            }
-                            // librdkafka stopped fetching a partition: assign again from the
-                            // table, which checks the range once more.
-                            tracing::warn!(task = %self.a.name, error = %e, "offset reset refused; assigning again");
-                            self.status.message = Some(kafka_message(&e, consumer.context().last()));
-                            self.dirty = true;
-                            return Collected::Reassign;
+                        if let Err(step) = self.accept(consumer, g, m) {
+                            return step;
                         }
-                        tracing::warn!(task = %self.a.name, error = %e, "Kafka error");
-                        self.status.message = Some(kafka_message(&e, consumer.context().last()));
-                        self.dirty = true;
-                        break;
+                        if g.is_full(self.max_rows, self.max_bytes) {
+                            break;
+                        }
                     }
-                },
+                    Err(e) => return self.kafka_error(consumer, g, e),
+                }
             }
         }
+    }
+
+    /// Adds one message to the batch, checking that it follows the partition's last offset.
+    fn accept<'c>(
+        &mut self,
+        consumer: &'c BaseConsumer<KafkaErrors>,
+        g: &mut Gathering<'c>,
+        m: BorrowedMessage<'c>,
+    ) -> Result<(), Step> {
+        let p = m.partition();
+        let expected = self.position.get(&p).copied();
+        match expected.map(|e| start_offsets::continuity(e, m.offset())) {
+            Some(Continuity::Behind) => return Ok(()),
+            Some(Continuity::Ahead) => {
+                let e = expected.unwrap_or_default();
+                match consumer.fetch_watermarks(&self.topic, p, Duration::from_secs(10)) {
+                    Ok((low, high)) => {
+                        if let Err(gap) = check_hole(&self.topic, p, e, Watermarks { low, high }) {
+                            return Err(Step::OutOfRange(vec![gap]));
+                        }
+                    }
+                    Err(err) => {
+                        // Can't tell a hole from a loss: load nothing past it. The batch is
+                        // dropped and the partitions assigned again from the table's offsets,
+                        // which checks the range once more.
+                        tracing::warn!(partition = p, error = %err, "checking a hole in the offsets");
+                        self.status.message = Some(format!(
+                            "partition {p}: offset {} follows {e}; checking the log start failed: {}",
+                            m.offset(),
+                            kafka_message(&err, consumer.context().last())
+                        ));
+                        self.dirty = true;
+                        return Err(Step::Reassign);
+                    }
+                }
+            }
+            _ => {}
+        }
+        self.position.insert(p, m.offset() + 1);
+        let len = m.payload_len();
+        g.bytes += len;
+        // Past the worker's load memory limit: commit what we have.
+        g.memory_full = !g.reservation.grow(message_cost(len));
+        g.msgs.push(m);
+        Ok(())
+    }
+
+    /// A Kafka error while collecting.
+    fn kafka_error(
+        &mut self,
+        consumer: &BaseConsumer<KafkaErrors>,
+        g: &Gathering<'_>,
+        e: KafkaError,
+    ) -> Step {
+        if e.rdkafka_error_code() == Some(RDKafkaErrorCode::AutoOffsetReset) {
+            // librdkafka found an offset out of range: say which, with the range.
+            let mut gaps = Vec::new();
+            for (&p, &o) in &self.position {
+                if let Ok((low, high)) =
+                    consumer.fetch_watermarks(&self.topic, p, Duration::from_secs(10))
+                    && let Err(gap) = check_in_range(&self.topic, p, o, Watermarks { low, high })
+                {
+                    gaps.push(gap);
+                }
+            }
+            if !gaps.is_empty() {
+                return Step::OutOfRange(gaps);
+            }
+            // librdkafka stopped fetching a partition: assign again from the table, which
+            // checks the range once more.
+            tracing::warn!(task = %self.a.name, error = %e, "offset reset refused; assigning again");
+            self.status.message = Some(kafka_message(&e, consumer.context().last()));
+            self.dirty = true;
+            return Step::Reassign;
+        }
+        tracing::warn!(task = %self.a.name, error = %e, "Kafka error");
+        self.status.message = Some(kafka_message(&e, consumer.context().last()));
+        self.dirty = true;
+        // The batch closes with what it has.
+        self.closed(g)
+    }
+
+    /// The batch closes: the memory metrics say how full it got.
+    fn closed(&self, g: &Gathering<'_>) -> Step {
         self.ctx
             .metrics
             .load_memory
             .with_label_values(&["used"])
             .set(self.ctx.load_memory.used() as i64);
-        if memory_full {
+        if g.memory_full {
             self.ctx
                 .metrics
                 .memory_limited_batches
                 .with_label_values(&[&self.a.namespace, &self.job_name])
                 .inc();
         }
-        Collected::Batch {
-            msgs,
-            reservation,
-            stopped,
-        }
+        Step::Closed
     }
+}
+
+/// How long one poll waits for a message before the loop checks stop, the interval and the
+/// batch in flight again.
+const POLL_WAIT: Duration = Duration::from_millis(100);
+/// Messages taken from librdkafka's queue between two of those checks.
+const POLL_BURST: usize = 4096;
+
+/// A batch being collected.
+struct Gathering<'c> {
+    msgs: Vec<BorrowedMessage<'c>>,
+    bytes: usize,
+    /// Where each partition stood when the batch began: what its commit resumes from.
+    from: BTreeMap<i32, i64>,
+    deadline: Instant,
+    reservation: Reservation,
+    memory_full: bool,
+    /// The heartbeat when the batch began.
+    mark: Option<Mark>,
+}
+
+impl Gathering<'_> {
+    fn is_full(&self, max_rows: usize, max_bytes: usize) -> bool {
+        self.msgs.len() >= max_rows || self.bytes >= max_bytes || self.memory_full
+    }
+}
+
+/// Where collecting stopped.
+enum Step {
+    /// The batch is complete.
+    Closed,
+    /// The batch in flight has finished: settle it, then go on collecting.
+    Settle,
+    /// Stop was requested.
+    Stopped,
+    /// Messages were removed before they loaded: nothing of the batch is loaded.
+    OutOfRange(Vec<OutOfRange>),
+    /// The consumer must be assigned again from the table (the batch is dropped).
+    Reassign,
+}
+
+/// What the batch loop does next when it leaves.
+enum Flow {
+    Stop,
+    Gaps(Vec<OutOfRange>),
+    End(BatchEnd),
+}
+
+/// A collected batch, decoded.
+struct Decoded {
+    loaded: LoadedBatch,
+    resumed_from: BTreeMap<i32, Option<i64>>,
+    next: BTreeMap<i32, i64>,
+    reservation: Reservation,
+    started: Instant,
+    mark: Option<Mark>,
+}
+
+/// A batch committing on a blocking thread.
+struct InFlight {
+    /// The sink comes back with the outcome (the version, or why not) and the commit's time.
+    commit: tokio::task::JoinHandle<(Result<i64, String>, Duration)>,
+    loaded: LoadedBatch,
+    next: BTreeMap<i32, i64>,
+    first_error: Option<String>,
+    started: Instant,
+    /// Held until the batch is settled: it counts against the load memory limit meanwhile.
+    _reservation: Reservation,
 }
 
 /// What resuming found.
@@ -907,19 +1033,6 @@ enum Resumed {
     Ready,
     /// Kafka no longer (or not yet) holds these offsets.
     OutOfRange(Vec<OutOfRange>),
-}
-
-/// What collecting found.
-enum Collected<'c> {
-    Batch {
-        msgs: Vec<BorrowedMessage<'c>>,
-        reservation: crate::load_memory::Reservation,
-        stopped: bool,
-    },
-    /// Messages were removed before they loaded: nothing of the batch is loaded.
-    OutOfRange(Vec<OutOfRange>),
-    /// The consumer must be assigned again (the batch is dropped).
-    Reassign,
 }
 
 /// Why resuming failed: Kafka unreachable is retried for as long as it lasts (the operator
@@ -930,26 +1043,47 @@ enum ResumeError {
 }
 
 impl TaskLoop {
-    /// Loads the messages, checks the error window, commits, and counts the batch once it is
-    /// in the table.
-    async fn load_and_commit(
+    /// A closed batch: decodes it (off the async threads), settles the batch in flight before
+    /// it, then checks the error window and starts its commit.
+    async fn close(
         &mut self,
-        consumer: &StreamConsumer<KafkaErrors>,
-        msgs: Vec<BorrowedMessage<'_>>,
-    ) -> Result<BatchEnd, NotOurs> {
-        let started = Instant::now();
-        let resumed_from: BTreeMap<i32, Option<i64>> = {
-            let mut r = BTreeMap::new();
-            for m in &msgs {
-                r.entry(m.partition()).or_insert_with(|| {
-                    self.status
-                        .committed_offsets
-                        .get(&m.partition().to_string())
-                        .copied()
-                });
+        consumer: &BaseConsumer<KafkaErrors>,
+        g: Gathering<'_>,
+    ) -> Result<Option<BatchEnd>, NotOurs> {
+        self.lag
+            .update(consumer, &mut self.status, &self.ctx.metrics);
+        if g.msgs.is_empty() {
+            self.report(false).await?;
+            return Ok(None);
+        }
+        // Decode, cast and filter are CPU work: off the async threads, so the Lease heartbeat
+        // and the other tasks' I/O never wait on them.
+        let decoded = tokio::task::block_in_place(|| self.decode(g));
+        if let Some(end) = self.settle(consumer).await? {
+            return Ok(Some(end));
+        }
+        match decoded {
+            Ok(d) => self.start_commit(d).await,
+            Err(e) => {
+                self.count_aborted();
+                let message = format!("batch aborted: {e}");
+                self.retry_or_pause(FailureKind::Engine, message)
+                    .await
+                    .map(Some)
             }
-            r
-        };
+        }
+    }
+
+    /// Turns the batch's messages into rows; the messages go back to librdkafka.
+    fn decode(&mut self, g: Gathering<'_>) -> Result<Decoded, crate::engine::EngineError> {
+        let started = Instant::now();
+        let Gathering {
+            msgs,
+            from,
+            reservation,
+            mark,
+            ..
+        } = g;
         let headers: Vec<Option<String>> = if self.engine.wants_headers() {
             msgs.iter().map(crate::engine::record_headers).collect()
         } else {
@@ -967,69 +1101,92 @@ impl TaskLoop {
                 headers: headers.get(i).and_then(|h| h.as_deref()),
             })
             .collect();
-        // Decode, cast and filter are CPU work: off the async threads, so the Lease heartbeat
-        // and the other tasks' I/O never wait on them.
-        let engine = &mut self.engine;
-        let loaded = match tokio::task::block_in_place(|| engine.load(&source)) {
-            Ok(l) => l,
-            Err(e) => {
-                self.count_aborted();
-                let message = format!("batch aborted: {e}");
-                return self.retry_or_pause(FailureKind::Engine, message).await;
-            }
-        };
+        let loaded = self.engine.load(&source)?;
         let mut next: BTreeMap<i32, i64> = BTreeMap::new();
         for m in &source {
             let e = next.entry(m.partition).or_insert(m.offset + 1);
             *e = (*e).max(m.offset + 1);
         }
-        drop(source);
-        let c = loaded.counters;
-        let first_error = loaded.errors.first().map(|e| e.to_string());
+        let resumed_from = next.keys().map(|p| (*p, from.get(p).copied())).collect();
+        Ok(Decoded {
+            loaded,
+            resumed_from,
+            next,
+            reservation,
+            started,
+            mark,
+        })
+    }
+
+    /// Checks the error window and starts the batch's commit on a blocking thread (Parquet
+    /// encoding is CPU work); the loop goes on collecting the next batch meanwhile.
+    async fn start_commit(&mut self, d: Decoded) -> Result<Option<BatchEnd>, NotOurs> {
+        let c = d.loaded.counters;
+        let first_error = d.loaded.errors.first().map(|e| e.to_string());
         if let Err(exceeded) = self
             .window
             .check(c.total_rows, c.error_rows, first_error.as_deref())
         {
             // The rows that passed the limit are logged so the reason can point at them; the
             // batch is not committed and the job pauses.
-            self.log_errors(&loaded);
+            self.log_errors(&d.loaded);
             let reason = format!("{}. See {}", exceeded.reason, self.log_url);
             self.count_aborted();
             self.status.error_window_exceeded = Some(reason.clone());
             self.status.message = Some(reason);
             self.report(true).await?;
-            return Ok(BatchEnd::Paused);
+            return Ok(Some(BatchEnd::Paused));
         }
 
         self.attempts += 1;
         let req = CommitRequest {
-            resumed_from,
-            next: next.clone(),
+            resumed_from: d.resumed_from,
+            next: d.next.clone(),
             starts: BTreeMap::new(),
             label: self.label(&format!("batch-{}", self.attempts)),
             info: self.commit_info(Some(&c)),
         };
-        if let Some(end) = self.check_still_ours().await? {
-            return Ok(end);
+        if let Some(end) = self.check_still_ours(d.mark).await? {
+            return Ok(Some(end));
         }
-        let since = self.sink.version();
-        let batch = (loaded.batch.num_rows() > 0).then(|| loaded.batch.clone());
-        let t0 = Instant::now();
-        let outcome = match self.commit_blocking(batch, &req).await {
-            Ok(done) => Ok(done.version),
-            Err(e @ SinkError::Conflict(_)) => Err(format!("batch not committed: {e}")),
-            Err(e) => {
-                // The commit file may have been written before the error (a storage timeout):
-                // the table says whether this very batch landed.
-                tracing::warn!(task = %self.a.name, error = %e, "commit outcome unknown: reading the table");
-                match self.sink.landed(since, &req.label).await {
-                    Ok(Some(v)) => Ok(v),
-                    Ok(None) => Err(format!("batch not committed: {e}")),
-                    Err(e2) => Err(format!(
-                        "batch not committed: {e}; reading the table after it: {e2}"
-                    )),
-                }
-            }
+        let batch = (d.loaded.batch.num_rows() > 0).then(|| d.loaded.batch.clone());
+        let sink = Arc::clone(&self.sink);
+        let task = self.a.name.clone();
+        let commit = tokio::task::spawn_blocking(move || {
+            tokio::runtime::Handle::current().block_on(async move {
+                let mut sink = sink.lock().await;
+                let t0 = Instant::now();
+                let outcome = commit_or_find(&mut sink, batch, &req, &task).await;
+                (outcome, t0.elapsed())
+            })
+        });
+        self.inflight = Some(InFlight {
+            commit,
+            loaded: d.loaded,
+            next: d.next,
+            first_error,
+            started: d.started,
+            _reservation: d.reservation,
+        });
+        Ok(None)
+    }
+
+    /// Waits for the batch in flight (if any) and counts it once it is in the table. A commit
+    /// that failed ends this run of batches: the loop resumes from the table after a backoff
+    /// (dropping whatever was collected after it), or pauses.
+    async fn settle(
+        &mut self,
+        consumer: &BaseConsumer<KafkaErrors>,
+    ) -> Result<Option<BatchEnd>, NotOurs> {
+        let Some(f) = self.inflight.take() else {
+            return Ok(None);
+        };
+        let (outcome, took) = match f.commit.await {
+            Ok(r) => r,
+            Err(e) => (
+                Err(format!("the commit did not finish: {e}")),
+                Duration::ZERO,
+            ),
         };
         let version = match outcome {
             Ok(v) => v,
@@ -1039,20 +1196,24 @@ impl TaskLoop {
                 // again pauses the job.
                 tracing::warn!(task = %self.a.name, error = %message, "batch not committed");
                 self.count_aborted();
-                return self.retry_or_pause(FailureKind::Storage, message).await;
+                return self
+                    .retry_or_pause(FailureKind::Storage, message)
+                    .await
+                    .map(Some);
             }
         };
 
         // In the table: now, and only now, the batch counts.
+        let c = f.loaded.counters;
         self.failures.clear();
         self.window
-            .commit(c.total_rows, c.error_rows, first_error.as_deref());
-        self.log_errors(&loaded);
+            .commit(c.total_rows, c.error_rows, f.first_error.as_deref());
+        self.log_errors(&f.loaded);
         let m = &self.ctx.metrics;
         let (ns, job) = (self.a.namespace.as_str(), self.job_name.as_str());
         m.commit_seconds
             .with_label_values(&[ns, job])
-            .observe(t0.elapsed().as_secs_f64());
+            .observe(took.as_secs_f64());
         m.batches.with_label_values(&[ns, job, "committed"]).inc();
         for (kind, n) in [
             ("total", c.total_rows),
@@ -1072,17 +1233,18 @@ impl TaskLoop {
         s.counters.error_rows += c.error_rows as i64;
         s.counters.unselected_rows += c.unselected_rows as i64;
         s.counters.committed_batches += 1;
-        s.counters.execute_time_ms += started.elapsed().as_millis() as i64;
+        s.counters.execute_time_ms += f.started.elapsed().as_millis() as i64;
         s.last_commit_version = Some(version);
         s.last_commit_time = Some(Time(now()));
-        for (p, o) in &next {
+        for (p, o) in &f.next {
             s.committed_offsets.insert(p.to_string(), *o);
         }
         s.message = None;
         self.lag
             .update(consumer, &mut self.status, &self.ctx.metrics);
         self.dirty = true;
-        Ok(BatchEnd::Committed)
+        self.report(false).await?;
+        Ok(None)
     }
 
     /// Counts the batches an earlier loop of this very task object committed but could not
@@ -1098,6 +1260,8 @@ impl TaskLoop {
         let uid = self.task.metadata.uid.clone().unwrap_or_default();
         let infos = match self
             .sink
+            .lock()
+            .await
             .commit_infos_since(since, ADOPT_MAX_VERSIONS)
             .await
         {
@@ -1107,7 +1271,7 @@ impl TaskLoop {
                 return;
             }
         };
-        self.scanned_through = self.sink.version();
+        self.scanned_through = self.sink.lock().await.version();
         for (version, info) in infos {
             if info["taskUid"].as_str() != Some(uid.as_str()) {
                 continue;
@@ -1168,8 +1332,8 @@ impl TaskLoop {
     /// task to another worker or let it go, and a batch committed now would be counted nowhere.
     /// Then the task is read again: still ours, the commit goes ahead; moved or deleted, the loop
     /// ends without committing; unreadable, the batch is dropped and loaded again later.
-    async fn check_still_ours(&mut self) -> Result<Option<BatchEnd>, NotOurs> {
-        let (Some(h), Some(mark)) = (self.ctx.heartbeat.as_ref(), self.batch_mark) else {
+    async fn check_still_ours(&mut self, mark: Option<Mark>) -> Result<Option<BatchEnd>, NotOurs> {
+        let (Some(h), Some(mark)) = (self.ctx.heartbeat.as_ref(), mark) else {
             return Ok(None);
         };
         if h.held_since(mark) {
@@ -1265,7 +1429,7 @@ impl TaskLoop {
         batch: Option<deltalake::arrow::record_batch::RecordBatch>,
         req: &CommitRequest,
     ) -> Result<Committed, SinkError> {
-        let sink = &mut self.sink;
+        let mut sink = self.sink.lock().await;
         tokio::task::block_in_place(|| {
             tokio::runtime::Handle::current().block_on(sink.commit(batch, req))
         })
@@ -1353,6 +1517,11 @@ impl TaskLoop {
 
     /// The last status, and the metrics of partitions this loop no longer reports.
     async fn finish(&mut self, exit: Exit) {
+        // A loop fenced while a batch was committing lets that commit end (counted by nobody
+        // here: the task is no longer this loop's) before it goes.
+        if let Some(f) = self.inflight.take() {
+            let _ = f.commit.await;
+        }
         match exit {
             Exit::Stopped => self.reporter.patch_last(&self.status).await,
             Exit::Fenced => tracing::info!(
@@ -1367,6 +1536,32 @@ impl TaskLoop {
                 &self.job_name,
                 &p.to_string(),
             ]);
+        }
+    }
+}
+
+/// Commits a batch; after an error whose outcome is unknown (the commit file may have been
+/// written before a storage timeout) the table says whether this very batch landed. The
+/// version, or why the batch is not in the table.
+async fn commit_or_find(
+    sink: &mut DeltaSink,
+    batch: Option<deltalake::arrow::record_batch::RecordBatch>,
+    req: &CommitRequest,
+    task: &str,
+) -> Result<i64, String> {
+    let since = sink.version();
+    match sink.commit(batch, req).await {
+        Ok(done) => Ok(done.version),
+        Err(e @ SinkError::Conflict(_)) => Err(format!("batch not committed: {e}")),
+        Err(e) => {
+            tracing::warn!(task, error = %e, "commit outcome unknown: reading the table");
+            match sink.landed(since, &req.label).await {
+                Ok(Some(v)) => Ok(v),
+                Ok(None) => Err(format!("batch not committed: {e}")),
+                Err(e2) => Err(format!(
+                    "batch not committed: {e}; reading the table after it: {e2}"
+                )),
+            }
         }
     }
 }
@@ -1397,7 +1592,7 @@ struct LagTracker {
 impl LagTracker {
     fn update(
         &mut self,
-        consumer: &StreamConsumer<KafkaErrors>,
+        consumer: &BaseConsumer<KafkaErrors>,
         status: &mut RoutineLoadTaskStatus,
         metrics: &Metrics,
     ) {
