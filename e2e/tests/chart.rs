@@ -637,6 +637,17 @@ async fn chart_installs_runs_a_job_and_uninstalls_cleanly() {
         ),
         (&as_op, &ns, "list", "leases.coordination.k8s.io", true),
         (&as_op, &ns, "delete", "leases.coordination.k8s.io", false),
+        // Label expiry: the operator lists Loads and deletes expired ones, nothing else.
+        (&as_op, &jobs_ns, "list", "loads.routineload.io", true),
+        (&as_op, &jobs_ns, "delete", "loads.routineload.io", true),
+        (&as_op, &jobs_ns, "create", "loads.routineload.io", false),
+        (
+            &as_op,
+            &jobs_ns,
+            "patch",
+            "loads.routineload.io/status",
+            false,
+        ),
         (
             &as_wk,
             &jobs_ns,

@@ -2,18 +2,20 @@
 //! (CSV, JSON) into the Wikipedia table, read back with the independent reader; the same label
 //! twice loads once ("Label Already Exists" with the first load's state); a load past
 //! `max_filter_ratio` fails, commits nothing and its ErrorURL lists the rows with StarRocks'
-//! reasons; no token => 401, a token without the RBAC => 403, nothing loaded.
+//! reasons; no token => 401, a token without the RBAC => 403, nothing loaded. Labels that ended
+//! expire after the operator's keep time and load again.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::authentication::v1::TokenRequest;
 use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::Api;
-use kube::api::PostParams;
+use kube::api::{Patch, PatchParams, PostParams};
 use routine_load_e2e::installation::{Installation, TABLE, free_port, wait_for};
+use routine_load_e2e::process::LocalProcess;
 use routine_load_e2e::wikipedia::{COLUMN_NAMES, is_good, row, table_columns};
 use routine_load_e2e::{testbed_or_skip, unique_name};
 use serde_json::{Value, json};
@@ -81,81 +83,115 @@ fn json_of(code: u16, body: &str) -> Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("HTTP {code}, not JSON ({e}): {body}"))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stream_load_labels_filter_ratio_and_auth() {
-    let Some(tb) = testbed_or_skip("stream_load_labels_filter_ratio_and_auth") else {
-        return;
-    };
-    let inst = Installation::start(tb, "e2e-stream-load", false)
-        .await
-        .expect("installation");
-    let dir = std::env::temp_dir().join(unique_name("stream-load-table"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let location = format!("file://{}", dir.display());
-    inst.create(
-        TABLE,
-        json!({
-            "apiVersion": "routineload.io/v1alpha1", "kind": "Table",
-            "metadata": {"name": "routine-wiki-edit"},
-            "spec": {"location": location, "columns": table_columns()}
-        }),
-    )
-    .await
-    .expect("create Table");
-    let port = free_port().unwrap();
-    let base = format!("http://127.0.0.1:{port}");
-    let _worker = inst
-        .spawn_worker(
-            &unique_name("worker"),
-            &[
-                ("ROUTINE_LOAD_HTTP_ADDR", &format!("127.0.0.1:{port}")),
-                ("ROUTINE_LOAD_ADVERTISE_URL", &base),
-                ("ROUTINE_LOAD_STREAM_LOAD_MAX_BODY_BYTES", "50000"),
-            ],
-        )
-        .expect("worker");
-    let loader = service_account_token(&inst, "loader", true).await;
-    let stranger = service_account_token(&inst, "stranger", false).await;
-    wait_for(
-        "the worker's HTTP server",
-        Duration::from_secs(90),
-        || async {
-            let out = Command::new("curl")
-                .args(["-sf", &format!("{base}/healthz")])
-                .output()
-                .map_err(|e| e.to_string())?;
-            out.status
-                .success()
-                .then_some(())
-                .ok_or_else(|| "not up".to_string())
-        },
-    )
-    .await;
+/// A Wikipedia `Table` on a local directory and a worker serving Stream Load on a known port
+/// (so that a worker started again under the same name answers at the same URL).
+struct Setup {
+    inst: Installation,
+    dir: PathBuf,
+    location: String,
+    worker_pod: String,
+    port: u16,
+    url: String,
+    user: String,
+    columns: String,
+}
 
-    let url = format!("{base}/api/{}/routine-wiki-edit/_stream_load", inst.ns);
-    let user = format!("loader:{loader}");
-    let columns = format!("columns: {}", COLUMN_NAMES.join(","));
-    let good: Vec<usize> = (0..300).filter(|i| is_good(*i)).collect();
-    let write = |name: &str, rows: &[usize]| {
-        let path = dir.join(name);
-        let text: String = rows.iter().map(|i| row(*i) + "\n").collect();
-        std::fs::write(&path, text).unwrap();
+impl Setup {
+    /// The namespace, the Table and a ServiceAccount `loader` allowed to load; `None` without a
+    /// testbed.
+    async fn start(test: &str) -> Option<Setup> {
+        let tb = testbed_or_skip(test)?;
+        let inst = Installation::start(tb, "e2e-stream-load", false)
+            .await
+            .expect("installation");
+        let dir = std::env::temp_dir().join(unique_name("stream-load-table"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let location = format!("file://{}", dir.display());
+        inst.create(
+            TABLE,
+            json!({
+                "apiVersion": "routineload.io/v1alpha1", "kind": "Table",
+                "metadata": {"name": "routine-wiki-edit"},
+                "spec": {"location": location, "columns": table_columns()}
+            }),
+        )
+        .await
+        .expect("create Table");
+        let port = free_port().unwrap();
+        let loader = service_account_token(&inst, "loader", true).await;
+        let url = format!(
+            "http://127.0.0.1:{port}/api/{}/routine-wiki-edit/_stream_load",
+            inst.ns
+        );
+        Some(Setup {
+            inst,
+            dir,
+            location,
+            worker_pod: unique_name("worker"),
+            port,
+            url,
+            user: format!("loader:{loader}"),
+            columns: format!("columns: {}", COLUMN_NAMES.join(",")),
+        })
+    }
+
+    fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the worker (again: the same pod name and port), with `env` on top, and waits for
+    /// its HTTP server.
+    async fn spawn_worker(&self, env: &[(&str, &str)]) -> LocalProcess {
+        let addr = format!("127.0.0.1:{}", self.port);
+        let base = self.base();
+        let mut all = vec![
+            ("ROUTINE_LOAD_HTTP_ADDR", addr.as_str()),
+            ("ROUTINE_LOAD_ADVERTISE_URL", base.as_str()),
+        ];
+        all.extend_from_slice(env);
+        let worker = self
+            .inst
+            .spawn_worker(&self.worker_pod, &all)
+            .expect("worker");
+        wait_for(
+            "the worker's HTTP server",
+            Duration::from_secs(90),
+            || async {
+                let out = Command::new("curl")
+                    .args(["-sf", &format!("{base}/healthz")])
+                    .output()
+                    .map_err(|e| e.to_string())?;
+                out.status
+                    .success()
+                    .then_some(())
+                    .ok_or_else(|| "not up".to_string())
+            },
+        )
+        .await;
+        worker
+    }
+
+    /// A CSV file of the Wikipedia rows `rows`.
+    fn write(&self, name: &str, rows: &[usize]) -> PathBuf {
+        let path = self.dir.join(name);
+        std::fs::write(&path, csv(rows)).unwrap();
         path
-    };
-    let good_file = write("good.csv", &good);
-    let load = |label: &str, file: &Path, extra: &[&str]| {
+    }
+
+    /// The reference's `curl` CSV load of `file` under `label`, with the headers `extra`.
+    fn load(&self, label: &str, file: &Path, extra: &[&str]) -> (u16, Value) {
         let label = format!("label:{label}");
         let file = file.display().to_string();
         let mut args = vec![
             "--location-trusted",
             "-u",
-            &user,
+            &self.user,
             "-H",
             &label,
             "-H",
             "column_separator:,",
             "-H",
-            &columns,
+            &self.columns,
             "-T",
             &file,
             "-XPUT",
@@ -163,10 +199,62 @@ async fn stream_load_labels_filter_ratio_and_auth() {
         for e in extra {
             args.extend(["-H", e]);
         }
-        args.push(&url);
+        args.push(&self.url);
         let (code, body) = curl(&args);
         (code, json_of(code, &body))
+    }
+
+    /// The `user` column of the table's latest version, sorted, and that version.
+    fn users(&self) -> (i64, Vec<String>) {
+        let snapshot = self
+            .inst
+            .tb
+            .read_delta(&self.location, None)
+            .expect("read the table");
+        let mut users: Vec<String> = snapshot
+            .column("user")
+            .iter()
+            .map(|v| v.as_str().unwrap_or_default().to_string())
+            .collect();
+        users.sort();
+        (snapshot.version, users)
+    }
+}
+
+fn csv(rows: &[usize]) -> String {
+    rows.iter().map(|i| row(*i) + "\n").collect()
+}
+
+/// The users of the rows `rows`, `times` times each, sorted.
+fn users_of(rows: &[usize], times: usize) -> Vec<String> {
+    let mut want: Vec<String> = rows
+        .iter()
+        .flat_map(|i| std::iter::repeat_n(format!("User{i}"), times))
+        .collect();
+    want.sort();
+    want
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_load_labels_filter_ratio_and_auth() {
+    let Some(setup) = Setup::start("stream_load_labels_filter_ratio_and_auth").await else {
+        return;
     };
+    let _worker = setup
+        .spawn_worker(&[("ROUTINE_LOAD_STREAM_LOAD_MAX_BODY_BYTES", "50000")])
+        .await;
+    let Setup {
+        inst,
+        location,
+        url,
+        user,
+        ..
+    } = &setup;
+    let stranger = service_account_token(inst, "stranger", false).await;
+    let good: Vec<usize> = (0..300).filter(|i| is_good(*i)).collect();
+    let write = |name: &str, rows: &[usize]| setup.write(name, rows);
+    let good_file = write("good.csv", &good);
+    let load = |label: &str, file: &Path, extra: &[&str]| setup.load(label, file, extra);
 
     // A CSV load: every row once, in one Delta version.
     let (code, first) = load("wiki-1", &good_file, &[]);
@@ -179,17 +267,13 @@ async fn stream_load_labels_filter_ratio_and_auth() {
     assert_eq!(first["NumberLoadedRows"], good.len(), "{first}");
     assert_eq!(first["NumberFilteredRows"], 0, "{first}");
     let version = first["TxnId"].as_i64().expect("TxnId");
-    let snapshot = inst.tb.read_delta(&location, None).expect("read the table");
-    assert_eq!(snapshot.version, version);
-    let mut users: Vec<String> = snapshot
-        .column("user")
-        .iter()
-        .map(|v| v.as_str().unwrap_or_default().to_string())
-        .collect();
-    users.sort();
-    let mut want: Vec<String> = good.iter().map(|i| format!("User{i}")).collect();
-    want.sort();
-    assert_eq!(users, want, "the table holds every row of the load once");
+    let (table_version, users) = setup.users();
+    assert_eq!(table_version, version);
+    assert_eq!(
+        users,
+        users_of(&good, 1),
+        "the table holds every row of the load once"
+    );
 
     // The same label again: refused with the first load's state, nothing loaded twice.
     let (code, again) = load("wiki-1", &good_file, &[]);
@@ -212,12 +296,12 @@ async fn stream_load_labels_filter_ratio_and_auth() {
             Value::Object(o)
         })
         .collect();
-    let json_file = dir.join("rows.json");
+    let json_file = setup.dir.join("rows.json");
     std::fs::write(&json_file, serde_json::to_vec(&objects).unwrap()).unwrap();
     let (code, body) = curl(&[
         "--location-trusted",
         "-u",
-        &user,
+        user,
         "-H",
         "label:wiki-json",
         "-H",
@@ -227,7 +311,7 @@ async fn stream_load_labels_filter_ratio_and_auth() {
         "-T",
         &json_file.display().to_string(),
         "-XPUT",
-        &url,
+        url,
     ]);
     let json_load = json_of(code, &body);
     assert_eq!(json_load["Status"], "Success", "{json_load}");
@@ -274,7 +358,7 @@ async fn stream_load_labels_filter_ratio_and_auth() {
         "-T",
         &good_file.display().to_string(),
         "-XPUT",
-        &url,
+        url,
     ]);
     assert_eq!(code, 401, "{body}");
     let stranger_user = format!("stranger:{stranger}");
@@ -286,7 +370,7 @@ async fn stream_load_labels_filter_ratio_and_auth() {
         "-T",
         &good_file.display().to_string(),
         "-XPUT",
-        &url,
+        url,
     ]);
     assert_eq!(code, 403, "{body}");
     assert!(body.contains("create") && body.contains("loads"), "{body}");
@@ -312,7 +396,7 @@ async fn stream_load_labels_filter_ratio_and_auth() {
         "{cut}"
     );
 
-    let snapshot = inst.tb.read_delta(&location, None).expect("read the table");
+    let snapshot = inst.tb.read_delta(location, None).expect("read the table");
     assert_eq!(Some(snapshot.version), tolerated["TxnId"].as_i64());
     assert_eq!(
         snapshot.rows.len(),
@@ -325,4 +409,116 @@ async fn stream_load_labels_filter_ratio_and_auth() {
         .filter(|u| (600..610).any(|i| u.as_str() == Some(&format!("User{i}"))))
         .count();
     assert_eq!(json_users, 10, "the JSON rows");
+}
+
+/// Label expiry (StarRocks `label_keep_max_second`) with an operator keeping ended Loads 6 s:
+/// a FINISHED and a CANCELLED Load disappear after their keep time and not before, a LOADING
+/// Load stays, and the freed label loads its data again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ended_labels_expire_and_load_again() {
+    const KEEP_SECS: u64 = 6;
+    let Some(setup) = Setup::start("ended_labels_expire_and_load_again").await else {
+        return;
+    };
+    let inst = &setup.inst;
+    let _worker = setup.spawn_worker(&[]).await;
+    let keep = KEEP_SECS.to_string();
+    let _operator = inst
+        .spawn_operator(
+            &format!("operator-{}", inst.ns),
+            &[("ROUTINE_LOAD_LABEL_KEEP_MAX_SECONDS", &keep)],
+        )
+        .expect("operator");
+    let rows: Vec<usize> = (0..200).filter(|i| is_good(*i)).collect();
+    let file = setup.write("rows.csv", &rows);
+    // A Load still LOADING (its loader is elsewhere): never expires.
+    inst.create(
+        LOAD,
+        json!({"metadata": {"name": "in-flight"}, "spec": {"table": "routine-wiki-edit", "type": "STREAM_LOAD"}}),
+    )
+    .await
+    .expect("create the LOADING Load");
+    inst.api(LOAD)
+        .patch_status(
+            "in-flight",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"state": "LOADING", "worker": "elsewhere"}})),
+        )
+        .await
+        .expect("mark the Load LOADING");
+
+    let (code, first) = setup.load("expiring", &file, &[]);
+    assert_eq!(
+        (code, first["Status"].as_str()),
+        (200, Some("Success")),
+        "{first}"
+    );
+    let finished_at = Instant::now();
+    let mixed = setup.write("mixed.csv", &(0..200).collect::<Vec<_>>());
+    let (_, failed) = setup.load("failing", &mixed, &["strict_mode:true"]);
+    assert_eq!(failed["Status"], "Fail", "{failed}");
+    let failed_at = Instant::now();
+    // Within the keep time the label is taken.
+    let (_, again) = setup.load("expiring", &file, &[]);
+    assert!(
+        finished_at.elapsed() < Duration::from_secs(KEEP_SECS),
+        "the retry came after the keep time; the check below means nothing"
+    );
+    assert_eq!(again["Status"], "Label Already Exists", "{again}");
+    assert_eq!(again["ExistingJobStatus"], "FINISHED", "{again}");
+
+    let gone = |label: &'static str| async move {
+        match inst.api(LOAD).get_opt(label).await {
+            Ok(None) => Ok(()),
+            Ok(Some(l)) => Err(format!("still there: {}", serde_json::to_value(l).unwrap())),
+            Err(e) => Err(format!("reading Load {label}: {e}")),
+        }
+    };
+    wait_for(
+        "the FINISHED Load to expire",
+        Duration::from_secs(60),
+        || gone("expiring"),
+    )
+    .await;
+    let finished_kept = finished_at.elapsed();
+    wait_for(
+        "the CANCELLED Load to expire",
+        Duration::from_secs(60),
+        || gone("failing"),
+    )
+    .await;
+    let failed_kept = failed_at.elapsed();
+    eprintln!(
+        "FINISHED Load deleted {:.1} s after it ended, CANCELLED {:.1} s (keep {KEEP_SECS} s)",
+        finished_kept.as_secs_f64(),
+        failed_kept.as_secs_f64()
+    );
+    for (what, kept) in [("FINISHED", finished_kept), ("CANCELLED", failed_kept)] {
+        assert!(
+            kept >= Duration::from_secs(KEEP_SECS),
+            "the {what} Load went after {kept:?}, before its keep time"
+        );
+    }
+    let in_flight = inst
+        .get(LOAD, "in-flight")
+        .await
+        .expect("the LOADING Load is kept");
+    assert_eq!(in_flight["status"]["state"], "LOADING", "{in_flight}");
+
+    // The freed label loads again: a new Delta version, every row twice in the table.
+    let (code, reused) = setup.load("expiring", &file, &[]);
+    assert_eq!(
+        (code, reused["Status"].as_str()),
+        (200, Some("Success")),
+        "{reused}"
+    );
+    assert!(
+        reused["TxnId"].as_i64() > first["TxnId"].as_i64(),
+        "{first} then {reused}"
+    );
+    let (version, users) = setup.users();
+    assert_eq!(Some(version), reused["TxnId"].as_i64());
+    assert_eq!(users, users_of(&rows, 2), "the label's rows, loaded twice");
+    let load = inst.get(LOAD, "expiring").await.expect("the new Load");
+    assert_eq!(load["status"]["state"], "FINISHED", "{load}");
 }

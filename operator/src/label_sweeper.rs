@@ -99,7 +99,9 @@ async fn delete(ctx: &Context, load: &Load) {
     };
     let state = load.status.as_ref().map(|s| s.state.as_str()).unwrap_or("");
     match api.delete(&label, &dp).await {
-        Ok(_) => info!(namespace = %ns, label = %label, state, "deleted a Load past the label keep time; its label is free"),
+        Ok(_) => {
+            info!(namespace = %ns, label = %label, state, "deleted a Load past the label keep time; its label is free")
+        }
         // Gone already, or changed since it was listed (judged again next sweep).
         Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
         Err(e) => {

@@ -12,6 +12,11 @@
 - apiGroups: [routineload.io]
   resources: [routineloadtasks]
   verbs: [get, list, watch, create, patch, delete]
+# Stream Load labels: list the Loads and delete those that ended longer than
+# labelKeepMaxSeconds ago, which frees their labels.
+- apiGroups: [routineload.io]
+  resources: [loads]
+  verbs: [list, delete]
 # Kafka and storage credentials that jobs and tables reference (to read Kafka metadata, table
 # versions, and delete data of tables with deletionPolicy Delete).
 - apiGroups: [""]
