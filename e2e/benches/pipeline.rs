@@ -5,16 +5,18 @@
 //!    Kafka through decode, map, filter, cast and Parquet to a committed Delta version on a local
 //!    directory, for the Wikipedia rows as CSV and JSON and for a 50-column schema; compared with
 //!    the ceiling measured over the same topic in the same run.
-//! 3. Latency: produce-to-visible at half the measured CSV capacity, default and 1 s batch
+//! 3. Several tasks on one worker: a 4-partition topic loaded by one task and by two tasks in one
+//!    process.
+//! 4. Latency: produce-to-visible at half the measured CSV capacity, default and 1 s batch
 //!    interval.
-//! 4. Scale: the operator binary with N jobs x 3 tasks (fake workers) against the API server.
+//! 5. Scale: the operator binary with N jobs x 3 tasks (fake workers) against the API server.
 //!
 //! Every measured phase runs alone in a child process (this executable re-run with `__child`),
 //! which reports its own CPU time (`/proc/self/stat`) and peak RSS (`VmHWM`). Results go to
 //! `bench/results/pipeline.{json,md}` (`BENCH_OUT` overrides the path without extension).
 //!
 //! Settings (environment): `BENCH_ROWS` (1000000), `BENCH_WIDE_ROWS` (600000),
-//! `BENCH_PHASES` (`throughput,latency,scale`), `BENCH_LATENCY_SECS` (20), `BENCH_SCALE_JOBS`
+//! `BENCH_PHASES` (`throughput,scaling,latency,scale`), `BENCH_LATENCY_SECS` (20), `BENCH_SCALE_JOBS`
 //! (200), `BENCH_SCALE_STEADY_SECS` (60). `ROUTINE_LOAD_E2E=0` or no testbed: prints SKIPPED.
 
 use std::collections::BTreeMap;
@@ -354,8 +356,9 @@ fn consumer_props() -> Vec<(String, String)> {
         .collect()
 }
 
-/// The worker's consume loop alone: StreamConsumer, `timeout_at(recv())` per message, payload
-/// copied, as `task_runner` collects a batch; no decode, no write.
+/// An async consume loop: StreamConsumer, `timeout_at(recv())` per message, payload copied (a
+/// wake-up per message, as the worker consumed before it polled a BaseConsumer); no decode, no
+/// write.
 fn child_stream(p: &Value) -> Result<Value> {
     use rdkafka::consumer::StreamConsumer;
     use rdkafka::message::Message as _;
@@ -414,7 +417,12 @@ fn child_load(p: &Value) -> Result<Value> {
     use routine_load_worker::task_runner::{Assignment, WorkerContext, run_task};
     routine_load_e2e::install_crypto_provider();
     let ns = p["namespace"].as_str().context("namespace")?.to_string();
-    let task = p["task"].as_str().context("task")?.to_string();
+    let tasks: Vec<String> = p["tasks"]
+        .as_array()
+        .context("tasks")?
+        .iter()
+        .filter_map(|t| t.as_str().map(str::to_string))
+        .collect();
     let job = p["job"].as_str().context("job")?.to_string();
     let n = p["rows"].as_u64().context("rows")?;
     let interval = p["interval_ms"].as_u64().map(Duration::from_millis);
@@ -445,12 +453,18 @@ fn child_load(p: &Value) -> Result<Value> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let cpu0 = cpu_seconds();
         let t0 = Instant::now();
-        let a = Assignment {
-            namespace: ns.clone(),
-            name: task.clone(),
-            epoch: 1,
-        };
-        let handle = tokio::spawn(run_task(ctx, a, stop_rx));
+        // Every task's loop in this one process, as one worker runs the tasks it is given.
+        let handles: Vec<_> = tasks
+            .iter()
+            .map(|task| {
+                let a = Assignment {
+                    namespace: ns.clone(),
+                    name: task.clone(),
+                    epoch: 1,
+                };
+                tokio::spawn(run_task(ctx.clone(), a, stop_rx.clone()))
+            })
+            .collect();
         let total = metrics.rows.with_label_values(&[&ns, &job, "total"]);
         let loaded = metrics.rows.with_label_values(&[&ns, &job, "loaded"]);
         let errors = metrics.rows.with_label_values(&[&ns, &job, "error"]);
@@ -466,9 +480,9 @@ fn child_load(p: &Value) -> Result<Value> {
             if rows >= n {
                 break;
             }
-            if handle.is_finished() {
-                let r = handle.await;
-                bail!("the task loop ended early after {rows} rows: {r:?}");
+            if let Some(h) = handles.iter().position(|h| h.is_finished()) {
+                let r = handles.into_iter().nth(h).context("task loop")?.await;
+                bail!("a task loop ended early after {rows} rows: {r:?}");
             }
             if t0.elapsed() > Duration::from_secs(900) {
                 bail!("only {rows} of {n} rows committed in 900 s");
@@ -479,7 +493,9 @@ fn child_load(p: &Value) -> Result<Value> {
         let cpu = cpu_seconds() - cpu0;
         let hwm = proc_status_kb("self", "VmHWM");
         let _ = stop_tx.send(true);
-        let _ = tokio::time::timeout(Duration::from_secs(30), handle).await;
+        for handle in handles {
+            let _ = tokio::time::timeout(Duration::from_secs(30), handle).await;
+        }
         Ok(json!({
             "rows": total.get(), "loaded_rows": loaded.get(), "error_rows": errors.get(),
             "batches": batches.get(), "commit_s": commit_seconds.get_sample_sum(), "wall_s": wall, "cpu_s": cpu, "peak_rss_kb": hwm,
@@ -500,11 +516,13 @@ fn ar(kind: &str, plural: &str) -> ApiResource {
 
 struct Load {
     job: String,
-    task: String,
+    job_uid: String,
+    tasks: Vec<String>,
     dir: PathBuf,
 }
 
-/// Table + RoutineLoadJob + RoutineLoadTask (partition 0, epoch 1) for one measured load.
+/// Table + RoutineLoadJob + one RoutineLoadTask (epoch 1, on the bench worker) per entry of
+/// `tasks`, each with those partitions.
 async fn create_load(
     tb: &Testbed,
     client: &Client,
@@ -512,7 +530,9 @@ async fn create_load(
     name: &str,
     ds: Dataset,
     topic: &str,
+    tasks: &[&[i32]],
 ) -> Result<Load> {
+    let partitions: Vec<i32> = tasks.iter().flat_map(|t| t.iter().copied()).collect();
     let dir = std::env::temp_dir().join(unique_name("bench-table"));
     std::fs::create_dir_all(&dir)?;
     let pp = PostParams::default();
@@ -531,13 +551,13 @@ async fn create_load(
         .context("create Table")?;
     let mut spec = json!({
         "table": name,
-        "desiredConcurrentNumber": 1,
+        "desiredConcurrentNumber": tasks.len(),
         "maxErrorNumber": 1000,
         "kafka": {
             "brokerList": tb.var("KAFKA_BROKERS")?,
             "topic": topic,
-            "partitions": [0],
-            "offsets": ["OFFSET_BEGINNING"]
+            "partitions": partitions,
+            "offsets": vec!["OFFSET_BEGINNING"; partitions.len()]
         }
     });
     let props: serde_json::Map<String, Value> = consumer_props()
@@ -563,26 +583,31 @@ async fn create_load(
         .await
         .context("create RoutineLoadJob")?;
     let uid = job.metadata.uid.context("job uid")?;
-    let task = format!("{name}-0");
-    let tasks: Api<DynamicObject> = Api::namespaced_with(
+    let task_api: Api<DynamicObject> = Api::namespaced_with(
         client.clone(),
         ns,
         &ar("RoutineLoadTask", "routineloadtasks"),
     );
-    tasks
-        .create(
-            &pp,
-            &serde_json::from_value(json!({
-                "apiVersion": "routineload.io/v1alpha1", "kind": "RoutineLoadTask",
-                "metadata": {"name": task, "labels": {"routineload.io/worker": "bench-worker"}},
-                "spec": {"job": name, "jobUid": uid, "partitions": [0], "worker": "bench-worker", "epoch": 1}
-            }))?,
-        )
-        .await
-        .context("create RoutineLoadTask")?;
+    let mut names = Vec::new();
+    for (i, parts) in tasks.iter().enumerate() {
+        let task = format!("{name}-{i}");
+        task_api
+            .create(
+                &pp,
+                &serde_json::from_value(json!({
+                    "apiVersion": "routineload.io/v1alpha1", "kind": "RoutineLoadTask",
+                    "metadata": {"name": task, "labels": {"routineload.io/worker": "bench-worker"}},
+                    "spec": {"job": name, "jobUid": uid, "partitions": parts, "worker": "bench-worker", "epoch": 1}
+                }))?,
+            )
+            .await
+            .context("create RoutineLoadTask")?;
+        names.push(task);
+    }
     Ok(Load {
         job: name.to_string(),
-        task,
+        job_uid: uid,
+        tasks: names,
         dir,
     })
 }
@@ -618,10 +643,15 @@ fn producer(tb: &Testbed, linger_ms: &str) -> Result<BaseProducer<DeliveryCounte
     })?)
 }
 
-fn send(p: &BaseProducer<DeliveryCounter>, topic: &str, payload: &[u8]) -> Result<()> {
+fn send(
+    p: &BaseProducer<DeliveryCounter>,
+    topic: &str,
+    partition: i32,
+    payload: &[u8],
+) -> Result<()> {
     let mut rec = BaseRecord::<(), [u8]>::to(topic)
         .payload(payload)
-        .partition(0);
+        .partition(partition);
     loop {
         match p.send(rec) {
             Ok(()) => return Ok(()),
@@ -636,15 +666,22 @@ fn send(p: &BaseProducer<DeliveryCounter>, topic: &str, payload: &[u8]) -> Resul
     }
 }
 
-/// Produces `n` messages of a data set to partition 0 as fast as the broker takes them.
-fn produce_dataset(tb: &Testbed, topic: &str, ds: Dataset, n: usize) -> Result<Value> {
+/// Produces `n` messages of a data set as fast as the broker takes them, message `i` to
+/// partition `i % partitions`.
+fn produce_dataset(
+    tb: &Testbed,
+    topic: &str,
+    ds: Dataset,
+    n: usize,
+    partitions: i32,
+) -> Result<Value> {
     let p = producer(tb, "20")?;
     let t0 = Instant::now();
     let mut bytes = 0u64;
     for i in 0..n {
         let m = ds.message(i);
         bytes += m.len() as u64;
-        send(&p, topic, m.as_bytes())?;
+        send(&p, topic, i as i32 % partitions, m.as_bytes())?;
         if i % 1000 == 0 {
             p.poll(Duration::ZERO);
         }
@@ -655,9 +692,12 @@ fn produce_dataset(tb: &Testbed, topic: &str, ds: Dataset, n: usize) -> Result<V
     if ctx.failed.load(Ordering::Relaxed) > 0 {
         bail!("{} deliveries failed", ctx.failed.load(Ordering::Relaxed));
     }
-    let (_, high) = tb.watermarks(topic, 0)?;
-    if high != n as i64 {
-        bail!("{topic} holds {high} messages, produced {n}");
+    let mut held = 0;
+    for partition in 0..partitions {
+        held += tb.watermarks(topic, partition)?.1;
+    }
+    if held != n as i64 {
+        bail!("{topic} holds {held} messages, produced {n}");
     }
     Ok(
         json!({"messages": n, "bytes": bytes, "avg_message_bytes": bytes as f64 / n as f64, "produce_s": secs}),
@@ -697,6 +737,41 @@ fn delta_log_scan(dir: &Path, seen: &mut i64, max_txn: &mut i64) -> Result<()> {
     Ok(())
 }
 
+/// The sum over `partitions` of the next offset the Delta log records for the job (its latest
+/// transaction version per partition): how many messages the table holds the offsets of.
+fn committed_total(dir: &Path, job_uid: &str, partitions: &[i32]) -> Result<i64> {
+    let log = dir.join("_delta_log");
+    let mut latest: BTreeMap<String, i64> = BTreeMap::new();
+    let mut versions: Vec<i64> = std::fs::read_dir(&log)?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let v = name.strip_suffix(".json")?;
+            (v.len() == 20).then(|| v.parse::<i64>().ok())?
+        })
+        .collect();
+    versions.sort();
+    for v in versions {
+        let text = std::fs::read_to_string(log.join(format!("{v:020}.json")))?;
+        for line in text.lines().filter(|l| l.contains("\"txn\"")) {
+            let a: Value = serde_json::from_str(line)?;
+            if let (Some(app), Some(t)) = (a["txn"]["appId"].as_str(), a["txn"]["version"].as_i64())
+            {
+                latest.insert(app.to_string(), t);
+            }
+        }
+    }
+    Ok(partitions
+        .iter()
+        .map(|p| {
+            latest
+                .get(&routine_load_api::names::transaction_app_id(job_uid, *p))
+                .copied()
+                .unwrap_or(0)
+        })
+        .sum())
+}
+
 fn kb_to_mib(kb: u64) -> f64 {
     kb as f64 / 1024.0
 }
@@ -716,7 +791,7 @@ async fn throughput(
     eprintln!("[{}] producing {n} messages to {topic}", ds.name());
     let produced = {
         let (tb, topic) = (tb.clone(), topic.clone());
-        tokio::task::spawn_blocking(move || produce_dataset(&tb, &topic, ds, n)).await??
+        tokio::task::spawn_blocking(move || produce_dataset(&tb, &topic, ds, n, 1)).await??
     };
     eprintln!("[{}] produced: {produced}", ds.name());
     let bytes = produced["bytes"].as_f64().unwrap_or(0.0);
@@ -740,11 +815,20 @@ async fn throughput(
     let ceiling_runs_wall_s: Vec<Value> = runs.iter().map(|r| r["wall_s"].clone()).collect();
     let stream_params = json!({"topic": topic, "rows": n});
     let stream = tokio::task::spawn_blocking(move || run_child("stream", &stream_params)).await??;
-    eprintln!("[{}] worker-style StreamConsumer loop: {stream}", ds.name());
+    eprintln!("[{}] StreamConsumer recv() loop: {stream}", ds.name());
     eprintln!("[{}] ceiling: {ceiling}", ds.name());
 
-    let load = create_load(tb, client, ns, &ds.name().replace('_', "-"), ds, &topic).await?;
-    let lp = json!({"namespace": ns, "task": load.task, "job": load.job, "rows": n});
+    let load = create_load(
+        tb,
+        client,
+        ns,
+        &ds.name().replace('_', "-"),
+        ds,
+        &topic,
+        &[&[0]],
+    )
+    .await?;
+    let lp = json!({"namespace": ns, "tasks": load.tasks, "job": load.job, "rows": n});
     let e2e = tokio::task::spawn_blocking(move || run_child("load", &lp)).await??;
     eprintln!("[{}] end to end: {e2e}", ds.name());
     let (mut seen, mut txn) = (-1, -1);
@@ -804,6 +888,59 @@ async fn throughput(
     }))
 }
 
+/// Several tasks on one worker: a 4-partition CSV topic loaded once by one task holding the four
+/// partitions and once by two tasks of two partitions each, both in one process (one worker).
+async fn scaling(tb: &Testbed, client: &Client, ns: &str, n: usize) -> Result<Value> {
+    let ds = Dataset::Csv;
+    let topic = unique_name("bench-scaling");
+    tb.create_topic(&topic, 4).await?;
+    eprintln!("[scaling] producing {n} messages to {topic} (4 partitions)");
+    let produced = {
+        let (tb, topic) = (tb.clone(), topic.clone());
+        tokio::task::spawn_blocking(move || produce_dataset(&tb, &topic, ds, n, 4)).await??
+    };
+    let mut runs = Vec::new();
+    let layouts: [(&str, &[&[i32]]); 2] = [
+        ("one task, 4 partitions", &[&[0, 1, 2, 3]]),
+        ("two tasks, 2 partitions each", &[&[0, 1], &[2, 3]]),
+    ];
+    for (i, (label, tasks)) in layouts.into_iter().enumerate() {
+        let load = create_load(tb, client, ns, &format!("scaling-{i}"), ds, &topic, tasks).await?;
+        let lp = json!({"namespace": ns, "tasks": load.tasks, "job": load.job, "rows": n});
+        let r = tokio::task::spawn_blocking(move || run_child("load", &lp)).await??;
+        eprintln!("[scaling] {label}: {r}");
+        let committed = committed_total(&load.dir, &load.job_uid, &[0, 1, 2, 3])?;
+        if committed != n as i64 || r["loaded_rows"].as_u64() != Some(n as u64) {
+            bail!(
+                "scaling, {label}: the table's committed offsets add up to {committed} and {} rows were loaded, expected {n}",
+                r["loaded_rows"]
+            );
+        }
+        let _ = std::fs::remove_dir_all(&load.dir);
+        let wall = r["wall_s"].as_f64().unwrap_or(f64::NAN);
+        let cpu = r["cpu_s"].as_f64().unwrap_or(f64::NAN);
+        runs.push(json!({
+            "layout": label,
+            "tasks": tasks.len(),
+            "raw": r,
+            "rows_per_s": n as f64 / wall,
+            "rows_per_cpu_s": n as f64 / cpu,
+            "cpu_cores_used": cpu / wall,
+            "peak_rss_mib": kb_to_mib(r["peak_rss_kb"].as_u64().unwrap_or(0)),
+        }));
+    }
+    delete_topic(tb, &topic).await;
+    let one = runs[0]["rows_per_s"].as_f64().unwrap_or(f64::NAN);
+    let two = runs[1]["rows_per_s"].as_f64().unwrap_or(f64::NAN);
+    Ok(json!({
+        "dataset": ds.name(),
+        "topic": topic,
+        "produced": produced,
+        "runs": runs,
+        "two_tasks_over_one": two / one,
+    }))
+}
+
 fn dir_size(p: &Path) -> u64 {
     let mut total = 0;
     if let Ok(rd) = std::fs::read_dir(p) {
@@ -850,7 +987,16 @@ async fn latency(
     let ds = Dataset::Csv;
     let topic = unique_name(&format!("bench-latency-{label}"));
     tb.create_topic(&topic, 1).await?;
-    let load = create_load(tb, client, ns, &format!("latency-{label}"), ds, &topic).await?;
+    let load = create_load(
+        tb,
+        client,
+        ns,
+        &format!("latency-{label}"),
+        ds,
+        &topic,
+        &[&[0]],
+    )
+    .await?;
     if !(rate.is_finite() && rate >= 1.0) {
         bail!("latency: no usable rate ({rate})");
     }
@@ -858,7 +1004,7 @@ async fn latency(
     // more so the measured rows are batched as in a steady stream.
     let interval_s = interval_ms.map(|m| m as f64 / 1000.0).unwrap_or(10.0);
     let total = (rate * (secs + interval_s + 2.0)) as usize;
-    let mut params = json!({"namespace": ns, "task": load.task, "job": load.job, "rows": total});
+    let mut params = json!({"namespace": ns, "tasks": load.tasks, "job": load.job, "rows": total});
     if let Some(ms) = interval_ms {
         params["interval_ms"] = json!(ms);
     }
@@ -911,7 +1057,7 @@ async fn latency(
             let due = ((t0.elapsed().as_secs_f64() * rate) as usize).min(total);
             while times.len() < due {
                 let m = ds.message(times.len());
-                send(&p, &topic2, m.as_bytes())?;
+                send(&p, &topic2, 0, m.as_bytes())?;
                 times.push(Instant::now());
             }
             p.poll(Duration::ZERO);
@@ -1109,7 +1255,7 @@ fn markdown(r: &Value) -> String {
         md.push_str(
             "## Ceiling and end to end (one task, one partition, local Delta directory)\n\n",
         );
-        md.push_str("| data set | msg bytes | rows | ceiling msg/s | ceiling MB/s | ceiling msg/CPU-s | worker-style StreamConsumer loop msg/s | e2e rows/s | e2e rows/s after 1st commit | e2e MB/s | CPU s / M rows | rows/CPU-s | peak RSS MiB | e2e / ceiling | per CPU-s |\n");
+        md.push_str("| data set | msg bytes | rows | ceiling msg/s | ceiling MB/s | ceiling msg/CPU-s | StreamConsumer recv() loop msg/s | e2e rows/s | e2e rows/s after 1st commit | e2e MB/s | CPU s / M rows | rows/CPU-s | peak RSS MiB | e2e / ceiling | per CPU-s |\n");
         md.push_str(
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         );
@@ -1131,6 +1277,25 @@ fn markdown(r: &Value) -> String {
                 f(&t["end_to_end"]["peak_rss_mib"], 0),
                 t["ratio_to_ceiling"].as_f64().unwrap_or(f64::NAN) * 100.0,
                 t["ratio_to_ceiling_per_cpu_s"].as_f64().unwrap_or(f64::NAN) * 100.0,
+            ));
+        }
+        md.push('\n');
+    }
+    if let Some(runs) = r["scaling"]["runs"].as_array() {
+        md.push_str(&format!(
+            "## Several tasks on one worker (CSV, 4 partitions, one process): two tasks / one = {:.2}\n\n",
+            r["scaling"]["two_tasks_over_one"].as_f64().unwrap_or(f64::NAN)
+        ));
+        md.push_str("| layout | rows/s | rows/CPU-s | CPU cores used | peak RSS MiB |\n");
+        md.push_str("|---|---:|---:|---:|---:|\n");
+        for run in runs {
+            md.push_str(&format!(
+                "| {} | {} | {} | {} | {} |\n",
+                run["layout"].as_str().unwrap_or(""),
+                f(&run["rows_per_s"], 0),
+                f(&run["rows_per_cpu_s"], 0),
+                f(&run["cpu_cores_used"], 2),
+                f(&run["peak_rss_mib"], 0),
             ));
         }
         md.push('\n');
@@ -1202,7 +1367,7 @@ async fn orchestrate(tb: Testbed) -> Result<()> {
     let rows = env_usize("BENCH_ROWS", 1_000_000);
     let wide_rows = env_usize("BENCH_WIDE_ROWS", 600_000);
     let phases =
-        std::env::var("BENCH_PHASES").unwrap_or_else(|_| "throughput,latency,scale".into());
+        std::env::var("BENCH_PHASES").unwrap_or_else(|_| "throughput,scaling,latency,scale".into());
     let started = cmd_out("date", &["-u", "+%Y-%m-%dT%H:%M:%SZ"]);
     let mut report = machine(&tb, &client).await;
     report["started"] = json!(started);
@@ -1220,11 +1385,11 @@ async fn orchestrate(tb: Testbed) -> Result<()> {
             exe.display()
         ),
         format!(
-            "{} __child stream '{{\"topic\":…,\"rows\":N}}'   # the worker's StreamConsumer collect loop alone",
+            "{} __child stream '{{\"topic\":…,\"rows\":N}}'   # an async StreamConsumer recv() loop",
             exe.display()
         ),
         format!(
-            "{} __child load '{{\"namespace\":…,\"task\":…,\"job\":…,\"rows\":N}}'   # one worker task (task_runner::run_task)",
+            "{} __child load '{{\"namespace\":…,\"tasks\":[…],\"job\":…,\"rows\":N}}'   # worker task loops in one process (task_runner::run_task)",
             exe.display()
         ),
     ]);
@@ -1254,6 +1419,10 @@ async fn orchestrate(tb: Testbed) -> Result<()> {
             report["throughput"] = Value::Array(results.clone());
             write_report(&report)?;
         }
+    }
+    if phases.contains("scaling") {
+        report["scaling"] = scaling(&tb, &client, &ns, rows).await?;
+        write_report(&report)?;
     }
     if phases.contains("latency") {
         let capacity = match csv_capacity {
@@ -1299,7 +1468,7 @@ fn notes() -> Vec<String> {
         "Ceiling = BaseConsumer.poll() loop over the same topic (assign at offset 0, payload length only), same librdkafka defaults as the worker; run twice, the faster run counts.".into(),
         "Latency = time from the producer's send() to the moment a reader polling _delta_log every 2 ms sees a committed version whose txn offset covers the row; rows sent between 2 s and BENCH_LATENCY_SECS are measured, and production goes on for one batch interval + 2 s after that so they are batched as in a steady stream.".into(),
         "Kafka (one broker), the API server, etcd and the benchmark share the same cores with the worker.".into(),
-        "Worker-style StreamConsumer loop = the task runner's collect loop alone (StreamConsumer, timeout_at(recv()) per message, payload copied), no decode or write: it shows how much of the end-to-end time is Kafka consumption.".into(),
+        "StreamConsumer loop = an async StreamConsumer with timeout_at(recv()) per message and the payload copied (how the worker consumed before it polled a BaseConsumer on the loop's blocking thread), no decode or write: what a wake-up per message costs next to the ceiling.".into(),
     ]
 }
 
