@@ -8,6 +8,9 @@ pub const OPERATOR_FIELD_MANAGER: &str = "routine-load-operator";
 pub const WORKER_FIELD_MANAGER: &str = "routine-load-worker";
 /// Label on a task naming the worker pod that runs it.
 pub const WORKER_LABEL: &str = "routineload.io/worker";
+/// Annotation on a `Load` naming the worker pod that created it: its status names the worker only
+/// once the load has started, and a worker that stopped before then is known by this.
+pub const LOAD_WORKER_ANNOTATION: &str = "routineload.io/worker";
 /// Label on a task naming its job.
 pub const JOB_LABEL: &str = "routineload.io/job";
 /// Finalizer the operator puts on tables.

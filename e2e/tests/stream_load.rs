@@ -3,8 +3,10 @@
 //! twice loads once ("Label Already Exists" with the first load's state); a load past
 //! `max_filter_ratio` fails, commits nothing and its ErrorURL lists the rows with StarRocks'
 //! reasons; no token => 401, a token without the RBAC => 403, nothing loaded. Labels that ended
-//! expire after the operator's keep time and load again.
+//! expire after the operator's keep time and load again; a worker killed mid-load and a retry
+//! with the same label load the rows once.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -16,6 +18,7 @@ use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
 use routine_load_e2e::installation::{Installation, TABLE, free_port, wait_for};
 use routine_load_e2e::process::LocalProcess;
+use routine_load_e2e::proxy::Proxy;
 use routine_load_e2e::wikipedia::{COLUMN_NAMES, is_good, row, table_columns};
 use routine_load_e2e::{testbed_or_skip, unique_name};
 use serde_json::{Value, json};
@@ -520,5 +523,251 @@ async fn ended_labels_expire_and_load_again() {
     assert_eq!(Some(version), reused["TxnId"].as_i64());
     assert_eq!(users, users_of(&rows, 2), "the label's rows, loaded twice");
     let load = inst.get(LOAD, "expiring").await.expect("the new Load");
+    assert_eq!(load["status"]["state"], "FINISHED", "{load}");
+}
+
+/// A worker killed (SIGKILL) while a load's body is arriving, started again under its name, and
+/// the load retried with the same label: the rows are in the table once, the retry is Success
+/// and the Load FINISHED. Then a load whose worker died after its commit but before recording
+/// it (its Load left LOADING): the retry answers Label Already Exists / FINISHED from the table
+/// and loads nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_the_worker_died_mid_load_loads_once() {
+    let Some(setup) = Setup::start("a_retry_after_the_worker_died_mid_load_loads_once").await
+    else {
+        return;
+    };
+    let inst = &setup.inst;
+    let mut worker = setup.spawn_worker(&[]).await;
+    let rows: Vec<usize> = (0..2000).filter(|i| is_good(*i)).collect();
+    let file = setup.write("rows.csv", &rows);
+    let text = csv(&rows);
+    let (head, tail) = text.split_at(text.len() / 2);
+
+    // The body comes through a pipe: half of it, then nothing until the worker is dead.
+    let mut client = Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "120",
+            "--location-trusted",
+            "-u",
+            &setup.user,
+            "-H",
+            "label:killed",
+            "-H",
+            "column_separator:,",
+            "-H",
+            &setup.columns,
+            "-T",
+            "-",
+            "-XPUT",
+            &setup.url,
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("running curl");
+    let mut body = client.stdin.take().expect("curl's stdin");
+    body.write_all(head.as_bytes()).expect("the first half");
+    body.flush().unwrap();
+    let loading = wait_for(
+        "the Load to be LOADING",
+        Duration::from_secs(30),
+        || async {
+            let l = inst.get(LOAD, "killed").await.map_err(|e| e.to_string())?;
+            (l["status"]["state"] == "LOADING")
+                .then_some(l.clone())
+                .ok_or_else(|| l.to_string())
+        },
+    )
+    .await;
+    assert_eq!(loading["status"]["worker"], setup.worker_pod, "{loading}");
+    let (version_before, users) = setup.users();
+    assert!(users.is_empty(), "nothing committed before the kill");
+    let pid = worker.pid().expect("the worker's pid");
+    let status = worker.kill().expect("SIGKILL the worker");
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(9),
+        "the worker (pid {pid}) died of SIGKILL: {status:?}"
+    );
+    let _ = body.write_all(tail.as_bytes());
+    drop(body);
+    let out = client.wait_with_output().expect("curl's end");
+    assert!(
+        !out.status.success() || !String::from_utf8_lossy(&out.stdout).contains("Success"),
+        "the interrupted load did not answer: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    eprintln!(
+        "killed worker pid {pid} mid-load; curl said: {}",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    let after = inst.get(LOAD, "killed").await.expect("the Load");
+    assert_eq!(
+        after["status"]["state"], "LOADING",
+        "the Load was unfinished when its worker died: {after}"
+    );
+    assert_eq!(setup.users(), (version_before, vec![]), "nothing committed");
+
+    // The worker again, under the same name; the load again, with the same label.
+    let _worker = setup.spawn_worker(&[]).await;
+    let (code, retry) = setup.load("killed", &file, &[]);
+    assert_eq!(
+        (code, retry["Status"].as_str()),
+        (200, Some("Success")),
+        "{retry}"
+    );
+    assert_eq!(retry["NumberLoadedRows"], rows.len(), "{retry}");
+    let (version, users) = setup.users();
+    assert_eq!(Some(version), retry["TxnId"].as_i64());
+    assert_eq!(users, users_of(&rows, 1), "every row once");
+    let load = inst.get(LOAD, "killed").await.expect("the Load");
+    assert_eq!(load["status"]["state"], "FINISHED", "{load}");
+    assert_eq!(load["status"]["loadedRows"], rows.len(), "{load}");
+    assert_eq!(load["status"]["deltaVersion"], version, "{load}");
+    let (_, again) = setup.load("killed", &file, &[]);
+    assert_eq!(again["Status"], "Label Already Exists", "{again}");
+    assert_eq!(again["ExistingJobStatus"], "FINISHED", "{again}");
+
+    // A commit whose outcome was never recorded: the Load as a worker dying right after the
+    // commit leaves it (LOADING, this worker, the table version it started at).
+    let more: Vec<usize> = (5000..5100).collect();
+    let more_file = setup.write("more.csv", &more);
+    let (_, committed) = setup.load("committed", &more_file, &[]);
+    assert_eq!(committed["Status"], "Success", "{committed}");
+    inst.api(LOAD)
+        .patch_status(
+            "committed",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {
+                "state": "LOADING", "loadedRows": 0, "deltaVersion": null,
+                "loadFinishTime": null, "tableVersion": version,
+                "worker": setup.worker_pod,
+            }})),
+        )
+        .await
+        .expect("mark the Load unfinished");
+    let (_, retry) = setup.load("committed", &more_file, &[]);
+    assert_eq!(retry["Status"], "Label Already Exists", "{retry}");
+    assert_eq!(retry["ExistingJobStatus"], "FINISHED", "{retry}");
+    let load = inst.get(LOAD, "committed").await.expect("the Load");
+    assert_eq!(load["status"]["state"], "FINISHED", "{load}");
+    assert_eq!(load["status"]["deltaVersion"], committed["TxnId"], "{load}");
+    let (_, users) = setup.users();
+    let mut want = users_of(&rows, 1);
+    want.extend(users_of(&more, 1));
+    want.sort();
+    assert_eq!(users, want, "the committed load's rows once");
+}
+
+/// A worker killed after it took the label but before it read the body (its Load created, the
+/// table's storage held by a stalled proxy, so the Load has no status yet), started again under
+/// its name, and the load retried with the same label: the retry is Success and the rows are in
+/// the table once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_the_worker_died_before_the_body_loads_once() {
+    let Some(setup) =
+        Setup::start("a_retry_after_the_worker_died_before_the_body_loads_once").await
+    else {
+        return;
+    };
+    let inst = &setup.inst;
+    let s3 = inst.tb.var("S3_ENDPOINT").expect("S3_ENDPOINT").to_string();
+    let proxy = Proxy::start(s3.trim_start_matches("http://"))
+        .await
+        .expect("proxy");
+    let location = inst
+        .s3_table_through("ids", &proxy, &[("timeout", "60s")])
+        .await
+        .expect("S3 table");
+    let mut worker = setup.spawn_worker(&[]).await;
+    let url = setup.url.replace("/routine-wiki-edit/", "/ids/");
+    let ids: Vec<i64> = (0..100).collect();
+    let file = setup.dir.join("ids.csv");
+    let text: String = ids.iter().map(|i| format!("{i},v{i}\n")).collect();
+    std::fs::write(&file, text).unwrap();
+    let file = file.display().to_string();
+    let args = [
+        "--location-trusted",
+        "-u",
+        &setup.user,
+        "-H",
+        "label:held",
+        "-H",
+        "column_separator:,",
+        "-H",
+        "columns: id,v",
+        "-T",
+        &file,
+        "-XPUT",
+        &url,
+    ];
+
+    proxy.stall();
+    let client = Command::new("curl")
+        .args(["-sS", "--max-time", "120"])
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("running curl");
+    wait_for(
+        "the worker's first storage request, held by the proxy",
+        Duration::from_secs(30),
+        || async {
+            (proxy.held() > 0)
+                .then_some(())
+                .ok_or_else(|| "nothing held yet".to_string())
+        },
+    )
+    .await;
+    let held = inst.get(LOAD, "held").await.expect("the Load");
+    assert!(
+        held["status"].is_null() || held["status"]["state"] == "PREPARE",
+        "the load had not started reading its body: {held}"
+    );
+    let pid = worker.pid().expect("the worker's pid");
+    let status = worker.kill().expect("SIGKILL the worker");
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(9),
+        "the worker (pid {pid}) died of SIGKILL: {status:?}"
+    );
+    let out = client.wait_with_output().expect("curl's end");
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("Success"),
+        "the interrupted load did not answer: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    proxy.resume();
+    let after = inst.get(LOAD, "held").await.expect("the Load");
+    assert!(
+        after["status"].is_null() || after["status"]["state"] == "PREPARE",
+        "the Load was unfinished when its worker died: {after}"
+    );
+    eprintln!("killed worker pid {pid} with its Load at PREPARE: {after}");
+
+    let _worker = setup.spawn_worker(&[]).await;
+    let (code, body) = curl(&args);
+    let retry = json_of(code, &body);
+    assert_eq!(
+        (code, retry["Status"].as_str()),
+        (200, Some("Success")),
+        "{retry}"
+    );
+    assert_eq!(retry["NumberLoadedRows"], ids.len(), "{retry}");
+    let snapshot = inst.tb.read_delta(&location, None).expect("read the table");
+    assert_eq!(Some(snapshot.version), retry["TxnId"].as_i64());
+    let mut got: Vec<i64> = snapshot
+        .column("id")
+        .iter()
+        .map(|v| v.as_i64().expect("an id"))
+        .collect();
+    got.sort();
+    assert_eq!(got, ids, "every row once");
+    let load = inst.get(LOAD, "held").await.expect("the Load");
     assert_eq!(load["status"]["state"], "FINISHED", "{load}");
 }

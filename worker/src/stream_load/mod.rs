@@ -27,7 +27,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::{Api, Client};
 use routine_load_api::load::{LoadSpec, LoadState, LoadStatus, LoadType};
-use routine_load_api::names::WORKER_FIELD_MANAGER;
+use routine_load_api::names::{LOAD_WORKER_ANNOTATION, WORKER_FIELD_MANAGER};
 use routine_load_api::{Load, LoadPlan, Table};
 use serde::Serialize;
 
@@ -132,6 +132,21 @@ pub fn decide_existing(state: LoadState, loader_gone: bool) -> ExistingLabel {
         _ if loader_gone => ExistingLabel::ResolveFromTable,
         s => ExistingLabel::Exists(s),
     }
+}
+
+/// The worker that took a `Load`'s label: the one its status names, else the one that created it
+/// (a worker that stopped before the load started left no status).
+pub fn loader(load: &Load) -> Option<&str> {
+    load.status
+        .as_ref()
+        .and_then(|s| s.worker.as_deref())
+        .or_else(|| {
+            load.metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(LOAD_WORKER_ANNOTATION))
+                .map(String::as_str)
+        })
 }
 
 fn json_response(code: StatusCode, body: &LoadResponse) -> Response {
@@ -300,7 +315,7 @@ impl LoadRun<'_> {
         {
             return Ok(Some(self.exists(LoadState::Loading)));
         }
-        let load = Load::new(
+        let mut load = Load::new(
             self.label,
             LoadSpec {
                 table: self.table.to_string(),
@@ -308,6 +323,10 @@ impl LoadRun<'_> {
                 timeout_seconds: Some(self.req.timeout_secs),
             },
         );
+        load.metadata.annotations = Some(BTreeMap::from([(
+            LOAD_WORKER_ANNOTATION.to_string(),
+            self.ctx.pod_name.clone(),
+        )]));
         for _ in 0..3 {
             match self.loads().create(&PostParams::default(), &load).await {
                 Ok(_) => return Ok(None),
@@ -334,8 +353,9 @@ impl LoadRun<'_> {
                         .as_secs()
                 })
                 .unwrap_or(0);
+            // Not in `active` (checked above): a Load of this worker's is an earlier run's.
             let loader_gone =
-                status.worker.as_deref() == Some(&self.ctx.pod_name) || since > timeout as i64 + 60;
+                loader(&existing) == Some(&self.ctx.pod_name) || since > timeout as i64 + 60;
             match decide_existing(status.state, loader_gone) {
                 ExistingLabel::Exists(state) => return Ok(Some(self.exists(state))),
                 ExistingLabel::ResolveFromTable => {
@@ -696,6 +716,41 @@ mod tests {
         ];
         for (state, gone, want) in cases {
             assert_eq!(decide_existing(state, gone), want, "{state:?}, gone {gone}");
+        }
+    }
+
+    #[test]
+    fn the_loader_is_the_status_worker_else_the_creator() {
+        let with = |creator: Option<&str>, status_worker: Option<&str>| {
+            let mut l = Load::new(
+                "l",
+                LoadSpec {
+                    table: "t".into(),
+                    load_type: LoadType::StreamLoad,
+                    timeout_seconds: None,
+                },
+            );
+            l.metadata.annotations = creator
+                .map(|c| BTreeMap::from([(LOAD_WORKER_ANNOTATION.to_string(), c.to_string())]));
+            l.status = status_worker.map(|w| LoadStatus {
+                worker: Some(w.into()),
+                ..Default::default()
+            });
+            l
+        };
+        // (creator annotation, status worker, loader)
+        let cases = [
+            (None, None, None),
+            (Some("w0"), None, Some("w0")),
+            (None, Some("w1"), Some("w1")),
+            (Some("w0"), Some("w1"), Some("w1")),
+        ];
+        for (creator, worker, want) in cases {
+            assert_eq!(
+                loader(&with(creator, worker)),
+                want,
+                "{creator:?}, {worker:?}"
+            );
         }
     }
 
