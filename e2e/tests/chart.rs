@@ -316,6 +316,50 @@ fn rendered_rbac_and_pods_are_least_privilege() {
         .find(|d| kind(d) == "Service" && d["metadata"]["name"] == sts["spec"]["serviceName"])
         .expect("the StatefulSet's headless Service");
     assert_eq!(svc["spec"]["clusterIP"], "None");
+    // Stream Load clients reach a ready worker through the ClusterIP Service on 8040.
+    let stream_load = cluster_wide
+        .iter()
+        .find(|d| kind(d) == "Service" && d["metadata"]["name"] == sts["metadata"]["name"])
+        .expect("the workers' Stream Load Service");
+    assert_eq!(stream_load["spec"]["type"], "ClusterIP", "{stream_load}");
+    assert!(
+        stream_load["spec"]["clusterIP"].is_null()
+            && stream_load["spec"]["publishNotReadyAddresses"].is_null(),
+        "ready workers only: {stream_load}"
+    );
+    assert_eq!(
+        stream_load["spec"]["ports"],
+        json!([{"name": "http", "port": 8040, "targetPort": "http", "protocol": "TCP"}]),
+        "{stream_load}"
+    );
+    let pod_labels = &sts["spec"]["template"]["metadata"]["labels"];
+    for (k, v) in stream_load["spec"]["selector"]
+        .as_object()
+        .expect("a selector")
+    {
+        assert_eq!(
+            &pod_labels[k], v,
+            "the Service selects the worker pods: {k}"
+        );
+    }
+    let worker = &sts["spec"]["template"]["spec"]["containers"][0];
+    assert!(
+        worker["ports"]
+            .as_array()
+            .expect("worker ports")
+            .iter()
+            .any(|p| p["name"] == "http" && p["containerPort"] == 8040),
+        "the worker container's port http is 8040: {}",
+        worker["ports"]
+    );
+    let op_svc = cluster_wide
+        .iter()
+        .find(|d| kind(d) == "Service" && d["metadata"]["name"] == "routine-load-operator")
+        .expect("the operator's Service");
+    assert_ne!(
+        op_svc["spec"]["selector"], stream_load["spec"]["selector"],
+        "the Stream Load Service selects workers, not operators"
+    );
 }
 
 // ----------------------------------------------------------------------------------------------
