@@ -10,6 +10,8 @@
 #   testbed.sh build    only build/fetch the components
 #
 # State dir: ${ROUTINE_LOAD_TESTBED:-$HOME/.cache/routine-load/testbed}; logs are in it.
+# ROUTINE_LOAD_SCHEMA_REGISTRY=1: `up` also starts a Confluent-compatible schema registry
+# (schema-registry.sh) and adds SCHEMA_REGISTRY_URL to the env file; off by default.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -398,6 +400,9 @@ cmd_down() {
     stopped+=("$c:$pid")
   done
   log "stopped: ${stopped[*]:-nothing was running}"
+  if [[ -d $RL_STATE/schema-registry ]]; then
+    SCHEMA_REGISTRY_STATE="$RL_STATE/schema-registry" "$RL_TESTBED_DIR/schema-registry.sh" down
+  fi
   rm -rf "$RL_STATE"
   log "removed $RL_STATE"
 }
@@ -428,7 +433,11 @@ lock() {
 }
 
 case "${1:-}" in
-  up) lock; cmd_up ;;
+  up) lock; cmd_up
+      # opt-in: a Confluent-compatible schema registry (Apicurio), see schema-registry.sh
+      if [[ ${ROUTINE_LOAD_SCHEMA_REGISTRY:-0} == 1 ]]; then
+        SCHEMA_REGISTRY_STATE="$RL_STATE/schema-registry" "$RL_TESTBED_DIR/schema-registry.sh" up --env-file "$ENV_FILE"
+      fi ;;
   down) lock; cmd_down ;;
   env) cmd_env ;;
   status) cmd_status ;;
