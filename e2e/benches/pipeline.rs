@@ -5,6 +5,7 @@
 //!    Kafka through decode, map, filter, cast and Parquet to a committed Delta version on a local
 //!    directory, for the Wikipedia rows as CSV and JSON and for a 50-column schema; compared with
 //!    the ceiling measured over the same topic in the same run.
+//! 0. Parquet: encoding one batch with the writer settings worth comparing.
 //! 3. Several tasks on one worker: a 4-partition topic loaded by one task and by two tasks in one
 //!    process.
 //! 4. Latency: produce-to-visible at half the measured CSV capacity, default and 1 s batch
@@ -16,7 +17,7 @@
 //! `bench/results/pipeline.{json,md}` (`BENCH_OUT` overrides the path without extension).
 //!
 //! Settings (environment): `BENCH_ROWS` (1000000), `BENCH_WIDE_ROWS` (600000),
-//! `BENCH_PHASES` (`throughput,scaling,latency,scale`), `BENCH_LATENCY_SECS` (20), `BENCH_SCALE_JOBS`
+//! `BENCH_PHASES` (`parquet,throughput,scaling,latency,scale`), `BENCH_LATENCY_SECS` (20), `BENCH_SCALE_JOBS`
 //! (200), `BENCH_SCALE_STEADY_SECS` (60). `ROUTINE_LOAD_E2E=0` or no testbed: prints SKIPPED.
 
 use std::collections::BTreeMap;
@@ -941,6 +942,102 @@ async fn scaling(tb: &Testbed, client: &Client, ns: &str, n: usize) -> Result<Va
     }))
 }
 
+/// Parquet encoding of one 200000-row batch of a data set (the engine's output for it) with the
+/// writer settings worth comparing: milliseconds (best of 3) and bytes per setting.
+fn parquet_settings(ds: Dataset, rows: usize) -> Result<Value> {
+    use deltalake::parquet::arrow::ArrowWriter;
+    use deltalake::parquet::basic::{Compression, ZstdLevel};
+    use deltalake::parquet::file::properties::{EnabledStatistics, WriterProperties};
+    use routine_load_api::{LoadPlan, RoutineLoadJobSpec, TableSpec};
+    use routine_load_worker::engine::{LoadEngine, SourceMessage};
+
+    let mut job = json!({"table": "t", "kafka": {"brokerList": "localhost:9092", "topic": "t"}});
+    for (k, v) in ds.job_spec().as_object().context("job spec")? {
+        job[k] = v.clone();
+    }
+    let job: RoutineLoadJobSpec = serde_json::from_value(job).context("job spec")?;
+    let table: TableSpec = serde_json::from_value(
+        json!({"location": "file:///tmp/parquet-settings", "columns": ds.table_columns()}),
+    )
+    .context("table spec")?;
+    let plan = LoadPlan::build(&job, "t", &table).map_err(|e| anyhow::anyhow!("plan: {e}"))?;
+    let mut engine = LoadEngine::new(Arc::new(plan));
+    let payloads: Vec<String> = (0..rows).map(|i| ds.message(i)).collect();
+    let messages: Vec<SourceMessage<'_>> = payloads
+        .iter()
+        .enumerate()
+        .map(|(i, m)| SourceMessage {
+            offset: i as i64,
+            payload: m.as_bytes(),
+            ..SourceMessage::default()
+        })
+        .collect();
+    let batch = engine.load(&messages)?.batch;
+    let base = || WriterProperties::builder().set_compression(Compression::SNAPPY);
+    let settings: Vec<(&str, WriterProperties)> = vec![
+        (
+            "snappy, dictionary, page statistics (delta-rs default)",
+            base().build(),
+        ),
+        (
+            "snappy, no dictionary",
+            base().set_dictionary_enabled(false).build(),
+        ),
+        (
+            "snappy, chunk statistics only",
+            base()
+                .set_statistics_enabled(EnabledStatistics::Chunk)
+                .build(),
+        ),
+        (
+            "lz4_raw",
+            base().set_compression(Compression::LZ4_RAW).build(),
+        ),
+        (
+            "zstd level 1",
+            base()
+                .set_compression(Compression::ZSTD(ZstdLevel::try_new(1)?))
+                .build(),
+        ),
+        (
+            "uncompressed",
+            base().set_compression(Compression::UNCOMPRESSED).build(),
+        ),
+        (
+            "snappy, dictionary page limit 64 KiB",
+            base().set_dictionary_page_size_limit(64 * 1024).build(),
+        ),
+        (
+            "lz4_raw, no dictionary",
+            base()
+                .set_compression(Compression::LZ4_RAW)
+                .set_dictionary_enabled(false)
+                .build(),
+        ),
+        (
+            "zstd level 1, no dictionary",
+            base()
+                .set_compression(Compression::ZSTD(ZstdLevel::try_new(1)?))
+                .set_dictionary_enabled(false)
+                .build(),
+        ),
+    ];
+    let mut out = Vec::new();
+    for (label, props) in settings {
+        let mut best = f64::MAX;
+        let mut bytes = 0;
+        for _ in 0..3 {
+            let t0 = Instant::now();
+            let mut w = ArrowWriter::try_new(Vec::new(), batch.schema(), Some(props.clone()))?;
+            w.write(&batch)?;
+            bytes = w.into_inner()?.len();
+            best = best.min(t0.elapsed().as_secs_f64() * 1000.0);
+        }
+        out.push(json!({"setting": label, "ms": best, "bytes": bytes, "rows": batch.num_rows()}));
+    }
+    Ok(json!({"dataset": ds.name(), "rows": rows, "settings": out}))
+}
+
 fn dir_size(p: &Path) -> u64 {
     let mut total = 0;
     if let Ok(rd) = std::fs::read_dir(p) {
@@ -1281,6 +1378,22 @@ fn markdown(r: &Value) -> String {
         }
         md.push('\n');
     }
+    if let Some(sets) = r["parquet"].as_array() {
+        md.push_str("## Parquet writer settings (one 200000-row batch, encode time best of 3)\n\n");
+        md.push_str("| data set | setting | encode ms | MB |\n|---|---|---:|---:|\n");
+        for ds in sets {
+            for st in ds["settings"].as_array().into_iter().flatten() {
+                md.push_str(&format!(
+                    "| {} | {} | {} | {} |\n",
+                    ds["dataset"].as_str().unwrap_or(""),
+                    st["setting"].as_str().unwrap_or(""),
+                    f(&st["ms"], 0),
+                    f(&json!(st["bytes"].as_f64().unwrap_or(0.0) / 1e6), 1),
+                ));
+            }
+        }
+        md.push('\n');
+    }
     if let Some(runs) = r["scaling"]["runs"].as_array() {
         md.push_str(&format!(
             "## Several tasks on one worker (CSV, 4 partitions, one process): two tasks / one = {:.2}\n\n",
@@ -1366,8 +1479,8 @@ async fn orchestrate(tb: Testbed) -> Result<()> {
     tb.apply_crds()?;
     let rows = env_usize("BENCH_ROWS", 1_000_000);
     let wide_rows = env_usize("BENCH_WIDE_ROWS", 600_000);
-    let phases =
-        std::env::var("BENCH_PHASES").unwrap_or_else(|_| "throughput,scaling,latency,scale".into());
+    let phases = std::env::var("BENCH_PHASES")
+        .unwrap_or_else(|_| "parquet,throughput,scaling,latency,scale".into());
     let started = cmd_out("date", &["-u", "+%Y-%m-%dT%H:%M:%SZ"]);
     let mut report = machine(&tb, &client).await;
     report["started"] = json!(started);
@@ -1419,6 +1532,16 @@ async fn orchestrate(tb: Testbed) -> Result<()> {
             report["throughput"] = Value::Array(results.clone());
             write_report(&report)?;
         }
+    }
+    if phases.contains("parquet") {
+        let mut out = Vec::new();
+        for ds in [Dataset::Csv, Dataset::Wide] {
+            let r = tokio::task::spawn_blocking(move || parquet_settings(ds, 200_000)).await??;
+            eprintln!("[parquet] {r}");
+            out.push(r);
+        }
+        report["parquet"] = Value::Array(out);
+        write_report(&report)?;
     }
     if phases.contains("scaling") {
         report["scaling"] = scaling(&tb, &client, &ns, rows).await?;

@@ -222,7 +222,8 @@ impl DeltaSink {
         }
         let mut actions = Vec::new();
         if let Some(batch) = batch.filter(|b| b.num_rows() > 0) {
-            let mut writer = RecordBatchWriter::for_table(&self.table)?;
+            let mut writer = RecordBatchWriter::for_table(&self.table)?
+                .with_writer_properties(writer_properties());
             writer.write(batch).await?;
             actions.extend(writer.flush().await?.into_iter().map(Action::Add));
         }
@@ -281,6 +282,22 @@ impl DeltaSink {
         }
         Ok(Committed { version, files })
     }
+}
+
+/// How data files are written: ZSTD level 1 without dictionary encoding. Measured on one
+/// 200000-row batch (`BENCH_PHASES=parquet cargo bench --workspace --bench pipeline`), against
+/// delta-rs' default (Snappy with dictionaries): the reference's Wikipedia rows encode in 32 ms
+/// instead of 56 ms into 1.3 MB instead of 3.3 MB, a 50-column table in 184 ms instead of 309 ms
+/// into 16 MB instead of 41 MB. Dictionaries cost most where columns have many distinct values
+/// (the encoder builds one, then falls back to plain), and ZSTD makes up for them in size where
+/// values repeat. Spark, pyarrow, Trino and DuckDB all read ZSTD.
+pub fn writer_properties() -> deltalake::parquet::file::properties::WriterProperties {
+    use deltalake::parquet::basic::{Compression, ZstdLevel};
+    deltalake::parquet::file::properties::WriterProperties::builder()
+        .set_created_by(format!("routine-load {}", env!("CARGO_PKG_VERSION")))
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()))
+        .set_dictionary_enabled(false)
+        .build()
 }
 
 /// The `commitInfo.routineLoad` entry of a commit file, if it has one.
