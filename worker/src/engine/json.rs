@@ -1,6 +1,14 @@
 //! Decodes one JSON message into rows of field texts: one object per message, or an array of
 //! them with `stripOuterArray`; fields found by `jsonPaths` or by name, under `jsonRoot`.
+//!
+//! Three paths, fastest first, all giving the same texts:
+//! 1. a scanner for objects of strings, numbers, booleans and nulls: strings without escapes and
+//!    short integers are borrowed from the payload, nothing is allocated per field;
+//! 2. a one-pass `serde_json` visitor for any top-level object (nested values, and every message
+//!    the scanner does not accept, including invalid JSON, whose error it reports);
+//! 3. the whole message as a `Value`, for jsonRoot, stripOuterArray and deeper jsonPaths.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 
@@ -14,9 +22,10 @@ use super::error_row::reason;
 
 /// The fields of one decoded row, or why the row can't load.
 #[derive(Debug, PartialEq)]
-pub enum RowFields {
-    /// One text per source field; None is NULL (a JSON null or a missing field).
-    Fields(Vec<Option<Vec<u8>>>),
+pub enum RowFields<'a> {
+    /// One text per source field, borrowed from the payload where it appears there as is; None
+    /// is NULL (a JSON null or a missing field).
+    Fields(Vec<Option<Cow<'a, [u8]>>>),
     /// The row is an error row.
     Invalid {
         reason: &'static str,
@@ -43,9 +52,39 @@ pub struct JsonDecoder {
     root: Option<JsonPath>,
     strip_outer_array: bool,
     /// When every field reads one top-level member (fields matched by name, or `$.name` paths)
-    /// and there is no jsonRoot or stripOuterArray: member name -> the fields it feeds. Such
-    /// messages are decoded in one pass without building a `Value` tree.
-    members: Option<HashMap<String, Vec<usize>>>,
+    /// and there is no jsonRoot or stripOuterArray: the members read. Such messages are decoded
+    /// in one pass without building a `Value` tree.
+    members: Option<Members>,
+}
+
+/// The top-level members some field reads.
+struct Members {
+    /// Each member's name and the fields it feeds, in field order.
+    list: Vec<(Box<[u8]>, Vec<usize>)>,
+    /// Member name -> its index in `list`.
+    by_name: HashMap<String, usize>,
+}
+
+/// Up to this many members, the scanner finds a member name by comparing names, starting after
+/// the last member found (messages mostly keep one order); above it, by hashing.
+const LINEAR_LOOKUP_MAX: usize = 32;
+
+impl Members {
+    /// The index in `list` of member `key` (raw name, no escapes); `next` is where the search
+    /// starts and becomes the slot after the member found.
+    #[inline]
+    fn find(&self, key: &[u8], next: &mut usize) -> Option<usize> {
+        let n = self.list.len();
+        if n <= LINEAR_LOOKUP_MAX {
+            let start = (*next).min(n);
+            let found = (start..n)
+                .chain(0..start)
+                .find(|&m| &*self.list[m].0 == key)?;
+            *next = found + 1;
+            return Some(found);
+        }
+        self.by_name.get(std::str::from_utf8(key).ok()?).copied()
+    }
 }
 
 impl JsonDecoder {
@@ -87,22 +126,37 @@ impl JsonDecoder {
         if self.root.is_some() || self.strip_outer_array {
             return self;
         }
-        let mut members: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut list: Vec<(Box<[u8]>, Vec<usize>)> = Vec::new();
+        let mut by_name: HashMap<String, usize> = HashMap::new();
         for (i, path) in self.paths.iter().enumerate() {
             match path.steps() {
-                [Step::Key(name)] => members.entry(name.clone()).or_default().push(i),
+                [Step::Key(name)] => {
+                    let m = *by_name.entry(name.clone()).or_insert_with(|| {
+                        list.push((name.as_bytes().into(), Vec::new()));
+                        list.len() - 1
+                    });
+                    list[m].1.push(i);
+                }
                 _ => return self,
             }
         }
-        self.members = Some(members);
+        self.members = Some(Members { list, by_name });
         self
     }
 
     /// Decodes a message into `rows`. An Err is a message that is not JSON at all: one error
     /// row with the reason.
-    pub fn decode(&self, payload: &[u8], rows: &mut Vec<RowFields>) -> Result<(), String> {
+    pub fn decode<'a>(
+        &self,
+        payload: &'a [u8],
+        rows: &mut Vec<RowFields<'a>>,
+    ) -> Result<(), String> {
         let text = std::str::from_utf8(payload).map_err(|_| reason::INVALID_UTF8.to_string())?;
         if let Some(members) = &self.members {
+            if let Some(row) = self.scan(members, payload) {
+                rows.push(row);
+                return Ok(());
+            }
             let mut de = serde_json::Deserializer::from_str(text);
             let flat = FlatRow {
                 members,
@@ -129,12 +183,75 @@ impl JsonDecoder {
         self.members.is_some()
     }
 
+    /// The scanner's row for `payload`, None where it leaves the message to the serde path.
+    #[cfg(test)]
+    pub(super) fn scanned<'a>(&self, payload: &'a [u8]) -> Option<RowFields<'a>> {
+        self.scan(self.members.as_ref()?, payload)
+    }
+
+    /// The scanner: a top-level object whose members are strings, numbers, booleans or nulls,
+    /// read without `serde`. Strings without escapes and integers of up to 18 digits are
+    /// borrowed from the payload; escaped strings and other numbers are decoded and printed by
+    /// `serde_json` as the other paths do. None leaves the message to the serde path: a nested
+    /// value, or anything that is not valid JSON (that path reports the error).
+    fn scan<'a>(&self, members: &Members, p: &'a [u8]) -> Option<RowFields<'a>> {
+        let mut fields: Vec<Option<Cow<'a, [u8]>>> = vec![None; self.kinds.len()];
+        let mut next_member = 0;
+        let mut i = skip_ws(p, 0);
+        if p.get(i) != Some(&b'{') {
+            return None;
+        }
+        i = skip_ws(p, i + 1);
+        if p.get(i) == Some(&b'}') {
+            i += 1;
+        } else {
+            loop {
+                if p.get(i) != Some(&b'"') {
+                    return None;
+                }
+                let (end, escaped) = string_end(p, i + 1)?;
+                let member = if escaped {
+                    let name: String = serde_json::from_slice(&p[i..=end]).ok()?;
+                    members.find(name.as_bytes(), &mut next_member)
+                } else {
+                    members.find(&p[i + 1..end], &mut next_member)
+                };
+                i = skip_ws(p, end + 1);
+                if p.get(i) != Some(&b':') {
+                    return None;
+                }
+                i = skip_ws(p, i + 1);
+                let (mut value, after) = scalar(p, i)?;
+                i = skip_ws(p, after);
+                if let Some(m) = member {
+                    let targets = &members.list[m].1;
+                    for (k, &f) in targets.iter().enumerate() {
+                        let last = k + 1 == targets.len();
+                        fields[f] = value.text(self.kinds[f], last);
+                    }
+                }
+                match p.get(i) {
+                    Some(b',') => i = skip_ws(p, i + 1),
+                    Some(b'}') => {
+                        i += 1;
+                        break;
+                    }
+                    _ => return None,
+                }
+            }
+        }
+        if skip_ws(p, i) != p.len() {
+            return None;
+        }
+        Some(RowFields::Fields(fields))
+    }
+
     /// The general path: the whole message as a `Value`, then jsonRoot, stripOuterArray and
     /// jsonPaths on it.
     pub(super) fn decode_document(
         &self,
         text: &str,
-        rows: &mut Vec<RowFields>,
+        rows: &mut Vec<RowFields<'_>>,
     ) -> Result<(), String> {
         let document: Value =
             serde_json::from_str(text).map_err(|e| format!("{}: {e}", reason::INVALID_JSON))?;
@@ -167,14 +284,14 @@ impl JsonDecoder {
         Ok(())
     }
 
-    fn row(&self, row: &Value) -> RowFields {
-        let mut fields = Vec::with_capacity(self.paths.len());
+    fn row(&self, row: &Value) -> RowFields<'static> {
+        let mut fields: Vec<Option<Cow<'static, [u8]>>> = Vec::with_capacity(self.paths.len());
         for (i, (path, kind)) in self.paths.iter().zip(&self.kinds).enumerate() {
-            let text = match path.find(row) {
+            let text: Option<Vec<u8>> = match path.find(row) {
                 None | Some(Value::Null) => None,
                 Some(Value::String(s)) => Some(s.as_bytes().to_vec()),
                 Some(Value::Number(n)) => Some(n.to_string().into_bytes()),
-                Some(Value::Bool(b)) => Some(bool_text(*kind, *b)),
+                Some(Value::Bool(b)) => Some(bool_text(*kind, *b).to_vec()),
                 Some(v @ Value::Array(_)) => {
                     if *kind != FieldKind::Json {
                         return RowFields::Invalid {
@@ -186,21 +303,121 @@ impl JsonDecoder {
                 }
                 Some(v @ Value::Object(_)) => Some(v.to_string().into_bytes()),
             };
-            fields.push(text);
+            fields.push(text.map(Cow::Owned));
         }
         RowFields::Fields(fields)
+    }
+}
+
+/// A member value as the scanner reads it.
+enum Scalar<'a> {
+    Null,
+    Bool(bool),
+    /// A string's text, or a number as `serde_json` prints it.
+    Text(Cow<'a, [u8]>),
+}
+
+impl<'a> Scalar<'a> {
+    /// The text for a field of `kind`; `last` moves the text out (the last field it feeds).
+    #[inline]
+    fn text(&mut self, kind: FieldKind, last: bool) -> Option<Cow<'a, [u8]>> {
+        match self {
+            Scalar::Null => None,
+            Scalar::Bool(b) => Some(Cow::Borrowed(bool_text(kind, *b))),
+            Scalar::Text(t) if last => Some(std::mem::take(t)),
+            Scalar::Text(t) => Some(t.clone()),
+        }
+    }
+}
+
+/// JSON's whitespace.
+#[inline]
+fn skip_ws(p: &[u8], mut i: usize) -> usize {
+    while let Some(b' ' | b'\t' | b'\n' | b'\r') = p.get(i) {
+        i += 1;
+    }
+    i
+}
+
+/// The string that starts after the quote at `start - 1`: the index of its closing quote and
+/// whether it has escapes. None if it is not closed or holds a control character.
+#[inline]
+fn string_end(p: &[u8], start: usize) -> Option<(usize, bool)> {
+    let mut i = start;
+    let mut escaped = false;
+    let end = loop {
+        let at = i + memchr::memchr2(b'"', b'\\', p.get(i..)?)?;
+        if p[at] == b'"' {
+            break at;
+        }
+        escaped = true;
+        i = at + 2;
+    };
+    if p[start..end].iter().any(|&b| b < 0x20) {
+        return None;
+    }
+    Some((end, escaped))
+}
+
+/// The scalar value at `i` and the index after it; None for a nested value or invalid JSON.
+#[inline]
+fn scalar(p: &[u8], i: usize) -> Option<(Scalar<'_>, usize)> {
+    match *p.get(i)? {
+        b'"' => {
+            let (end, escaped) = string_end(p, i + 1)?;
+            let text = if escaped {
+                let s: String = serde_json::from_slice(&p[i..=end]).ok()?;
+                Cow::Owned(s.into_bytes())
+            } else {
+                Cow::Borrowed(&p[i + 1..end])
+            };
+            Some((Scalar::Text(text), end + 1))
+        }
+        b'-' | b'0'..=b'9' => {
+            // The number's bytes: in valid JSON the character after a number is none of these.
+            let len = p[i..]
+                .iter()
+                .position(|b| !matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
+                .unwrap_or(p.len() - i);
+            let raw = &p[i..i + len];
+            let text = if plain_integer(raw) {
+                Cow::Borrowed(raw)
+            } else {
+                match serde_json::from_slice::<Value>(raw).ok()? {
+                    Value::Number(n) => Cow::Owned(n.to_string().into_bytes()),
+                    _ => return None,
+                }
+            };
+            Some((Scalar::Text(text), i + len))
+        }
+        b't' if p[i..].starts_with(b"true") => Some((Scalar::Bool(true), i + 4)),
+        b'f' if p[i..].starts_with(b"false") => Some((Scalar::Bool(false), i + 5)),
+        b'n' if p[i..].starts_with(b"null") => Some((Scalar::Null, i + 4)),
+        _ => None,
+    }
+}
+
+/// An integer `serde_json` prints back digit for digit: `0`, or up to 18 digits without a
+/// leading zero, with an optional minus (`-0` is a float to `serde_json`).
+#[inline]
+fn plain_integer(raw: &[u8]) -> bool {
+    let digits = raw.strip_prefix(b"-").unwrap_or(raw);
+    match digits {
+        [b'0'] => digits.len() == raw.len(),
+        [b'1'..=b'9', rest @ ..] => rest.len() < 18 && rest.iter().all(u8::is_ascii_digit),
+        _ => false,
     }
 }
 
 /// One pass over a top-level object, keeping only the members some field reads (`None`: the
 /// message is not an object).
 struct FlatRow<'a> {
-    members: &'a HashMap<String, Vec<usize>>,
+    members: &'a Members,
     kinds: &'a [FieldKind],
 }
 
 impl<'de> DeserializeSeed<'de> for FlatRow<'_> {
-    type Value = Option<RowFields>;
+    type Value = Option<RowFields<'de>>;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_any(self)
@@ -208,37 +425,44 @@ impl<'de> DeserializeSeed<'de> for FlatRow<'_> {
 }
 
 impl<'de> Visitor<'de> for FlatRow<'_> {
-    type Value = Option<RowFields>;
+    type Value = Option<RowFields<'de>>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a JSON value")
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut fields: Vec<Option<Vec<u8>>> = vec![None; self.kinds.len()];
-        // The first field (in field order) holding an array it can't take.
-        let mut array_field: Option<usize> = None;
-        while let Some(targets) = map.next_key_seed(MemberName(self.members))? {
-            let Some(targets) = targets else {
+        let mut fields: Vec<Option<Cow<'de, [u8]>>> = vec![None; self.kinds.len()];
+        // Fields holding an array they can't take (a later duplicate member replaces it).
+        let mut arrays: Vec<bool> = Vec::new();
+        while let Some(member) = map.next_key_seed(MemberName(&self.members.by_name))? {
+            let Some(m) = member else {
                 map.next_value::<IgnoredAny>()?;
                 continue;
             };
             let text = map.next_value_seed(FieldText)?;
-            for &i in targets {
+            for &i in &self.members.list[m].1 {
+                let mut refused = false;
                 fields[i] = match &text {
                     FieldValue::Null => None,
-                    FieldValue::Bool(b) => Some(bool_text(self.kinds[i], *b)),
+                    FieldValue::Bool(b) => Some(Cow::Borrowed(bool_text(self.kinds[i], *b))),
                     FieldValue::Text(t) => Some(t.clone()),
                     FieldValue::Array(json) if self.kinds[i] == FieldKind::Json => {
-                        Some(json.clone())
+                        Some(Cow::Owned(json.clone()))
                     }
                     FieldValue::Array(_) => {
-                        array_field = Some(array_field.map_or(i, |a| a.min(i)));
+                        refused = true;
                         None
                     }
                 };
+                if refused || !arrays.is_empty() {
+                    arrays.resize(self.kinds.len(), false);
+                    arrays[i] = refused;
+                }
             }
         }
+        // The first field (in field order) holding an array it can't take.
+        let array_field = arrays.iter().position(|&a| a);
         Ok(Some(match array_field {
             Some(i) => RowFields::Invalid {
                 reason: reason::ARRAY_NOT_SUPPORTED,
@@ -273,35 +497,37 @@ impl<'de> Visitor<'de> for FlatRow<'_> {
     }
 }
 
-/// A member name, looked up without allocating: the fields it feeds, or None if no field reads it.
-struct MemberName<'a>(&'a HashMap<String, Vec<usize>>);
+/// A member name, looked up without allocating: its index in `Members::list`, or None if no
+/// field reads it.
+struct MemberName<'a>(&'a HashMap<String, usize>);
 
-impl<'de, 'a> DeserializeSeed<'de> for MemberName<'a> {
-    type Value = Option<&'a Vec<usize>>;
+impl<'de> DeserializeSeed<'de> for MemberName<'_> {
+    type Value = Option<usize>;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_str(self)
     }
 }
 
-impl<'de, 'a> Visitor<'de> for MemberName<'a> {
-    type Value = Option<&'a Vec<usize>>;
+impl<'de> Visitor<'de> for MemberName<'_> {
+    type Value = Option<usize>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a member name")
     }
 
     fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(self.0.get(v))
+        Ok(self.0.get(v).copied())
     }
 }
 
 /// A member's value as the general path would turn it into text.
-enum FieldValue {
+enum FieldValue<'de> {
     Null,
     Bool(bool),
-    /// Strings as they are, numbers as `serde_json` prints them, objects as JSON text.
-    Text(Vec<u8>),
+    /// Strings as they are (borrowed when unescaped), numbers as `serde_json` prints them,
+    /// objects as JSON text.
+    Text(Cow<'de, [u8]>),
     /// An array, as JSON text (only JSON columns take it).
     Array(Vec<u8>),
 }
@@ -309,7 +535,7 @@ enum FieldValue {
 struct FieldText;
 
 impl<'de> DeserializeSeed<'de> for FieldText {
-    type Value = FieldValue;
+    type Value = FieldValue<'de>;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_any(self)
@@ -317,7 +543,7 @@ impl<'de> DeserializeSeed<'de> for FieldText {
 }
 
 impl<'de> Visitor<'de> for FieldText {
-    type Value = FieldValue;
+    type Value = FieldValue<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a JSON value")
@@ -333,22 +559,25 @@ impl<'de> Visitor<'de> for FieldText {
         Ok(FieldValue::Bool(v))
     }
     fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
-        Ok(FieldValue::Text(v.to_string().into_bytes()))
+        Ok(FieldValue::Text(Cow::Owned(v.to_string().into_bytes())))
     }
     fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
-        Ok(FieldValue::Text(v.to_string().into_bytes()))
+        Ok(FieldValue::Text(Cow::Owned(v.to_string().into_bytes())))
     }
     fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
         // Exactly what the general path prints for this number.
-        Ok(FieldValue::Text(
+        Ok(FieldValue::Text(Cow::Owned(
             serde_json::Number::from_f64(v)
                 .map(|n| n.to_string())
                 .unwrap_or_default()
                 .into_bytes(),
-        ))
+        )))
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(FieldValue::Text(Cow::Borrowed(v.as_bytes())))
     }
     fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(FieldValue::Text(v.as_bytes().to_vec()))
+        Ok(FieldValue::Text(Cow::Owned(v.as_bytes().to_vec())))
     }
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
         let v = Value::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))?;
@@ -356,16 +585,16 @@ impl<'de> Visitor<'de> for FieldText {
     }
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
         let v = Value::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
-        Ok(FieldValue::Text(v.to_string().into_bytes()))
+        Ok(FieldValue::Text(Cow::Owned(v.to_string().into_bytes())))
     }
 }
 
 /// How the general path prints a boolean for a field of this kind.
-fn bool_text(kind: FieldKind, b: bool) -> Vec<u8> {
+fn bool_text(kind: FieldKind, b: bool) -> &'static [u8] {
     match (kind, b) {
-        (FieldKind::Number, true) => b"1".to_vec(),
-        (FieldKind::Number, false) => b"0".to_vec(),
-        (_, true) => b"true".to_vec(),
-        (_, false) => b"false".to_vec(),
+        (FieldKind::Number, true) => b"1",
+        (FieldKind::Number, false) => b"0",
+        (_, true) => b"true",
+        (_, false) => b"false",
     }
 }

@@ -251,7 +251,7 @@ impl LoadEngine {
 
         // Step 1: decode and convert source fields.
         let mut split: Vec<Cow<'_, [u8]>> = Vec::with_capacity(fields.len() + 1);
-        let mut json_rows: Vec<json::RowFields> = Vec::new();
+        let mut json_rows: Vec<json::RowFields<'_>> = Vec::new();
         for (m, message) in messages.iter().enumerate() {
             counters.received_bytes += message.payload.len() as u64;
             match plan.format {

@@ -724,6 +724,190 @@ columns:
     }
 }
 
+/// The scanner (objects of scalars read straight from the payload) and the serde paths behind
+/// it give what the general path gives, edge by edge; `scanned` says which path a message takes.
+#[test]
+fn json_scanner_edges_match_the_general_path() {
+    let table: TableSpec = serde_yaml::from_str(
+        r#"
+location: file:///tmp/t
+columns:
+  - {name: id, type: BIGINT}
+  - {name: name, type: VARCHAR(64)}
+  - {name: score, type: DOUBLE}
+  - {name: active, type: BOOLEAN}
+  - {name: flag, type: TINYINT}
+  - {name: attrs, type: JSON}
+  - {name: note, type: STRING}
+"#,
+    )
+    .expect("table");
+    // (message, whether the scanner takes it)
+    let cases: &[(&str, bool)] = &[
+        // Strings: plain, escaped, unicode escapes, a surrogate pair, raw non-ASCII.
+        (r#"{"name": "plain", "note": "x"}"#, true),
+        (r#"{"name": "caf\u00e9 \"q\" \\ \/ \b\f\n\r\t"}"#, true),
+        (r#"{"name": "\ud83d\ude00", "note": "\u0000"}"#, true),
+        (r#"{"name": "é ünï ☃", "note": ""}"#, true),
+        (r#"{"n\u0061me": "escaped member name"}"#, true),
+        // A lone surrogate and a raw control character are not JSON strings.
+        (r#"{"name": "\ud800"}"#, false),
+        ("{\"name\": \"tab\there\"}", false),
+        (r#"{"name": "\x"}"#, false),
+        // Numbers: integers as written; floats, exponents, -0 and integers past 18 digits as
+        // serde_json prints them.
+        (
+            r#"{"id": 0, "score": -7, "note": 123456789012345678}"#,
+            true,
+        ),
+        (
+            r#"{"id": -123456789012345678, "note": 1234567890123456789}"#,
+            true,
+        ),
+        (
+            r#"{"id": 18446744073709551615, "note": 18446744073709551616}"#,
+            true,
+        ),
+        (
+            r#"{"id": -9223372036854775808, "note": -9223372036854775809}"#,
+            true,
+        ),
+        (r#"{"id": -0, "score": 1.5, "note": -0.0}"#, true),
+        (r#"{"score": 1e3, "note": 2.5E-8, "name": 1E+2}"#, true),
+        (r#"{"note": 123456789012345678901234, "name": 0.1}"#, true),
+        (r#"{"id": 01}"#, false),
+        (r#"{"id": 1.}"#, false),
+        (r#"{"id": -}"#, false),
+        (r#"{"id": 1e400}"#, false),
+        // Booleans into BOOLEAN, numeric and text columns; nulls.
+        (
+            r#"{"active": true, "flag": true, "note": true, "score": false}"#,
+            true,
+        ),
+        (
+            r#"{"active": false, "flag": false, "name": false, "attrs": true}"#,
+            true,
+        ),
+        (r#"{"id": null, "name": null, "active": null}"#, true),
+        // Nested values go to the serde path: JSON columns keep them as JSON text, text
+        // columns take objects as JSON text, arrays fail other columns.
+        (
+            r#"{"attrs": {"b": [1, 2.50], "a": null}, "note": {"n": 1}}"#,
+            false,
+        ),
+        (r#"{"attrs": [1, {"a": "x"}], "id": 1}"#, false),
+        (r#"{"note": ["no"], "id": [3]}"#, false),
+        (r#"{"extra": {"deep": [1, [2]]}, "id": 4}"#, false),
+        // Duplicate members: the last one counts, also over an array.
+        (r#"{"id": 1, "id": 2, "name": "a", "name": null}"#, true),
+        (r#"{"note": [1], "note": "x"}"#, false),
+        (r#"{"note": "x", "note": [1]}"#, false),
+        // Members nobody reads, whitespace, an empty object.
+        (r#"{"extra": "\u00e9", "other": -1.5e-3, "id": 5}"#, true),
+        ("\r\n\t {\"id\" :\t1 ,\n\"name\" : \"w\" } \n", true),
+        (r#"{}"#, true),
+        // Invalid JSON: the serde path reports it.
+        (r#"{"id": 1,}"#, false),
+        (r#"{"id": tru}"#, false),
+        (r#"{"id": 1 "name": "a"}"#, false),
+        (r#"{"id": 1} x"#, false),
+        (r#"{"id": 1"#, false),
+        (r#"{"id" 1}"#, false),
+        (r#"{id: 1}"#, false),
+        ("{\"id\": 1}\u{a0}", false),
+        // Not objects.
+        (r#"42"#, false),
+        (r#""just a string""#, false),
+        (r#"null"#, false),
+        (r#"[{"id": 1}]"#, false),
+        (r#""#, false),
+    ];
+    for job in [
+        "format: json",
+        "format: json\njsonPaths: ['$.id', '$.name', '$.score', '$.active', '$.flag', '$.attrs', '$.note']",
+        "format: json\ncolumns: [id, name, score, active, flag, attrs, note, extra]",
+    ] {
+        let spec: RoutineLoadJobSpec = serde_yaml::from_str(&format!(
+            "table: t\nkafka: {{brokerList: 'b:9092', topic: t}}\n{job}"
+        ))
+        .expect("job");
+        let plan = LoadPlan::build(&spec, "t", &table).expect("plan");
+        let decoder = super::json::JsonDecoder::new(&plan);
+        for &(m, scanned) in cases {
+            let (mut fast, mut general) = (Vec::new(), Vec::new());
+            let a = decoder.decode(m.as_bytes(), &mut fast);
+            let b = decoder.decode_document(m, &mut general);
+            assert_eq!(a, b, "result for {m} ({job})");
+            assert_eq!(fast, general, "rows for {m} ({job})");
+            let scan = decoder.scanned(m.as_bytes());
+            assert_eq!(scan.is_some(), scanned, "scanner takes {m} ({job})");
+            if let Some(row) = scan {
+                assert_eq!(vec![row], general, "scanner row for {m} ({job})");
+            }
+        }
+    }
+}
+
+/// Values as they load through the scanner: numbers printed as `serde_json` prints them, booleans
+/// as 1/0 in numeric columns, strings unescaped.
+#[test]
+fn json_scanned_values_load_as_before() {
+    let table = r#"
+location: file:///tmp/t
+columns:
+  - {name: id, type: BIGINT}
+  - {name: flag, type: TINYINT}
+  - {name: score, type: DOUBLE}
+  - {name: note, type: STRING}
+"#;
+    let mut e = engine(table, "format: json");
+    let out = load(
+        &mut e,
+        &[
+            r#"{"id": -7, "flag": true, "score": 1e3, "note": "caf\u00e9 \"q\""}"#,
+            r#"{"id": 0, "flag": false, "score": -0, "note": -0}"#,
+            r#"{"id": 9223372036854775807, "score": 2.5e-8, "note": 1E+2}"#,
+            r#"{"note": 18446744073709551616}"#,
+            r#"{"note": 123456789012345678901234}"#,
+            r#"{"note": true, "flag": 1}"#,
+            r#"{"note": 1.50}"#,
+        ],
+    );
+    assert_eq!(out.errors, []);
+    assert_eq!(
+        column(&out, "id"),
+        [
+            "-7",
+            "0",
+            "9223372036854775807",
+            "NULL",
+            "NULL",
+            "NULL",
+            "NULL"
+        ]
+    );
+    assert_eq!(
+        column(&out, "flag"),
+        ["1", "0", "NULL", "NULL", "NULL", "1", "NULL"]
+    );
+    assert_eq!(
+        column(&out, "note"),
+        [
+            "café \"q\"",
+            "-0.0",
+            "100.0",
+            "1.8446744073709552e+19",
+            "1.2345678901234567e+23",
+            "true",
+            "1.5"
+        ]
+    );
+    assert_eq!(
+        column(&out, "score"),
+        ["1000.0", "-0.0", "2.5e-8", "NULL", "NULL", "NULL", "NULL"]
+    );
+}
+
 #[test]
 fn kafka_metadata_loads_into_columns_and_expressions() {
     // StarRocks: INCLUDE METADATA (KEY AS k, TIMESTAMP_MS AS ts, PARTITION AS p, OFFSET AS o,
