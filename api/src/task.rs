@@ -84,6 +84,11 @@ pub struct RoutineLoadTaskStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_commit_time: Option<Time>,
 
+    /// The label of the last committed batch (StarRocks: each task's load has a label), also in
+    /// that Delta version's `commitInfo.routineLoad.label`: job, task UID, epoch, loop and batch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_commit_label: Option<String>,
+
     /// When the worker last wrote this status.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heartbeat_time: Option<Time>,

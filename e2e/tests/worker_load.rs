@@ -296,6 +296,24 @@ async fn worker_loads_wikipedia_csv_exactly_once() {
         "a clean load aborts nothing: {st}"
     );
     assert!(st["errorLogUrl"].as_str().is_some(), "{st}");
+    // The task names its last batch by the label its Delta version carries.
+    let version = st["lastCommitVersion"].as_i64().expect("lastCommitVersion");
+    let commit = std::fs::read_to_string(format!(
+        "{}/_delta_log/{version:020}.json",
+        s.location.trim_start_matches("file://")
+    ))
+    .expect("read the last commit");
+    let label = commit
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find_map(|a| {
+            a["commitInfo"]["routineLoad"]["label"]
+                .as_str()
+                .map(str::to_string)
+        })
+        .expect("the commit's label");
+    assert_eq!(st["lastCommitLabel"].as_str(), Some(label.as_str()), "{st}");
+    assert!(label.contains("-batch-"), "{label}");
     // The error log is served and names the reason.
     let url = st["errorLogUrl"].as_str().unwrap().to_string();
     let out = Command::new("curl")

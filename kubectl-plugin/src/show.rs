@@ -340,7 +340,7 @@ pub const TASK_COLUMNS: [&str; 11] = [
 ///   it; ExecuteStartTime: when its last batch committed;
 /// - Timeout: the job's maxBatchInterval in seconds; BeId: the worker pod;
 /// - DataSourceProperties: next offset per partition as committed in the table;
-/// - Message: epoch, lag, the worker's message.
+/// - Message: epoch, the last committed batch's label, lag, the worker's message.
 pub fn task_rows(
     job: Option<&RoutineLoadJob>,
     tasks: &[RoutineLoadTask],
@@ -367,6 +367,9 @@ pub fn task_rows(
             let mut msg = vec![format!("epoch {}", t.spec.epoch)];
             if !current && t.status.is_some() {
                 msg.push(format!("worker reported epoch {}", status.epoch));
+            }
+            if let Some(label) = &status.last_commit_label {
+                msg.push(format!("label {label}"));
             }
             if !status.lag.is_empty() {
                 msg.push(format!("lag {}", by_partition(&status.lag, false)));

@@ -1022,6 +1022,7 @@ struct InFlight {
     commit: tokio::task::JoinHandle<(Result<i64, String>, Duration)>,
     loaded: LoadedBatch,
     next: BTreeMap<i32, i64>,
+    label: String,
     first_error: Option<String>,
     started: Instant,
     /// Held until the batch is settled: it counts against the load memory limit meanwhile.
@@ -1150,6 +1151,7 @@ impl TaskLoop {
             return Ok(Some(end));
         }
         let batch = (d.loaded.batch.num_rows() > 0).then(|| d.loaded.batch.clone());
+        let label = req.label.clone();
         let sink = Arc::clone(&self.sink);
         let task = self.a.name.clone();
         let commit = tokio::task::spawn_blocking(move || {
@@ -1164,6 +1166,7 @@ impl TaskLoop {
             commit,
             loaded: d.loaded,
             next: d.next,
+            label,
             first_error,
             started: d.started,
             _reservation: d.reservation,
@@ -1236,6 +1239,7 @@ impl TaskLoop {
         s.counters.execute_time_ms += f.started.elapsed().as_millis() as i64;
         s.last_commit_version = Some(version);
         s.last_commit_time = Some(Time(now()));
+        s.last_commit_label = Some(f.label);
         for (p, o) in &f.next {
             s.committed_offsets.insert(p.to_string(), *o);
         }
@@ -1288,6 +1292,7 @@ impl TaskLoop {
             s.counters.received_bytes += n("receivedBytes");
             s.counters.committed_batches += 1;
             s.last_commit_version = Some(version);
+            s.last_commit_label = info["label"].as_str().map(str::to_string);
             self.dirty = true;
             tracing::info!(task = %self.a.name, version, label = %info["label"], "counted a batch an earlier loop committed but did not report");
         }

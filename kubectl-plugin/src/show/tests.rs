@@ -225,6 +225,26 @@ fn task_rows_follow_show_routine_load_task() {
             ],
         ),
         (
+            "committed, with the batch's label",
+            |t| {
+                t.status.as_mut().unwrap().last_commit_label =
+                    Some("wikipedia-7c6e-e3-19a.0-batch-4".into());
+            },
+            [
+                "routine-load-wikipedia-0",
+                "7",
+                "COMMITTED",
+                "7c6e-14093",
+                "2020-05-16 16:00:49",
+                "2020-05-16 16:01:02",
+                "2020-05-16 16:01:00",
+                "10",
+                "worker-0",
+                r#"{"0":25,"1":30}"#,
+                r#"epoch 3; label wikipedia-7c6e-e3-19a.0-batch-4; lag {"0":0,"1":2}"#,
+            ],
+        ),
+        (
             "not picked up yet",
             |t| t.status = None,
             [
