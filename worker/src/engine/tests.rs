@@ -848,6 +848,41 @@ columns:
     }
 }
 
+/// Above `LINEAR_LOOKUP_MAX` members the scanner finds names by hashing; in any member order it
+/// gives what the general path gives.
+#[test]
+fn json_scanner_with_many_members_matches_the_general_path() {
+    let columns: String = (0..40)
+        .map(|c| format!("  - {{name: c{c:02}, type: BIGINT}}\n"))
+        .collect();
+    let table: TableSpec =
+        serde_yaml::from_str(&format!("location: file:///tmp/t\ncolumns:\n{columns}"))
+            .expect("table");
+    let spec: RoutineLoadJobSpec =
+        serde_yaml::from_str("table: t\nkafka: {brokerList: 'b:9092', topic: t}\nformat: json")
+            .expect("job");
+    let plan = LoadPlan::build(&spec, "t", &table).expect("plan");
+    let decoder = super::json::JsonDecoder::new(&plan);
+    let member = |c: usize| format!(r#""c{c:02}": {}"#, c * 10);
+    let messages = [
+        (0..40).map(member).collect::<Vec<_>>(),
+        (0..40).rev().map(member).collect(),
+        (0..40).step_by(3).chain([5, 5]).map(member).collect(),
+        vec![
+            r#""other": 1"#.to_string(),
+            member(39),
+            r#""c1": 2"#.to_string(),
+        ],
+    ];
+    for m in messages {
+        let m = format!("{{{}}}", m.join(", "));
+        let scan = decoder.scanned(m.as_bytes()).expect("scanned");
+        let mut general = Vec::new();
+        decoder.decode_document(&m, &mut general).expect("valid");
+        assert_eq!(vec![scan], general, "{m}");
+    }
+}
+
 /// Values as they load through the scanner: numbers printed as `serde_json` prints them, booleans
 /// as 1/0 in numeric columns, strings unescaped.
 #[test]
