@@ -1563,7 +1563,10 @@ async fn orchestrate(tb: Testbed) -> Result<()> {
         write_report(&report)?;
     }
     if phases.contains("scaling") {
-        report["scaling"] = scaling(&tb, &client, &ns, rows).await?;
+        // A multiple of 2 tasks x 200000 rows (maxBatchRows), so every batch of both layouts
+        // closes full instead of waiting out the batch interval at the end.
+        let n = env_usize("BENCH_SCALING_ROWS", 1_200_000);
+        report["scaling"] = scaling(&tb, &client, &ns, n).await?;
         write_report(&report)?;
     }
     if phases.contains("latency") {
