@@ -407,12 +407,14 @@ async fn worker_kill_9_restarts_exactly_once() {
                 "no commit after kill {k}:\n{}",
                 w.log()
             );
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            // Polled often: the worker commits a 10,000-row batch every few tens of ms, and
+            // every ms between its commit and the kill is rows it loads in this round.
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
         if done {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(37 * (k as u64 % 7) + 10)).await;
+        tokio::time::sleep(Duration::from_millis(13 * (k as u64 % 7) + 5)).await;
         w.kill().expect("kill -9");
         kills += 1;
         w = spawn_worker(&s, 18042, Some(BATCH_ROWS), &[]);

@@ -324,7 +324,12 @@ async fn plugin_shows_pauses_resumes_and_stops_a_converted_job() {
     assert!(lines[3].contains("| COMMITTED |"), "{out}");
     assert!(lines[3].contains(&format!("| {uid} |")), "{out}");
     assert!(lines[3].contains("| worker-0 | {\"0\":20} "), "{out}");
-    assert!(lines[3].contains("| epoch 0; lag {\"0\":0} |"), "{out}");
+    // The label of the task's last batch, as its Delta version's commitInfo has it.
+    assert!(
+        lines[3].contains("| epoch 0; label routine-load-wikipedia-"),
+        "{out}"
+    );
+    assert!(lines[3].contains("-batch-1; lag {\"0\":0} |"), "{out}");
     assert!(out.contains("1 row in set ("), "{out}");
 
     // errors: the worker serves the error log of the bad row.
