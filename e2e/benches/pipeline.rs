@@ -434,6 +434,8 @@ fn child_load(p: &Value) -> Result<Value> {
     let job = p["job"].as_str().context("job")?.to_string();
     let n = p["rows"].as_u64().context("rows")?;
     let interval = p["interval_ms"].as_u64().map(Duration::from_millis);
+    // As the worker binary does at start.
+    routine_load_worker::keep_batch_memory();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -62,6 +62,7 @@ struct Running {
 }
 
 fn main() -> Result<()> {
+    routine_load_worker::keep_batch_memory();
     // Before any TLS client exists: kube (ring) and deltalake (aws-lc-rs) both bring a rustls
     // provider, and with two and no default `kube::Client` panics.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
