@@ -714,80 +714,67 @@ fn produce_dataset(
     )
 }
 
-/// The highest offset transaction version (next offset) recorded in the Delta log up to now,
-/// reading only commit files newer than `seen`.
-fn delta_log_scan(dir: &Path, seen: &mut i64, max_txn: &mut i64) -> Result<()> {
-    let log = dir.join("_delta_log");
-    let Ok(rd) = std::fs::read_dir(&log) else {
-        return Ok(());
-    };
-    let mut versions: Vec<i64> = rd
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let name = e.file_name().into_string().ok()?;
-            let v = name.strip_suffix(".json")?;
-            (v.len() == 20).then(|| v.parse::<i64>().ok())?
-        })
-        .filter(|v| *v > *seen)
-        .collect();
-    versions.sort();
-    for v in versions {
-        let text = std::fs::read_to_string(log.join(format!("{v:020}.json")))?;
-        for line in text.lines() {
-            if !line.contains("\"txn\"") {
-                continue;
-            }
-            let a: Value = serde_json::from_str(line)?;
-            // Offsets only: a partition's `-start` transaction records where its start came
-            // from (a fingerprint), not an offset.
-            if a["txn"]["appId"]
-                .as_str()
-                .is_some_and(|id| id.ends_with("-start"))
-            {
-                continue;
-            }
-            if let Some(t) = a["txn"]["version"].as_i64() {
-                *max_txn = (*max_txn).max(t);
-            }
-        }
-        *seen = v;
-    }
-    Ok(())
+/// The transactions of a Delta log: each app id's latest version, read incrementally (only
+/// commit files newer than the last scan).
+struct TxnScan {
+    seen: i64,
+    latest: BTreeMap<String, i64>,
 }
 
-/// The sum over `partitions` of the next offset the Delta log records for the job (its latest
-/// transaction version per partition): how many messages the table holds the offsets of.
-fn committed_total(dir: &Path, job_uid: &str, partitions: &[i32]) -> Result<i64> {
-    let log = dir.join("_delta_log");
-    let mut latest: BTreeMap<String, i64> = BTreeMap::new();
-    let mut versions: Vec<i64> = std::fs::read_dir(&log)?
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let name = e.file_name().into_string().ok()?;
-            let v = name.strip_suffix(".json")?;
-            (v.len() == 20).then(|| v.parse::<i64>().ok())?
-        })
-        .collect();
-    versions.sort();
-    for v in versions {
-        let text = std::fs::read_to_string(log.join(format!("{v:020}.json")))?;
-        for line in text.lines().filter(|l| l.contains("\"txn\"")) {
-            let a: Value = serde_json::from_str(line)?;
-            if let (Some(app), Some(t)) = (a["txn"]["appId"].as_str(), a["txn"]["version"].as_i64())
-            {
-                latest.insert(app.to_string(), t);
-            }
+impl TxnScan {
+    fn new() -> Self {
+        Self {
+            seen: -1,
+            latest: BTreeMap::new(),
         }
     }
-    Ok(partitions
-        .iter()
-        .map(|p| {
-            latest
-                .get(&routine_load_api::names::transaction_app_id(job_uid, *p))
-                .copied()
-                .unwrap_or(0)
-        })
-        .sum())
+
+    /// Reads the commit files written since the last call.
+    fn update(&mut self, dir: &Path) -> Result<()> {
+        let log = dir.join("_delta_log");
+        let Ok(rd) = std::fs::read_dir(&log) else {
+            return Ok(());
+        };
+        let mut versions: Vec<i64> = rd
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                let v = name.strip_suffix(".json")?;
+                (v.len() == 20).then(|| v.parse::<i64>().ok())?
+            })
+            .filter(|v| *v > self.seen)
+            .collect();
+        versions.sort();
+        for v in versions {
+            let text = std::fs::read_to_string(log.join(format!("{v:020}.json")))?;
+            for line in text.lines().filter(|l| l.contains("\"txn\"")) {
+                let a: Value = serde_json::from_str(line)?;
+                if let (Some(app), Some(t)) =
+                    (a["txn"]["appId"].as_str(), a["txn"]["version"].as_i64())
+                {
+                    self.latest.insert(app.to_string(), t);
+                }
+            }
+            self.seen = v;
+        }
+        Ok(())
+    }
+
+    /// The sum over `partitions` of the next offset the log records for the job: how many
+    /// messages the table holds the offsets of (-1 for one partition with no offset yet).
+    fn committed(&self, job_uid: &str, partitions: &[i32]) -> i64 {
+        let offsets: Vec<Option<i64>> = partitions
+            .iter()
+            .map(|p| {
+                let id = routine_load_api::names::transaction_app_id(job_uid, *p);
+                self.latest.get(&id).copied()
+            })
+            .collect();
+        match offsets.as_slice() {
+            [one] => one.unwrap_or(-1),
+            all => all.iter().map(|o| o.unwrap_or(0)).sum(),
+        }
+    }
 }
 
 fn kb_to_mib(kb: u64) -> f64 {
@@ -849,8 +836,9 @@ async fn throughput(
     let lp = json!({"namespace": ns, "tasks": load.tasks, "job": load.job, "rows": n});
     let e2e = tokio::task::spawn_blocking(move || run_child("load", &lp)).await??;
     eprintln!("[{}] end to end: {e2e}", ds.name());
-    let (mut seen, mut txn) = (-1, -1);
-    delta_log_scan(&load.dir, &mut seen, &mut txn)?;
+    let mut scan = TxnScan::new();
+    scan.update(&load.dir)?;
+    let txn = scan.committed(&load.job_uid, &[0]);
     if txn != n as i64 || e2e["loaded_rows"].as_u64() != Some(n as u64) {
         bail!(
             "{}: the table's committed offset is {txn} and {} rows were loaded, expected {n}",
@@ -927,7 +915,9 @@ async fn scaling(tb: &Testbed, client: &Client, ns: &str, n: usize) -> Result<Va
         let lp = json!({"namespace": ns, "tasks": load.tasks, "job": load.job, "rows": n});
         let r = tokio::task::spawn_blocking(move || run_child("load", &lp)).await??;
         eprintln!("[scaling] {label}: {r}");
-        let committed = committed_total(&load.dir, &load.job_uid, &[0, 1, 2, 3])?;
+        let mut scan = TxnScan::new();
+        scan.update(&load.dir)?;
+        let committed = scan.committed(&load.job_uid, &[0, 1, 2, 3]);
         if committed != n as i64 || r["loaded_rows"].as_u64() != Some(n as u64) {
             bail!(
                 "scaling, {label}: the table's committed offsets add up to {committed} and {} rows were loaded, expected {n}",
@@ -1141,14 +1131,17 @@ async fn latency(
     let done = Arc::new(AtomicBool::new(false));
     let reader = {
         let dir = load.dir.clone();
+        let job_uid = load.job_uid.clone();
         let done = done.clone();
         std::thread::spawn(move || -> Result<Vec<(Instant, i64)>> {
-            let (mut seen, mut txn) = (0i64, -1i64);
+            let mut scan = TxnScan::new();
+            let mut txn = -1i64;
             let mut out = Vec::new();
             let deadline = Instant::now() + Duration::from_secs(600);
             loop {
                 let before = txn;
-                delta_log_scan(&dir, &mut seen, &mut txn)?;
+                scan.update(&dir)?;
+                txn = scan.committed(&job_uid, &[0]);
                 if txn > before {
                     out.push((Instant::now(), txn));
                 }
