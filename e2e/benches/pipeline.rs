@@ -459,6 +459,7 @@ fn child_load(p: &Value) -> Result<Value> {
                 load_memory::pod_memory(),
             )),
             retry_limit: None,
+            decode_threads: routine_load_worker::decode_threads(),
         };
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let cpu0 = cpu_seconds();

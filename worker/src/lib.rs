@@ -28,3 +28,41 @@ pub fn keep_batch_memory() {
         libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
     }
 }
+
+/// Threads that decode one batch of a task: `ROUTINE_LOAD_DECODE_THREADS` when set (at least
+/// 1), else the CPUs this process may use (its cgroup's CPU limit included), at most 4.
+pub fn decode_threads() -> usize {
+    decode_threads_from(
+        std::env::var("ROUTINE_LOAD_DECODE_THREADS").ok().as_deref(),
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+    )
+}
+
+fn decode_threads_from(setting: Option<&str>, cpus: usize) -> usize {
+    match setting.and_then(|v| v.trim().parse::<usize>().ok()) {
+        Some(n) => n.max(1),
+        None => cpus.clamp(1, 4),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn decode_threads_follow_the_setting_else_the_cpus_up_to_four() {
+        for (setting, cpus, threads) in [
+            (None, 1, 1),
+            (None, 2, 2),
+            (None, 16, 4),
+            (Some("3"), 2, 3),
+            (Some("0"), 2, 1),
+            (Some(" 1 "), 8, 1),
+            (Some("many"), 2, 2),
+        ] {
+            assert_eq!(
+                super::decode_threads_from(setting, cpus),
+                threads,
+                "{setting:?} {cpus}"
+            );
+        }
+    }
+}

@@ -191,6 +191,7 @@ async fn run() -> Result<()> {
             .ok()
             .and_then(|v| v.parse::<u32>().ok())
             .filter(|n| *n > 0),
+        decode_threads: routine_load_worker::decode_threads(),
     };
 
     let api: Api<RoutineLoadTask> = match &namespace {

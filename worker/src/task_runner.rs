@@ -70,6 +70,8 @@ pub struct WorkerContext {
     /// This worker's Lease renewals: a loop re-reads its task before a commit when the Lease
     /// may have lapsed since its batch began. `None`: no Lease (benchmarks driving one loop).
     pub heartbeat: Option<Arc<Heartbeat>>,
+    /// Threads that decode one batch (each takes a contiguous run of its messages).
+    pub decode_threads: usize,
 }
 
 /// Identifies one assignment.
@@ -389,7 +391,8 @@ struct TaskLoop {
     job: RoutineLoadJob,
     job_name: String,
     task: RoutineLoadTask,
-    engine: LoadEngine,
+    /// One engine per decoding thread (the first decodes on the loop's own thread).
+    engines: Vec<LoadEngine>,
     /// Shared with the commit of the batch in flight (which holds it while it commits).
     sink: Arc<tokio::sync::Mutex<DeltaSink>>,
     partitions: Vec<i32>,
@@ -464,6 +467,7 @@ impl TaskLoop {
             },
         );
         let retry_limit = ctx.retry_limit;
+        let decode_threads = ctx.decode_threads;
         let lag = LagTracker {
             topic: topic.clone(),
             partitions: partitions.clone(),
@@ -477,7 +481,7 @@ impl TaskLoop {
             a,
             job_name,
             task,
-            engine,
+            engines: crate::engine::decoding_engines(engine, decode_threads),
             sink: Arc::new(tokio::sync::Mutex::new(sink)),
             partitions,
             topic,
@@ -1085,7 +1089,7 @@ impl TaskLoop {
             mark,
             ..
         } = g;
-        let headers: Vec<Option<String>> = if self.engine.wants_headers() {
+        let headers: Vec<Option<String>> = if self.engines[0].wants_headers() {
             msgs.iter().map(crate::engine::record_headers).collect()
         } else {
             Vec::new()
@@ -1102,7 +1106,7 @@ impl TaskLoop {
                 headers: headers.get(i).and_then(|h| h.as_deref()),
             })
             .collect();
-        let loaded = self.engine.load(&source)?;
+        let loaded = crate::engine::load_in_parallel(&mut self.engines, &source)?;
         let mut next: BTreeMap<i32, i64> = BTreeMap::new();
         for m in &source {
             let e = next.entry(m.partition).or_insert(m.offset + 1);

@@ -12,6 +12,7 @@ mod column_builder;
 mod csv;
 pub mod error_row;
 mod json;
+mod parallel;
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -32,6 +33,7 @@ use csv::CsvSplitter;
 pub use error_row::{ErrorRow, reason};
 use error_row::{conversion_reason, loggable};
 use json::JsonDecoder;
+pub use parallel::{decoding_engines, load_in_parallel};
 
 /// One Kafka message to load.
 #[derive(Debug, Clone, Copy, Default)]

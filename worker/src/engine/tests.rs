@@ -993,3 +993,55 @@ where: p = 3 and o >= 0
     assert_eq!(column(&out, "trace"), ["abc", "NULL"]);
     assert!(out.errors.is_empty(), "{:?}", out.errors);
 }
+
+#[test]
+fn decoding_on_several_threads_gives_what_one_engine_gives() {
+    // Good rows, error rows of each step (conversion, derived column, WHERE-unselected) and
+    // JSON arrays (several rows per message) spread over the runs of three threads.
+    let cases: [(&str, &str, fn(usize) -> String); 2] = [
+        (
+            WIKIPEDIA_TABLE,
+            "columnSeparator: \",\"\ncolumns: [event_time, channel, user, is_anonymous, is_minor, is_new, is_robot, is_unpatrolled, delta, added, deleted]\nwhere: \"added > 2\"\nmaxErrorNumber: 100000\n",
+            |i| match i % 7 {
+                0 => format!("2015-09-12 00:47:00,#en,u{i},0,0,0,0,0,x{i},3,0"),
+                1 => format!("2015-09-12 00:47:00,#en,u{i},0,0,0,0,0,{i},1,0"),
+                2 => "too,few".to_string(),
+                _ => format!("2015-09-12 00:47:{:02},#ca,u{i},0,1,0,1,0,{i},{i},0", i % 60),
+            },
+        ),
+        (
+            WIKIPEDIA_TABLE,
+            "format: json\nstripOuterArray: true\nmaxErrorNumber: 100000\n",
+            |i| match i % 5 {
+                0 => "{not json".to_string(),
+                1 => format!(
+                    r#"[{{"event_time":"2015-09-12 00:47:00","channel":"a","user":"u{i}","delta":{i}}},{{"event_time":"2015-09-12 00:47:01","channel":"b","user":"v{i}","delta":"bad"}}]"#
+                ),
+                _ => format!(
+                    r#"{{"event_time":"2015-09-12 00:47:00","channel":"c","user":"w{i}","added":{i}}}"#
+                ),
+            },
+        ),
+    ];
+    for (table, job, payload) in cases {
+        let payloads: Vec<String> = (0..50_000).map(payload).collect();
+        let messages: Vec<SourceMessage<'_>> = payloads
+            .iter()
+            .enumerate()
+            .map(|(i, p)| SourceMessage {
+                partition: (i % 3) as i32,
+                offset: i as i64,
+                payload: p.as_bytes(),
+                ..Default::default()
+            })
+            .collect();
+        let one = engine(table, job).load(&messages).expect("one engine");
+        let mut engines = decoding_engines(engine(table, job), 3);
+        let three = load_in_parallel(&mut engines, &messages).expect("three engines");
+        assert!(one.counters.error_rows > 0 && one.counters.loaded_rows > 0, "{job}");
+        assert_eq!(three.counters, one.counters, "{job}");
+        assert_eq!(three.batch, one.batch, "{job}");
+        let text = |b: &LoadedBatch| b.errors.iter().map(|e| e.to_string()).collect::<Vec<_>>();
+        assert_eq!(text(&three), text(&one), "{job}");
+    }
+}

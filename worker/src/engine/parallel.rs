@@ -1,0 +1,139 @@
+//! Decoding one batch on several threads: the messages are cut into contiguous runs, each run
+//! is loaded by its own engine (same plan) on its own scoped thread, and the parts are joined
+//! back in message order. Every step of a load works row by row (or message by message for
+//! JSON arrays), so the joined result is the one a single engine gives: the same rows in the
+//! same order, the same error rows in the same order, the counters summed.
+
+use std::sync::Arc;
+
+use deltalake::arrow::compute::concat_batches;
+
+use super::{EngineError, LoadEngine, LoadedBatch, SourceMessage};
+
+/// Fewer messages than this per thread are not worth a thread.
+const MIN_MESSAGES_PER_THREAD: usize = 16 * 1024;
+
+impl LoadEngine {
+    /// Another engine for the same plan (for another decoding thread).
+    pub fn fork(&self) -> LoadEngine {
+        LoadEngine::new(Arc::clone(&self.plan))
+    }
+}
+
+/// Engines for `threads` decoding threads from `engine` (at least one: `engine` itself).
+pub fn decoding_engines(engine: LoadEngine, threads: usize) -> Vec<LoadEngine> {
+    let mut engines = Vec::with_capacity(threads.max(1));
+    for _ in 1..threads.max(1) {
+        engines.push(engine.fork());
+    }
+    engines.insert(0, engine);
+    engines
+}
+
+/// How `messages` messages are cut for `engines` engines: contiguous runs, as even as
+/// possible, each of at least [`MIN_MESSAGES_PER_THREAD`] (so small batches use one thread).
+fn runs(messages: usize, engines: usize) -> Vec<std::ops::Range<usize>> {
+    let n = engines
+        .min(messages / MIN_MESSAGES_PER_THREAD)
+        .clamp(1, engines.max(1));
+    let (size, extra) = (messages / n, messages % n);
+    let mut start = 0;
+    (0..n)
+        .map(|i| {
+            let len = size + usize::from(i < extra);
+            let run = start..start + len;
+            start += len;
+            run
+        })
+        .collect()
+}
+
+/// Loads `messages` with `engines` (the first on the calling thread, the others on scoped
+/// threads) into one batch, equal to what `engines[0].load(messages)` gives.
+pub fn load_in_parallel(
+    engines: &mut [LoadEngine],
+    messages: &[SourceMessage<'_>],
+) -> Result<LoadedBatch, EngineError> {
+    let runs = runs(messages.len(), engines.len());
+    if runs.len() <= 1 {
+        return engines[0].load(messages);
+    }
+    let parts: Vec<Result<LoadedBatch, EngineError>> = std::thread::scope(|s| {
+        let (first, rest) = engines.split_first_mut().expect("at least one engine");
+        let handles: Vec<_> = rest
+            .iter_mut()
+            .zip(&runs[1..])
+            .map(|(engine, run)| {
+                let run = &messages[run.clone()];
+                s.spawn(move || engine.load(run))
+            })
+            .collect();
+        let mut parts = vec![first.load(&messages[runs[0].clone()])];
+        parts.extend(
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))),
+        );
+        parts
+    });
+    join(parts.into_iter().collect::<Result<Vec<_>, _>>()?)
+}
+
+/// The parts of one batch, in message order, as one.
+fn join(mut parts: Vec<LoadedBatch>) -> Result<LoadedBatch, EngineError> {
+    if parts.len() == 1 {
+        return Ok(parts.remove(0));
+    }
+    let schema = parts[0].batch.schema();
+    let batch = concat_batches(&schema, parts.iter().map(|p| &p.batch)).map_err(|source| {
+        EngineError::Arrow {
+            step: "joining the decoded parts of a",
+            source,
+        }
+    })?;
+    let mut errors = Vec::with_capacity(parts.iter().map(|p| p.errors.len()).sum());
+    let mut counters = super::BatchCounters::default();
+    for p in parts {
+        counters.add(&p.counters);
+        errors.extend(p.errors);
+    }
+    Ok(LoadedBatch {
+        batch,
+        errors,
+        counters,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_cut_batches_into_even_contiguous_runs_of_a_minimum_size() {
+        let m = MIN_MESSAGES_PER_THREAD;
+        let cases: &[(usize, usize, &[usize])] = &[
+            // (messages, engines, run lengths)
+            (0, 2, &[0]),
+            (10, 1, &[10]),
+            (10, 4, &[10]),
+            (2 * m - 1, 2, &[2 * m - 1]),
+            (2 * m, 2, &[m, m]),
+            (2 * m + 1, 2, &[m + 1, m]),
+            (3 * m + 2, 2, &[(3 * m + 2) / 2, (3 * m + 2) / 2]),
+            (3 * m, 4, &[m, m, m]),
+            (200_000, 2, &[100_000, 100_000]),
+            (5, 0, &[5]),
+        ];
+        for &(messages, engines, lengths) in cases {
+            let got = runs(messages, engines);
+            let got_lengths: Vec<usize> = got.iter().map(|r| r.len()).collect();
+            assert_eq!(
+                got_lengths, lengths,
+                "{messages} messages, {engines} engines"
+            );
+            assert_eq!(got.first().map(|r| r.start), Some(0));
+            assert_eq!(got.last().map(|r| r.end), Some(messages));
+            assert!(got.windows(2).all(|w| w[0].end == w[1].start));
+        }
+    }
+}
