@@ -25,6 +25,7 @@ use serde_json::{Value, json};
 use url::Url;
 
 use crate::table::TableSpec;
+use crate::table_model::{self, KeyModel, KeyModelError};
 
 /// Why the Delta table can't be created, adopted or opened.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +36,9 @@ pub enum DeltaTableSetupError {
     /// A column's type doesn't parse or has no Delta type.
     #[error("column '{column}': {reason}")]
     Column { column: String, reason: String },
+    /// The spec's model, keys or aggregate functions are invalid.
+    #[error("{0}")]
+    KeyModel(#[from] KeyModelError),
     /// An existing Delta table at the location has a different schema or partitioning.
     #[error("the Delta table at {location} differs from the Table spec: {differences}")]
     SchemaMismatch {
@@ -196,6 +200,7 @@ pub async fn create_or_adopt_table(
     storage_options: HashMap<String, String>,
 ) -> Result<TableSetup, DeltaTableSetupError> {
     let want = delta_schema(spec)?;
+    let model = table_model::validate(spec)?;
     let url = table_url(location)?;
     let mut table = deltalake::DeltaTableBuilder::from_url(url)?
         .with_storage_options(storage_options.clone())
@@ -207,6 +212,7 @@ pub async fn create_or_adopt_table(
                 table,
                 &want,
                 &spec.partition_columns,
+                &model,
                 storage_options,
             )
             .await
@@ -218,6 +224,9 @@ pub async fn create_or_adopt_table(
                 .create()
                 .with_columns(want.fields().cloned())
                 .with_partition_columns(spec.partition_columns.clone())
+                .with_configuration(model.configuration().into_iter().map(|(k, v)| (k, Some(v))))
+                // The model's entries are routine-load's, not Delta table properties.
+                .with_raise_if_key_not_exists(false)
                 .with_actions(vec![Action::Protocol(protocol.to_kernel()?)])
                 .with_save_mode(deltalake::protocol::SaveMode::ErrorIfExists)
                 .await;
@@ -230,7 +239,15 @@ pub async fn create_or_adopt_table(
                 // Someone else created it between our load and our create: adopt it if it fits.
                 Err(_) => {
                     let t = open(location, storage_options.clone()).await?;
-                    adopt(location, t, &want, &spec.partition_columns, storage_options).await
+                    adopt(
+                        location,
+                        t,
+                        &want,
+                        &spec.partition_columns,
+                        &model,
+                        storage_options,
+                    )
+                    .await
                 }
             }
         }
@@ -244,9 +261,10 @@ async fn adopt(
     table: DeltaTable,
     want: &StructType,
     partition_columns: &[String],
+    model: &KeyModel,
     storage_options: HashMap<String, String>,
 ) -> Result<TableSetup, DeltaTableSetupError> {
-    check_matches(location, &table, want, partition_columns)?;
+    check_matches(location, &table, want, partition_columns, model)?;
     let version = table.version().map_or(0, |v| v as i64);
     let (have, required) = protocol_and_needs(&table)?;
     let Some(to) = repaired_protocol(&have, &required) else {
@@ -650,6 +668,7 @@ fn check_matches(
     table: &DeltaTable,
     want: &StructType,
     partition_columns: &[String],
+    model: &KeyModel,
 ) -> Result<(), DeltaTableSetupError> {
     let snapshot = table.snapshot()?;
     let have = snapshot.schema();
@@ -683,6 +702,10 @@ fn check_matches(
             "partition columns are {have_parts:?} in the table, {partition_columns:?} in the spec"
         ));
     }
+    match recorded_model(table) {
+        Ok(have) => diffs.extend(have.differences(model)),
+        Err(e) => diffs.push(e),
+    }
     if diffs.is_empty() {
         Ok(())
     } else {
@@ -691,6 +714,20 @@ fn check_matches(
             differences: diffs.join("; "),
         })
     }
+}
+
+/// The key model a Delta table's configuration records (Duplicate without keys when none).
+pub fn recorded_model(table: &DeltaTable) -> Result<KeyModel, String> {
+    let snapshot = table.snapshot().map_err(|e| e.to_string())?;
+    let metadata = serde_json::to_value(snapshot.metadata()).map_err(|e| e.to_string())?;
+    let configuration: HashMap<String, String> = metadata["configuration"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+        .collect();
+    KeyModel::from_configuration(&configuration)
+        .map_err(|e| format!("the table's configuration records an invalid key model: {e}"))
 }
 
 fn nullability(nullable: bool) -> &'static str {
@@ -709,6 +746,7 @@ mod tests {
             nullable: true,
             default: None,
             comment: None,
+            aggregate: None,
         }
     }
 
@@ -720,6 +758,8 @@ mod tests {
             credentials_secret: None,
             deletion_policy: DeletionPolicy::Retain,
             comment: None,
+            model: Default::default(),
+            keys: vec![],
         }
     }
 

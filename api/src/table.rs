@@ -6,6 +6,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::column_type::{COLUMN_TYPE_PATTERN, ColumnType, ColumnTypeError};
+use crate::table_model::{AggregateFunction, MAX_KEYS, TableModel};
 
 /// A Delta Lake table that routine load jobs load into (StarRocks: the destination table).
 ///
@@ -25,6 +26,11 @@ use crate::column_type::{COLUMN_TYPE_PATTERN, ColumnType, ColumnTypeError};
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[x_kube(validation = Rule::new("!has(self.partitionColumns) || self.partitionColumns.all(p, self.columns.exists(c, c.name == p))").message("every partitionColumns entry must name a column of the table"))]
+#[x_kube(validation = Rule::new("self.model == 'Duplicate' || (has(self.keys) && size(self.keys) > 0)").message("model Primary, Unique and Aggregate need keys: list the key columns in keys"))]
+#[x_kube(validation = Rule::new("!has(self.keys) || self.keys.all(k, self.columns.exists(c, c.name == k))").message("every keys entry must name a column of the table"))]
+#[x_kube(validation = Rule::new("self.model == 'Duplicate' || !has(self.keys) || self.keys.all(k, self.columns.exists(c, c.name == k && has(c.nullable) && !c.nullable))").message("key columns must be NOT NULL (nullable: false)"))]
+#[x_kube(validation = Rule::new("self.model == oldSelf.model").message("model is immutable"))]
+#[x_kube(validation = Rule::new("(has(self.keys) ? self.keys : []) == (has(oldSelf.keys) ? oldSelf.keys : [])").message("keys are immutable"))]
 #[serde(rename_all = "camelCase")]
 pub struct TableSpec {
     /// Columns of the table, in order. Loads map source fields to these by name.
@@ -59,6 +65,22 @@ pub struct TableSpec {
     /// Free-form description (StarRocks: table COMMENT).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comment: Option<String>,
+
+    /// How rows with the same `keys` combine (StarRocks: the data model). `Duplicate` (default)
+    /// appends every row; `Primary` keeps one row per key, replaced by each new row and deleted
+    /// by a row whose `__op` is `1`/`delete`; `Unique` keeps the last row per key; `Aggregate`
+    /// combines value columns with their `aggregate` function. Recorded in the Delta table's
+    /// configuration (`routineload.model`). Immutable.
+    #[serde(default)]
+    pub model: TableModel,
+
+    /// Key columns (StarRocks: PRIMARY KEY / UNIQUE KEY / AGGREGATE KEY / DUPLICATE KEY columns),
+    /// in order. Required unless `model` is Duplicate; each must name a NOT NULL column of a
+    /// type that compares exactly (no FLOAT, DOUBLE or JSON; no DECIMAL for Primary). Recorded
+    /// in the Delta table's configuration (`routineload.keys`). Immutable.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_KEYS))]
+    pub keys: Vec<String>,
 }
 
 /// One column of a `Table`.
@@ -90,6 +112,12 @@ pub struct TableColumn {
     /// Free-form description (StarRocks: column COMMENT).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comment: Option<String>,
+
+    /// How an Aggregate table combines this value column for rows with the same key: SUM, MAX,
+    /// MIN, REPLACE or REPLACE_IF_NOT_NULL. Required on every value column of an Aggregate table,
+    /// refused elsewhere. Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aggregate: Option<AggregateFunction>,
 }
 
 impl TableColumn {

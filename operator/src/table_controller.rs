@@ -235,7 +235,8 @@ async fn apply(table: &Table, ctx: &Context, ns: &str) -> Result<Action, Error> 
         Err(
             e @ (DeltaTableSetupError::SchemaMismatch { .. }
             | DeltaTableSetupError::Location { .. }
-            | DeltaTableSetupError::Column { .. }),
+            | DeltaTableSetupError::Column { .. }
+            | DeltaTableSetupError::KeyModel(_)),
         ) => {
             let reason = match e {
                 DeltaTableSetupError::SchemaMismatch { .. } => "SchemaMismatch",

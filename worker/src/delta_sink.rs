@@ -346,6 +346,7 @@ mod tests {
             nullable: true,
             default: None,
             comment: None,
+            aggregate: None,
         };
         TableSpec {
             columns: vec![col("id", "BIGINT"), col("name", "STRING")],
@@ -354,6 +355,8 @@ mod tests {
             credentials_secret: None,
             deletion_policy: DeletionPolicy::Retain,
             comment: None,
+            model: Default::default(),
+            keys: vec![],
         }
     }
 

@@ -9,6 +9,9 @@ mod function_tests;
 mod functions;
 mod json_functions;
 mod json_path;
+#[cfg(test)]
+mod key_tests;
+mod op_column;
 mod string_functions;
 mod time_functions;
 mod udf;
@@ -95,6 +98,22 @@ pub enum PlanError {
     SecretInProperties { key: String },
     #[error("partition '{partition}': {reason}")]
     BadPartition { partition: String, reason: String },
+    #[error("table's key model: {0}")]
+    KeyModel(crate::table_model::KeyModelError),
+    #[error(
+        "COLUMNS names __op, but table '{table}' is a {model} table: __op (upsert or delete) applies only to a Primary table; remove it from COLUMNS"
+    )]
+    OpOutsidePrimary {
+        table: String,
+        model: crate::table_model::TableModel,
+    },
+    #[error(
+        "table '{table}' is an {model} table: loads into {model} tables are not supported yet; use a Primary, Unique or Duplicate table"
+    )]
+    UnsupportedModel {
+        table: String,
+        model: crate::table_model::TableModel,
+    },
 }
 
 /// CSV decoding options.
@@ -251,6 +270,12 @@ pub struct LoadPlan {
     pub partition_columns: Vec<usize>,
     /// Partitions rows may go to, as `col=value/col2=value` paths; None allows any.
     pub allowed_partitions: Option<BTreeSet<String>>,
+    /// The table's key model: how the written rows combine with the stored ones per key.
+    pub key_model: crate::table_model::KeyModel,
+    /// Index (in `columns`, after the table's columns) of the `__op` pseudo column: a NOT NULL
+    /// TINYINT, 0 to upsert the row's key and 1 to delete it. None: every row upserts (keyed
+    /// tables) or appends (Duplicate).
+    pub op_column: Option<usize>,
 }
 
 impl LoadPlan {
@@ -342,6 +367,10 @@ impl LoadPlan {
                 });
             }
         }
+        let mut entries = entries;
+        let op_source = op_column::take_op_entry(&mut entries);
+        let key_model = crate::table_model::validate(table).map_err(PlanError::KeyModel)?;
+        op_column::check_model(&key_model, op_source.as_ref(), table_name)?;
         let field_names: Vec<&str> = entries
             .iter()
             .filter_map(|e| match e {
@@ -378,7 +407,6 @@ impl LoadPlan {
             })
             .collect();
         let metadata = metadata_columns(job, &seen)?;
-        let mut entries = entries;
         for m in &metadata {
             // A metadata column named like a table column loads into it.
             if by_name.contains_key(m.name.as_str()) {
@@ -489,6 +517,13 @@ impl LoadPlan {
                 source,
             });
         }
+        let op_column = match &op_source {
+            Some(op) => {
+                columns.push(op_column::planned(&session, op, &source_schema)?);
+                Some(columns.len() - 1)
+            }
+            None => None,
+        };
         let table_schema: SchemaRef = Arc::new(Schema::new(
             columns
                 .iter()
@@ -503,7 +538,7 @@ impl LoadPlan {
         where_fields.extend(
             source_fields
                 .iter()
-                .filter(|f| f.column_type.is_none())
+                .filter(|f| f.column_type.is_none() && f.name != crate::table_model::OP_COLUMN)
                 .map(|f| Field::new(&f.name, DataType::Utf8, true)),
         );
         let where_metadata: Vec<usize> = metadata
@@ -592,6 +627,8 @@ impl LoadPlan {
             timezone,
             partition_columns,
             allowed_partitions,
+            key_model,
+            op_column,
         })
     }
 }
