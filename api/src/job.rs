@@ -37,6 +37,8 @@ pub const ERROR_WINDOW_FACTOR: i64 = 10;
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[x_kube(validation = Rule::new("(has(self.format) && self.format == 'json') || (!has(self.jsonPaths) && !has(self.jsonRoot) && !has(self.stripOuterArray))").message("jsonPaths, jsonRoot and stripOuterArray apply only to format: json"))]
+#[x_kube(validation = Rule::new("(has(self.format) && self.format == 'avro') || (!has(self.avroPaths) && !has(self.schemaRegistry))").message("avroPaths and schemaRegistry apply only to format: avro"))]
+#[x_kube(validation = Rule::new("!has(self.format) || self.format != 'avro' || has(self.schemaRegistry)").message("format: avro needs schemaRegistry (the Confluent-compatible registry that holds the writers' schemas)"))]
 #[x_kube(validation = Rule::new("!has(self.format) || self.format == 'csv' || (!has(self.columnSeparator) && !has(self.rowDelimiter) && !has(self.enclose) && !has(self.escape) && !has(self.trimSpace))").message("columnSeparator, rowDelimiter, enclose, escape and trimSpace apply only to format: csv"))]
 #[serde(rename_all = "camelCase")]
 pub struct RoutineLoadJobSpec {
@@ -51,7 +53,7 @@ pub struct RoutineLoadJobSpec {
     #[serde(default)]
     pub state: DesiredState,
 
-    /// Message format: `csv` (default) or `json`.
+    /// Message format: `csv` (default), `json` or `avro`.
     #[serde(default)]
     pub format: DataFormat,
 
@@ -168,8 +170,36 @@ pub struct RoutineLoadJobSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strip_outer_array: Option<bool>,
 
+    /// Avro paths, one per COLUMNS entry that reads a field (StarRocks `avro_paths`), e.g.
+    /// `$.user.name` or `$.items[0]`; a union is looked through to its branch. Default: fields
+    /// matched by column name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub avro_paths: Option<Vec<String>>,
+
+    /// The Confluent-compatible schema registry that holds the schemas of `format: avro`
+    /// messages (StarRocks `confluent.schema.registry.url`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_registry: Option<SchemaRegistry>,
+
     /// The Kafka source (StarRocks `FROM KAFKA (...)`).
     pub kafka: KafkaSource,
+}
+
+/// A Confluent-compatible schema registry (Confluent Schema Registry, Karapace, Apicurio's
+/// ccompat API, Redpanda): each Avro message names its writer's schema by id, read from here.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SchemaRegistry {
+    /// Base URL of the registry's REST API, `http://` or `https://`, e.g.
+    /// `http://schema-registry:8081`. No credentials in it: they go in `credentialsSecret`.
+    #[schemars(length(min = 1))]
+    #[x_kube(validation = Rule::new("self.matches('^https?://[^/@]+(/.*)?$')").message("schemaRegistry.url must be http://host[:port][/path] or https://..., without user:password@ (put credentials in credentialsSecret)"))]
+    pub url: String,
+
+    /// Secret with the registry's HTTP basic credentials: keys `username` and `password`
+    /// (Confluent's `basic.auth.user.info`). Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret: Option<SecretReference>,
 }
 
 /// Where a job reads from (StarRocks `FROM KAFKA (...)` data source properties).
@@ -339,6 +369,9 @@ pub enum DataFormat {
     Csv,
     /// One JSON object per message, or an array of them with stripOuterArray.
     Json,
+    /// One Avro record per message in the Confluent wire format (a zero byte, the schema id as
+    /// a 4-byte big-endian number, the binary datum); schemas come from `schemaRegistry`.
+    Avro,
 }
 
 /// The state of a job as StarRocks names it.

@@ -64,6 +64,7 @@ pub fn job_properties(job: &RoutineLoadJob) -> String {
     let format = match spec.format {
         DataFormat::Csv => "csv",
         DataFormat::Json => "json",
+        DataFormat::Avro => "avro",
     };
     let separator = spec
         .column_separator

@@ -7,6 +7,7 @@ pub mod heartbeat;
 pub mod load_memory;
 pub mod metrics;
 pub mod retry;
+pub mod schema_registry;
 pub mod start_offsets;
 pub mod stream_load;
 pub mod task_release;

@@ -164,7 +164,13 @@ async fn prepare(ctx: &WorkerContext, a: &Assignment, task: &RoutineLoadTask) ->
         .with_context(|| format!("reading table {}", job.spec.table))?;
     let plan = LoadPlan::build(&job.spec, &job.spec.table, &table.spec)
         .map_err(|e| anyhow!("planning the load: {e}"))?;
-    let engine = LoadEngine::new(Arc::new(plan));
+    let mut engine = LoadEngine::new(Arc::new(plan));
+    if let Some(registry) = &job.spec.schema_registry {
+        let client =
+            crate::schema_registry::RegistryClient::connect(&ctx.client, &a.namespace, registry)
+                .await?;
+        engine.set_schema_source(Arc::new(client));
+    }
 
     let storage_secret = match &table.spec.credentials_secret {
         Some(s) => secret_map(&ctx.client, &a.namespace, &s.name).await?,

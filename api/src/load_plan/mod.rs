@@ -3,6 +3,7 @@
 //! one. Derived columns and WHERE compile to DataFusion physical expressions evaluated over Arrow
 //! batches.
 
+mod avro;
 mod dialect;
 #[cfg(test)]
 mod function_tests;
@@ -316,14 +317,22 @@ impl LoadPlan {
             .parse()
             .map_err(|_| PlanError::BadTimezone(job.timezone.clone()))?;
         let csv = csv_options(job)?;
-        let json_paths = match &job.json_paths {
+        // avroPaths are jsonPaths over the decoded Avro record.
+        let (paths_option, paths) = match job.format {
+            DataFormat::Avro => {
+                avro::check_registry(job)?;
+                ("avroPaths", &job.avro_paths)
+            }
+            _ => ("jsonPaths", &job.json_paths),
+        };
+        let json_paths = match paths {
             Some(paths) => Some(
                 paths
                     .iter()
                     .map(|p| JsonPath::parse(p))
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(|reason| PlanError::BadFormatOption {
-                        option: "jsonPaths",
+                        option: paths_option,
                         reason,
                     })?,
             ),
@@ -382,7 +391,7 @@ impl LoadPlan {
             && paths.len() != field_names.len()
         {
             return Err(PlanError::BadFormatOption {
-                option: "jsonPaths",
+                option: paths_option,
                 reason: format!(
                     "{} paths for {} source fields ({}): give one path per field",
                     paths.len(),

@@ -40,6 +40,7 @@ pub fn conversion_reason(
             let source = match format {
                 DataFormat::Csv => "csv string",
                 DataFormat::Json => "json value",
+                DataFormat::Avro => "avro value",
             };
             format!(
                 "convert {source} to {} failed",

@@ -2,12 +2,13 @@
 //! plus error rows and counters (StarRocks: the BE's scan, convert, filter steps of a load).
 //!
 //! A batch goes through four steps:
-//! 1. decode each message (CSV or JSON) into source fields and convert each field to its
+//! 1. decode each message (CSV, JSON or Avro) into source fields and convert each field to its
 //!    column's type; a field that fails makes an error row (or NULL without strict mode);
 //! 2. evaluate derived columns (DataFusion physical expressions) and convert their results;
 //! 3. apply WHERE: rows it rejects are unselected, not errors;
 //! 4. check target partitions.
 
+mod avro;
 mod column_builder;
 mod csv;
 pub mod error_row;
@@ -28,6 +29,7 @@ use routine_load_api::job::DataFormat;
 use routine_load_api::load_plan::{ColumnSource, LoadPlan, MetadataKind, partition_path};
 use routine_load_api::value::ConvertError;
 
+pub use avro::{RegisteredSchema, SchemaSource};
 use column_builder::ColumnBuilder;
 use csv::CsvSplitter;
 pub use error_row::{ErrorRow, reason};
@@ -156,6 +158,9 @@ pub enum EngineError {
         step: &'static str,
         source: ArrowError,
     },
+    /// The registry could not be asked for a writer's schema: the batch is loaded again later.
+    #[error("{0}")]
+    SchemaRegistry(String),
 }
 
 /// Turns messages into typed batches for one load plan.
@@ -163,6 +168,7 @@ pub struct LoadEngine {
     plan: Arc<LoadPlan>,
     csv: CsvSplitter,
     json: JsonDecoder,
+    avro: avro::AvroDecoder,
     /// Default values, parsed once, as one-row arrays by column index.
     defaults: Vec<Option<ArrayRef>>,
 }
@@ -220,9 +226,15 @@ impl LoadEngine {
         Self {
             csv: CsvSplitter::new(&plan.csv),
             json: JsonDecoder::new(&plan),
+            avro: avro::AvroDecoder::new(&plan),
             defaults,
             plan,
         }
+    }
+
+    /// Reads the writer schemas of `format: avro` messages from `source`.
+    pub fn set_schema_source(&mut self, source: Arc<dyn SchemaSource>) {
+        self.avro.set_source(source);
     }
 
     /// The plan this engine runs.
@@ -252,6 +264,7 @@ impl LoadEngine {
         let mut counters = BatchCounters::default();
 
         // Step 1: decode and convert source fields.
+        self.avro.start_batch();
         let mut split: Vec<Cow<'_, [u8]>> = Vec::with_capacity(fields.len() + 1);
         let mut json_rows: Vec<json::RowFields<'_>> = Vec::new();
         for (m, message) in messages.iter().enumerate() {
@@ -265,6 +278,25 @@ impl LoadEngine {
                         Some(FieldFailure::whole_row(reason::MORE_COLUMNS))
                     } else {
                         self.convert_row(&mut builders, split.iter().map(|f| Some(f.as_ref())))
+                    };
+                    self.finish_row(&mut builders, failure, message, &mut errors, &mut bad_rows);
+                    origins.push(RowOrigin { message: m as u32 });
+                }
+                DataFormat::Avro => {
+                    let decoded = self
+                        .avro
+                        .decode(message.payload)
+                        .map_err(|e| EngineError::SchemaRegistry(e.0))?;
+                    let failure = match decoded {
+                        Ok(values) => {
+                            self.convert_row(&mut builders, values.iter().map(|v| v.as_deref()))
+                        }
+                        Err(avro::Undecodable(why)) => Some(FieldFailure {
+                            reason: why,
+                            column: None,
+                            value: None,
+                            at: 0,
+                        }),
                     };
                     self.finish_row(&mut builders, failure, message, &mut errors, &mut bad_rows);
                     origins.push(RowOrigin { message: m as u32 });

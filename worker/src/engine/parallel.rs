@@ -16,7 +16,11 @@ const MIN_MESSAGES_PER_THREAD: usize = 16 * 1024;
 impl LoadEngine {
     /// Another engine for the same plan (for another decoding thread).
     pub fn fork(&self) -> LoadEngine {
-        LoadEngine::new(Arc::clone(&self.plan))
+        LoadEngine {
+            // The same schema registry and schemas (format avro).
+            avro: self.avro.clone(),
+            ..LoadEngine::new(Arc::clone(&self.plan))
+        }
     }
 }
 

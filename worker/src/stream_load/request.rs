@@ -292,7 +292,8 @@ pub fn parse_headers(headers: &HeaderMap) -> Result<StreamLoadRequest, HeaderErr
                 return Err(invalid(h, "applies only to format: json"));
             }
         }
-        DataFormat::Json => {
+        // The header parser above only yields csv or json.
+        DataFormat::Json | DataFormat::Avro => {
             if let Some(h) = csv_only.first() {
                 return Err(invalid(h, "applies only to format: csv"));
             }
@@ -322,6 +323,8 @@ pub fn job_spec(req: &StreamLoadRequest, table: &str) -> Result<RoutineLoadJobSp
 pub fn split_rows<'a>(body: &'a [u8], req: &StreamLoadRequest) -> Vec<&'a [u8]> {
     let delimiter: &[u8] = match req.format {
         DataFormat::Csv => &req.row_delimiter,
+        // Stream Load takes no Avro: a body is one row.
+        DataFormat::Avro => return vec![body],
         DataFormat::Json => {
             let trimmed = body.trim_ascii();
             let one_line = !trimmed.contains(&b'\n');
