@@ -7,6 +7,12 @@
 //! (`ConcurrentTransaction`), but accepts one that repeats an already-recorded version when it is
 //! built on a fresh snapshot. So [`DeltaSink::commit`] first checks, on the snapshot the commit is
 //! built on, that every partition's recorded version is the offset the batch resumed from.
+//!
+//! A keyed table (Primary, Unique: the model its Delta configuration records) takes each batch
+//! as one MERGE on its keys instead of an append ([`upsert`]), with the same transaction
+//! identifiers in the same commit.
+
+mod upsert;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -18,6 +24,7 @@ use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use deltalake::{DeltaTable, DeltaTableError};
 use routine_load_api::delta_table;
 use routine_load_api::names::{start_app_id, transaction_app_id};
+use routine_load_api::table_model::KeyModel;
 
 /// Committed offsets per Kafka partition: the next offset to load, or `None` when the table has
 /// no transaction identifier for the partition yet.
@@ -83,6 +90,9 @@ pub struct Committed {
     pub version: i64,
     /// Number of data files written.
     pub files: usize,
+    /// MERGE runs it took (keyed tables; more than one when it conflicted with other writers);
+    /// 0 for an append.
+    pub merges: usize,
 }
 
 /// The Delta side of one task.
@@ -94,6 +104,8 @@ pub struct DeltaSink {
     commits_since_checkpoint: u64,
     query_id: String,
     epoch: i64,
+    /// The model the table's configuration records: appends for Duplicate, merges otherwise.
+    key_model: KeyModel,
 }
 
 impl DeltaSink {
@@ -106,6 +118,11 @@ impl DeltaSink {
         epoch: i64,
     ) -> Result<Self, SinkError> {
         let table = delta_table::open(location, storage_options).await?;
+        let key_model = delta_table::recorded_model(&table).map_err(|e| {
+            SinkError::Delta(DeltaTableError::Generic(format!(
+                "reading the table's key model: {e}"
+            )))
+        })?;
         Ok(Self {
             table,
             job_uid: job_uid.to_string(),
@@ -114,6 +131,7 @@ impl DeltaSink {
             commits_since_checkpoint: 0,
             query_id: format!("routine-load-{job_uid}"),
             epoch,
+            key_model,
         })
     }
 
@@ -209,6 +227,23 @@ impl DeltaSink {
         batch: Option<RecordBatch>,
         req: &CommitRequest,
     ) -> Result<Committed, SinkError> {
+        if self.key_model.model.is_keyed() {
+            return self.commit_keyed(batch, req).await;
+        }
+        self.commit_append(batch, req).await
+    }
+
+    /// The model the table records.
+    pub fn key_model(&self) -> &KeyModel {
+        &self.key_model
+    }
+
+    /// [`commit`](Self::commit) as an append: the batch's rows are added as they are.
+    async fn commit_append(
+        &mut self,
+        batch: Option<RecordBatch>,
+        req: &CommitRequest,
+    ) -> Result<Committed, SinkError> {
         let current = self.offsets().await?;
         for (p, want) in &req.resumed_from {
             let have = current.get(p).copied().flatten();
@@ -228,22 +263,7 @@ impl DeltaSink {
             actions.extend(writer.flush().await?.into_iter().map(Action::Add));
         }
         let files = actions.len();
-        let txns: Vec<Transaction> = req
-            .next
-            .iter()
-            .map(|(p, o)| Transaction::new(transaction_app_id(&self.job_uid, *p), *o))
-            .chain(
-                req.starts
-                    .iter()
-                    .map(|(p, f)| Transaction::new(start_app_id(&self.job_uid, *p), *f)),
-            )
-            .collect();
-        let mut info = req.info.clone();
-        info.insert("label".into(), req.label.clone().into());
-        let props = CommitProperties::default()
-            .with_application_transactions(txns)
-            .with_metadata([(COMMIT_INFO_KEY.to_string(), serde_json::Value::Object(info))])
-            .with_create_checkpoint(false);
+        let props = self.commit_properties(req, serde_json::Map::new());
         let operation = DeltaOperation::StreamingUpdate {
             output_mode: OutputMode::Append,
             query_id: self.query_id.clone(),
@@ -257,20 +277,46 @@ impl DeltaSink {
                 operation,
             )
             .await;
-        let finalized = match result {
-            Ok(f) => f,
-            Err(DeltaTableError::Transaction { source }) => {
-                return Err(match source {
-                    e @ (TransactionError::CommitConflict(_)
-                    | TransactionError::VersionAlreadyExists(_)
-                    | TransactionError::MaxCommitAttempts(_)) => SinkError::Conflict(e.to_string()),
-                    e => SinkError::Delta(DeltaTableError::Transaction { source: e }),
-                });
-            }
-            Err(e) => return Err(e.into()),
-        };
+        let finalized = result.map_err(classify)?;
         let version = finalized.version as i64;
         self.table.state = Some(finalized.snapshot);
+        self.after_commit(version).await;
+        Ok(Committed {
+            version,
+            files,
+            merges: 0,
+        })
+    }
+
+    /// What every commit carries: the partitions' next offsets and start fingerprints as
+    /// transaction identifiers, and `commitInfo.routineLoad` (the request's info, the label and
+    /// `extra`).
+    fn commit_properties(
+        &self,
+        req: &CommitRequest,
+        extra: serde_json::Map<String, serde_json::Value>,
+    ) -> CommitProperties {
+        let txns: Vec<Transaction> = req
+            .next
+            .iter()
+            .map(|(p, o)| Transaction::new(transaction_app_id(&self.job_uid, *p), *o))
+            .chain(
+                req.starts
+                    .iter()
+                    .map(|(p, f)| Transaction::new(start_app_id(&self.job_uid, *p), *f)),
+            )
+            .collect();
+        let mut info = req.info.clone();
+        info.insert("label".into(), req.label.clone().into());
+        info.extend(extra);
+        CommitProperties::default()
+            .with_application_transactions(txns)
+            .with_metadata([(COMMIT_INFO_KEY.to_string(), serde_json::Value::Object(info))])
+            .with_create_checkpoint(false)
+    }
+
+    /// Counts a commit and writes a checkpoint every `checkpoint_interval` commits.
+    async fn after_commit(&mut self, version: i64) {
         self.commits_since_checkpoint += 1;
         if self.checkpoint_interval > 0 && self.commits_since_checkpoint >= self.checkpoint_interval
         {
@@ -280,7 +326,20 @@ impl DeltaSink {
                 tracing::warn!(error = %e, version, "checkpoint failed");
             }
         }
-        Ok(Committed { version, files })
+    }
+}
+
+/// A commit error: a race with another writer (the commit did not land) or anything else (it
+/// may have).
+fn classify(e: DeltaTableError) -> SinkError {
+    match e {
+        DeltaTableError::Transaction { source } => match source {
+            e @ (TransactionError::CommitConflict(_)
+            | TransactionError::VersionAlreadyExists(_)
+            | TransactionError::MaxCommitAttempts(_)) => SinkError::Conflict(e.to_string()),
+            e => SinkError::Delta(DeltaTableError::Transaction { source: e }),
+        },
+        e => e.into(),
     }
 }
 

@@ -4,6 +4,7 @@ pub mod delta_sink;
 pub mod engine;
 pub mod error_window;
 pub mod heartbeat;
+pub mod key_model;
 pub mod load_memory;
 pub mod metrics;
 pub mod retry;

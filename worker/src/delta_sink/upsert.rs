@@ -1,0 +1,501 @@
+//! Commits into keyed tables (Primary, Unique): the batch, collapsed to its last row per key
+//! ([`crate::key_model`]), is merged on the key columns in one Delta MERGE that also carries the
+//! batch's transaction identifiers (`txn` actions) and `commitInfo`, so the offsets move in the
+//! same version as the rows, exactly as appends do.
+//!
+//! MERGE reads the table: a commit by another writer (another task of the job, another job)
+//! between the read and the commit that touches the files it read is refused by delta-rs'
+//! conflict checker. The merge is then run again on the new version, after checking on that
+//! version that the table still records the offsets this batch resumed from (or already records
+//! this batch, found by its label). A merge whose outcome is unknown is resolved by the caller
+//! from the label, as for appends.
+
+use deltalake::datafusion::common::Column;
+use deltalake::datafusion::prelude::{Expr, SessionContext, lit};
+use routine_load_api::table_model::{OP_COLUMN, OP_DELETE, OP_UPSERT};
+
+use super::*;
+use crate::key_model;
+
+/// Merges tried before a batch that keeps conflicting is given back to the task (which re-reads
+/// the offsets and loads it again).
+const MAX_MERGE_ATTEMPTS: usize = 8;
+
+/// What a merge attempt does, from the offsets the table records when it starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum MergeStep {
+    /// The table records where the batch resumed from: merge.
+    Merge,
+    /// The table records the batch's next offsets: a commit of this batch may have landed
+    /// (confirmed by its label).
+    AlreadyCommitted,
+    /// Someone else moved the partitions: the batch is not ours to commit.
+    Conflict(String),
+}
+
+/// Decides the next merge attempt from what the table records.
+pub(super) fn merge_step(recorded: &Offsets, req: &CommitRequest) -> MergeStep {
+    let at = |p: &i32| recorded.get(p).copied().flatten();
+    if req.resumed_from.iter().all(|(p, want)| at(p) == *want) {
+        return MergeStep::Merge;
+    }
+    if !req.next.is_empty() && req.next.iter().all(|(p, next)| at(p) == Some(*next)) {
+        return MergeStep::AlreadyCommitted;
+    }
+    let (p, want) = req
+        .resumed_from
+        .iter()
+        .find(|(p, want)| at(p) != **want)
+        .expect("some partition differs");
+    MergeStep::Conflict(format!(
+        "partition {p}: the table records offset {} but this batch resumed from {}",
+        fmt_offset(at(p)),
+        fmt_offset(*want)
+    ))
+}
+
+/// `alias.name`, case kept.
+fn qualified(alias: &str, name: &str) -> Expr {
+    Expr::Column(Column::new(Some(alias), name))
+}
+
+impl DeltaSink {
+    /// Commits a batch into a keyed table: collapse by key, then MERGE with the offsets.
+    pub(super) async fn commit_keyed(
+        &mut self,
+        batch: Option<RecordBatch>,
+        req: &CommitRequest,
+    ) -> Result<Committed, SinkError> {
+        let Some(batch) = batch.filter(|b| b.num_rows() > 0) else {
+            return self.commit_append(None, req).await;
+        };
+        let source = key_model::collapse_by_key(&batch, &self.key_model.keys).map_err(|e| {
+            SinkError::Delta(DeltaTableError::Generic(format!(
+                "collapsing the batch by key {:?}: {e}",
+                self.key_model.keys
+            )))
+        })?;
+        let since = self.version();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match merge_step(&self.offsets().await?, req) {
+                MergeStep::Merge => {}
+                MergeStep::AlreadyCommitted => {
+                    if let Some(version) = self.landed(since, &req.label).await? {
+                        return Ok(Committed {
+                            version,
+                            files: 0,
+                            merges: attempt - 1,
+                        });
+                    }
+                    return Err(SinkError::Conflict(format!(
+                        "the table records this batch's next offsets {:?}, committed by another \
+                         writer",
+                        req.next
+                    )));
+                }
+                MergeStep::Conflict(msg) => return Err(SinkError::Conflict(msg)),
+            }
+            match self.merge_once(source.clone(), &batch, req).await {
+                Err(SinkError::Conflict(e)) if attempt < MAX_MERGE_ATTEMPTS => {
+                    tracing::info!(attempt, error = %e, "merge conflicted with another commit; merging again on the new version");
+                    self.table.update_state().await?;
+                }
+                done => {
+                    return done.map(|c| Committed {
+                        merges: attempt,
+                        ..c
+                    });
+                }
+            }
+        }
+    }
+
+    /// One MERGE of `source` (collapsed, with `__op`) on the current snapshot.
+    async fn merge_once(
+        &mut self,
+        source: RecordBatch,
+        batch: &RecordBatch,
+        req: &CommitRequest,
+    ) -> Result<Committed, SinkError> {
+        let before = self.version();
+        let (upserts, deletes) = key_model::count_ops(&source);
+        let keys = self.key_model.keys.clone();
+        let values: Vec<String> = batch
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .filter(|n| n != OP_COLUMN && !keys.contains(n))
+            .collect();
+        let all: Vec<String> = batch
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .filter(|n| n != OP_COLUMN)
+            .collect();
+        let frame = SessionContext::new().read_batch(source).map_err(|e| {
+            SinkError::Delta(DeltaTableError::Generic(format!(
+                "reading the batch as a merge source: {e}"
+            )))
+        })?;
+        let on = keys
+            .iter()
+            .map(|k| qualified("t", k).eq(qualified("s", k)))
+            .reduce(Expr::and)
+            .expect("keyed tables have keys");
+        let mut info = serde_json::Map::new();
+        info.insert(
+            "merge".into(),
+            serde_json::json!({"upserts": upserts, "deletes": deletes, "rows": batch.num_rows()}),
+        );
+        let mut merge = self
+            .table
+            .clone()
+            .merge(frame, on)
+            .with_source_alias("s")
+            .with_target_alias("t")
+            .with_writer_properties(writer_properties())
+            .with_commit_properties(self.commit_properties(req, info));
+        if deletes > 0 {
+            merge = merge.when_matched_delete(|d| {
+                d.predicate(qualified("s", OP_COLUMN).eq(lit(OP_DELETE)))
+            })?;
+        }
+        if !values.is_empty() {
+            merge = merge.when_matched_update(|u| {
+                values
+                    .iter()
+                    .fold(u, |u, c| u.update(c.as_str(), qualified("s", c)))
+            })?;
+        }
+        merge = merge.when_not_matched_insert(|i| {
+            let i = if deletes > 0 {
+                i.predicate(qualified("s", OP_COLUMN).eq(lit(OP_UPSERT)))
+            } else {
+                i
+            };
+            all.iter()
+                .fold(i, |i, c| i.set(c.as_str(), qualified("s", c)))
+        })?;
+        let (table, metrics) = merge.await.map_err(classify)?;
+        let version = table.version().map_or(-1, |v| v as i64);
+        self.table = table;
+        if version == before {
+            // Nothing to change (deletes of keys the table doesn't have): delta-rs made no
+            // commit, and the offsets still need theirs.
+            return self.commit_append(None, req).await;
+        }
+        self.after_commit(version).await;
+        Ok(Committed {
+            version,
+            files: metrics.num_target_files_added,
+            merges: 1,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    use deltalake::arrow::array::{Int8Array, Int64Array, StringArray};
+    use deltalake::arrow::datatypes::{DataType, Field, Schema};
+    use routine_load_api::table::TableSpec;
+
+    use super::*;
+
+    fn temp_location(name: &str) -> (std::path::PathBuf, String) {
+        let dir = std::env::temp_dir().join(format!(
+            "rl-upsert-{name}-{}-{}",
+            std::process::id(),
+            chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let loc = format!("file://{}", dir.display());
+        (dir, loc)
+    }
+
+    fn spec(location: &str, model: &str) -> TableSpec {
+        serde_yaml::from_str(&format!(
+            "location: {location}\nmodel: {model}\nkeys: [id]\ncolumns:\n  - {{name: id, type: BIGINT, nullable: false}}\n  - {{name: v, type: STRING}}\n"
+        ))
+        .unwrap()
+    }
+
+    /// A batch as the engine gives it for a Primary table with `__op`.
+    fn batch(rows: &[(i64, &str, i8)]) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("v", DataType::Utf8, true),
+            Field::new(OP_COLUMN, DataType::Int8, false),
+        ]));
+        RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0))),
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.1))),
+                Arc::new(Int8Array::from_iter_values(rows.iter().map(|r| r.2))),
+            ],
+        )
+        .unwrap()
+    }
+
+    /// The table's rows, sorted by id, read through DataFusion.
+    async fn table_rows(sink: &DeltaSink) -> Vec<(i64, String)> {
+        let ctx = SessionContext::new();
+        sink.table.update_datafusion_session(&ctx.state()).unwrap();
+        let provider = sink.table.table_provider().await.unwrap();
+        let batches = ctx.read_table(provider).unwrap().collect().await.unwrap();
+        let mut out = Vec::new();
+        for b in batches {
+            let id = b.column_by_name("id").unwrap();
+            let id = id.as_any().downcast_ref::<Int64Array>().unwrap();
+            // DataFusion may read strings as views.
+            let v =
+                deltalake::arrow::compute::cast(b.column_by_name("v").unwrap(), &DataType::Utf8)
+                    .unwrap();
+            let v = v.as_any().downcast_ref::<StringArray>().unwrap();
+            for i in 0..b.num_rows() {
+                out.push((id.value(i), v.value(i).to_string()));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    fn request(p: i32, from: Option<i64>, to: i64, label: &str) -> CommitRequest {
+        CommitRequest {
+            resumed_from: BTreeMap::from([(p, from)]),
+            next: BTreeMap::from([(p, to)]),
+            label: label.into(),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn upserts_and_deletes_across_batches_with_the_offsets() {
+        let (dir, loc) = temp_location("primary");
+        delta_table::create_or_adopt(&loc, &spec(&loc, "Primary"), HashMap::new())
+            .await
+            .unwrap();
+        let mut sink = DeltaSink::open(&loc, HashMap::new(), "uid", &[0], 1)
+            .await
+            .unwrap();
+        assert!(sink.key_model().model.is_keyed());
+        // Batch 1: inserts 1..=3, 2 updated in the same batch, 3 inserted and deleted.
+        let c1 = sink
+            .commit(
+                Some(batch(&[
+                    (1, "a", 0),
+                    (2, "b", 0),
+                    (2, "b2", 0),
+                    (3, "c", 0),
+                    (3, "c", 1),
+                ])),
+                &request(0, None, 5, "b1"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(table_rows(&sink).await, [(1, "a".into()), (2, "b2".into())]);
+        // Batch 2: update 1, delete 2, delete 9 (absent), insert 4.
+        sink.commit(
+            Some(batch(&[(1, "a2", 0), (2, "", 1), (9, "", 1), (4, "d", 0)])),
+            &request(0, Some(5), 9, "b2"),
+        )
+        .await
+        .unwrap();
+        assert_eq!(table_rows(&sink).await, [(1, "a2".into()), (4, "d".into())]);
+        // Batch 3: only a delete of an absent key: no rows change, the offsets still move.
+        let c3 = sink
+            .commit(Some(batch(&[(9, "", 1)])), &request(0, Some(9), 10, "b3"))
+            .await
+            .unwrap();
+        assert_eq!(c3.version, c1.version + 2);
+        assert_eq!(sink.refresh().await.unwrap()[&0].next, Some(10));
+        assert_eq!(table_rows(&sink).await, [(1, "a2".into()), (4, "d".into())]);
+        // A replay of batch 2 (resumed from 5) is refused: the table records 10.
+        let err = sink
+            .commit(
+                Some(batch(&[(2, "x", 0)])),
+                &request(0, Some(5), 9, "b2-again"),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, SinkError::Conflict(_)), "{err}");
+        assert_eq!(
+            sink.landed(c1.version - 1, "b2").await.unwrap(),
+            Some(c1.version + 1)
+        );
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// Two tasks of one job (partitions 0 and 1) merging into one table from stale snapshots:
+    /// each conflicting merge runs again on the new version; nothing is lost or doubled.
+    #[tokio::test]
+    async fn concurrent_merges_are_merged_again() {
+        let (dir, loc) = temp_location("concurrent");
+        delta_table::create_or_adopt(&loc, &spec(&loc, "Unique"), HashMap::new())
+            .await
+            .unwrap();
+        let mut a = DeltaSink::open(&loc, HashMap::new(), "uid", &[0], 1)
+            .await
+            .unwrap();
+        let mut b = DeltaSink::open(&loc, HashMap::new(), "uid", &[1], 1)
+            .await
+            .unwrap();
+        let unique = |rows: &[(i64, &str)]| {
+            let b = batch(&rows.iter().map(|(i, v)| (*i, *v, 0)).collect::<Vec<_>>());
+            // Unique tables have no __op column.
+            b.project(&[0, 1]).unwrap()
+        };
+        let mut from = (None, None);
+        let mut remerged = 0;
+        for round in 0..3i64 {
+            let base = round * 10;
+            // Both read the table, then both commit: b's snapshot is stale after a's commit.
+            a.refresh().await.unwrap();
+            b.refresh().await.unwrap();
+            let ra = request(0, from.0, base + 2, &format!("a{round}"));
+            let rb = request(1, from.1, base + 2, &format!("b{round}"));
+            a.commit(
+                Some(unique(&[(1, &format!("a{round}")), (100 + base, "a")])),
+                &ra,
+            )
+            .await
+            .unwrap();
+            let committed = b
+                .commit(
+                    Some(unique(&[(2, &format!("b{round}")), (200 + base, "b")])),
+                    &rb,
+                )
+                .await
+                .unwrap();
+            remerged += committed.merges - 1;
+            from = (Some(base + 2), Some(base + 2));
+        }
+        assert!(
+            remerged > 0,
+            "b's merges never conflicted: the test proves nothing"
+        );
+        let records = a.refresh().await.unwrap();
+        assert_eq!(records[&0].next, Some(22));
+        assert_eq!(b.refresh().await.unwrap()[&1].next, Some(22));
+        let rows = table_rows(&a).await;
+        assert_eq!(
+            rows,
+            [
+                (1, "a2".to_string()),
+                (2, "b2".into()),
+                (100, "a".into()),
+                (110, "a".into()),
+                (120, "a".into()),
+                (200, "b".into()),
+                (210, "b".into()),
+                (220, "b".into()),
+            ]
+        );
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// What a merge costs against an append of the same batch, printed (no timed assertion):
+    /// `cargo test --workspace --lib merge_cost -- --nocapture`.
+    #[tokio::test]
+    async fn merge_cost_against_append() {
+        const ROWS: i64 = 100_000;
+        const BATCHES: i64 = 5;
+        let (dir_a, loc_a) = temp_location("cost-append");
+        let (dir_m, loc_m) = temp_location("cost-merge");
+        delta_table::create_or_adopt(&loc_a, &spec(&loc_a, "Duplicate"), HashMap::new())
+            .await
+            .unwrap();
+        delta_table::create_or_adopt(&loc_m, &spec(&loc_m, "Primary"), HashMap::new())
+            .await
+            .unwrap();
+        let mut append = DeltaSink::open(&loc_a, HashMap::new(), "uid", &[0], 1)
+            .await
+            .unwrap();
+        let mut merge = DeltaSink::open(&loc_m, HashMap::new(), "uid", &[0], 1)
+            .await
+            .unwrap();
+        // Each batch: half updates of keys already in the table, half new keys.
+        let make = |i: i64| {
+            let rows: Vec<(i64, String, i8)> = (0..ROWS)
+                .map(|r| {
+                    let key = if r % 2 == 0 { r } else { i * ROWS + r };
+                    (key, format!("value-{i}-{r}"), 0)
+                })
+                .collect();
+            let refs: Vec<(i64, &str, i8)> =
+                rows.iter().map(|(k, v, o)| (*k, v.as_str(), *o)).collect();
+            batch(&refs)
+        };
+        let (mut t_append, mut t_merge) = (0.0, 0.0);
+        for i in 0..BATCHES {
+            let b = make(i);
+            let from = if i == 0 { None } else { Some(i * ROWS) };
+            let req = request(0, from, (i + 1) * ROWS, &format!("c{i}"));
+            let started = Instant::now();
+            append
+                .commit(Some(b.project(&[0, 1]).unwrap()), &req)
+                .await
+                .unwrap();
+            t_append += started.elapsed().as_secs_f64();
+            let started = Instant::now();
+            merge.commit(Some(b), &req).await.unwrap();
+            t_merge += started.elapsed().as_secs_f64();
+        }
+        let merged = table_rows(&merge).await.len() as i64;
+        let expected = ROWS / 2 + BATCHES * ROWS / 2;
+        assert_eq!(merged, expected, "one row per key");
+        println!(
+            "merge cost: {BATCHES} batches of {ROWS} rows (half updates): append {:.0} ms/batch, \
+             merge {:.0} ms/batch ({:.1}x), table of {merged} keys at the end",
+            t_append * 1000.0 / BATCHES as f64,
+            t_merge * 1000.0 / BATCHES as f64,
+            t_merge / t_append
+        );
+        std::fs::remove_dir_all(&dir_a).ok();
+        std::fs::remove_dir_all(&dir_m).ok();
+    }
+
+    fn req(resumed: &[(i32, Option<i64>)], next: &[(i32, i64)]) -> CommitRequest {
+        CommitRequest {
+            resumed_from: resumed.iter().copied().collect(),
+            next: next.iter().copied().collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn merge_step_from_the_recorded_offsets() {
+        let r = req(&[(0, Some(10)), (1, None)], &[(0, 20), (1, 5)]);
+        type Case<'a> = (&'a [(i32, Option<i64>)], MergeStep);
+        let cases: &[Case] = &[
+            (&[(0, Some(10)), (1, None)], MergeStep::Merge),
+            (&[(0, Some(20)), (1, Some(5))], MergeStep::AlreadyCommitted),
+            (
+                &[(0, Some(20)), (1, None)],
+                MergeStep::Conflict(
+                    "partition 0: the table records offset 20 but this batch resumed from 10"
+                        .into(),
+                ),
+            ),
+            (
+                &[(0, Some(10)), (1, Some(3))],
+                MergeStep::Conflict(
+                    "partition 1: the table records offset 3 but this batch resumed from none"
+                        .into(),
+                ),
+            ),
+        ];
+        for (recorded, want) in cases {
+            let recorded: Offsets = recorded.iter().copied().collect();
+            assert_eq!(merge_step(&recorded, &r), *want, "{recorded:?}");
+        }
+    }
+}
