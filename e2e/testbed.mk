@@ -10,8 +10,9 @@ testbed-prereqs:
 testbed-build:
 	bash $(TESTBED_DIR)/testbed.sh build
 
+# With the schema registry the Avro tests use, unless ROUTINE_LOAD_SCHEMA_REGISTRY=0.
 testbed-up:
-	bash $(TESTBED_DIR)/testbed.sh up
+	ROUTINE_LOAD_SCHEMA_REGISTRY=$${ROUTINE_LOAD_SCHEMA_REGISTRY:-1} bash $(TESTBED_DIR)/testbed.sh up
 
 testbed-down:
 	bash $(TESTBED_DIR)/testbed.sh down

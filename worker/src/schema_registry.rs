@@ -8,6 +8,9 @@ use routine_load_api::job::SchemaRegistry;
 
 use crate::engine::{RegisteredSchema, SchemaSource};
 
+/// The Avro library the engine decodes with, for tools and tests that write Avro messages.
+pub use apache_avro as avro;
+
 /// How long one registry request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
