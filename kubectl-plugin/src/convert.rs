@@ -42,6 +42,8 @@ pub struct Converted {
     pub job: Value,
     /// A Secret stub for the Kafka credentials, when the statement carries any.
     pub secret: Option<Value>,
+    /// A Secret stub for the schema registry's credentials, when its URL carries them.
+    pub registry_secret: Option<Value>,
     /// How names were mapped (renamed objects).
     pub notes: Vec<String>,
     /// Things the user must act on or know (ignored properties, secrets to fill in).
@@ -59,7 +61,7 @@ impl Converted {
             "# Needs the Table '{}' in the same namespace.\n",
             self.table
         ));
-        if let Some(secret) = &self.secret {
+        for secret in [&self.secret, &self.registry_secret].into_iter().flatten() {
             out.push_str("---\n");
             out.push_str(&serde_yaml::to_string(secret)?);
         }
@@ -820,9 +822,9 @@ pub fn convert(st: &Statement, opts: &ConvertOptions) -> Result<Converted, Strin
             "timezone" | "time_zone" => ("timezone", v.into()),
             "format" => {
                 let f = v.to_ascii_lowercase();
-                if f != "csv" && f != "json" {
+                if f != "csv" && f != "json" && f != "avro" {
                     return Err(format!(
-                        "property \"format\" = \"{value}\": only csv and json are supported"
+                        "property \"format\" = \"{value}\": only csv, json and avro are supported"
                     ));
                 }
                 format = Some(f.clone());
@@ -840,6 +842,17 @@ pub fn convert(st: &Statement, opts: &ConvertOptions) -> Result<Converted, Strin
                 )
             }
             "json_root" => ("jsonRoot", v.into()),
+            "avro_paths" => {
+                let paths: Vec<String> = serde_json::from_str(v).map_err(|e| {
+                    format!(
+                        "property \"avro_paths\" = '{value}': expected a JSON array of paths such as [\"$.a\", \"$.b.c\"]: {e}"
+                    )
+                })?;
+                (
+                    "avroPaths",
+                    Value::Sequence(paths.into_iter().map(Value::from).collect()),
+                )
+            }
             "strip_outer_array" => ("stripOuterArray", boolean(key, v)?.into()),
             "enclose" => ("enclose", value.clone().into()),
             "escape" => ("escape", value.clone().into()),
@@ -861,14 +874,19 @@ pub fn convert(st: &Statement, opts: &ConvertOptions) -> Result<Converted, Strin
         return Err(unknown_properties(
             "PROPERTIES",
             &unknown,
-            "desired_concurrent_number, max_batch_interval, max_batch_rows, max_batch_size, max_error_number, max_filter_ratio, strict_mode, timezone, format, jsonpaths, json_root, strip_outer_array, enclose, escape, trim_space",
+            "desired_concurrent_number, max_batch_interval, max_batch_rows, max_batch_size, max_error_number, max_filter_ratio, strict_mode, timezone, format, jsonpaths, json_root, strip_outer_array, avro_paths, enclose, escape, trim_space",
         ));
     }
     let json = format.as_deref() == Some("json");
+    let avro = format.as_deref() == Some("avro");
     if let Some(f) = &format {
         put(&mut spec, "format", f.clone().into());
     }
-    if json {
+    if !avro && job_props.contains_key("avroPaths") {
+        return Err("property \"avro_paths\" applies only to \"format\" = \"avro\"".to_string());
+    }
+    if json || avro {
+        let f = if avro { "avro" } else { "json" };
         for (clause, set) in [
             ("COLUMNS TERMINATED BY", st.column_separator.is_some()),
             ("ROWS TERMINATED BY", st.row_delimiter.is_some()),
@@ -877,10 +895,11 @@ pub fn convert(st: &Statement, opts: &ConvertOptions) -> Result<Converted, Strin
             ("trim_space", job_props.contains_key("trimSpace")),
         ] {
             if set {
-                return Err(format!("{clause} applies only to format csv, not json"));
+                return Err(format!("{clause} applies only to format csv, not {f}"));
             }
         }
-    } else {
+    }
+    if !json {
         for (prop, field) in [
             ("jsonpaths", "jsonPaths"),
             ("json_root", "jsonRoot"),
@@ -966,6 +985,7 @@ pub fn convert(st: &Statement, opts: &ConvertOptions) -> Result<Converted, Strin
         "jsonPaths",
         "jsonRoot",
         "stripOuterArray",
+        "avroPaths",
     ] {
         if let Some(v) = job_props.remove(field) {
             put(&mut spec, field, v);
@@ -981,11 +1001,13 @@ pub fn convert(st: &Statement, opts: &ConvertOptions) -> Result<Converted, Strin
     let mut default_offset = None;
     let mut properties = Mapping::new();
     let mut secrets: BTreeMap<String, String> = BTreeMap::new();
+    let mut registry = None;
     let mut unknown = Vec::new();
     for (key, value) in &st.kafka {
         let v = value.trim();
         match key.as_str() {
             "kafka_broker_list" => broker_list = Some(v.to_string()),
+            "confluent.schema.registry.url" => registry = Some(registry::split(v)?),
             "kafka_topic" => topic = Some(v.to_string()),
             "kafka_partitions" => {
                 partitions = v
@@ -1044,7 +1066,7 @@ pub fn convert(st: &Statement, opts: &ConvertOptions) -> Result<Converted, Strin
         return Err(unknown_properties(
             "FROM KAFKA",
             &unknown,
-            "kafka_broker_list, kafka_topic, kafka_partitions, kafka_offsets and property.* (librdkafka client properties)",
+            "kafka_broker_list, kafka_topic, kafka_partitions, kafka_offsets, confluent.schema.registry.url and property.* (librdkafka client properties)",
         ));
     }
     let broker_list =
@@ -1123,6 +1145,57 @@ pub fn convert(st: &Statement, opts: &ConvertOptions) -> Result<Converted, Strin
         ])))
     };
     put(&mut spec, "kafka", Value::Mapping(kafka));
+    let registry_secret = match (registry, avro) {
+        (None, true) => {
+            return Err(
+                "\"format\" = \"avro\" needs \"confluent.schema.registry.url\" in FROM KAFKA (the registry that holds the writers' schemas)"
+                    .to_string(),
+            );
+        }
+        (Some(_), false) => {
+            warnings.push(
+                "\"confluent.schema.registry.url\" applies only to \"format\" = \"avro\": ignored"
+                    .to_string(),
+            );
+            None
+        }
+        (None, false) => None,
+        (Some(r), true) => {
+            let mut m = Mapping::new();
+            m.insert("url".into(), r.url.into());
+            let secret = r.credentials.map(|(user, password)| {
+                let secret_name = format!("{name}-schema-registry");
+                m.insert(
+                    "credentialsSecret".into(),
+                    Value::Mapping(Mapping::from_iter([(
+                        Value::from("name"),
+                        Value::from(secret_name.clone()),
+                    )])),
+                );
+                warnings.push(format!(
+                    "the schema registry's credentials (in its URL) are kept out of the job spec: fill in Secret '{secret_name}'{} (referenced by spec.schemaRegistry.credentialsSecret)",
+                    if opts.include_secrets { "" } else { " where it says REPLACE_ME" }
+                ));
+                let value = |v: String| {
+                    if opts.include_secrets && !v.is_empty() {
+                        v
+                    } else {
+                        SECRET_PLACEHOLDER.to_string()
+                    }
+                };
+                secret_stub(
+                    &secret_name,
+                    namespace.as_deref(),
+                    [
+                        (registry::USERNAME_KEY.to_string(), value(user)),
+                        (registry::PASSWORD_KEY.to_string(), value(password)),
+                    ],
+                )
+            });
+            put(&mut spec, "schemaRegistry", Value::Mapping(m));
+            secret
+        }
+    };
 
     let mut meta = Mapping::new();
     meta.insert("name".into(), name.clone().into());
@@ -1144,6 +1217,7 @@ pub fn convert(st: &Statement, opts: &ConvertOptions) -> Result<Converted, Strin
         table,
         job,
         secret,
+        registry_secret,
         notes,
         warnings,
     })
@@ -1247,6 +1321,32 @@ fn unknown_properties(clause: &str, unknown: &[String], supported: &str) -> Stri
             .collect::<Vec<_>>()
             .join(", ")
     )
+}
+
+mod registry;
+
+/// An Opaque Secret named `name` holding `data` (as stringData).
+fn secret_stub(
+    name: &str,
+    namespace: Option<&str>,
+    data: impl IntoIterator<Item = (String, String)>,
+) -> Value {
+    let mut meta = Mapping::new();
+    meta.insert("name".into(), name.into());
+    if let Some(ns) = namespace {
+        meta.insert("namespace".into(), ns.into());
+    }
+    let data: Mapping = data
+        .into_iter()
+        .map(|(k, v)| (Value::from(k), Value::from(v)))
+        .collect();
+    Value::Mapping(Mapping::from_iter([
+        ("apiVersion".into(), "v1".into()),
+        ("kind".into(), "Secret".into()),
+        ("metadata".into(), Value::Mapping(meta)),
+        ("type".into(), "Opaque".into()),
+        ("stringData".into(), Value::Mapping(data)),
+    ]))
 }
 
 #[cfg(test)]

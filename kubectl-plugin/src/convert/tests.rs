@@ -298,8 +298,8 @@ fn bad_statements_get_clear_errors() {
             r#"unknown or unsupported properties "bogus", "other""#,
         ),
         (
-            r#"CREATE ROUTINE LOAD j ON t FROM KAFKA ("kafka_broker_list" = "b", "kafka_topic" = "t", "confluent.schema.registry.url" = "x")"#.into(),
-            r#"unknown or unsupported property "confluent.schema.registry.url""#,
+            r#"CREATE ROUTINE LOAD j ON t PROPERTIES ("format" = "avro") FROM KAFKA ("kafka_broker_list" = "b", "kafka_topic" = "t", "confluent.schema.registry.url" = "x")"#.into(),
+            r#""confluent.schema.registry.url" = "x": expected http://host:port"#,
         ),
         (
             format!(r#"CREATE ROUTINE LOAD j ON t PROPERTIES ("max_batch_interval" = "100") {kafka}"#),
@@ -310,8 +310,24 @@ fn bad_statements_get_clear_errors() {
             "must be 200000 to 100000000",
         ),
         (
+            format!(r#"CREATE ROUTINE LOAD j ON t PROPERTIES ("format" = "protobuf") {kafka}"#),
+            "only csv, json and avro",
+        ),
+        (
             format!(r#"CREATE ROUTINE LOAD j ON t PROPERTIES ("format" = "avro") {kafka}"#),
-            "only csv and json",
+            "needs \"confluent.schema.registry.url\"",
+        ),
+        (
+            format!(r#"CREATE ROUTINE LOAD j ON t PROPERTIES ("format" = "json", "avro_paths" = "[\"$.a\"]") {kafka}"#),
+            "\"avro_paths\" applies only to \"format\" = \"avro\"",
+        ),
+        (
+            r#"CREATE ROUTINE LOAD j ON t PROPERTIES ("format" = "avro", "jsonpaths" = "[\"$.a\"]") FROM KAFKA ("kafka_broker_list" = "b", "kafka_topic" = "t", "confluent.schema.registry.url" = "http://r:8081")"#.into(),
+            "\"jsonpaths\" applies only to \"format\" = \"json\"",
+        ),
+        (
+            r#"CREATE ROUTINE LOAD j ON t COLUMNS TERMINATED BY "," PROPERTIES ("format" = "avro") FROM KAFKA ("kafka_broker_list" = "b", "kafka_topic" = "t", "confluent.schema.registry.url" = "http://r:8081")"#.into(),
+            "applies only to format csv, not avro",
         ),
         (
             format!(r#"CREATE ROUTINE LOAD j ON t PROPERTIES ("strict_mode" = "yes") {kafka}"#),
@@ -479,4 +495,116 @@ fn table_check_plans_the_job() {
         run(&REFERENCE.replace("added, deleted)", "added, tmp, deleted = nosuchcol + 1)")).unwrap();
     let err = check_against_table(&bad, WIKIPEDIA_TABLE_YAML).unwrap_err();
     assert!(err.contains("nosuchcol"), "{err}");
+}
+
+/// StarRocks' documentation example of loading Avro data (sensor_log), with its avro_paths.
+const STARROCKS_AVRO_EXAMPLE: &str = r#"CREATE ROUTINE LOAD sensor.sensor_test_routine_load ON sensor_log
+COLUMNS(id, name, checked, sensor_type, data_y)
+PROPERTIES
+(
+  "format" = "avro",
+  "avro_paths" = "[\"$.id\",\"$.name\",\"$.checked\",\"$.sensor_type\",\"$.sensor_data.data_y\"]"
+)
+FROM KAFKA
+(
+  "kafka_broker_list" = "192.168.0.1:9092",
+  "confluent.schema.registry.url" = "http://172.26.1.2:8081",
+  "kafka_topic" = "topic_0",
+  "kafka_partitions" = "0,1,2,3,4,5",
+  "property.kafka_default_offsets" = "OFFSET_BEGINNING"
+);"#;
+
+const SENSOR_LOG_TABLE: &str = r#"
+location: s3://lake/sensor_log
+columns:
+  - {name: id, type: BIGINT, nullable: false}
+  - {name: name, type: VARCHAR(26)}
+  - {name: checked, type: BOOLEAN}
+  - {name: sensor_type, type: VARCHAR(26)}
+  - {name: data_y, type: DOUBLE}
+"#;
+
+#[test]
+fn avro_jobs_map_the_registry_and_avro_paths_and_plan_against_their_table() {
+    let c = run(STARROCKS_AVRO_EXAMPLE).unwrap();
+    let s = typed(&c).spec;
+    assert_eq!(s.format, routine_load_api::job::DataFormat::Avro);
+    assert_eq!(
+        s.avro_paths.as_deref(),
+        Some(
+            &[
+                "$.id",
+                "$.name",
+                "$.checked",
+                "$.sensor_type",
+                "$.sensor_data.data_y"
+            ]
+            .map(String::from)[..]
+        )
+    );
+    let registry = s.schema_registry.expect("schemaRegistry");
+    assert_eq!(registry.url, "http://172.26.1.2:8081");
+    assert_eq!(registry.credentials_secret, None);
+    assert_eq!(c.registry_secret, None);
+    assert_eq!(c.warnings, Vec::<String>::new());
+    let table: TableSpec = serde_yaml::from_str(SENSOR_LOG_TABLE).unwrap();
+    LoadPlan::build(&typed(&c).spec, "sensor_log", &table).expect("plans against sensor_log");
+}
+
+#[test]
+fn registry_credentials_in_the_url_go_to_a_secret() {
+    let sql = r#"CREATE ROUTINE LOAD j ON t PROPERTIES ("format" = "avro")
+        FROM KAFKA ("kafka_broker_list" = "b:9092", "kafka_topic" = "t",
+                    "confluent.schema.registry.url" = "https://loader:hunter2@registry:8081");"#;
+    let c = run(sql).unwrap();
+    let job_yaml = serde_yaml::to_string(&c.job).unwrap();
+    assert!(
+        !job_yaml.contains("hunter2") && !job_yaml.contains("loader"),
+        "{job_yaml}"
+    );
+    let registry = typed(&c).spec.schema_registry.expect("schemaRegistry");
+    assert_eq!(registry.url, "https://registry:8081");
+    assert_eq!(
+        registry.credentials_secret.map(|s| s.name).as_deref(),
+        Some("j-schema-registry")
+    );
+    let secret = c.registry_secret.clone().expect("registry Secret stub");
+    assert_eq!(secret["metadata"]["name"], "j-schema-registry");
+    assert_eq!(secret["stringData"]["username"], SECRET_PLACEHOLDER);
+    assert_eq!(secret["stringData"]["password"], SECRET_PLACEHOLDER);
+    assert!(
+        c.warnings
+            .iter()
+            .any(|w| w.contains("j-schema-registry") && w.contains("REPLACE_ME")),
+        "{:?}",
+        c.warnings
+    );
+    assert!(c.to_yaml("head").unwrap().contains("j-schema-registry"));
+    let c = convert(
+        &parse(sql).unwrap(),
+        &ConvertOptions {
+            namespace: None,
+            include_secrets: true,
+        },
+    )
+    .unwrap();
+    let secret = c.registry_secret.expect("registry Secret");
+    assert_eq!(secret["stringData"]["username"], "loader");
+    assert_eq!(secret["stringData"]["password"], "hunter2");
+}
+
+#[test]
+fn a_registry_url_without_format_avro_is_ignored_with_a_warning() {
+    let sql = r#"CREATE ROUTINE LOAD j ON t
+        FROM KAFKA ("kafka_broker_list" = "b:9092", "kafka_topic" = "t",
+                    "confluent.schema.registry.url" = "http://registry:8081");"#;
+    let c = run(sql).unwrap();
+    assert_eq!(typed(&c).spec.schema_registry, None);
+    assert!(
+        c.warnings
+            .iter()
+            .any(|w| w.contains("confluent.schema.registry.url") && w.contains("ignored")),
+        "{:?}",
+        c.warnings
+    );
 }
