@@ -322,3 +322,71 @@ async fn avro_job_loads_records_across_a_schema_change_from_the_registry() {
     ];
     assert_eq!(got, want, "worker log:\n{}", w.log());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn avro_specs_the_api_server_refuses_say_why() {
+    let Some(tb) = testbed_or_skip("Avro job specs refused by the CRD's rules") else {
+        return;
+    };
+    let inst = Installation::start(tb, "e2e-avro-cel", false)
+        .await
+        .expect("installation");
+    let kafka = json!({"brokerList": "b:9092", "topic": "t"});
+    let registry = json!({"url": "http://registry:8081"});
+    let cases = [
+        (
+            json!({"format": "avro"}),
+            "format: avro needs schemaRegistry",
+        ),
+        (
+            json!({"format": "json", "schemaRegistry": registry}),
+            "avroPaths and schemaRegistry apply only to format: avro",
+        ),
+        (
+            json!({"avroPaths": ["$.a"]}),
+            "avroPaths and schemaRegistry apply only to format: avro",
+        ),
+        (
+            json!({"format": "avro", "schemaRegistry": {"url": "https://u:pw@registry:8081"}}),
+            "without user:password@",
+        ),
+        (
+            json!({"format": "avro", "schemaRegistry": {"url": "registry:8081"}}),
+            "schemaRegistry.url must be http://host",
+        ),
+        (
+            json!({"format": "avro", "schemaRegistry": registry, "jsonPaths": ["$.a"]}),
+            "jsonPaths, jsonRoot and stripOuterArray apply only to format: json",
+        ),
+        (
+            json!({"format": "avro", "schemaRegistry": registry, "columnSeparator": ","}),
+            "apply only to format: csv",
+        ),
+    ];
+    for (i, (fields, want)) in cases.into_iter().enumerate() {
+        let mut spec = json!({"table": "t", "kafka": kafka});
+        spec.as_object_mut()
+            .unwrap()
+            .extend(fields.as_object().unwrap().clone());
+        let err = inst
+            .create(
+                JOB,
+                json!({"metadata": {"name": format!("refused-{i}")}, "spec": spec.clone()}),
+            )
+            .await
+            .expect_err(&format!("{spec} must be refused"));
+        let text = format!("{err:#}");
+        assert!(text.contains(want), "{spec}: want '{want}', got: {text}");
+    }
+    // The same fields with a registry are accepted.
+    inst.create(
+        JOB,
+        json!({"metadata": {"name": "accepted"}, "spec": {
+            "table": "t", "kafka": kafka, "format": "avro", "avroPaths": ["$.a"],
+            "schemaRegistry": {"url": "https://registry:8081/apis/ccompat/v7",
+                               "credentialsSecret": {"name": "s"}}
+        }}),
+    )
+    .await
+    .expect("a valid Avro job");
+}
