@@ -429,7 +429,8 @@ columns:
 
     #[test]
     fn validation_accepts_and_refuses_with_what_to_fix() {
-        let cases: &[(&str, Result<(TableModel, &[&str]), &str>)] = &[
+        type Case<'a> = (&'a str, Result<(TableModel, &'a [&'a str]), &'a str>);
+        let cases: &[Case] = &[
             ("", Ok((TableModel::Duplicate, &[]))),
             ("keys: [id]", Ok((TableModel::Duplicate, &["id"]))),
             (

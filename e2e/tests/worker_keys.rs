@@ -1,0 +1,301 @@
+//! A Primary Key table loaded from a change-data-capture stream, on the testbed with the real
+//! worker binary (tasks created directly, no operator) and real Kafka, read back with the
+//! independent reader:
+//! - inserts, updates and deletes (several per key, across batches) on 3 partitions, keys hashed
+//!   to partitions, loaded by 3 tasks of one job in one worker (their merges into the one table
+//!   race and are merged again), leave exactly the last state of every key, computed here from
+//!   what was produced;
+//! - the worker is killed with SIGKILL mid-stream and started again: every message is merged
+//!   exactly once (the merges' row counts in the Delta log add up to the messages produced, and
+//!   the offsets recorded are the partitions' ends).
+
+use std::collections::BTreeMap;
+use std::os::unix::process::ExitStatusExt;
+use std::time::{Duration, Instant};
+
+use routine_load_e2e::installation::{Installation, JOB, TABLE, TASK};
+use routine_load_e2e::kafka::Listener;
+use routine_load_e2e::{Testbed, testbed_or_skip, unique_name};
+use serde_json::json;
+
+const PARTITIONS: i32 = 3;
+const KEYS: u64 = 400;
+const EVENTS: usize = 6_000;
+/// Small batches: many merges per partition, so the kill lands mid-stream.
+const BATCH_ROWS: &str = "200";
+const WAIT: Duration = Duration::from_secs(120);
+
+/// One change event as produced: `id,type,v,seq`.
+#[derive(Clone, Debug)]
+struct Event {
+    id: u64,
+    kind: &'static str,
+    seq: usize,
+}
+
+impl Event {
+    fn line(&self) -> String {
+        format!("{},{},v{},{}", self.id, self.kind, self.seq, self.seq)
+    }
+}
+
+/// The partition of a key, as a producer hashing its message key would pick it.
+fn partition_of(id: u64) -> i32 {
+    (id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 61) as i32 % PARTITIONS
+}
+
+/// A deterministic CDC stream: a key not present is inserted, a present one updated (3 in 4)
+/// or deleted (1 in 4).
+fn events() -> Vec<Event> {
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut present = std::collections::BTreeSet::new();
+    (0..EVENTS)
+        .map(|seq| {
+            let id = next() % KEYS;
+            let kind = if !present.contains(&id) {
+                present.insert(id);
+                "INSERT"
+            } else if next() % 4 == 0 {
+                present.remove(&id);
+                "DELETE"
+            } else {
+                "UPDATE"
+            };
+            Event { id, kind, seq }
+        })
+        .collect()
+}
+
+/// The last state of every key after `events`, computed from the stream alone: id -> seq.
+fn final_state(events: &[Event]) -> BTreeMap<u64, usize> {
+    let mut out = BTreeMap::new();
+    for e in events {
+        if e.kind == "DELETE" {
+            out.remove(&e.id);
+        } else {
+            out.insert(e.id, e.seq);
+        }
+    }
+    out
+}
+
+/// Produces the events, each to its key's partition, in order per partition.
+async fn produce(tb: &Testbed, topic: &str, events: &[Event]) {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let mut c = tb.kafka_config(Listener::Plaintext).expect("kafka config");
+    c.set("enable.idempotence", "true")
+        .set("linger.ms", "10")
+        .set("message.timeout.ms", "60000");
+    let producer: FutureProducer = c.create().expect("producer");
+    let lines: Vec<(i32, String)> = events
+        .iter()
+        .map(|e| (partition_of(e.id), e.line()))
+        .collect();
+    // Idempotence keeps each partition's order with many sends in flight.
+    let sends = lines.iter().map(|(p, l)| {
+        producer.send(
+            FutureRecord::<(), str>::to(topic).payload(l).partition(*p),
+            Duration::from_secs(60),
+        )
+    });
+    for r in futures::future::join_all(sends).await {
+        r.map_err(|(e, _)| e).expect("deliver");
+    }
+}
+
+/// What the Delta log records for the job: the next offset per partition.
+fn recorded(tb: &Testbed, location: &str, job_uid: &str) -> BTreeMap<i32, i64> {
+    let snap = tb.read_delta(location, None).expect("read table");
+    (0..PARTITIONS)
+        .filter_map(|p| {
+            let app = format!("routine-load-{job_uid}-{p}");
+            snap.txns.get(&app).map(|o| (p, *o))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cdc_stream_into_a_primary_key_table_survives_kill_9() {
+    let Some(tb) = testbed_or_skip("primary key CDC") else {
+        return;
+    };
+    let started = Instant::now();
+    let inst = Installation::start(tb, "e2e-keys", false)
+        .await
+        .expect("installation");
+    let topic = unique_name("keys-cdc");
+    inst.tb
+        .create_topic(&topic, PARTITIONS)
+        .await
+        .expect("topic");
+    let dir = std::env::temp_dir().join(unique_name("keys-table"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let location = format!("file://{}", dir.display());
+    inst.create(
+        TABLE,
+        json!({
+            "metadata": {"name": "accounts"},
+            "spec": {
+                "location": location,
+                "model": "Primary",
+                "keys": ["id"],
+                "columns": [
+                    {"name": "id", "type": "BIGINT", "nullable": false},
+                    {"name": "v", "type": "STRING"},
+                    {"name": "seq", "type": "BIGINT"}
+                ]
+            }
+        }),
+    )
+    .await
+    .expect("create Table");
+    let job = inst
+        .create(
+            JOB,
+            json!({
+                "metadata": {"name": "cdc"},
+                "spec": {
+                    "table": "accounts",
+                    "columnSeparator": ",",
+                    "columns": ["id", "type", "v", "seq", "__op = if(type = 'DELETE', 1, 0)"],
+                    "kafka": {
+                        "brokerList": inst.tb.var("KAFKA_BROKERS").unwrap(),
+                        "topic": topic,
+                        "partitions": [0, 1, 2],
+                        "offsets": ["OFFSET_BEGINNING", "OFFSET_BEGINNING", "OFFSET_BEGINNING"]
+                    }
+                }
+            }),
+        )
+        .await
+        .expect("create job");
+    let job_uid = job["metadata"]["uid"].as_str().unwrap().to_string();
+    let worker = unique_name("w");
+    for p in 0..PARTITIONS {
+        inst.create(
+            TASK,
+            json!({
+                "metadata": {"name": format!("cdc-{p}"),
+                             "labels": {"routineload.io/worker": worker, "routineload.io/job": "cdc"}},
+                "spec": {"job": "cdc", "jobUid": job_uid, "partitions": [p],
+                         "worker": worker, "epoch": 1}
+            }),
+        )
+        .await
+        .expect("create task");
+    }
+
+    let events = events();
+    let (first, second) = events.split_at(EVENTS / 2);
+    produce(&inst.tb, &topic, first).await;
+    let env = [("ROUTINE_LOAD_MAX_BATCH_ROWS", BATCH_ROWS)];
+    let mut w = inst.spawn_worker(&worker, &env).expect("worker");
+
+    // Kill -9 once the merges are under way and before the first half is all in.
+    let log_dir = dir.join("_delta_log");
+    let commits = || {
+        std::fs::read_dir(&log_dir)
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    let t0 = Instant::now();
+    while commits() < 8 {
+        assert!(
+            t0.elapsed() < WAIT && w.is_running(),
+            "no merges within {WAIT:?}:\n{}",
+            w.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let status = w.kill().expect("kill -9");
+    assert_eq!(status.signal(), Some(9), "the worker died of SIGKILL");
+    let at_kill: i64 = recorded(&inst.tb, &location, &job_uid).values().sum();
+    assert!(
+        at_kill < first.len() as i64,
+        "the worker had loaded all {} messages of the first half before the kill (offsets {at_kill}): \
+         make the batches smaller",
+        first.len()
+    );
+    eprintln!(
+        "killed the worker with SIGKILL after {} commits, {at_kill} of {} messages recorded",
+        commits(),
+        first.len()
+    );
+
+    produce(&inst.tb, &topic, second).await;
+    let mut w = inst.spawn_worker(&worker, &env).expect("worker again");
+    let ends: BTreeMap<i32, i64> = (0..PARTITIONS)
+        .map(|p| (p, inst.tb.watermarks(&topic, p).expect("watermarks").1))
+        .collect();
+    assert_eq!(ends.values().sum::<i64>(), EVENTS as i64, "all produced");
+    let t0 = Instant::now();
+    loop {
+        let have = recorded(&inst.tb, &location, &job_uid);
+        if have == ends {
+            break;
+        }
+        assert!(
+            t0.elapsed() < WAIT && w.is_running(),
+            "not loaded within {WAIT:?}: recorded {have:?}, ends {ends:?}; worker log:\n{}",
+            w.log()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    let snap = inst.tb.read_delta(&location, None).expect("read table");
+    assert_eq!(
+        snap.configuration.get("routineload.model"),
+        Some(&json!("Primary")),
+        "the model is in the table's configuration"
+    );
+    // Exactly the last state per key: no deleted key back, no update lost, one row per key.
+    let mut have: BTreeMap<u64, usize> = BTreeMap::new();
+    for r in &snap.rows {
+        let id = r["id"].as_u64().expect("id");
+        let seq = r["seq"].as_u64().expect("seq") as usize;
+        assert_eq!(r["v"], json!(format!("v{seq}")), "row {r:?}");
+        assert!(have.insert(id, seq).is_none(), "key {id} twice");
+    }
+    let want = final_state(&events);
+    let wrong: Vec<_> = want
+        .iter()
+        .filter(|(k, v)| have.get(k) != Some(v))
+        .take(5)
+        .collect();
+    let extra: Vec<_> = have
+        .keys()
+        .filter(|k| !want.contains_key(k))
+        .take(5)
+        .collect();
+    assert!(
+        wrong.is_empty() && extra.is_empty() && have.len() == want.len(),
+        "{} keys in the table, {} expected; wrong or missing {wrong:?}, deleted but present {extra:?}",
+        have.len(),
+        want.len()
+    );
+    // Every message merged exactly once, across the kill.
+    let merged: u64 = snap
+        .commits
+        .iter()
+        .filter_map(|c| c.routine_load.as_ref()?["merge"]["rows"].as_u64())
+        .sum();
+    assert_eq!(merged, EVENTS as u64, "rows merged over all commits");
+    let deletes = events.iter().filter(|e| e.kind == "DELETE").count();
+    eprintln!(
+        "{EVENTS} events ({deletes} deletes) on {KEYS} keys -> {} rows, {} commits, in {:.1}s",
+        have.len(),
+        snap.commits.len(),
+        started.elapsed().as_secs_f64()
+    );
+    let _ = w.stop(Duration::from_secs(20));
+}
