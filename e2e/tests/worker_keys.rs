@@ -299,3 +299,77 @@ async fn cdc_stream_into_a_primary_key_table_survives_kill_9() {
     );
     let _ = w.stop(Duration::from_secs(20));
 }
+
+/// The API server refuses key models that can't work, with the CRD's messages, and keeps the
+/// model and keys of a Table as they were created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_server_refuses_invalid_and_changed_key_models() {
+    let Some(tb) = testbed_or_skip("key model validation") else {
+        return;
+    };
+    let inst = Installation::start(tb, "e2e-keys-cel", false)
+        .await
+        .expect("installation");
+    let table = |name: &str, extra: serde_json::Value, id_nullable: bool| {
+        let mut spec = json!({
+            "location": "file:///tmp/never-created",
+            "columns": [
+                {"name": "id", "type": "BIGINT", "nullable": id_nullable},
+                {"name": "v", "type": "STRING"}
+            ]
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            spec[k] = v.clone();
+        }
+        json!({"metadata": {"name": name}, "spec": spec})
+    };
+    let refused: &[(&str, serde_json::Value, bool, &str)] = &[
+        (
+            "no-keys",
+            json!({"model": "Primary"}),
+            false,
+            "model Primary, Unique and Aggregate need keys",
+        ),
+        (
+            "unknown-key",
+            json!({"model": "Unique", "keys": ["nope"]}),
+            false,
+            "every keys entry must name a column of the table",
+        ),
+        (
+            "nullable-key",
+            json!({"model": "Primary", "keys": ["id"]}),
+            true,
+            "key columns must be NOT NULL (nullable: false)",
+        ),
+    ];
+    for (name, extra, nullable, msg) in refused {
+        let err = inst
+            .create(TABLE, table(name, extra.clone(), *nullable))
+            .await
+            .expect_err(name);
+        assert!(format!("{err:#}").contains(msg), "{name}: {err:#}");
+    }
+    inst.create(
+        TABLE,
+        table("pk", json!({"model": "Primary", "keys": ["id"]}), false),
+    )
+    .await
+    .expect("a valid Primary table");
+    for (patch, msg) in [
+        (json!({"spec": {"model": "Unique"}}), "model is immutable"),
+        (json!({"spec": {"keys": ["id", "v"]}}), "keys are immutable"),
+    ] {
+        let err = inst
+            .merge_patch(TABLE, "pk", patch.clone())
+            .await
+            .expect_err("patch refused");
+        assert!(format!("{err:#}").contains(msg), "{patch}: {err:#}");
+    }
+    // A Duplicate table (the default) needs no keys and records nothing more.
+    let dup = inst
+        .create(TABLE, table("dup", json!({}), true))
+        .await
+        .expect("a Duplicate table");
+    assert_eq!(dup["spec"]["model"], "Duplicate", "defaulted: {dup}");
+}
