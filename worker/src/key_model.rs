@@ -135,6 +135,85 @@ mod tests {
         }
     }
 
+    /// `__op` through the real plan and engine: a source field with any of StarRocks' spellings,
+    /// or an expression; anything else is an error row naming `__op`.
+    #[test]
+    fn op_decoded_by_the_engine() {
+        use routine_load_api::{LoadPlan, RoutineLoadJobSpec, TableSpec};
+
+        use crate::engine::{LoadEngine, SourceMessage};
+
+        let table: TableSpec = serde_yaml::from_str(
+            "location: file:///t\nmodel: Primary\nkeys: [id]\ncolumns:\n  - {name: id, type: BIGINT, nullable: false}\n",
+        )
+        .unwrap();
+        let cases: &[(&str, &[&str], &[Option<i8>])] = &[
+            (
+                "[id, __op]",
+                &[
+                    "1,0",
+                    "2,1",
+                    "3,upsert",
+                    "4,DELETE",
+                    "5, Delete ",
+                    "6,2",
+                    "7,x",
+                ],
+                &[Some(0), Some(1), Some(0), Some(1), Some(1), None, None],
+            ),
+            (
+                "[id, type, \"__op = if(type = 'D', 1, 0)\"]",
+                &["1,I", "2,D", "3,U"],
+                &[Some(0), Some(1), Some(0)],
+            ),
+        ];
+        for (columns, lines, want) in cases {
+            let job: RoutineLoadJobSpec = serde_yaml::from_str(&format!(
+                "table: t\ncolumnSeparator: \",\"\ncolumns: {columns}\nkafka: {{brokerList: b, topic: t}}\n"
+            ))
+            .unwrap();
+            let plan = LoadPlan::build(&job, "t", &table).unwrap();
+            let mut engine = LoadEngine::new(Arc::new(plan));
+            let messages: Vec<SourceMessage> = lines
+                .iter()
+                .enumerate()
+                .map(|(i, l)| SourceMessage {
+                    offset: i as i64,
+                    payload: l.as_bytes(),
+                    ..Default::default()
+                })
+                .collect();
+            let loaded = engine.load(&messages).unwrap();
+            let ops = loaded
+                .batch
+                .column_by_name(OP_COLUMN)
+                .unwrap()
+                .as_any()
+                .downcast_ref::<Int8Array>()
+                .unwrap()
+                .clone();
+            let mut got: Vec<Option<i8>> = vec![None; lines.len()];
+            let ids = loaded
+                .batch
+                .column(0)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .unwrap();
+            for r in 0..loaded.batch.num_rows() {
+                got[ids.value(r) as usize - 1] = Some(ops.value(r));
+            }
+            assert_eq!(got, *want, "{columns}");
+            for e in &loaded.errors {
+                assert_eq!(e.column.as_deref(), Some(OP_COLUMN), "{e:?}");
+            }
+            assert_eq!(
+                loaded.errors.len(),
+                want.iter().filter(|w| w.is_none()).count(),
+                "{columns}"
+            );
+        }
+    }
+
     #[test]
     fn op_codes() {
         let cases = [
