@@ -334,6 +334,27 @@ mod tests {
         std::fs::remove_dir_all(&dir).ok();
     }
 
+    /// A Delta table keeps the model it was created with: a Table declaring another is refused.
+    #[tokio::test]
+    async fn a_table_of_another_model_is_not_adopted() {
+        let (dir, loc) = temp_location("adopt");
+        delta_table::create_or_adopt(&loc, &spec(&loc, "Primary"), HashMap::new())
+            .await
+            .unwrap();
+        delta_table::create_or_adopt(&loc, &spec(&loc, "Primary"), HashMap::new())
+            .await
+            .expect("the same model is adopted");
+        let err = delta_table::create_or_adopt(&loc, &spec(&loc, "Unique"), HashMap::new())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("model is Primary in the table, Unique in the spec"),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
     /// Two tasks of one job (partitions 0 and 1) merging into one table from stale snapshots:
     /// each conflicting merge runs again on the new version; nothing is lost or doubled.
     #[tokio::test]
