@@ -4,7 +4,7 @@
 //! Each parser takes the field's bytes and returns the value or the StarRocks error class it
 //! belongs to; the engine turns the class into the reason text and applies strict mode.
 
-use chrono::{NaiveDate, NaiveDateTime};
+use chrono::NaiveDateTime;
 
 /// Why a field did not convert.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,9 +22,6 @@ pub enum ConvertError {
     /// More digits than any DECIMAL holds.
     DecimalOverflow,
 }
-
-/// Days from 0001-01-01 (CE day 1) to 1970-01-01.
-const UNIX_EPOCH_DAYS_FROM_CE: i32 = 719_163;
 
 fn trim(text: &[u8]) -> &[u8] {
     text.trim_ascii()
@@ -159,9 +156,9 @@ fn digits<const N: usize>(t: &[u8], at: usize) -> Option<u32> {
     Some(v)
 }
 
-/// The date part of a DATE or DATETIME text: `2017-10-03`, `2017/10/03` or `20171003`, and the
-/// number of bytes it used.
-fn parse_date_prefix(t: &[u8]) -> Option<(NaiveDate, usize)> {
+/// The date part of a DATE or DATETIME text: `2017-10-03`, `2017/10/03` or `20171003`, as days
+/// since 1970-01-01, and the number of bytes it used.
+fn parse_date_prefix(t: &[u8]) -> Option<(i32, usize)> {
     let year = digits::<4>(t, 0)? as i32;
     let (month, day, used) = match t.get(4) {
         Some(b'-') | Some(b'/') => {
@@ -177,7 +174,32 @@ fn parse_date_prefix(t: &[u8]) -> Option<(NaiveDate, usize)> {
         Some(b) if b.is_ascii_digit() => (digits::<2>(t, 4)?, digits::<2>(t, 6)?, 8),
         _ => return None,
     };
-    Some((NaiveDate::from_ymd_opt(year, month, day)?, used))
+    Some((days_since_epoch(year, month, day)?, used))
+}
+
+/// Days from 1970-01-01 to a date of the proleptic Gregorian calendar (years 0-9999 as four
+/// digits give them), None for a month or day that does not exist. Plain arithmetic (H. Hinnant's
+/// days-from-civil): the loader converts a date per value, and a calendar type per value cost
+/// more than the rest of the parse.
+fn days_since_epoch(year: i32, month: u32, day: u32) -> Option<i32> {
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let month_days = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return None,
+    };
+    if day == 0 || day > month_days {
+        return None;
+    }
+    // Years start in March, so a leap day is the last day of its year.
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let year_of_era = y.rem_euclid(400) as u32;
+    let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    Some(era * 146_097 + day_of_era as i32 - 719_468)
 }
 
 fn one_or_two_digits(t: &[u8], at: usize) -> Option<(u32, usize)> {
@@ -201,7 +223,7 @@ pub fn parse_date(text: &[u8]) -> Result<i32, ConvertError> {
         // StarRocks accepts a DATETIME for a DATE column and drops the time.
         parse_datetime(t)?;
     }
-    Ok(date.num_days_from_ce() - UNIX_EPOCH_DAYS_FROM_CE)
+    Ok(date)
 }
 
 /// DATETIME as microseconds since 1970-01-01 00:00:00 (a wall-clock time, no time zone):
@@ -247,8 +269,7 @@ pub fn parse_datetime(text: &[u8]) -> Result<i64, ConvertError> {
         micros_of_day =
             ((hour as i64 * 60 + minute as i64) * 60 + second as i64) * 1_000_000 + micros;
     }
-    let days = (date.num_days_from_ce() - UNIX_EPOCH_DAYS_FROM_CE) as i64;
-    Ok(days * 86_400_000_000 + micros_of_day)
+    Ok(date as i64 * 86_400_000_000 + micros_of_day)
 }
 
 /// A DATETIME wall-clock value as a chrono value (for functions that format it).
@@ -256,11 +277,28 @@ pub fn micros_to_naive(micros: i64) -> Option<NaiveDateTime> {
     chrono::DateTime::from_timestamp_micros(micros).map(|d| d.naive_utc())
 }
 
-use chrono::Datelike;
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn days_since_epoch_agree_with_the_calendar_for_every_date_and_refuse_the_others() {
+        use chrono::NaiveDate;
+        let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap();
+        for year in 0..=9999 {
+            for month in 0..=13 {
+                for day in 0..=32 {
+                    let want = NaiveDate::from_ymd_opt(year, month, day)
+                        .map(|d| (d - epoch).num_days() as i32);
+                    assert_eq!(
+                        days_since_epoch(year, month, day),
+                        want,
+                        "{year}-{month}-{day}"
+                    );
+                }
+            }
+        }
+    }
 
     #[test]
     fn integers_respect_their_range() {

@@ -424,6 +424,13 @@ fn child_load(p: &Value) -> Result<Value> {
     use routine_load_worker::metrics::Metrics;
     use routine_load_worker::task_runner::{Assignment, WorkerContext, run_task};
     routine_load_e2e::install_crypto_provider();
+    // RUST_LOG=routine_load_worker=debug: the task loop's per-batch timings on stderr.
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let ns = p["namespace"].as_str().context("namespace")?.to_string();
     let tasks: Vec<String> = p["tasks"]
         .as_array()

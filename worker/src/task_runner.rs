@@ -37,6 +37,7 @@ use crate::start_offsets::{
     self, Continuity, OutOfRange, StartDecision, Watermarks, check_hole, check_in_range,
     configured_start, decide_start,
 };
+use routine_load_api::load_plan::MetadataKind;
 
 /// Minimum time between two status patches after commits.
 const STATUS_INTERVAL: Duration = Duration::from_secs(2);
@@ -810,6 +811,7 @@ impl TaskLoop {
             bytes: 0,
             from: self.position.clone(),
             deadline: Instant::now() + self.interval,
+            began: Instant::now(),
             reservation: self.ctx.load_memory.reservation(),
             memory_full: false,
             mark: self.ctx.heartbeat.as_ref().map(|h| h.mark()),
@@ -983,6 +985,8 @@ struct Gathering<'c> {
     /// Where each partition stood when the batch began: what its commit resumes from.
     from: BTreeMap<i32, i64>,
     deadline: Instant,
+    /// When the batch began collecting.
+    began: Instant,
     reservation: Reservation,
     memory_full: bool,
     /// The heartbeat when the batch began.
@@ -1069,7 +1073,16 @@ impl TaskLoop {
         }
         // Decode, cast and filter are CPU work: off the async threads, so the Lease heartbeat
         // and the other tasks' I/O never wait on them.
+        let (messages, collected) = (g.msgs.len(), g.began.elapsed());
+        let decode_began = Instant::now();
         let decoded = tokio::task::block_in_place(|| self.decode(g));
+        tracing::debug!(
+            task = %self.a.name,
+            messages,
+            collect_ms = collected.as_millis() as u64,
+            decode_ms = decode_began.elapsed().as_millis() as u64,
+            "batch decoded"
+        );
         if let Some(end) = self.settle(consumer).await? {
             return Ok(Some(end));
         }
@@ -1100,6 +1113,12 @@ impl TaskLoop {
         } else {
             Vec::new()
         };
+        // A record's timestamp costs a call into librdkafka: read only when a column loads it.
+        let with_timestamps = self.engines[0]
+            .plan()
+            .metadata
+            .iter()
+            .any(|m| m.kind == MetadataKind::TimestampMs);
         let source: Vec<SourceMessage<'_>> = msgs
             .iter()
             .enumerate()
@@ -1108,7 +1127,11 @@ impl TaskLoop {
                 offset: m.offset(),
                 payload: m.payload().unwrap_or(&[]),
                 key: m.key(),
-                timestamp_ms: m.timestamp().to_millis(),
+                timestamp_ms: if with_timestamps {
+                    m.timestamp().to_millis()
+                } else {
+                    None
+                },
                 headers: headers.get(i).and_then(|h| h.as_deref()),
             })
             .collect();
@@ -1194,6 +1217,7 @@ impl TaskLoop {
         let Some(f) = self.inflight.take() else {
             return Ok(None);
         };
+        let waiting = Instant::now();
         let (outcome, took) = match f.commit.await {
             Ok(r) => r,
             Err(e) => (
@@ -1201,6 +1225,12 @@ impl TaskLoop {
                 Duration::ZERO,
             ),
         };
+        tracing::debug!(
+            task = %self.a.name,
+            commit_ms = took.as_millis() as u64,
+            waited_ms = waiting.elapsed().as_millis() as u64,
+            "batch settled"
+        );
         let version = match outcome {
             Ok(v) => v,
             Err(message) => {

@@ -998,7 +998,9 @@ where: p = 3 and o >= 0
 fn decoding_on_several_threads_gives_what_one_engine_gives() {
     // Good rows, error rows of each step (conversion, derived column, WHERE-unselected) and
     // JSON arrays (several rows per message) spread over the runs of three threads.
-    let cases: [(&str, &str, fn(usize) -> String); 2] = [
+    /// (table, job, the payload of message i)
+    type Case = (&'static str, &'static str, fn(usize) -> String);
+    let cases: [Case; 2] = [
         (
             WIKIPEDIA_TABLE,
             "columnSeparator: \",\"\ncolumns: [event_time, channel, user, is_anonymous, is_minor, is_new, is_robot, is_unpatrolled, delta, added, deleted]\nwhere: \"added > 2\"\nmaxErrorNumber: 100000\n",
@@ -1006,7 +1008,10 @@ fn decoding_on_several_threads_gives_what_one_engine_gives() {
                 0 => format!("2015-09-12 00:47:00,#en,u{i},0,0,0,0,0,x{i},3,0"),
                 1 => format!("2015-09-12 00:47:00,#en,u{i},0,0,0,0,0,{i},1,0"),
                 2 => "too,few".to_string(),
-                _ => format!("2015-09-12 00:47:{:02},#ca,u{i},0,1,0,1,0,{i},{i},0", i % 60),
+                _ => format!(
+                    "2015-09-12 00:47:{:02},#ca,u{i},0,1,0,1,0,{i},{i},0",
+                    i % 60
+                ),
             },
         ),
         (
@@ -1038,7 +1043,10 @@ fn decoding_on_several_threads_gives_what_one_engine_gives() {
         let one = engine(table, job).load(&messages).expect("one engine");
         let mut engines = decoding_engines(engine(table, job), 3);
         let three = load_in_parallel(&mut engines, &messages).expect("three engines");
-        assert!(one.counters.error_rows > 0 && one.counters.loaded_rows > 0, "{job}");
+        assert!(
+            one.counters.error_rows > 0 && one.counters.loaded_rows > 0,
+            "{job}"
+        );
         assert_eq!(three.counters, one.counters, "{job}");
         assert_eq!(three.batch, one.batch, "{job}");
         let text = |b: &LoadedBatch| b.errors.iter().map(|e| e.to_string()).collect::<Vec<_>>();
