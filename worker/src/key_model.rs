@@ -212,6 +212,32 @@ mod tests {
                 "{columns}"
             );
         }
+        // WHERE sees the decoded __op (and the source text as __op_text) next to the other
+        // placeholders, in the engine's order.
+        let job: RoutineLoadJobSpec = serde_yaml::from_str(
+            "table: t\ncolumnSeparator: \",\"\ncolumns: [id, __op, note]\nwhere: \"__op = 0 and note <> 'skip' and __op_text <> '0'\"\nkafka: {brokerList: b, topic: t}\n",
+        )
+        .unwrap();
+        let plan = LoadPlan::build(&job, "t", &table).unwrap();
+        let mut engine = LoadEngine::new(Arc::new(plan));
+        let lines = ["1,upsert,a", "2,delete,b", "3,upsert,skip", "4,0,c"];
+        let messages: Vec<SourceMessage> = lines
+            .iter()
+            .enumerate()
+            .map(|(i, l)| SourceMessage {
+                offset: i as i64,
+                payload: l.as_bytes(),
+                ..Default::default()
+            })
+            .collect();
+        let loaded = engine.load(&messages).unwrap();
+        let ids = loaded
+            .batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap();
+        assert_eq!(ids.values().to_vec(), [1], "{:?}", loaded.errors);
     }
 
     #[test]

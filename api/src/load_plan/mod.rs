@@ -547,8 +547,17 @@ impl LoadPlan {
         where_fields.extend(
             source_fields
                 .iter()
-                .filter(|f| f.column_type.is_none() && f.name != crate::table_model::OP_COLUMN)
-                .map(|f| Field::new(&f.name, DataType::Utf8, true)),
+                .filter(|f| f.column_type.is_none())
+                // The `__op` source field is the decoded `__op` column in WHERE; its text stays
+                // in the row (the engine passes every placeholder) under another name.
+                .map(|f| {
+                    let name = if f.name == crate::table_model::OP_COLUMN {
+                        op_column::OP_SOURCE_TEXT
+                    } else {
+                        f.name.as_str()
+                    };
+                    Field::new(name, DataType::Utf8, true)
+                }),
         );
         let where_metadata: Vec<usize> = metadata
             .iter()

@@ -16,6 +16,10 @@ use super::{
 use crate::column_type::{ColumnType, SchemaRef};
 use crate::table_model::{KeyModel, OP_COLUMN, TableModel};
 
+/// The name WHERE sees the text of an `__op` source field under (`__op` itself is the decoded
+/// operation there, as in the table's rows).
+pub(super) const OP_SOURCE_TEXT: &str = "__op_text";
+
 /// Where a job's `__op` comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum OpSource {
