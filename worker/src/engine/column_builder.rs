@@ -37,9 +37,19 @@ pub enum ColumnBuilder {
 impl ColumnBuilder {
     /// A builder for `column_type`; None builds text (placeholders).
     pub fn new(column_type: Option<ColumnType>, capacity: usize) -> Self {
+        Self::with_text_bytes(column_type, capacity, capacity * 16)
+    }
+
+    /// A builder for `capacity` values; a text column reserves `text_bytes` for its values
+    /// (growing a text buffer copies what it holds, so a good guess saves a copy per doubling).
+    pub fn with_text_bytes(
+        column_type: Option<ColumnType>,
+        capacity: usize,
+        text_bytes: usize,
+    ) -> Self {
         let Some(column_type) = column_type else {
             return ColumnBuilder::Text {
-                builder: StringBuilder::with_capacity(capacity, capacity * 16),
+                builder: StringBuilder::with_capacity(capacity, text_bytes),
                 max_length: None,
                 json: false,
             };
@@ -62,7 +72,7 @@ impl ColumnBuilder {
             | ColumnType::Varchar(_)
             | ColumnType::String
             | ColumnType::Json => ColumnBuilder::Text {
-                builder: StringBuilder::with_capacity(capacity, capacity * 16),
+                builder: StringBuilder::with_capacity(capacity, text_bytes),
                 max_length: column_type.max_length(),
                 json: column_type == ColumnType::Json,
             },
@@ -132,6 +142,14 @@ impl ColumnBuilder {
             ColumnBuilder::Date(b) => b.append_null(),
             ColumnBuilder::DateTime(b) => b.append_null(),
             ColumnBuilder::Text { builder, .. } => builder.append_null(),
+        }
+    }
+
+    /// The bytes of text values appended so far (0 for other types).
+    pub fn text_bytes(&self) -> usize {
+        match self {
+            ColumnBuilder::Text { builder, .. } => builder.values_slice().len(),
+            _ => 0,
         }
     }
 

@@ -171,6 +171,8 @@ pub struct LoadEngine {
     avro: avro::AvroDecoder,
     /// Default values, parsed once, as one-row arrays by column index.
     defaults: Vec<Option<ArrayRef>>,
+    /// Text bytes per row of each source field in the last batch (to size the next one's).
+    text_bytes_per_row: Vec<usize>,
 }
 
 /// Where a row came from, to log it if it fails.
@@ -228,6 +230,7 @@ impl LoadEngine {
             json: JsonDecoder::new(&plan),
             avro: avro::AvroDecoder::new(&plan),
             defaults,
+            text_bytes_per_row: vec![16; plan.source_fields.len()],
             plan,
         }
     }
@@ -254,9 +257,15 @@ impl LoadEngine {
     pub fn load(&mut self, messages: &[SourceMessage<'_>]) -> Result<LoadedBatch, EngineError> {
         let plan = Arc::clone(&self.plan);
         let fields = &plan.source_fields;
+        let rows_guess = messages.len();
         let mut builders: Vec<ColumnBuilder> = fields
             .iter()
-            .map(|f| ColumnBuilder::new(f.column_type, messages.len()))
+            .zip(&self.text_bytes_per_row)
+            .map(|(f, per_row)| {
+                // An eighth more than the last batch's rows needed.
+                let bytes = rows_guess * per_row + rows_guess * per_row / 8;
+                ColumnBuilder::with_text_bytes(f.column_type, rows_guess, bytes)
+            })
             .collect();
         let mut origins: Vec<RowOrigin> = Vec::with_capacity(messages.len());
         let mut errors: Vec<ErrorRow> = Vec::new();
@@ -345,6 +354,11 @@ impl LoadEngine {
             }
         }
         counters.total_rows = bad_rows.len() as u64;
+        if !bad_rows.is_empty() {
+            for (per_row, b) in self.text_bytes_per_row.iter_mut().zip(&builders) {
+                *per_row = b.text_bytes().div_ceil(bad_rows.len());
+            }
+        }
         let mut source_arrays: Vec<ArrayRef> = builders.iter_mut().map(|b| b.finish()).collect();
         let first_errors = errors.len();
         if first_errors > 0 {
