@@ -1,7 +1,8 @@
 //! `format: avro` against the testbed's real Confluent-compatible schema registry (Apicurio's
 //! ccompat API, started by `testbed.sh up` with ROUTINE_LOAD_SCHEMA_REGISTRY=1, which
 //! `make testbed-up` sets): records written in the Confluent wire format under a registered
-//! schema, the schema evolved mid-stream (a new version adds a field), a message that is not
+//! schema, the schema evolved mid-stream (a new version adds a field, a later one imports a record
+//! from another subject by a schema reference), a message that is not
 //! Avro and one naming an unknown schema id become error rows, and the table is read back with
 //! the independent reader.
 
@@ -19,9 +20,10 @@ use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(90);
 
-/// `POST {registry}/subjects/{subject}/versions`: registers `schema`, returns its id.
-fn register(registry: &str, subject: &str, schema: &str) -> u32 {
-    let body = json!({ "schema": schema }).to_string();
+/// `POST {registry}/subjects/{subject}/versions`: registers `schema`, which imports named types
+/// from `references` (name, subject, version), and returns its id.
+fn register(registry: &str, subject: &str, schema: &str, references: Value) -> u32 {
+    let body = json!({ "schema": schema, "references": references }).to_string();
     let out = Command::new("curl")
         .args([
             "-sS",
@@ -69,6 +71,22 @@ const V2: &str = r#"{"type": "record", "name": "order", "namespace": "shop", "fi
   {"name": "customer", "type": {"type": "record", "name": "customer", "fields": [
     {"name": "name", "type": "string"},
     {"name": "tier", "type": ["null", {"type": "enum", "name": "tier", "symbols": ["GOLD", "SILVER"]}], "default": null}]}},
+  {"name": "amount", "type": {"type": "bytes", "logicalType": "decimal", "precision": 10, "scale": 2}},
+  {"name": "day", "type": {"type": "int", "logicalType": "date"}},
+  {"name": "at", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+  {"name": "tags", "type": {"type": "array", "items": "string"}},
+  {"name": "coupon", "type": ["null", "string"], "default": null}
+]}"#;
+
+/// The customer record, as a subject of its own.
+const CUSTOMER: &str = r#"{"type": "record", "name": "customer", "namespace": "shop", "fields": [
+  {"name": "name", "type": "string"},
+  {"name": "tier", "type": ["null", {"type": "enum", "name": "tier", "symbols": ["GOLD", "SILVER"]}], "default": null}]}"#;
+
+/// V2 with the customer record imported by name from CUSTOMER's subject.
+const V3_REFERENCING: &str = r#"{"type": "record", "name": "order", "namespace": "shop", "fields": [
+  {"name": "id", "type": "long"},
+  {"name": "customer", "type": "shop.customer"},
   {"name": "amount", "type": {"type": "bytes", "logicalType": "decimal", "precision": 10, "scale": 2}},
   {"name": "day", "type": {"type": "int", "logicalType": "date"}},
   {"name": "at", "type": {"type": "long", "logicalType": "timestamp-millis"}},
@@ -152,7 +170,7 @@ async fn avro_job_loads_records_across_a_schema_change_from_the_registry() {
     let topic = unique_name("avro-orders");
     inst.tb.create_topic(&topic, 1).await.expect("topic");
     let subject = format!("{topic}-value");
-    let v1 = register(&registry, &subject, V1);
+    let v1 = register(&registry, &subject, V1, json!([]));
 
     let dir = std::env::temp_dir().join(unique_name("avro-table"));
     let location = format!("file://{}", dir.display());
@@ -234,7 +252,7 @@ async fn avro_job_loads_records_across_a_schema_change_from_the_registry() {
     wait_counted(&inst, "orders-avro", 2, 2).await;
 
     // The producer moves on to version 2 mid-stream.
-    let v2 = register(&registry, &subject, V2);
+    let v2 = register(&registry, &subject, V2, json!([]));
     assert_ne!(v1, v2, "a new schema version has a new id");
     produce(vec![
         framed(v2, V2, order(4, Some(Some("SPRING")))),
@@ -242,8 +260,21 @@ async fn avro_job_loads_records_across_a_schema_change_from_the_registry() {
         framed(v1, V1, order(6, None)),
     ])
     .await;
-    let j = wait_counted(&inst, "orders-avro", 5, 2).await;
-    assert_eq!(j["status"]["statistic"]["totalRows"], 7, "{}", j["status"]);
+    wait_counted(&inst, "orders-avro", 5, 2).await;
+
+    // Version 3 imports the customer record from a subject of its own (a schema reference):
+    // the same bytes as version 2, a schema the worker assembles from two registry entries.
+    let customer_subject = format!("{topic}-customer");
+    register(&registry, &customer_subject, CUSTOMER, json!([]));
+    let v3 = register(
+        &registry,
+        &subject,
+        V3_REFERENCING,
+        json!([{"name": "shop.customer", "subject": customer_subject, "version": 1}]),
+    );
+    produce(vec![framed(v3, V2, order(7, Some(Some("AUTUMN"))))]).await;
+    let j = wait_counted(&inst, "orders-avro", 6, 2).await;
+    assert_eq!(j["status"]["statistic"]["totalRows"], 8, "{}", j["status"]);
 
     let snap = inst.tb.read_delta(&location, None).expect("read table");
     let rows = snap.sorted_rows(&["id"]);
@@ -318,6 +349,17 @@ async fn avro_job_loads_records_across_a_schema_change_from_the_registry() {
             r#"["t6"]"#,
             null,
             "c6/-"
+        ]),
+        json!([
+            7,
+            "c7",
+            "GOLD",
+            "71.75",
+            "2024-05-01",
+            "2024-05-01T10:00:07",
+            r#"["t7"]"#,
+            "AUTUMN",
+            "c7/GOLD"
         ]),
     ];
     assert_eq!(got, want, "worker log:\n{}", w.log());

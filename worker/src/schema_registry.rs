@@ -68,9 +68,53 @@ impl RegistryClient {
         })
     }
 
-    /// `GET /schemas/ids/{id}`.
+    /// `GET /schemas/ids/{id}`, then the schemas it references
+    /// (`GET /subjects/{subject}/versions/{version}`, transitively).
     pub async fn fetch(&self, id: u32) -> Result<RegisteredSchema, String> {
-        let url = format!("{}/schemas/ids/{id}", self.base);
+        let Some(root) = self.get(&format!("/schemas/ids/{id}")).await? else {
+            return Ok(RegisteredSchema::NotFound);
+        };
+        if let Some(kind) = root.other_type {
+            return Ok(RegisteredSchema::NotAvro(kind));
+        }
+        let mut references = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let mut queue: std::collections::VecDeque<Reference> = root.references.into();
+        while let Some(r) = queue.pop_front() {
+            if !seen.insert(r.clone()) {
+                continue;
+            }
+            if seen.len() > MAX_REFERENCES {
+                return Err(format!(
+                    "schema id {id} references more than {MAX_REFERENCES} schemas"
+                ));
+            }
+            let path = format!("/subjects/{}/versions/{}", r.subject, r.version);
+            match self.get(&path).await? {
+                None => {
+                    return Ok(RegisteredSchema::MissingReference(format!(
+                        "subject {} version {}",
+                        r.subject, r.version
+                    )));
+                }
+                Some(s) => {
+                    queue.extend(s.references);
+                    references.push(s.schema);
+                }
+            }
+        }
+        // Found breadth first from the root: reversed, a schema's references come before it,
+        // the order in which named types resolve.
+        references.reverse();
+        Ok(RegisteredSchema::Avro {
+            schema: root.schema,
+            references,
+        })
+    }
+
+    /// One GET of the registry API; None when the registry says it has no such schema.
+    async fn get(&self, path: &str) -> Result<Option<Registered>, String> {
+        let url = format!("{}{path}", self.base);
         let mut request = self
             .http
             .get(&url)
@@ -91,10 +135,31 @@ impl RegistryClient {
     }
 }
 
-/// What a `GET /schemas/ids/{id}` answer says. Only the registry's "schema not found" (error
-/// code 40403) is a missing schema; any other failure (a wrong URL, credentials, an outage) is
-/// an error, so messages wait for the registry instead of becoming error rows.
-pub fn schema_answer(status: u16, body: &str) -> Result<RegisteredSchema, String> {
+/// Most schemas one schema may reference, transitively.
+const MAX_REFERENCES: usize = 100;
+
+/// A schema as the registry answers it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Registered {
+    pub schema: String,
+    /// The schema's type when it is not Avro (PROTOBUF, JSON).
+    pub other_type: Option<String>,
+    /// The schemas it imports named types from.
+    pub references: Vec<Reference>,
+}
+
+/// A schema reference: a version of another subject.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Reference {
+    pub subject: String,
+    pub version: i64,
+}
+
+/// What a schema answer (`GET /schemas/ids/{id}`, `GET /subjects/{s}/versions/{v}`) says.
+/// Only the registry's own "not found" error codes (40401 subject, 40402 version, 40403
+/// schema) mean a missing schema; any other failure (a wrong URL, credentials, an outage) is an
+/// error, so messages wait for the registry instead of becoming error rows.
+pub fn schema_answer(status: u16, body: &str) -> Result<Option<Registered>, String> {
     let json: Option<serde_json::Value> = serde_json::from_str(body).ok();
     let error_code = json
         .as_ref()
@@ -107,12 +172,38 @@ pub fn schema_answer(status: u16, body: &str) -> Result<RegisteredSchema, String
                 .get("schema")
                 .and_then(serde_json::Value::as_str)
                 .ok_or_else(|| format!("200 without a schema string: {body}"))?;
-            match json.get("schemaType").and_then(serde_json::Value::as_str) {
-                None | Some("AVRO") => Ok(RegisteredSchema::Avro(schema.to_string())),
-                Some(other) => Ok(RegisteredSchema::NotAvro(other.to_string())),
-            }
+            let other_type = json
+                .get("schemaType")
+                .and_then(serde_json::Value::as_str)
+                .filter(|t| *t != "AVRO")
+                .map(str::to_string);
+            let references = json
+                .get("references")
+                .and_then(serde_json::Value::as_array)
+                .map(|refs| {
+                    refs.iter()
+                        .map(|r| {
+                            let subject = r.get("subject").and_then(serde_json::Value::as_str);
+                            let version = r.get("version").and_then(serde_json::Value::as_i64);
+                            match (subject, version) {
+                                (Some(subject), Some(version)) => Ok(Reference {
+                                    subject: subject.to_string(),
+                                    version,
+                                }),
+                                _ => Err(format!("a reference without subject and version: {r}")),
+                            }
+                        })
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .transpose()?
+                .unwrap_or_default();
+            Ok(Some(Registered {
+                schema: schema.to_string(),
+                other_type,
+                references,
+            }))
         }
-        404 if error_code == Some(40403) => Ok(RegisteredSchema::NotFound),
+        404 if matches!(error_code, Some(40401..=40403)) => Ok(None),
         401 | 403 => Err(format!(
             "{status}: the registry refused the credentials (schemaRegistry.credentialsSecret): {body}"
         )),
@@ -132,33 +223,63 @@ impl SchemaSource for RegistryClient {
 mod tests {
     use super::*;
 
+    /// An answer's status and body, and what it says (or a piece of the error).
+    type Case = (u16, String, Result<Option<Registered>, &'static str>);
+
     #[test]
     fn answers() {
         let avro = r#"{"type":"record","name":"r","fields":[]}"#;
-        let cases: Vec<(u16, String, Result<RegisteredSchema, &str>)> = vec![
+        let registered = |other_type: Option<&str>, references: Vec<Reference>| Registered {
+            schema: avro.to_string(),
+            other_type: other_type.map(str::to_string),
+            references,
+        };
+        let cases: Vec<Case> = vec![
             (
                 200,
                 serde_json::json!({ "schema": avro }).to_string(),
-                Ok(RegisteredSchema::Avro(avro.to_string())),
+                Ok(Some(registered(None, vec![]))),
             ),
             (
                 200,
                 serde_json::json!({"schema": avro, "schemaType": "AVRO", "references": []})
                     .to_string(),
-                Ok(RegisteredSchema::Avro(avro.to_string())),
+                Ok(Some(registered(None, vec![]))),
             ),
             (
                 200,
-                serde_json::json!({"schema": "syntax = \"proto3\";", "schemaType": "PROTOBUF"})
-                    .to_string(),
-                Ok(RegisteredSchema::NotAvro("PROTOBUF".to_string())),
+                serde_json::json!({"schema": avro, "references": [
+                    {"name": "shop.customer", "subject": "customer", "version": 2}]})
+                .to_string(),
+                Ok(Some(registered(
+                    None,
+                    vec![Reference {
+                        subject: "customer".to_string(),
+                        version: 2,
+                    }],
+                ))),
+            ),
+            (
+                200,
+                serde_json::json!({"schema": avro, "schemaType": "PROTOBUF"}).to_string(),
+                Ok(Some(registered(Some("PROTOBUF"), vec![]))),
+            ),
+            (
+                200,
+                serde_json::json!({"schema": avro, "references": [{"name": "x"}]}).to_string(),
+                Err("a reference without subject and version"),
             ),
             (
                 404,
                 r#"{"error_code":40403,"message":"Schema not found"}"#.to_string(),
-                Ok(RegisteredSchema::NotFound),
+                Ok(None),
             ),
-            // A 404 that is not the registry's "schema not found": a wrong base URL.
+            (
+                404,
+                r#"{"error_code":40402,"message":"Version not found"}"#.to_string(),
+                Ok(None),
+            ),
+            // A 404 that is not the registry's "not found": a wrong base URL.
             (404, "<html>Not Found</html>".to_string(), Err("404")),
             (
                 401,

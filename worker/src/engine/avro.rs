@@ -26,10 +26,16 @@ use serde_json::{Map, Value as Json};
 /// What a registry answers for a schema id.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RegisteredSchema {
-    /// The schema's text (an Avro schema in JSON).
-    Avro(String),
+    /// The schema's text (an Avro schema in JSON) and the texts of the schemas it references
+    /// (Confluent schema references: named types it imports), transitively.
+    Avro {
+        schema: String,
+        references: Vec<String>,
+    },
     /// The registry holds this id as another kind of schema (PROTOBUF, JSON).
     NotAvro(String),
+    /// A schema it references is not in the registry (which one).
+    MissingReference(String),
     /// No schema has this id.
     NotFound,
 }
@@ -42,9 +48,11 @@ pub trait SchemaSource: Send + Sync {
     fn schema(&self, id: u32) -> Result<RegisteredSchema, String>;
 }
 
-/// A writer schema, parsed, with its named types (to follow references while rendering).
+/// A writer schema, parsed, with the schemas it references and every named type (to follow
+/// references while rendering).
 struct WriterSchema {
     schema: Schema,
+    schemata: Vec<Schema>,
     names: HashMap<Name, Schema>,
 }
 
@@ -137,8 +145,14 @@ impl AvroDecoder {
             Err(why) => return Ok(Err(Undecodable(why))),
         };
         let mut rest = datum;
+        let schemata: Vec<&Schema> = writer.schemata.iter().collect();
         #[allow(deprecated)] // GenericDatumReader's builder is the same call, spelled longer.
-        let value = match apache_avro::from_avro_datum(&writer.schema, &mut rest, None) {
+        let value = match apache_avro::from_avro_datum_schemata(
+            &writer.schema,
+            schemata,
+            &mut rest,
+            None,
+        ) {
             Ok(v) => v,
             Err(e) => {
                 return Ok(Err(Undecodable(format!(
@@ -182,8 +196,13 @@ impl AvroDecoder {
             ))
         })?;
         let parsed = match answer {
-            RegisteredSchema::Avro(text) => parse_writer_schema(&text)
-                .map_err(|e| format!("schema id {id} is not a valid Avro schema: {e}")),
+            RegisteredSchema::Avro { schema, references } => {
+                parse_writer_schema(&schema, &references)
+                    .map_err(|e| format!("schema id {id} is not a valid Avro schema: {e}"))
+            }
+            RegisteredSchema::MissingReference(which) => Err(format!(
+                "schema id {id} references {which}, which is not in the schema registry"
+            )),
             RegisteredSchema::NotAvro(kind) => {
                 Err(format!("schema id {id} is a {kind} schema, not Avro"))
             }
@@ -223,14 +242,26 @@ fn wire_format(payload: &[u8]) -> Result<(u32, &[u8]), String> {
     }
 }
 
-fn parse_writer_schema(text: &str) -> Result<WriterSchema, apache_avro::Error> {
-    let schema = Schema::parse_str(text)?;
-    let names = ResolvedSchema::try_from(&schema)?
+fn parse_writer_schema(
+    text: &str,
+    references: &[String],
+) -> Result<WriterSchema, apache_avro::Error> {
+    let (schema, schemata) = if references.is_empty() {
+        (Schema::parse_str(text)?, Vec::new())
+    } else {
+        Schema::parse_str_with_list(text, references)?
+    };
+    // Named types resolve in order: the referenced schemas first.
+    let names = ResolvedSchema::try_from(schemata.iter().chain([&schema]).collect::<Vec<_>>())?
         .get_names()
         .iter()
         .map(|(n, s)| (n.clone(), (*s).clone()))
         .collect();
-    Ok(WriterSchema { schema, names })
+    Ok(WriterSchema {
+        schema,
+        schemata,
+        names,
+    })
 }
 
 /// The text a field of `kind` loads from `value`; None for NULL.

@@ -106,7 +106,15 @@ fn source(versions: &[(u32, &str)]) -> Arc<FixedSchemas> {
     Arc::new(FixedSchemas {
         schemas: versions
             .iter()
-            .map(|(id, s)| (*id, RegisteredSchema::Avro(s.to_string())))
+            .map(|(id, s)| {
+                (
+                    *id,
+                    RegisteredSchema::Avro {
+                        schema: s.to_string(),
+                        references: Vec::new(),
+                    },
+                )
+            })
             .collect(),
         ..Default::default()
     })
@@ -309,7 +317,10 @@ fn schemas_that_are_not_avro_are_error_rows() {
             (3, RegisteredSchema::NotAvro("PROTOBUF".to_string())),
             (
                 4,
-                RegisteredSchema::Avro("{\"type\": \"nope\"}".to_string()),
+                RegisteredSchema::Avro {
+                    schema: "{\"type\": \"nope\"}".to_string(),
+                    references: Vec::new(),
+                },
             ),
         ]
         .into(),
@@ -392,4 +403,62 @@ fn logical_types_render_as_the_load_rules_read_them() {
     for (value, schema, want) in cases {
         assert_eq!(to_json(&value, &schema, &names, tz), want, "{value:?}");
     }
+}
+
+/// The customer record of V1, registered as a subject of its own.
+const CUSTOMER: &str = r#"{"type": "record", "name": "customer", "namespace": "shop", "fields": [
+    {"name": "name", "type": "string"},
+    {"name": "tier", "type": ["null", {"type": "enum", "name": "tier", "symbols": ["GOLD", "SILVER"]}], "default": null}
+]}"#;
+
+/// V1 with the customer record imported by name (a Confluent schema reference).
+const V1_REFERENCING: &str = r#"{"type": "record", "name": "order", "namespace": "shop", "fields": [
+    {"name": "id", "type": "long"},
+    {"name": "customer", "type": "shop.customer"},
+    {"name": "amount", "type": {"type": "bytes", "logicalType": "decimal", "precision": 10, "scale": 2}},
+    {"name": "day", "type": {"type": "int", "logicalType": "date"}},
+    {"name": "at", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+    {"name": "tags", "type": {"type": "array", "items": "string"}},
+    {"name": "attrs", "type": {"type": "map", "values": "long"}},
+    {"name": "paid", "type": "boolean"},
+    {"name": "ratio", "type": "double"}
+]}"#;
+
+#[test]
+fn schemas_with_references_decode_with_the_referenced_types() {
+    let schemas = Arc::new(FixedSchemas {
+        schemas: [
+            (
+                8,
+                RegisteredSchema::Avro {
+                    schema: V1_REFERENCING.to_string(),
+                    references: vec![CUSTOMER.to_string()],
+                },
+            ),
+            (
+                9,
+                RegisteredSchema::MissingReference("subject customer version 3".to_string()),
+            ),
+        ]
+        .into(),
+        ..Default::default()
+    });
+    let mut e = engine(JOB, schemas);
+    // Same bytes as V1: a reference changes the schema's text, not the encoding.
+    let payloads = [
+        framed(8, V1, order(1, Some(1), None)),
+        framed(9, V1, order(2, None, None)),
+    ];
+    let out = load(&mut e, &payloads).expect("load");
+    assert_eq!(column(&out, "customer"), ["c1"], "{:?}", out.errors);
+    assert_eq!(column(&out, "tier"), ["SILVER"]);
+    assert_eq!(column(&out, "amount"), ["1234.56"]);
+    assert_eq!(out.errors.len(), 1);
+    assert!(
+        out.errors[0].reason.contains(
+            "schema id 9 references subject customer version 3, which is not in the schema registry"
+        ),
+        "{:?}",
+        out.errors
+    );
 }
