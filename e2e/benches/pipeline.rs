@@ -16,7 +16,7 @@
 //! which reports its own CPU time (`/proc/self/stat`) and peak RSS (`VmHWM`). Results go to
 //! `bench/results/pipeline.{json,md}` (`BENCH_OUT` overrides the path without extension).
 //!
-//! Settings (environment): `BENCH_ROWS` (1000000), `BENCH_WIDE_ROWS` (600000),
+//! Settings (environment): `BENCH_ROWS` (3000000), `BENCH_WIDE_ROWS` (1200000),
 //! `BENCH_PHASES` (`parquet,throughput,scaling,latency,scale`), `BENCH_LATENCY_SECS` (20), `BENCH_SCALE_JOBS`
 //! (200), `BENCH_SCALE_STEADY_SECS` (60). `ROUTINE_LOAD_E2E=0` or no testbed: prints SKIPPED.
 
@@ -1495,8 +1495,11 @@ fn env_usize(key: &str, default: usize) -> usize {
 async fn orchestrate(tb: Testbed) -> Result<()> {
     let client = tb.client().await?;
     tb.apply_crds()?;
-    let rows = env_usize("BENCH_ROWS", 1_000_000);
-    let wide_rows = env_usize("BENCH_WIDE_ROWS", 600_000);
+    // Enough rows that the task runs for seconds, as a continuous load does: with 1M rows the
+    // first batch (the table created, the start pinned, 200000 rows collected before anything
+    // overlaps) was 40% of a one-second run.
+    let rows = env_usize("BENCH_ROWS", 3_000_000);
+    let wide_rows = env_usize("BENCH_WIDE_ROWS", 1_200_000);
     let phases = std::env::var("BENCH_PHASES")
         .unwrap_or_else(|_| "parquet,throughput,scaling,latency,scale".into());
     let started = cmd_out("date", &["-u", "+%Y-%m-%dT%H:%M:%SZ"]);
