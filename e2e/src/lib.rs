@@ -137,9 +137,13 @@ impl Testbed {
                     "testbed not up ({e:#}): running {} up",
                     testbed_script().display()
                 );
+                // With the schema registry the Avro tests use, as `make testbed-up` starts it.
+                let registry = std::env::var("ROUTINE_LOAD_SCHEMA_REGISTRY")
+                    .unwrap_or_else(|_| "1".to_string());
                 let status = Command::new("bash")
                     .arg(testbed_script())
                     .arg("up")
+                    .env("ROUTINE_LOAD_SCHEMA_REGISTRY", registry)
                     .status()
                     .context("running testbed.sh up")?;
                 if !status.success() {
