@@ -1,4 +1,4 @@
-//! Load engine throughput on the reference's Wikipedia rows (CSV and JSON), one core.
+//! Load engine throughput on the reference's Wikipedia rows (CSV, JSON and Avro), one core.
 //!
 //! `make bench-engine` runs it; criterion reports rows/s as "elem/s".
 
@@ -8,7 +8,8 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use routine_load_api::load_plan::LoadPlan;
 use routine_load_api::reference::WIKIPEDIA_TABLE_YAML as TABLE;
 use routine_load_api::{RoutineLoadJobSpec, TableSpec};
-use routine_load_worker::engine::{LoadEngine, SourceMessage};
+use routine_load_worker::engine::{LoadEngine, RegisteredSchema, SchemaSource, SourceMessage};
+use routine_load_worker::schema_registry::avro::{self, Schema, types::Value as Avro};
 
 const ROWS: usize = 100_000;
 
@@ -77,6 +78,65 @@ fn padded_json_row(i: usize) -> String {
         i.is_multiple_of(3) as u8,
         i.is_multiple_of(7) as u8,
     )
+}
+
+/// The Wikipedia rows' Avro schema (the registry's schema id 1).
+const WIKIPEDIA_AVRO: &str = r#"{"type": "record", "name": "edit", "fields": [
+    {"name": "event_time", "type": "string"}, {"name": "channel", "type": "string"},
+    {"name": "user", "type": "string"}, {"name": "is_anonymous", "type": "int"},
+    {"name": "is_minor", "type": "int"}, {"name": "is_new", "type": "int"},
+    {"name": "is_robot", "type": "int"}, {"name": "is_unpatrolled", "type": "int"},
+    {"name": "delta", "type": "long"}, {"name": "added", "type": "long"},
+    {"name": "deleted", "type": "long"}]}"#;
+
+/// A registry that holds WIKIPEDIA_AVRO as id 1.
+struct OneSchema;
+
+impl SchemaSource for OneSchema {
+    fn schema(&self, id: u32) -> Result<RegisteredSchema, String> {
+        Ok(match id {
+            1 => RegisteredSchema::Avro {
+                schema: WIKIPEDIA_AVRO.to_string(),
+                references: Vec::new(),
+            },
+            _ => RegisteredSchema::NotFound,
+        })
+    }
+}
+
+/// A JSON row of `wikipedia_rows` as an Avro message in the Confluent wire format.
+fn avro_row(schema: &Schema, json: &str) -> Vec<u8> {
+    let row: serde_json::Value = serde_json::from_str(json).expect("json row");
+    let field = |name: &str| {
+        let v = &row[name];
+        let value = match v.as_str() {
+            Some(s) => Avro::String(s.to_string()),
+            None if matches!(name, "delta" | "added" | "deleted") => {
+                Avro::Long(v.as_i64().expect("number"))
+            }
+            None => Avro::Int(v.as_i64().expect("number") as i32),
+        };
+        (name.to_string(), value)
+    };
+    let names = [
+        "event_time",
+        "channel",
+        "user",
+        "is_anonymous",
+        "is_minor",
+        "is_new",
+        "is_robot",
+        "is_unpatrolled",
+        "delta",
+        "added",
+        "deleted",
+    ];
+    let mut out = vec![0, 0, 0, 0, 1];
+    #[allow(deprecated)]
+    out.extend(
+        avro::to_avro_datum(schema, Avro::Record(names.map(field).to_vec())).expect("encode"),
+    );
+    out
 }
 
 fn bench(c: &mut Criterion) {
@@ -148,6 +208,31 @@ fn bench(c: &mut Criterion) {
                 .expect("load")
                 .counters
                 .loaded_rows
+        })
+    });
+
+    let schema = Schema::parse_str(WIKIPEDIA_AVRO).expect("schema");
+    let avro_rows: Vec<Vec<u8>> = rows
+        .iter()
+        .map(|(_, json)| avro_row(&schema, json))
+        .collect();
+    let avro_messages: Vec<SourceMessage<'_>> = avro_rows
+        .iter()
+        .enumerate()
+        .map(|(i, payload)| SourceMessage {
+            partition: 0,
+            offset: i as i64,
+            payload,
+            ..Default::default()
+        })
+        .collect();
+    let mut avro_engine = engine("format: avro\nschemaRegistry: {url: 'http://registry:8081'}");
+    avro_engine.set_schema_source(Arc::new(OneSchema));
+    group.bench_function("wikipedia_avro", |b| {
+        b.iter(|| {
+            let out = avro_engine.load(&avro_messages).expect("load");
+            assert_eq!(out.counters.error_rows, 0);
+            out.counters.loaded_rows
         })
     });
     group.finish();

@@ -6,7 +6,8 @@
 //! several schema versions load side by side: a field is found by its path (`avroPaths`, or
 //! the column name), and a field an older version lacks is NULL.
 //!
-//! Values become the texts the load rules convert: unions are looked through to their branch,
+//! A path is followed on the decoded value itself (no JSON tree per record). Values become the
+//! texts the load rules convert: unions are looked through to their branch,
 //! enums are their symbol, decimals their digits at the schema's scale, dates `YYYY-MM-DD`,
 //! timestamps `YYYY-MM-DD HH:MM:SS.ffffff` (UTC instants in the job's time zone, local ones as
 //! they are), records, maps and arrays JSON text.
@@ -20,7 +21,7 @@ use apache_avro::types::Value as Avro;
 use chrono::{DateTime, NaiveDate, NaiveTime, TimeDelta};
 use chrono_tz::Tz;
 use routine_load_api::ColumnType;
-use routine_load_api::load_plan::{JsonPath, LoadPlan};
+use routine_load_api::load_plan::{JsonPath, LoadPlan, Step};
 use serde_json::{Map, Value as Json};
 
 /// What a registry answers for a schema id.
@@ -166,12 +167,15 @@ impl AvroDecoder {
                 rest.len()
             ))));
         }
-        let row = to_json(&value, &writer.schema, &writer.names, self.timezone);
+        let names = &writer.names;
         Ok(Ok(self
             .paths
             .iter()
             .zip(&self.kinds)
-            .map(|(path, kind)| path.find(&row).and_then(|v| field_text(v, *kind)))
+            .map(|(path, kind)| {
+                let (v, schema) = find(&value, &writer.schema, names, path.steps())?;
+                field_text(&to_json(v, schema, names, self.timezone), *kind)
+            })
             .collect()))
     }
 
@@ -262,6 +266,56 @@ fn parse_writer_schema(
         schemata,
         names,
     })
+}
+
+/// The schema a named reference stands for (or `schema` itself).
+fn resolved<'s>(mut schema: &'s Schema, names: &'s HashMap<Name, Schema>) -> &'s Schema {
+    // Bounded: a reference never names itself, but a malformed set of names must not loop.
+    for _ in 0..=names.len() {
+        match schema {
+            Schema::Ref { name } => match names.get(name) {
+                Some(s) => schema = s,
+                None => break,
+            },
+            _ => break,
+        }
+    }
+    schema
+}
+
+/// The value at `path` in `value` (of `schema`) and its schema, looking through unions and
+/// named references; None when the path does not exist in this record (a field its schema
+/// version lacks, a map key or array element that is not there).
+fn find<'v>(
+    mut value: &'v Avro,
+    mut schema: &'v Schema,
+    names: &'v HashMap<Name, Schema>,
+    path: &[Step],
+) -> Option<(&'v Avro, &'v Schema)> {
+    for step in path {
+        schema = resolved(schema, names);
+        if let (Avro::Union(branch, v), Schema::Union(u)) = (value, schema) {
+            value = v;
+            schema = resolved(u.variants().get(*branch as usize)?, names);
+        }
+        match (step, value, schema) {
+            (Step::Key(k), Avro::Record(fields), Schema::Record(r)) => {
+                let i = *r.lookup.get(k)?;
+                value = &fields.get(i)?.1;
+                schema = &r.fields.get(i)?.schema;
+            }
+            (Step::Key(k), Avro::Map(entries), Schema::Map(m)) => {
+                value = entries.get(k)?;
+                schema = &m.types;
+            }
+            (Step::Index(n), Avro::Array(items), Schema::Array(a)) => {
+                value = items.get(*n)?;
+                schema = &a.items;
+            }
+            _ => return None,
+        }
+    }
+    Some((value, schema))
 }
 
 /// The text a field of `kind` loads from `value`; None for NULL.

@@ -462,3 +462,19 @@ fn schemas_with_references_decode_with_the_referenced_types() {
         out.errors
     );
 }
+
+#[test]
+fn paths_reach_array_elements_and_map_values() {
+    let job = r#"
+format: avro
+schemaRegistry: {url: "http://registry:8081"}
+columns: [id, customer, tier, ratio]
+avroPaths: ["$.id", "$.tags[1]", "$.tags[5]", "$.attrs.x"]
+"#;
+    let mut e = engine(job, source(&[(1, V1)]));
+    let out = load(&mut e, &[framed(1, V1, order(1, None, None))]).expect("load");
+    assert_eq!(out.errors, vec![]);
+    assert_eq!(column(&out, "customer"), ["b"]);
+    assert_eq!(column(&out, "tier"), ["NULL"], "no element 5: NULL");
+    assert_eq!(column(&out, "ratio"), ["1.0"]);
+}
