@@ -32,7 +32,7 @@ e2e-test: testbed-up ## every test, including those against the real testbed
 
 test: lint e2e-test ## the whole suite, as CI runs it
 
-bench-engine: ## criterion benchmark of the load engine alone (Wikipedia rows, CSV and JSON)
+bench-engine: ## criterion benchmark of the load engine alone (Wikipedia rows, CSV, JSON and Avro)
 	$(CARGO) bench --workspace --bench engine
 
 .PHONY: bench-pipeline
