@@ -147,7 +147,9 @@ mod tests {
             "location: file:///t\nmodel: Primary\nkeys: [id]\ncolumns:\n  - {name: id, type: BIGINT, nullable: false}\n",
         )
         .unwrap();
-        let cases: &[(&str, &[&str], &[Option<i8>])] = &[
+        /// (COLUMNS, CSV rows, the op each row decodes to; None: an error row)
+        type Case<'a> = (&'a str, &'a [&'a str], &'a [Option<i8>]);
+        let cases: &[Case] = &[
             (
                 "[id, __op]",
                 &[
