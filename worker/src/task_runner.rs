@@ -569,11 +569,18 @@ impl TaskLoop {
                 let step =
                     tokio::task::block_in_place(|| self.collect(consumer, stop, &mut gathering));
                 let flow = match step {
-                    Step::Settle => match self.settle(consumer).await {
-                        Ok(None) => continue,
-                        Ok(Some(end)) => Flow::End(end),
-                        Err(NotOurs) => return Exit::Fenced,
-                    },
+                    Step::Settle => {
+                        tracing::debug!(
+                            task = %self.a.name,
+                            collected = gathering.msgs.len(),
+                            "the batch in flight committed while the next was collected"
+                        );
+                        match self.settle(consumer).await {
+                            Ok(None) => continue,
+                            Ok(Some(end)) => Flow::End(end),
+                            Err(NotOurs) => return Exit::Fenced,
+                        }
+                    }
                     Step::Stopped => Flow::Stop,
                     Step::OutOfRange(gaps) => Flow::Gaps(gaps),
                     Step::Reassign => Flow::End(BatchEnd::Retry {
