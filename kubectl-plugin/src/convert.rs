@@ -374,6 +374,16 @@ impl<'a> Parser<'a> {
 
     /// Tokens up to the matching ')' of an opened '(' (consumed), split at top-level commas.
     fn paren_list(&mut self, what: &str) -> Result<Vec<(usize, usize)>, String> {
+        self.paren_list_with(what, false)
+    }
+
+    /// `paren_list`, optionally tolerating a comma before the closing ')' (StarRocks'
+    /// documentation writes `"escape"="\\",\n)` in a PROPERTIES list).
+    fn paren_list_with(
+        &mut self,
+        what: &str,
+        trailing_comma: bool,
+    ) -> Result<Vec<(usize, usize)>, String> {
         self.punct("(")?;
         let mut items = Vec::new();
         let mut depth = 0usize;
@@ -388,7 +398,7 @@ impl<'a> Parser<'a> {
                 if depth == 0 {
                     if self.i > start {
                         items.push((start, self.i));
-                    } else if !items.is_empty() {
+                    } else if !items.is_empty() && !trailing_comma {
                         return self.err(&format!("an entry of {what} after ','"));
                     }
                     self.i += 1;
@@ -409,7 +419,7 @@ impl<'a> Parser<'a> {
     /// `("key" = "value", ...)`.
     fn key_values(&mut self, what: &str) -> Result<Vec<(String, String)>, String> {
         let mut out: Vec<(String, String)> = Vec::new();
-        for (a, b) in self.paren_list(what)? {
+        for (a, b) in self.paren_list_with(what, true)? {
             let toks = &self.toks[a..b];
             let text = |t: &Token| match &t.tok {
                 Tok::Str { value, .. } => Some(value.clone()),
@@ -528,6 +538,13 @@ pub fn parse(src: &str) -> Result<Statement, String> {
             }
             for (a, b) in p.paren_list("INCLUDE METADATA")? {
                 match &p.toks[a..b] {
+                    // Without AS the column is named like the key.
+                    [k] if matches!(k.tok, Tok::Word(_)) => {
+                        if let Tok::Word(w) = &k.tok {
+                            st.include_metadata
+                                .push((w.to_ascii_uppercase(), w.clone()));
+                        }
+                    }
                     [k, as_, n] if as_.is_kw("AS") => {
                         let word = |t: &Token| match &t.tok {
                             Tok::Word(w) | Tok::Quoted(w) => Some(w.clone()),
@@ -658,6 +675,71 @@ const IGNORED_PROPERTIES: &[&str] = &[
     "log_rejected_record_num",
     "exec_mem_limit",
     "load_mem_limit",
+    "warehouse",
+];
+
+const NO_PARTIAL_UPDATES: &str = "partial updates are not supported: a row replaces the whole row of its key, and the columns the job does not load take their default or NULL";
+
+/// StarRocks PROPERTIES whose behaviour jobs here don't have, and why; refused (a job that
+/// silently did something else would load wrong data), except where the value asks for what
+/// every job does anyway (`"partial_update" = "false"`), which is ignored with a warning.
+const REFUSED_PROPERTIES: &[(&str, &str)] = &[
+    ("partial_update", NO_PARTIAL_UPDATES),
+    ("partial_update_mode", NO_PARTIAL_UPDATES),
+    (
+        "merge_condition",
+        "conditional updates are not supported: a keyed table keeps the row loaded last for each key (in partition order), whatever the condition column holds",
+    ),
+];
+
+/// librdkafka properties the worker sets itself for exactly-once loading (offsets live in the
+/// table, not in a consumer group): a `property.*` naming one is ignored with a warning.
+const WORKER_CONSUMER_PROPERTIES: &[&str] = &[
+    "group.id",
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "auto.offset.reset",
+];
+
+/// The bounds the `RoutineLoadJob` CRD puts on a spec field (`minimum`, `maximum`, and for an
+/// integer field without a maximum, the largest value of its `format`): convert checks a
+/// StarRocks property against these, so the two can't disagree.
+pub fn crd_bounds(field: &str) -> (f64, f64) {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSONSchemaProps;
+    use kube::CustomResourceExt;
+    static SPEC: std::sync::OnceLock<BTreeMap<String, JSONSchemaProps>> =
+        std::sync::OnceLock::new();
+    let spec = SPEC.get_or_init(|| {
+        let crd = routine_load_api::RoutineLoadJob::crd();
+        crd.spec
+            .versions
+            .first()
+            .and_then(|v| v.schema.as_ref())
+            .and_then(|s| s.open_api_v3_schema.as_ref())
+            .and_then(|s| s.properties.as_ref())
+            .and_then(|p| p.get("spec"))
+            .and_then(|s| s.properties.clone())
+            .unwrap_or_default()
+    });
+    let Some(p) = spec.get(field) else {
+        panic!("the RoutineLoadJob CRD has no spec field {field}");
+    };
+    let (type_min, type_max) = match (p.type_.as_deref(), p.format.as_deref()) {
+        (Some("integer"), Some("int32")) => (i32::MIN as f64, i32::MAX as f64),
+        (Some("integer"), _) => (i64::MIN as f64, i64::MAX as f64),
+        _ => (f64::MIN, f64::MAX),
+    };
+    (p.minimum.unwrap_or(type_min), p.maximum.unwrap_or(type_max))
+}
+
+/// StarRocks' numeric PROPERTIES and the spec fields they map to (whose CRD bounds apply).
+const NUMERIC_PROPERTIES: &[(&str, &str)] = &[
+    ("desired_concurrent_number", "desiredConcurrentNumber"),
+    ("max_batch_interval", "maxBatchInterval"),
+    ("max_batch_rows", "maxBatchRows"),
+    ("max_batch_size", "maxBatchSize"),
+    ("max_error_number", "maxErrorNumber"),
+    ("max_filter_ratio", "maxFilterRatio"),
 ];
 
 /// librdkafka `*.location` properties given as StarRocks files (`FILE:name`) and the Secret key
@@ -698,20 +780,38 @@ pub fn kube_name(name: &str, what: &str) -> Result<String, String> {
     }
 }
 
-fn int(key: &str, value: &str, min: i64, max: i64) -> Result<i64, String> {
+/// An integer property, within the CRD's bounds of the spec field it maps to.
+fn int(key: &str, value: &str, field: &str) -> Result<i64, String> {
+    let (min, max) = crd_bounds(field);
+    let (min, max) = (min as i64, max as i64);
     let n: i64 = value
         .trim()
         .parse()
         .map_err(|_| format!("property \"{key}\" = \"{value}\": expected an integer"))?;
     if n < min || n > max {
-        let range = if max == i64::MAX {
-            format!("at least {min}")
-        } else {
-            format!("{min} to {max}")
+        // A maximum that is only the field's integer type is not a bound worth stating first.
+        let type_max = max == i64::MAX || max == i32::MAX as i64;
+        let range = match (type_max, n < min) {
+            (true, true) => format!("at least {min}"),
+            (true, false) => format!("at most {max}"),
+            (false, _) => format!("{min} to {max}"),
         };
         return Err(format!("property \"{key}\" = \"{value}\": must be {range}"));
     }
     Ok(n)
+}
+
+/// A number property, within the CRD's bounds of the spec field it maps to.
+fn number(key: &str, value: &str, field: &str) -> Result<f64, String> {
+    let (min, max) = crd_bounds(field);
+    value
+        .trim()
+        .parse()
+        .ok()
+        .filter(|r: &f64| (min..=max).contains(r))
+        .ok_or_else(|| {
+            format!("property \"{key}\" = \"{value}\": must be a number from {min} to {max}")
+        })
 }
 
 fn boolean(key: &str, value: &str) -> Result<bool, String> {
@@ -792,31 +892,45 @@ pub fn convert(st: &Statement, opts: &ConvertOptions) -> Result<Converted, Strin
 
     // PROPERTIES
     let mut unknown = Vec::new();
+    // Kafka client properties (`property.*`) written among PROPERTIES, as a page of StarRocks'
+    // documentation does: read with FROM KAFKA's.
+    let mut moved: Vec<(String, String)> = Vec::new();
     let mut job_props: BTreeMap<&str, Value> = BTreeMap::new();
     let mut format = None;
     for (key, value) in &st.properties {
         let v = value.trim();
         let (field, val): (&str, Value) = match key.as_str() {
-            "desired_concurrent_number" => (
-                "desiredConcurrentNumber",
-                int(key, v, 1, i32::MAX as i64)?.into(),
-            ),
-            "max_batch_interval" => ("maxBatchInterval", int(key, v, 5, 60)?.into()),
-            "max_batch_rows" => ("maxBatchRows", int(key, v, 200_000, 100_000_000)?.into()),
-            "max_batch_size" => (
-                "maxBatchSize",
-                int(key, v, 104_857_600, 1_073_741_824)?.into(),
-            ),
-            "max_error_number" => ("maxErrorNumber", int(key, v, 0, i64::MAX)?.into()),
-            "max_filter_ratio" => {
-                let r: f64 = v
-                    .parse()
-                    .ok()
-                    .filter(|r| (0.0..=1.0).contains(r))
-                    .ok_or_else(|| {
-                        format!("property \"{key}\" = \"{value}\": must be a number from 0 to 1")
-                    })?;
-                ("maxFilterRatio", r.into())
+            k if NUMERIC_PROPERTIES.iter().any(|(p, _)| *p == k) => {
+                let field = NUMERIC_PROPERTIES
+                    .iter()
+                    .find(|(p, _)| *p == k)
+                    .map_or("", |(_, f)| *f);
+                let val: Value = if field == "maxFilterRatio" {
+                    number(key, value, field)?.into()
+                } else {
+                    int(key, value, field)?.into()
+                };
+                (field, val)
+            }
+            k if k.starts_with("property.") => {
+                warnings.push(format!(
+                    "PROPERTIES: \"{k}\" is a Kafka client property: read as if given in FROM KAFKA"
+                ));
+                moved.push((k.to_string(), value.clone()));
+                continue;
+            }
+            k if REFUSED_PROPERTIES.iter().any(|(p, _)| *p == k) => {
+                if k == "partial_update" && v.eq_ignore_ascii_case("false") {
+                    warnings.push(format!(
+                        "property \"{k}\" = \"{v}\" asks for what every job does (whole rows): ignored"
+                    ));
+                    continue;
+                }
+                let why = REFUSED_PROPERTIES
+                    .iter()
+                    .find(|(p, _)| *p == k)
+                    .map_or("", |(_, why)| *why);
+                return Err(format!("property \"{k}\" = \"{v}\": {why}"));
             }
             "strict_mode" => ("strictMode", boolean(key, v)?.into()),
             "timezone" | "time_zone" => ("timezone", v.into()),
@@ -898,6 +1012,17 @@ pub fn convert(st: &Statement, opts: &ConvertOptions) -> Result<Converted, Strin
                 return Err(format!("{clause} applies only to format csv, not {f}"));
             }
         }
+    }
+    // StarRocks' documentation gives an Avro job's paths as "jsonpaths" too.
+    if avro && let Some(paths) = job_props.remove("jsonPaths") {
+        if job_props.contains_key("avroPaths") {
+            return Err(
+                "properties \"jsonpaths\" and \"avro_paths\" are both given: an Avro job has one list of paths; keep one"
+                    .to_string(),
+            );
+        }
+        notes.push("\"jsonpaths\" of an Avro job is its avroPaths".to_string());
+        job_props.insert("avroPaths", paths);
     }
     if !json {
         for (prop, field) in [
@@ -1003,7 +1128,15 @@ pub fn convert(st: &Statement, opts: &ConvertOptions) -> Result<Converted, Strin
     let mut secrets: BTreeMap<String, String> = BTreeMap::new();
     let mut registry = None;
     let mut unknown = Vec::new();
-    for (key, value) in &st.kafka {
+    if let Some((k, _)) = moved
+        .iter()
+        .find(|(k, _)| st.kafka.iter().any(|(kk, _)| kk == k))
+    {
+        return Err(format!(
+            "\"{k}\" is given both in PROPERTIES and in FROM KAFKA: keep the one in FROM KAFKA"
+        ));
+    }
+    for (key, value) in st.kafka.iter().chain(&moved) {
         let v = value.trim();
         match key.as_str() {
             "kafka_broker_list" => broker_list = Some(v.to_string()),
@@ -1031,6 +1164,11 @@ pub fn convert(st: &Statement, opts: &ConvertOptions) -> Result<Converted, Strin
             k => match k.strip_prefix("property.") {
                 Some("kafka_default_offsets") => {
                     default_offset = Some(offset(k, v)?);
+                }
+                Some(prop) if WORKER_CONSUMER_PROPERTIES.contains(&prop) => {
+                    warnings.push(format!(
+                        "\"{k}\" = \"{v}\" is ignored: the worker sets {prop} itself (a job's offsets are kept in its table, not in a Kafka consumer group)"
+                    ));
                 }
                 Some(prop) => {
                     if let Some(file) = v.strip_prefix("FILE:") {
@@ -1354,3 +1492,9 @@ mod tests;
 
 #[cfg(test)]
 mod function_tests;
+
+#[cfg(test)]
+mod doc_examples;
+
+#[cfg(test)]
+mod property_tests;

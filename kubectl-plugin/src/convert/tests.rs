@@ -322,8 +322,8 @@ fn bad_statements_get_clear_errors() {
             "\"avro_paths\" applies only to \"format\" = \"avro\"",
         ),
         (
-            r#"CREATE ROUTINE LOAD j ON t PROPERTIES ("format" = "avro", "jsonpaths" = "[\"$.a\"]") FROM KAFKA ("kafka_broker_list" = "b", "kafka_topic" = "t", "confluent.schema.registry.url" = "http://r:8081")"#.into(),
-            "\"jsonpaths\" applies only to \"format\" = \"json\"",
+            r#"CREATE ROUTINE LOAD j ON t PROPERTIES ("format" = "avro", "jsonpaths" = "[\"$.a\"]", "avro_paths" = "[\"$.b\"]") FROM KAFKA ("kafka_broker_list" = "b", "kafka_topic" = "t", "confluent.schema.registry.url" = "http://r:8081")"#.into(),
+            "\"jsonpaths\" and \"avro_paths\" are both given",
         ),
         (
             r#"CREATE ROUTINE LOAD j ON t COLUMNS TERMINATED BY "," PROPERTIES ("format" = "avro") FROM KAFKA ("kafka_broker_list" = "b", "kafka_topic" = "t", "confluent.schema.registry.url" = "http://r:8081")"#.into(),
