@@ -1,6 +1,6 @@
 //! Every `CREATE ROUTINE LOAD` example of StarRocks' documentation (the CREATE ROUTINE LOAD
 //! reference, the Routine Load guide, the Routine Load quick start, the JSON loading page, the
-//! page on loading into Primary Key tables) and of the E-MapReduce Routine Load reference, each with the table it loads as
+//! page on loading into Primary Key tables, the AutoMQ and Pulsar loading pages) and of the E-MapReduce Routine Load reference, each with the table it loads as
 //! a `Table` written from the page's CREATE TABLE, and what `convert` and the load plan make of
 //! it: it converts and plans against its table, or it is refused with the reason.
 //!
@@ -162,6 +162,18 @@ columns:
   - {name: uid, type: BIGINT, nullable: false, comment: uid}
   - {name: site, type: STRING, nullable: false, comment: site url}
   - {name: vtime, type: BIGINT, nullable: false, comment: vtime}
+"#;
+
+/// Loading from AutoMQ Kafka: users.
+const USERS: &str = r#"
+location: file:///tmp/users
+model: Primary
+keys: [id]
+columns:
+  - {name: id, type: BIGINT, nullable: false}
+  - {name: name, type: STRING, nullable: false}
+  - {name: timestamp, type: STRING}
+  - {name: status, type: STRING}
 "#;
 
 /// Loading into Primary Key tables: table1 to table4 (id, name, score).
@@ -601,6 +613,54 @@ FROM KAFKA
 );"#,
             table: SITE_CLICKS,
             outcome: Plans,
+            says: &[],
+        },
+        Example {
+            source: "Loading from AutoMQ Kafka",
+            sql: r#"CREATE ROUTINE LOAD automq_example_load ON users
+COLUMNS(id, name, timestamp, status)
+PROPERTIES
+(
+  "desired_concurrent_number" = "5",
+  "format" = "json",
+  "jsonpaths" = "[\"$.id\",\"$.name\",\"$.timestamp\",\"$.status\"]"
+)
+FROM KAFKA
+(
+  "kafka_broker_list" = "10.0.96.4:9092",
+  "kafka_topic" = "example_topic",
+  "kafka_partitions" = "0",
+  "property.kafka_default_offsets" = "OFFSET_BEGINNING"
+);"#,
+            table: USERS,
+            outcome: Plans,
+            says: &[],
+        },
+        Example {
+            source: "Loading from Apache Pulsar",
+            sql: r#"CREATE ROUTINE LOAD load_test.routine_wiki_edit_1 ON routine_wiki_edit
+COLUMNS TERMINATED BY ",",
+ROWS TERMINATED BY "\n",
+COLUMNS (order_id, pay_dt, customer_name, nationality, temp_gender, price)
+WHERE event_time > "2022-01-01 00:00:00",
+PROPERTIES
+(
+    "desired_concurrent_number" = "1",
+    "max_batch_interval" = "15000",
+    "max_error_number" = "1000"
+)
+FROM PULSAR
+(
+    "pulsar_service_url" = "pulsar://localhost:6650",
+    "pulsar_topic" = "persistent://tenant/namespace/topic-name",
+    "pulsar_subscription" = "load-test",
+    "pulsar_partitions" = "load-partition-0,load-partition-1",
+    "pulsar_initial_positions" = "POSITION_EARLIEST,POSITION_LATEST",
+    "property.auth.token" = "eyJ0eXAiOiJKV1QiLCJhbGciOiJIUJzdWIiOiJqaXV0aWFuY2hlbiJ9.lulGngOC72vE70OW54zcbyw7XdKSOxET94WT_hIqD5Y"
+);"#,
+            // The page gives no table; the statement is refused before one matters.
+            table: routine_load_api::reference::WIKIPEDIA_TABLE_YAML,
+            outcome: Refused("expected KAFKA after FROM (only Kafka data sources exist)"),
             says: &[],
         },
         Example {
