@@ -1,8 +1,10 @@
 //! Every `CREATE ROUTINE LOAD` example of StarRocks' documentation (the CREATE ROUTINE LOAD
 //! reference, the Routine Load guide, the Routine Load quick start, the JSON loading page, the
-//! page on loading into Primary Key tables, the AutoMQ and Pulsar loading pages) and of the E-MapReduce Routine Load reference, each with the table it loads as
-//! a `Table` written from the page's CREATE TABLE, and what `convert` and the load plan make of
-//! it: it converts and plans against its table, or it is refused with the reason.
+//! page on transforming data at loading, the page on loading into Primary Key tables, the
+//! AutoMQ and Pulsar loading pages) and of the E-MapReduce Routine Load reference, each with
+//! the table it loads as a `Table` written from the page's CREATE TABLE, and what `convert` and
+//! the load plan make of it: it converts and plans against its table, or it is refused with
+//! the reason.
 //!
 //! The statements are the pages' text. Where a page's CREATE TABLE needs translating, the
 //! `Table` says how: StarRocks' nullable key columns are NOT NULL here (a Table's keys must
@@ -174,6 +176,25 @@ columns:
   - {name: name, type: STRING, nullable: false}
   - {name: timestamp, type: STRING}
   - {name: status, type: STRING}
+"#;
+
+/// Transform data at loading: table1.
+const ETL_TABLE1: &str = r#"
+location: file:///tmp/etl_table1
+columns:
+  - {name: event_date, type: DATE, comment: event date}
+  - {name: event_type, type: TINYINT, comment: event type}
+  - {name: user_id, type: BIGINT, comment: user ID}
+"#;
+
+/// Transform data at loading: table2.
+const ETL_TABLE2: &str = r#"
+location: file:///tmp/etl_table2
+columns:
+  - {name: date, type: DATE, comment: date}
+  - {name: year, type: INT, comment: year}
+  - {name: month, type: TINYINT, comment: month}
+  - {name: day, type: TINYINT, comment: day}
 "#;
 
 /// Loading into Primary Key tables: table1 to table4 (id, name, score).
@@ -679,6 +700,52 @@ FROM KAFKA (
     "kafka_topic" = "databasename.query_record" 
 );"#,
             table: QUERY_RECORD,
+            outcome: Plans,
+            says: &[],
+        },
+        Example {
+            source: "Transform data at loading, skip columns",
+            sql: r#"CREATE ROUTINE LOAD test_db.table101 ON table1
+    COLUMNS TERMINATED BY ",",
+    COLUMNS(user_id, user_gender, event_date, event_type)
+FROM KAFKA
+(
+    "kafka_broker_list" = "<kafka_broker_host>:<kafka_broker_port>",
+    "kafka_topic" = "topic1",
+    "property.kafka_default_offsets" = "OFFSET_BEGINNING"
+);"#,
+            table: ETL_TABLE1,
+            outcome: Plans,
+            says: &[],
+        },
+        Example {
+            source: "Transform data at loading, filter rows",
+            sql: r#"CREATE ROUTINE LOAD test_db.table102 ON table1
+COLUMNS TERMINATED BY ",",
+COLUMNS (user_id, user_gender, event_date, event_type)
+WHERE event_type = 1
+FROM KAFKA
+(
+    "kafka_broker_list" = "<kafka_broker_host>:<kafka_broker_port>",
+    "kafka_topic" = "topic1",
+    "property.kafka_default_offsets" = "OFFSET_BEGINNING"
+);"#,
+            table: ETL_TABLE1,
+            outcome: Plans,
+            says: &[],
+        },
+        Example {
+            source: "Transform data at loading, generate new columns",
+            sql: r#"CREATE ROUTINE LOAD test_db.table201 ON table2
+    COLUMNS TERMINATED BY ",",
+    COLUMNS(date,year=year(date),month=month(date),day=day(date))
+FROM KAFKA
+(
+    "kafka_broker_list" = "<kafka_broker_host>:<kafka_broker_port>",
+    "kafka_topic" = "topic2",
+    "property.kafka_default_offsets" = "OFFSET_BEGINNING"
+);"#,
+            table: ETL_TABLE2,
             outcome: Plans,
             says: &[],
         },
