@@ -430,7 +430,7 @@ fn to_json(value: &Avro, schema: &Schema, names: &HashMap<Name, Schema>, tz: Tz)
                 _ => 0,
             };
             match Vec::<u8>::try_from(d) {
-                Ok(bytes) => decimal_text(&bytes, scale).map_or(Json::Null, text),
+                Ok(bytes) => text(decimal_text(&bytes, scale)),
                 Err(_) => Json::Null,
             }
         }
@@ -487,24 +487,60 @@ fn time_of_day(micros: i64) -> Json {
         })
 }
 
-/// The digits of an Avro decimal: its unscaled value (big-endian two's complement, at most 16
-/// bytes, which covers DECIMAL(38)) at `scale`. None when it is longer.
-fn decimal_text(bytes: &[u8], scale: usize) -> Option<String> {
-    if bytes.len() > 16 {
-        return None;
-    }
+/// The digits of an Avro decimal: its unscaled value (big-endian two's complement) at `scale`.
+/// Values of up to 16 bytes (DECIMAL(38)) go through i128; longer ones are converted digit by
+/// digit, so a value too large for its column reaches the column's conversion and becomes an
+/// error row there ("The length of decimal value is overflow"), never a silent NULL.
+fn decimal_text(bytes: &[u8], scale: usize) -> String {
     let negative = bytes.first().is_some_and(|b| b & 0x80 != 0);
-    let mut full = if negative { [0xff; 16] } else { [0; 16] };
-    full[16 - bytes.len()..].copy_from_slice(bytes);
-    let unscaled = i128::from_be_bytes(full);
-    let digits = unscaled.unsigned_abs().to_string();
-    let sign = if unscaled < 0 { "-" } else { "" };
+    let digits = if bytes.len() <= 16 {
+        let mut full = if negative { [0xff; 16] } else { [0; 16] };
+        full[16 - bytes.len()..].copy_from_slice(bytes);
+        i128::from_be_bytes(full).unsigned_abs().to_string()
+    } else {
+        magnitude_digits(bytes, negative)
+    };
+    let sign = if negative { "-" } else { "" };
     if scale == 0 {
-        return Some(format!("{sign}{digits}"));
+        return format!("{sign}{digits}");
     }
     let digits = format!("{digits:0>width$}", width = scale + 1);
     let (int, frac) = digits.split_at(digits.len() - scale);
-    Some(format!("{sign}{int}.{frac}"))
+    format!("{sign}{int}.{frac}")
+}
+
+/// The decimal digits of the magnitude of a big-endian two's complement integer of any length.
+fn magnitude_digits(bytes: &[u8], negative: bool) -> String {
+    // The magnitude in base 256: the bytes as they are, or negated (inverted, plus one).
+    let mut magnitude: Vec<u8> = if negative {
+        let mut m: Vec<u8> = bytes.iter().map(|b| !b).collect();
+        for b in m.iter_mut().rev() {
+            let (v, carry) = b.overflowing_add(1);
+            *b = v;
+            if !carry {
+                break;
+            }
+        }
+        m
+    } else {
+        bytes.to_vec()
+    };
+    let mut digits = Vec::new();
+    while magnitude.iter().any(|b| *b != 0) {
+        // Divide by 10 in place; the remainder is the next digit.
+        let mut remainder = 0u32;
+        for b in magnitude.iter_mut() {
+            let v = (remainder << 8) | u32::from(*b);
+            *b = (v / 10) as u8;
+            remainder = v % 10;
+        }
+        digits.push(b'0' + remainder as u8);
+    }
+    if digits.is_empty() {
+        digits.push(b'0');
+    }
+    digits.reverse();
+    String::from_utf8(digits).expect("ASCII digits")
 }
 
 #[cfg(test)]
