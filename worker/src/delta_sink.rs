@@ -230,7 +230,7 @@ impl DeltaSink {
         if self.key_model.model.is_keyed() {
             return self.commit_keyed(batch, req).await;
         }
-        self.commit_append(batch, req).await
+        self.commit_append(batch, req, serde_json::Map::new()).await
     }
 
     /// The model the table records.
@@ -239,10 +239,12 @@ impl DeltaSink {
     }
 
     /// [`commit`](Self::commit) as an append: the batch's rows are added as they are.
+    /// `extra` goes into `commitInfo.routineLoad` beside the request's info.
     async fn commit_append(
         &mut self,
         batch: Option<RecordBatch>,
         req: &CommitRequest,
+        extra: serde_json::Map<String, serde_json::Value>,
     ) -> Result<Committed, SinkError> {
         let current = self.offsets().await?;
         for (p, want) in &req.resumed_from {
@@ -263,7 +265,7 @@ impl DeltaSink {
             actions.extend(writer.flush().await?.into_iter().map(Action::Add));
         }
         let files = actions.len();
-        let props = self.commit_properties(req, serde_json::Map::new());
+        let props = self.commit_properties(req, extra);
         let operation = DeltaOperation::StreamingUpdate {
             output_mode: OutputMode::Append,
             query_id: self.query_id.clone(),

@@ -67,7 +67,7 @@ impl DeltaSink {
         req: &CommitRequest,
     ) -> Result<Committed, SinkError> {
         let Some(batch) = batch.filter(|b| b.num_rows() > 0) else {
-            return self.commit_append(None, req).await;
+            return self.commit_append(None, req, serde_json::Map::new()).await;
         };
         let source = key_model::collapse_by_key(&batch, &self.key_model.keys).map_err(|e| {
             SinkError::Delta(DeltaTableError::Generic(format!(
@@ -136,6 +136,8 @@ impl DeltaSink {
             .map(|f| f.name().clone())
             .filter(|n| n != OP_COLUMN)
             .collect();
+        // A merge that changes nothing commits the offsets alone, with the same counts.
+        let info_if_unchanged = info.clone();
         let frame = SessionContext::new().read_batch(source).map_err(|e| {
             SinkError::Delta(DeltaTableError::Generic(format!(
                 "reading the batch as a merge source: {e}"
@@ -186,7 +188,7 @@ impl DeltaSink {
         if version == before {
             // Nothing to change (deletes of keys the table doesn't have): delta-rs made no
             // commit, and the offsets still need theirs.
-            return self.commit_append(None, req).await;
+            return self.commit_append(None, req, info_if_unchanged).await;
         }
         self.after_commit(version).await;
         Ok(Committed {
@@ -302,6 +304,13 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(table_rows(&sink).await, [(1, "a".into()), (2, "b2".into())]);
+        // That offsets-only commit still records the batch's counts.
+        let infos = sink.commit_infos_since(c3.version - 1, 1).await.unwrap();
+        assert_eq!(
+            infos[0].1["merge"],
+            serde_json::json!({"upserts": 0, "deletes": 1, "rows": 1}),
+            "{infos:?}"
+        );
         // Batch 2: update 1, delete 2, delete 9 (absent), insert 4.
         sink.commit(
             Some(batch(&[(1, "a2", 0), (2, "", 1), (9, "", 1), (4, "d", 0)])),
