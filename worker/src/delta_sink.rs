@@ -246,16 +246,8 @@ impl DeltaSink {
         req: &CommitRequest,
         extra: serde_json::Map<String, serde_json::Value>,
     ) -> Result<Committed, SinkError> {
-        let current = self.offsets().await?;
-        for (p, want) in &req.resumed_from {
-            let have = current.get(p).copied().flatten();
-            if have != *want {
-                return Err(SinkError::Conflict(format!(
-                    "partition {p}: the table records offset {} but this batch resumed from {}",
-                    fmt_offset(have),
-                    fmt_offset(*want)
-                )));
-            }
+        if let Some(conflict) = resumed_elsewhere(&self.offsets().await?, req) {
+            return Err(SinkError::Conflict(conflict));
         }
         let mut actions = Vec::new();
         if let Some(batch) = batch.filter(|b| b.num_rows() > 0) {
@@ -362,6 +354,21 @@ pub fn writer_properties() -> deltalake::parquet::file::properties::WriterProper
 }
 
 /// The `commitInfo.routineLoad` entry of a commit file, if it has one.
+/// Why the table's offsets say this batch is not the next one: the first partition whose
+/// recorded offset is not where the batch resumed from. None: the batch follows the table.
+fn resumed_elsewhere(recorded: &Offsets, req: &CommitRequest) -> Option<String> {
+    req.resumed_from.iter().find_map(|(p, want)| {
+        let have = recorded.get(p).copied().flatten();
+        (have != *want).then(|| {
+            format!(
+                "partition {p}: the table records offset {} but this batch resumed from {}",
+                fmt_offset(have),
+                fmt_offset(*want)
+            )
+        })
+    })
+}
+
 fn routine_load_info(commit: &[u8]) -> Option<serde_json::Value> {
     commit.split(|b| *b == b'\n').find_map(|line| {
         let mut v = serde_json::from_slice::<serde_json::Value>(line).ok()?;

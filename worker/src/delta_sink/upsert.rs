@@ -35,23 +35,14 @@ pub(super) enum MergeStep {
 
 /// Decides the next merge attempt from what the table records.
 pub(super) fn merge_step(recorded: &Offsets, req: &CommitRequest) -> MergeStep {
-    let at = |p: &i32| recorded.get(p).copied().flatten();
-    if req.resumed_from.iter().all(|(p, want)| at(p) == *want) {
+    let Some(conflict) = resumed_elsewhere(recorded, req) else {
         return MergeStep::Merge;
-    }
+    };
+    let at = |p: &i32| recorded.get(p).copied().flatten();
     if !req.next.is_empty() && req.next.iter().all(|(p, next)| at(p) == Some(*next)) {
         return MergeStep::AlreadyCommitted;
     }
-    let (p, want) = req
-        .resumed_from
-        .iter()
-        .find(|(p, want)| at(p) != **want)
-        .expect("some partition differs");
-    MergeStep::Conflict(format!(
-        "partition {p}: the table records offset {} but this batch resumed from {}",
-        fmt_offset(at(p)),
-        fmt_offset(*want)
-    ))
+    MergeStep::Conflict(conflict)
 }
 
 /// `alias.name`, case kept.
@@ -122,13 +113,6 @@ impl DeltaSink {
         let before = self.version();
         let (upserts, deletes) = key_model::count_ops(&source);
         let keys = self.key_model.keys.clone();
-        let values: Vec<String> = batch
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| f.name().clone())
-            .filter(|n| n != OP_COLUMN && !keys.contains(n))
-            .collect();
         let all: Vec<String> = batch
             .schema()
             .fields()
@@ -136,8 +120,7 @@ impl DeltaSink {
             .map(|f| f.name().clone())
             .filter(|n| n != OP_COLUMN)
             .collect();
-        // A merge that changes nothing commits the offsets alone, with the same counts.
-        let info_if_unchanged = info.clone();
+        let values: Vec<&String> = all.iter().filter(|n| !keys.contains(n)).collect();
         let frame = SessionContext::new().read_batch(source).map_err(|e| {
             SinkError::Delta(DeltaTableError::Generic(format!(
                 "reading the batch as a merge source: {e}"
@@ -153,6 +136,8 @@ impl DeltaSink {
             "merge".into(),
             serde_json::json!({"upserts": upserts, "deletes": deletes, "rows": batch.num_rows()}),
         );
+        // A merge that changes nothing commits the offsets alone, with the same counts.
+        let info_if_unchanged = info.clone();
         let mut merge = self
             .table
             .clone()
@@ -304,13 +289,6 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(table_rows(&sink).await, [(1, "a".into()), (2, "b2".into())]);
-        // That offsets-only commit still records the batch's counts.
-        let infos = sink.commit_infos_since(c3.version - 1, 1).await.unwrap();
-        assert_eq!(
-            infos[0].1["merge"],
-            serde_json::json!({"upserts": 0, "deletes": 1, "rows": 1}),
-            "{infos:?}"
-        );
         // Batch 2: update 1, delete 2, delete 9 (absent), insert 4.
         sink.commit(
             Some(batch(&[(1, "a2", 0), (2, "", 1), (9, "", 1), (4, "d", 0)])),
@@ -326,6 +304,13 @@ mod tests {
             .unwrap();
         assert_eq!(c3.version, c1.version + 2);
         assert_eq!(sink.refresh().await.unwrap()[&0].next, Some(10));
+        // That offsets-only commit still records the batch's counts.
+        let infos = sink.commit_infos_since(c3.version - 1, 1).await.unwrap();
+        assert_eq!(
+            infos[0].1["merge"],
+            serde_json::json!({"upserts": 0, "deletes": 1, "rows": 1}),
+            "{infos:?}"
+        );
         assert_eq!(table_rows(&sink).await, [(1, "a2".into()), (4, "d".into())]);
         // A replay of batch 2 (resumed from 5) is refused: the table records 10.
         let err = sink
