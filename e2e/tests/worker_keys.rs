@@ -221,6 +221,10 @@ async fn cdc_stream_into_a_primary_key_table_survives_kill_9() {
     assert_eq!(status.signal(), Some(9), "the worker died of SIGKILL");
     let at_kill: i64 = recorded(&inst.tb, &location, &job_uid).values().sum();
     assert!(
+        at_kill > 0,
+        "the kill came before any merge recorded offsets: the restart would not resume mid-stream"
+    );
+    assert!(
         at_kill < first.len() as i64,
         "the worker had loaded all {} messages of the first half before the kill (offsets {at_kill}): \
          make the batches smaller",
