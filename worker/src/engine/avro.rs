@@ -12,7 +12,7 @@
 //! timestamps `YYYY-MM-DD HH:MM:SS.ffffff` (UTC instants in the job's time zone, local ones as
 //! they are), records, maps and arrays JSON text.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use apache_avro::Schema;
@@ -342,15 +342,8 @@ const DATETIME_FORMAT: &str = "%Y-%m-%d %H:%M:%S%.6f";
 
 /// An Avro value as JSON, with the logical types rendered as the load rules read them.
 fn to_json(value: &Avro, schema: &Schema, names: &HashMap<Name, Schema>, tz: Tz) -> Json {
-    let mut schema = schema;
     // Follow named references (a type used again by name).
-    let mut seen = HashSet::new();
-    while let Schema::Ref { name } = schema {
-        match names.get(name) {
-            Some(s) if seen.insert(name.clone()) => schema = s,
-            _ => break,
-        }
-    }
+    let schema = resolved(schema, names);
     let text = |s: String| Json::String(s);
     let instant = |secs: i64, nanos: u32| {
         DateTime::from_timestamp(secs, nanos).map_or(Json::Null, |t| {
