@@ -37,7 +37,6 @@ use crate::start_offsets::{
     self, Continuity, OutOfRange, StartDecision, Watermarks, check_hole, check_in_range,
     configured_start, decide_start,
 };
-use routine_load_api::load_plan::MetadataKind;
 
 /// Minimum time between two status patches after commits.
 const STATUS_INTERVAL: Duration = Duration::from_secs(2);
@@ -1120,12 +1119,7 @@ impl TaskLoop {
         } else {
             Vec::new()
         };
-        // A record's timestamp costs a call into librdkafka: read only when a column loads it.
-        let with_timestamps = self.engines[0]
-            .plan()
-            .metadata
-            .iter()
-            .any(|m| m.kind == MetadataKind::TimestampMs);
+        let with_timestamps = self.engines[0].wants_timestamps();
         let source: Vec<SourceMessage<'_>> = msgs
             .iter()
             .enumerate()

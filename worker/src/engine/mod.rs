@@ -253,6 +253,15 @@ impl LoadEngine {
             .any(|m| m.kind == MetadataKind::Headers)
     }
 
+    /// Whether the plan reads record timestamps (so the caller fills
+    /// `SourceMessage::timestamp_ms`; reading one costs a call into librdkafka).
+    pub fn wants_timestamps(&self) -> bool {
+        self.plan
+            .metadata
+            .iter()
+            .any(|m| m.kind == MetadataKind::TimestampMs)
+    }
+
     /// Loads `messages` into one batch.
     pub fn load(&mut self, messages: &[SourceMessage<'_>]) -> Result<LoadedBatch, EngineError> {
         let plan = Arc::clone(&self.plan);

@@ -26,20 +26,14 @@ impl LoadEngine {
 
 /// Engines for `threads` decoding threads from `engine` (at least one: `engine` itself).
 pub fn decoding_engines(engine: LoadEngine, threads: usize) -> Vec<LoadEngine> {
-    let mut engines = Vec::with_capacity(threads.max(1));
-    for _ in 1..threads.max(1) {
-        engines.push(engine.fork());
-    }
-    engines.insert(0, engine);
-    engines
+    let forks: Vec<LoadEngine> = (1..threads).map(|_| engine.fork()).collect();
+    std::iter::once(engine).chain(forks).collect()
 }
 
 /// How `messages` messages are cut for `engines` engines: contiguous runs, as even as
 /// possible, each of at least [`MIN_MESSAGES_PER_THREAD`] (so small batches use one thread).
 fn runs(messages: usize, engines: usize) -> Vec<std::ops::Range<usize>> {
-    let n = engines
-        .min(messages / MIN_MESSAGES_PER_THREAD)
-        .clamp(1, engines.max(1));
+    let n = engines.min(messages / MIN_MESSAGES_PER_THREAD).max(1);
     let (size, extra) = (messages / n, messages % n);
     let mut start = 0;
     (0..n)
