@@ -202,6 +202,12 @@ pub struct SchemaRegistry {
     pub credentials_secret: Option<SecretReference>,
 }
 
+impl SchemaRegistry {
+    /// Keys of `credentialsSecret`: the basic credentials' user name and password.
+    pub const USERNAME_KEY: &'static str = "username";
+    pub const PASSWORD_KEY: &'static str = "password";
+}
+
 /// Where a job reads from (StarRocks `FROM KAFKA (...)` data source properties).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]

@@ -17,7 +17,7 @@
 
 use std::collections::BTreeMap;
 
-use routine_load_api::job::secret_property;
+use routine_load_api::job::{SchemaRegistry, secret_property};
 use serde_yaml::{Mapping, Value};
 
 /// Options of a conversion.
@@ -1325,8 +1325,8 @@ pub fn convert(st: &Statement, opts: &ConvertOptions) -> Result<Converted, Strin
                     &secret_name,
                     namespace.as_deref(),
                     [
-                        (registry::USERNAME_KEY.to_string(), value(user)),
-                        (registry::PASSWORD_KEY.to_string(), value(password)),
+                        (SchemaRegistry::USERNAME_KEY.to_string(), value(user)),
+                        (SchemaRegistry::PASSWORD_KEY.to_string(), value(password)),
                     ],
                 )
             });

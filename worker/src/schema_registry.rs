@@ -15,8 +15,8 @@ pub use apache_avro as avro;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Secret keys of the registry's basic credentials.
-pub const USERNAME_KEY: &str = "username";
-pub const PASSWORD_KEY: &str = "password";
+pub const USERNAME_KEY: &str = routine_load_api::job::SchemaRegistry::USERNAME_KEY;
+pub const PASSWORD_KEY: &str = routine_load_api::job::SchemaRegistry::PASSWORD_KEY;
 
 pub struct RegistryClient {
     base: String,

@@ -2,10 +2,6 @@
 //! credentials inside the URL (`https://user:password@host:8081`); the job keeps the URL
 //! without them and reads them from a Secret (keys `username` and `password`).
 
-/// Secret keys of the registry's basic credentials (the worker reads these).
-pub const USERNAME_KEY: &str = "username";
-pub const PASSWORD_KEY: &str = "password";
-
 /// A registry URL split into the URL the job names and the credentials it held.
 #[derive(Debug, PartialEq)]
 pub struct RegistryUrl {
@@ -36,7 +32,8 @@ pub fn split(url: &str) -> Result<RegistryUrl, String> {
         return Err(bad("no host"));
     }
     Ok(RegistryUrl {
-        url: format!("{scheme}://{host}{path}"),
+        // The job's URL rule takes the scheme in lower case only.
+        url: format!("{}://{host}{path}", scheme.to_ascii_lowercase()),
         credentials,
     })
 }
@@ -70,6 +67,8 @@ mod tests {
                 "http://key@registry:8081/",
                 Ok(("http://registry:8081/", Some(("key", "")))),
             ),
+            // The job's URL rule takes the scheme in lower case.
+            ("HTTPS://registry:8081", Ok(("https://registry:8081", None))),
             ("registry:8081", Err("expected http://host:port")),
             ("ftp://registry", Err("expected http://host:port")),
             ("http://user:pw@/x", Err("no host")),
