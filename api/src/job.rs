@@ -208,6 +208,15 @@ impl SchemaRegistry {
     pub const PASSWORD_KEY: &'static str = "password";
 }
 
+/// librdkafka properties the worker always sets itself for exactly-once loading (offsets live
+/// in the table, not in a consumer group): a job's `kafka.properties` can't change them.
+pub const ENFORCED_CONSUMER_PROPERTIES: [&str; 4] = [
+    "group.id",
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "auto.offset.reset",
+];
+
 /// Where a job reads from (StarRocks `FROM KAFKA (...)` data source properties).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]

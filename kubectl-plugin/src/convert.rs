@@ -17,7 +17,7 @@
 
 use std::collections::BTreeMap;
 
-use routine_load_api::job::{SchemaRegistry, secret_property};
+use routine_load_api::job::{ENFORCED_CONSUMER_PROPERTIES, SchemaRegistry, secret_property};
 use serde_yaml::{Mapping, Value};
 
 /// Options of a conversion.
@@ -692,15 +692,6 @@ const REFUSED_PROPERTIES: &[(&str, &str)] = &[
     ),
 ];
 
-/// librdkafka properties the worker sets itself for exactly-once loading (offsets live in the
-/// table, not in a consumer group): a `property.*` naming one is ignored with a warning.
-const WORKER_CONSUMER_PROPERTIES: &[&str] = &[
-    "group.id",
-    "enable.auto.commit",
-    "enable.auto.offset.store",
-    "auto.offset.reset",
-];
-
 /// The bounds the `RoutineLoadJob` CRD puts on a spec field (`minimum`, `maximum`, and for an
 /// integer field without a maximum, the largest value of its `format`): convert checks a
 /// StarRocks property against these, so the two can't disagree.
@@ -1165,7 +1156,8 @@ pub fn convert(st: &Statement, opts: &ConvertOptions) -> Result<Converted, Strin
                 Some("kafka_default_offsets") => {
                     default_offset = Some(offset(k, v)?);
                 }
-                Some(prop) if WORKER_CONSUMER_PROPERTIES.contains(&prop) => {
+                // The worker sets these itself: a `property.*` naming one is ignored with a warning.
+                Some(prop) if ENFORCED_CONSUMER_PROPERTIES.contains(&prop) => {
                     warnings.push(format!(
                         "\"{k}\" = \"{v}\" is ignored: the worker sets {prop} itself (a job's offsets are kept in its table, not in a Kafka consumer group)"
                     ));

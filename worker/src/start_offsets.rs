@@ -199,13 +199,15 @@ pub fn check_hole(
 
 /// Client properties the task sets itself after the job's: what exactly-once needs.
 pub fn enforced_consumer_properties(group_id: &str) -> Vec<(&'static str, String)> {
+    let [group, auto_commit, offset_store, offset_reset] =
+        routine_load_api::job::ENFORCED_CONSUMER_PROPERTIES;
     vec![
-        ("group.id", group_id.to_string()),
-        ("enable.auto.commit", "false".into()),
-        ("enable.auto.offset.store", "false".into()),
+        (group, group_id.to_string()),
+        (auto_commit, "false".into()),
+        (offset_store, "false".into()),
         // Never move silently: an offset out of range is an error the task reports, with the
         // range, and the job pauses (librdkafka's default `latest` jumps to the end).
-        ("auto.offset.reset", "error".into()),
+        (offset_reset, "error".into()),
     ]
 }
 

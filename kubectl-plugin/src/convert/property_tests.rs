@@ -168,7 +168,7 @@ fn every_ignored_property_is_named_in_a_warning() {
             format!("\"{p}\""),
         ));
     }
-    for p in WORKER_CONSUMER_PROPERTIES {
+    for p in ENFORCED_CONSUMER_PROPERTIES {
         cases.push((
             format!(
                 r#"CREATE ROUTINE LOAD j ON t FROM KAFKA ("kafka_broker_list" = "b:9092", "kafka_topic" = "t", "property.{p}" = "x")"#
@@ -206,7 +206,7 @@ fn every_ignored_property_is_named_in_a_warning() {
             .map(|p| format!("\"{p}\" = \"1\""))
             .collect::<Vec<_>>()
             .join(", "),
-        WORKER_CONSUMER_PROPERTIES
+        ENFORCED_CONSUMER_PROPERTIES
             .iter()
             .map(|p| format!("\"property.{p}\" = \"x\""))
             .collect::<Vec<_>>()
@@ -215,7 +215,7 @@ fn every_ignored_property_is_named_in_a_warning() {
     let c = run(&sql).unwrap();
     assert_eq!(
         c.warnings.len(),
-        IGNORED_PROPERTIES.len() + WORKER_CONSUMER_PROPERTIES.len(),
+        IGNORED_PROPERTIES.len() + ENFORCED_CONSUMER_PROPERTIES.len(),
         "{:?}",
         c.warnings
     );
