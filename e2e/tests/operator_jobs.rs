@@ -1277,6 +1277,11 @@ async fn operator_frozen_leader_writes_nothing_after_a_takeover() {
     // job (its task deleted), while the frozen one still believes the job RUNNING with a task.
     let frozen_pid = ops[&first].pid().expect("leader pid");
     ops[&first].signal("STOP").expect("SIGSTOP");
+    // The stop takes effect asynchronously (the process may still be running for a moment).
+    let t_stop = Instant::now();
+    while process_state(frozen_pid) != Some('T') && t_stop.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(
         process_state(frozen_pid),
         Some('T'),
