@@ -535,6 +535,28 @@ pub struct RoutineLoadJobStatus {
     /// `10 x maxBatchRows` rows of the whole job, and `maxFilterRatio`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_window: Option<ErrorWindowStart>,
+
+    /// Tasks let go without their worker's last word (its Lease expired, or the release timed
+    /// out), keyed by the task's UID: a batch their loop committed but never reported is in
+    /// the table, not in the task's counters. The operator counts those batches from the
+    /// table's commits (each names its task UID) into `retiredCounters`, then drops the entry.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub unreported_tasks: BTreeMap<String, UnreportedTask>,
+}
+
+/// A task let go without its worker's last word, whose unreported commits are still counted.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UnreportedTask {
+    /// The task's name (for messages).
+    pub task: String,
+    /// The last table version whose commits are counted for the task (its last reported
+    /// commit, then as far as the operator has read); `None`: the task reported no commit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counted_through: Option<i64>,
+    /// When the operator stops looking (a loop cut off from the API server stops committing
+    /// once its worker's Lease lapsed, well before).
+    pub until: Time,
 }
 
 /// The job's cumulative counters when its current error window began. A window covers one job

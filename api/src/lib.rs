@@ -2,6 +2,7 @@
 //! workers execute.
 
 pub mod column_type;
+pub mod commit_info;
 pub mod crd;
 pub mod delta_table;
 pub mod job;

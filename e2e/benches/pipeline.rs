@@ -467,6 +467,7 @@ fn child_load(p: &Value) -> Result<Value> {
             )),
             retry_limit: None,
             decode_threads: routine_load_worker::decode_threads(),
+            unwritten: Default::default(),
         };
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let cpu0 = cpu_seconds();

@@ -120,7 +120,7 @@ async fn fake_worker(client: &Client, ns: &str, name: &str) -> FakeWorker {
                     .iter()
                     .filter(|t| task_release::should_release(t, &name, false))
                 {
-                    let _ = task_release::release(&tasks, t).await;
+                    let _ = task_release::release(&tasks, t, &Default::default()).await;
                 }
             }
             let now = k8s_openapi::jiff::Timestamp::now();

@@ -15,7 +15,7 @@
 //! The status is written only when something users see changes; the load rates alone are
 //! refreshed at most every [`RATE_REFRESH`].
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -37,6 +37,7 @@ use routine_load_api::names::{
 };
 use routine_load_api::table::TablePhase;
 use routine_load_api::{LoadPlan, RoutineLoadJob, RoutineLoadTask, RoutineLoadTaskSpec, Table};
+use routine_load_api::{commit_info, delta_table};
 use serde_json::json;
 use tracing::{debug, info, warn};
 
@@ -48,6 +49,7 @@ use crate::kafka_metadata::MetadataClients;
 use crate::leader::LeaderGate;
 use crate::metrics::Metrics;
 use crate::task_scheduler::WorkerState;
+use crate::unreported;
 
 /// Annotation on the job where older operators kept the counters of removed tasks; read only
 /// until the status has `retiredCounters`.
@@ -130,6 +132,8 @@ struct JobMemory {
     attempts: u32,
     expected: Expectations,
     rates_written_ms: Option<i64>,
+    /// When the table was last read for unreported tasks.
+    unreported_read_ms: Option<i64>,
 }
 
 /// Shared by every reconcile.
@@ -498,6 +502,7 @@ async fn reconcile_job(job: &RoutineLoadJob, ctx: &Context) -> Result<Action, Er
     } else {
         (Vec::new(), BTreeMap::new())
     };
+    let unreported_scan = read_unreported(ctx, job, caches, &ns, &status, &tasks).await;
     let mut inputs = PlanInputs {
         job_name: name.clone(),
         job_uid: uid.clone(),
@@ -516,6 +521,7 @@ async fn reconcile_job(job: &RoutineLoadJob, ctx: &Context) -> Result<Action, Er
         kafka,
         workers,
         other_load,
+        unreported_scan,
     };
 
     // Plan (pure). A plan that writes tasks is made again on the tasks as the API server has
@@ -531,6 +537,9 @@ async fn reconcile_job(job: &RoutineLoadJob, ctx: &Context) -> Result<Action, Er
         }
     }
     let tasks = inputs.tasks.clone();
+    for n in &plan.unreported_notes {
+        info!(job = %name, namespace = %ns, "{n}");
+    }
     for t in &plan.tolerated {
         warn!(job = %name, namespace = %ns, "riding out a failure within the grace period: {t}");
     }
@@ -541,6 +550,7 @@ async fn reconcile_job(job: &RoutineLoadJob, ctx: &Context) -> Result<Action, Er
         let mut recorded = status.clone();
         recorded.retired_counters = Some(plan.retired_counters);
         recorded.retired_tasks = plan.retired_tasks.clone();
+        recorded.unreported_tasks = plan.unreported_tasks.clone();
         ctx.gate_check()?;
         match patch_status(job, &ns, client, &recorded, resource_version.as_deref()).await {
             Ok(j) => resource_version = j.resource_version(),
@@ -644,6 +654,7 @@ async fn reconcile_job(job: &RoutineLoadJob, ctx: &Context) -> Result<Action, Er
         retired_counters: Some(plan.retired_counters),
         retired_tasks: plan.retired_tasks.clone(),
         error_window: Some(plan.error_window),
+        unreported_tasks: plan.unreported_tasks.clone(),
     };
     if changed && state == JobState::Paused {
         new_status.pause_time = Some(Time(now));
@@ -793,6 +804,78 @@ fn folded_lag_missing(s: &RoutineLoadJobStatus) -> bool {
 }
 
 /// Dereference (cache) + validate: the table exists, is ready, and the plan builds.
+/// Reads the table's commits for the job's unreported tasks whose objects are gone (at most
+/// every [`unreported::SCAN_PERIOD`]); `None` when there is nothing to read now or the table
+/// can't be read (the next reconcile tries again).
+async fn read_unreported(
+    ctx: &Context,
+    job: &RoutineLoadJob,
+    caches: &Caches,
+    ns: &str,
+    status: &RoutineLoadJobStatus,
+    tasks: &[RoutineLoadTask],
+) -> Option<unreported::Scan> {
+    let uids: BTreeSet<String> = tasks.iter().filter_map(|t| t.uid()).collect();
+    let gone = |uid: &str| !uids.contains(uid);
+    if !status.unreported_tasks.keys().any(|u| gone(u)) {
+        return None;
+    }
+    let now_ms = ctx.now_ms();
+    {
+        let mut memory = ctx.memory.lock().unwrap_or_else(|e| e.into_inner());
+        let m = memory.entry(job.uid().unwrap_or_default()).or_default();
+        if m.unreported_read_ms
+            .is_some_and(|at| now_ms - at < unreported::SCAN_PERIOD.as_millis() as i64)
+        {
+            return None;
+        }
+        m.unreported_read_ms = Some(now_ms);
+    }
+    let read = async {
+        let table = match caches.table(ns, &job.spec.table) {
+            Some(Ok(t)) => t,
+            Some(Err(e)) => anyhow::bail!("table '{}' can't be read: {e}", job.spec.table),
+            None => anyhow::bail!("table '{}' not found", job.spec.table),
+        };
+        let secret = crate::table_controller::credentials(&table, &ctx.client, ns)
+            .await?
+            .map_err(anyhow::Error::msg)?;
+        let location = &table.spec.location;
+        let delta =
+            delta_table::open(location, delta_table::storage_options(location, &secret)).await?;
+        let latest = delta.version().map_or(-1, |v| v as i64);
+        let Some((first, through)) = unreported::scan_range(&status.unreported_tasks, gone, latest)
+        else {
+            return Ok(unreported::Scan {
+                first: latest + 1,
+                through: latest,
+                commits: Vec::new(),
+            });
+        };
+        let commits = commit_info::read_commits(&delta, first, through)
+            .await?
+            .into_iter()
+            .map(|(version, info)| unreported::ScannedCommit {
+                version,
+                task_uid: commit_info::task_uid(&info).unwrap_or_default().to_string(),
+                counters: commit_info::batch_counters(&info),
+            })
+            .collect();
+        anyhow::Ok(unreported::Scan {
+            first,
+            through,
+            commits,
+        })
+    };
+    match read.await {
+        Ok(scan) => Some(scan),
+        Err(e) => {
+            warn!(job = %job.name_any(), namespace = %ns, error = format!("{e:#}"), "reading the table's commits for tasks let go without their last status");
+            None
+        }
+    }
+}
+
 fn check_table_and_plan(job: &RoutineLoadJob, caches: &Caches, ns: &str) -> Option<Blocker> {
     table_blocker(job, caches.table(ns, &job.spec.table), ns)
 }

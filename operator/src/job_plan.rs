@@ -12,7 +12,9 @@
 //!    as they are until that too outlasts the grace period; otherwise the partitions are split
 //!    over `min(desiredConcurrentNumber, partitions, live workers, cap)` tasks placed on live
 //!    workers, bumping the epoch of a task that moves or whose partitions change.
-//! 4. Counters of tasks that end are retired into the job status, keyed by task UID.
+//! 4. Counters of tasks that end are retired into the job status, keyed by task UID; a task
+//!    let go without its worker's last status gets its unreported batches counted from the
+//!    table's commits ([`unreported`]).
 //!
 //! The job-wide error window ([`error_window`]) is checked on the job's counters (retired and
 //! live) before the intent: it pauses the job like a task's report of its own window would.
@@ -23,7 +25,9 @@ use std::time::Duration;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
-use routine_load_api::job::{DesiredState, ErrorWindowStart, JobState, RoutineLoadJobStatus};
+use routine_load_api::job::{
+    DesiredState, ErrorWindowStart, JobState, RoutineLoadJobStatus, UnreportedTask,
+};
 use routine_load_api::names::TASK_FINALIZER;
 use routine_load_api::task::TaskPauseReason;
 use routine_load_api::{RoutineLoadTask, RoutineLoadTaskSpec};
@@ -33,6 +37,7 @@ use crate::job_controller::{Config, PlannedTask, READY_CONDITION, plan_tasks};
 use crate::job_scheduler;
 use crate::job_state::{self, Blocker, Cause, Counters, Facts, Intent};
 use crate::task_scheduler::{self, TaskPlacement, WorkerState};
+use crate::unreported;
 
 /// Condition type: whether the operator can read the topic's metadata from Kafka.
 pub const KAFKA_CONDITION: &str = "KafkaMetadataAvailable";
@@ -74,6 +79,8 @@ pub struct PlanInputs {
     pub workers: Vec<WorkerState>,
     /// Tasks of other jobs per worker.
     pub other_load: BTreeMap<String, usize>,
+    /// The table's commits read for `status.unreportedTasks` this reconcile, if any.
+    pub unreported_scan: Option<unreported::Scan>,
 }
 
 /// A task to create or update.
@@ -103,6 +110,10 @@ pub struct JobPlan {
     /// `status.retiredCounters` / `status.retiredTasks` as they must be before any delete.
     pub retired_counters: Counters,
     pub retired_tasks: BTreeMap<String, Counters>,
+    /// `status.unreportedTasks` after this plan (see [`unreported`]).
+    pub unreported_tasks: BTreeMap<String, UnreportedTask>,
+    /// What counting unreported batches did, for the log.
+    pub unreported_notes: Vec<String>,
     /// The partitions to record as `currentKafkaPartitions`.
     pub partitions: Vec<i32>,
     /// Conditions besides `Ready` (Kafka metadata, workers).
@@ -245,6 +256,7 @@ impl JobPlan {
         self.retired_tasks
             .iter()
             .any(|(uid, c)| status.retired_tasks.get(uid) != Some(c))
+            || self.unreported_tasks != status.unreported_tasks
     }
 }
 
@@ -351,7 +363,45 @@ pub fn plan(inputs: &PlanInputs, cfg: &Config, now: Timestamp) -> JobPlan {
     plan.retired_counters = retired_counters;
     plan.retired_tasks = retired_tasks;
     plan.release = release(&terminating, &inputs.workers, cfg.task_release_timeout, now);
+    count_unreported(&mut plan, inputs, &terminating, now);
     plan
+}
+
+/// Pure: tasks let go without their worker's word get an entry in `unreportedTasks`; the
+/// batches found for those whose object is gone are added to the retired counters.
+fn count_unreported(
+    plan: &mut JobPlan,
+    inputs: &PlanInputs,
+    terminating: &[RoutineLoadTask],
+    now: Timestamp,
+) {
+    let last_commit = |t: &RoutineLoadTask| t.status.as_ref().and_then(|s| s.last_commit_version);
+    let existing: BTreeMap<String, Option<i64>> = inputs
+        .tasks
+        .iter()
+        .map(|t| (task_uid(t), last_commit(t)))
+        .collect();
+    let let_go: Vec<unreported::LetGo> = plan
+        .release
+        .iter()
+        .filter(|r| r.why != ReleaseReason::Released)
+        .filter_map(|r| terminating.iter().find(|t| t.name_any() == r.name))
+        .map(|t| unreported::LetGo {
+            uid: task_uid(t),
+            name: t.name_any(),
+            last_commit_version: last_commit(t),
+        })
+        .collect();
+    let entries = unreported::record(&inputs.status.unreported_tasks, &existing, &let_go, now);
+    let settled = unreported::settle(
+        &entries,
+        |uid| !existing.contains_key(uid),
+        inputs.unreported_scan.as_ref(),
+        now,
+    );
+    plan.retired_counters.add(&settled.added);
+    plan.unreported_tasks = settled.entries;
+    plan.unreported_notes = settled.notes;
 }
 
 /// Pure: the plan for the job's live tasks.
@@ -669,6 +719,8 @@ fn plan_live(inputs: &PlanInputs, cfg: &Config, now: Timestamp) -> JobPlan {
         release: Vec::new(),
         retired_counters: Counters::default(),
         retired_tasks: BTreeMap::new(),
+        unreported_tasks: BTreeMap::new(),
+        unreported_notes: Vec::new(),
         partitions,
         conditions,
         error_window: window.start,

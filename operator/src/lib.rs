@@ -13,3 +13,4 @@ pub mod metrics;
 pub mod table_controller;
 pub mod task_scheduler;
 pub mod task_sweeper;
+pub mod unreported;

@@ -149,15 +149,16 @@ async fn reconcile(
     result
 }
 
-async fn storage_options(
+/// The entries of a Table's credentials Secret (`Ok(Err(message))`: the Secret is missing).
+pub async fn credentials(
     table: &Table,
-    ctx: &Context,
+    client: &kube::Client,
     ns: &str,
 ) -> Result<Result<BTreeMap<String, String>, String>, Error> {
     let Some(secret) = &table.spec.credentials_secret else {
         return Ok(Ok(BTreeMap::new()));
     };
-    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+    let api: Api<Secret> = Api::namespaced(client.clone(), ns);
     let found = api
         .get_opt(&secret.name)
         .await
@@ -181,7 +182,7 @@ async fn storage_options(
 }
 
 async fn apply(table: &Table, ctx: &Context, ns: &str) -> Result<Action, Error> {
-    let secret = match storage_options(table, ctx, ns).await? {
+    let secret = match credentials(table, &ctx.client, ns).await? {
         Ok(s) => s,
         Err(msg) => {
             set_status(
@@ -365,7 +366,7 @@ fn still_loading(name: &str, jobs: &[RoutineLoadJob], tasks: &[RoutineLoadTask])
 
 async fn delete_data(table: &Table, ctx: &Context, ns: &str) -> Result<(), Error> {
     use deltalake::ObjectStore;
-    let secret = storage_options(table, ctx, ns)
+    let secret = credentials(table, &ctx.client, ns)
         .await?
         .map_err(Error::DeleteData)?;
     let location = &table.spec.location;

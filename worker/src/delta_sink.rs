@@ -47,8 +47,8 @@ pub fn next_offsets(records: &TableRecords) -> Offsets {
     records.iter().map(|(p, r)| (*p, r.next)).collect()
 }
 
-/// Key of the routine-load entry in a commit's `commitInfo`.
-pub const COMMIT_INFO_KEY: &str = "routineLoad";
+pub use routine_load_api::commit_info::COMMIT_INFO_KEY;
+use routine_load_api::commit_info::routine_load_info;
 
 /// What one commit carries besides data: the offsets to record and the batch's identity.
 #[derive(Debug, Clone, Default)]
@@ -183,18 +183,8 @@ impl DeltaSink {
         max: i64,
     ) -> Result<Vec<(i64, serde_json::Value)>, SinkError> {
         let latest = self.version();
-        let first = (since + 1).max(latest - max + 1).max(0);
-        let log_store = self.table.log_store();
-        let mut out = Vec::new();
-        for version in first..=latest {
-            let Some(bytes) = log_store.read_commit_entry(version as u64).await? else {
-                continue;
-            };
-            if let Some(info) = routine_load_info(&bytes) {
-                out.push((version, info));
-            }
-        }
-        Ok(out)
+        let first = (since + 1).max(latest - max + 1);
+        Ok(routine_load_api::commit_info::read_commits(&self.table, first, latest).await?)
     }
 
     /// After a commit whose outcome is unknown (an error after the commit file may have been
@@ -366,14 +356,6 @@ fn resumed_elsewhere(recorded: &Offsets, req: &CommitRequest) -> Option<String> 
                 fmt_offset(*want)
             )
         })
-    })
-}
-
-fn routine_load_info(commit: &[u8]) -> Option<serde_json::Value> {
-    commit.split(|b| *b == b'\n').find_map(|line| {
-        let mut v = serde_json::from_slice::<serde_json::Value>(line).ok()?;
-        v.pointer_mut(&format!("/commitInfo/{COMMIT_INFO_KEY}"))
-            .map(serde_json::Value::take)
     })
 }
 

@@ -192,6 +192,7 @@ async fn run() -> Result<()> {
             .and_then(|v| v.parse::<u32>().ok())
             .filter(|n| *n > 0),
         decode_threads: routine_load_worker::decode_threads(),
+        unwritten: Default::default(),
     };
 
     let api: Api<RoutineLoadTask> = match &namespace {
@@ -268,7 +269,7 @@ async fn run() -> Result<()> {
             let uid = t.uid().unwrap_or_default();
             if task_release::should_release(&t, &pod_name, busy) && released.insert(uid.clone()) {
                 let api: Api<RoutineLoadTask> = Api::namespaced(client.clone(), &key.0);
-                match task_release::release(&api, &t).await {
+                match task_release::release(&api, &t, &ctx.unwritten).await {
                     Ok(()) => {
                         tracing::info!(namespace = %key.0, task = %key.1, "released deleted task")
                     }

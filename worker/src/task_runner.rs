@@ -20,6 +20,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use routine_load_api::commit_info;
 use routine_load_api::job::{KAFKA_OFFSET_TIME_FORMAT, KafkaOffset};
 use routine_load_api::names::WORKER_FIELD_MANAGER;
 use routine_load_api::task::{TaskPauseReason, TaskPauseRequest};
@@ -37,6 +38,7 @@ use crate::start_offsets::{
     self, Continuity, OutOfRange, StartDecision, Watermarks, check_hole, check_in_range,
     configured_start, decide_start,
 };
+use crate::task_release::UnwrittenStatuses;
 
 /// Minimum time between two status patches after commits.
 const STATUS_INTERVAL: Duration = Duration::from_secs(2);
@@ -72,6 +74,8 @@ pub struct WorkerContext {
     pub heartbeat: Option<Arc<Heartbeat>>,
     /// Threads that decode one batch (each takes a contiguous run of its messages).
     pub decode_threads: usize,
+    /// Last statuses of ended loops that could not be written; the release writes them.
+    pub unwritten: Arc<crate::task_release::UnwrittenStatuses>,
 }
 
 /// Identifies one assignment.
@@ -243,6 +247,10 @@ pub async fn run_task(
         task.metadata.uid.as_deref().unwrap_or_default(),
         a.epoch,
     );
+    // A last status an earlier loop of this task could not write is superseded: this loop
+    // counts those batches from the table's commits.
+    ctx.unwritten
+        .take(task.metadata.uid.as_deref().unwrap_or_default());
     let mut status = task.status.clone().unwrap_or_default();
     if status.epoch != a.epoch || status.job_generation != Some(task.spec.job_generation) {
         // A new assignment or job spec: what an older one asked for no longer applies.
@@ -318,19 +326,23 @@ impl StatusReporter {
     }
 
     /// Patches a loop's last status, retrying a failed write for a while: a deleted task is
-    /// released only after this, and the operator records the counters it carries.
-    pub async fn patch_last(&self, status: &RoutineLoadTaskStatus) {
+    /// released only after this, and the operator records the counters it carries. A status
+    /// that could not be written is kept in `unwritten` for the release to write.
+    pub async fn patch_last(&self, status: &RoutineLoadTaskStatus, unwritten: &UnwrittenStatuses) {
         for attempt in 1..=LAST_STATUS_ATTEMPTS {
             match self.attempt(status).await {
                 Ok(()) | Err(PatchFailure::NotOurs) => return,
                 Err(PatchFailure::Failed) if attempt < LAST_STATUS_ATTEMPTS => {
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
-                Err(PatchFailure::Failed) => tracing::error!(
-                    task = %self.name,
-                    "the last status of the loop could not be written: the batches since the \
-                     previous status are loaded but not counted"
-                ),
+                Err(PatchFailure::Failed) => {
+                    tracing::warn!(
+                        task = %self.name,
+                        "the last status of the loop could not be written: kept for the task's \
+                         release (or its next loop, which counts those batches from the table)"
+                    );
+                    unwritten.keep(&self.uid, status.clone());
+                }
             }
         }
     }
@@ -1318,20 +1330,14 @@ impl TaskLoop {
         };
         self.scanned_through = self.sink.lock().await.version();
         for (version, info) in infos {
-            if info["taskUid"].as_str() != Some(uid.as_str()) {
+            if commit_info::task_uid(&info) != Some(uid.as_str()) {
                 continue;
             }
-            let Some(c) = info.get("counters") else {
+            let Some(c) = commit_info::batch_counters(&info) else {
                 continue;
             };
-            let n = |k: &str| c[k].as_i64().unwrap_or(0);
             let s = &mut self.status;
-            s.counters.total_rows += n("totalRows");
-            s.counters.loaded_rows += n("loadedRows");
-            s.counters.error_rows += n("errorRows");
-            s.counters.unselected_rows += n("unselectedRows");
-            s.counters.received_bytes += n("receivedBytes");
-            s.counters.committed_batches += 1;
+            s.counters.add(&c);
             s.last_commit_version = Some(version);
             s.last_commit_label = info["label"].as_str().map(str::to_string);
             self.dirty = true;
@@ -1569,7 +1575,11 @@ impl TaskLoop {
             let _ = f.commit.await;
         }
         match exit {
-            Exit::Stopped => self.reporter.patch_last(&self.status).await,
+            Exit::Stopped => {
+                self.reporter
+                    .patch_last(&self.status, &self.ctx.unwritten)
+                    .await
+            }
             Exit::Fenced => tracing::info!(
                 task = %self.a.name,
                 epoch = self.a.epoch,

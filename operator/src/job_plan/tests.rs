@@ -112,6 +112,7 @@ fn inputs() -> PlanInputs {
         kafka: KafkaRead::Partitions(vec![0, 1, 2, 3]),
         workers: workers(&[("w0", true), ("w1", true), ("w2", true)]),
         other_load: BTreeMap::new(),
+        unreported_scan: None,
     }
 }
 
@@ -936,6 +937,111 @@ fn deleted_tasks_count_until_released_and_hold_their_successors() {
             "{case}: a deleted task does not count live"
         );
     }
+}
+
+#[test]
+fn batches_of_a_task_let_go_without_its_last_status_are_counted_once_from_the_table() {
+    use crate::unreported::{Scan, ScannedCommit};
+    // The job statistic's loaded rows as a reconcile would fold them (retired and live).
+    let loaded = |p: &JobPlan, tasks: &[RoutineLoadTask]| {
+        let (base, live) = counted(p, tasks);
+        base.loaded_rows
+            + live
+                .iter()
+                .filter_map(|t| t.status.as_ref())
+                .map(|s| s.counters.loaded_rows)
+                .sum::<i64>()
+    };
+    let scan = |first: i64, through: i64| Scan {
+        first,
+        through,
+        commits: vec![
+            ScannedCommit {
+                version: 8,
+                task_uid: "u5".into(),
+                counters: Some(counters(4)),
+            },
+            ScannedCommit {
+                version: 9,
+                task_uid: "u0".into(),
+                counters: Some(counters(100)),
+            },
+        ],
+    };
+    let mut gone = deleted_task(5, &[0, 1], "w9", 30, false, 5);
+    gone.status.as_mut().expect("status").last_commit_version = Some(7);
+    let mut status = running_status(vec![]);
+    status.state = Some(JobState::Paused);
+    status.conditions = vec![cond(READY_CONDITION, "False", "UserPaused", ago(10))];
+    let base = PlanInputs {
+        desired: DesiredState::Paused,
+        workers: workers(&[("w0", true)]),
+        ..inputs()
+    };
+
+    // 1. Its worker is gone: let go on its last status (30 rows, through version 7), with an
+    // entry recorded in the same status write.
+    let inputs1 = PlanInputs {
+        status: status.clone(),
+        tasks: vec![gone.clone()],
+        unreported_scan: Some(scan(0, 9)),
+        ..base.clone()
+    };
+    let p1 = plan(&inputs1, &cfg(), now());
+    assert_eq!(p1.release.len(), 1);
+    assert_eq!(p1.release[0].why, ReleaseReason::WorkerGone);
+    assert!(p1.retires(&status), "the entry is written before the finalizer goes");
+    let e = &p1.unreported_tasks["u5"];
+    assert_eq!((e.task.as_str(), e.counted_through), ("j-5", Some(7)));
+    assert_eq!(
+        loaded(&p1, &inputs1.tasks),
+        30,
+        "nothing read while the task object is still there"
+    );
+
+    // 2. The task object is gone: its batch at version 8 is counted, another task's is not.
+    let mut recorded = status.clone();
+    recorded.retired_counters = Some(p1.retired_counters);
+    recorded.retired_tasks = p1.retired_tasks.clone();
+    recorded.unreported_tasks = p1.unreported_tasks.clone();
+    let inputs2 = PlanInputs {
+        status: recorded.clone(),
+        tasks: vec![],
+        unreported_scan: Some(scan(8, 9)),
+        ..base.clone()
+    };
+    let p2 = plan(&inputs2, &cfg(), now());
+    assert_eq!(loaded(&p2, &[]), 34, "its last status and the unreported batch");
+    assert_eq!(p2.unreported_tasks["u5"].counted_through, Some(9));
+
+    // 3. The same commits read again (a status write that conflicted, then a read from the
+    // older entry would start at 8; from the written one, at 10): counted once.
+    let mut recorded2 = recorded.clone();
+    recorded2.retired_counters = Some(p2.retired_counters);
+    recorded2.retired_tasks = p2.retired_tasks.clone();
+    recorded2.unreported_tasks = p2.unreported_tasks.clone();
+    let inputs3 = PlanInputs {
+        status: recorded2,
+        tasks: vec![],
+        unreported_scan: Some(scan(8, 9)),
+        ..base.clone()
+    };
+    assert_eq!(loaded(&plan(&inputs3, &cfg(), now()), &[]), 34);
+
+    // A task its worker released carries every batch in its status: no entry.
+    let mut released = gone.clone();
+    released.status.as_mut().expect("status").released = true;
+    let p = plan(
+        &PlanInputs {
+            status,
+            tasks: vec![released],
+            ..base
+        },
+        &cfg(),
+        now(),
+    );
+    assert_eq!(p.release[0].why, ReleaseReason::Released);
+    assert!(p.unreported_tasks.is_empty());
 }
 
 #[test]
