@@ -53,6 +53,8 @@ pub enum Command {
         file: Option<String>,
         include_secrets: bool,
         table: Option<String>,
+        /// `--location URI`: the storage of the Table a CREATE TABLE converts to.
+        location: Option<String>,
     },
     Help {
         topic: Option<String>,
@@ -75,7 +77,7 @@ Commands:
   offsets JOB [P=OFFSET ...] [--apply]
                             where each partition stands; what moving partitions would skip or
                             load again; --apply edits spec.kafka (ALTER ROUTINE LOAD ... FROM KAFKA)
-  convert [FILE|-]          CREATE ROUTINE LOAD statement -> RoutineLoadJob YAML
+  convert [FILE|-]          CREATE ROUTINE LOAD -> RoutineLoadJob YAML, CREATE TABLE -> Table YAML
   help [COMMAND]            this help, or a command's
 
 Options:
@@ -166,17 +168,31 @@ records the new start in the table, and a job paused with OffsetOutOfRange resum
         "convert" => {
             "\
 Usage: kubectl routineload convert [FILE|-] [-n NS] [--include-secrets] [--table TABLE.yaml]
+                                   [--location URI]
 
-Reads a StarRocks CREATE ROUTINE LOAD statement (from FILE, or stdin) and prints the
-equivalent RoutineLoadJob YAML, referencing the Table named after the statement's table.
-The database becomes the namespace (else -n). Names become Kubernetes names (`_` -> `-`).
-Kafka secrets (property.sasl.password, ...) never go into the job: they go to a Secret stub
-(values REPLACE_ME unless --include-secrets) referenced by spec.kafka.credentialsSecret.
-Unknown properties are errors. Notes and warnings go to stderr.
---table checks the job against a Table (its YAML, as applied) with the load plan the
-operator uses: COLUMNS, derived expressions, WHERE and types must fit.
+Reads StarRocks statements (from FILE, or stdin): each CREATE ROUTINE LOAD becomes a
+RoutineLoadJob, each CREATE TABLE a Table, printed as YAML in the input's order. The database
+becomes the namespace (else -n). Names become Kubernetes names (`_` -> `-`). Unknown
+properties are errors. Notes and warnings go to stderr.
+
+CREATE ROUTINE LOAD: the job references the Table named after the statement's table. Kafka
+secrets (property.sasl.password, ...) never go into the job: they go to a Secret stub (values
+REPLACE_ME unless --include-secrets) referenced by spec.kafka.credentialsSecret. --table checks
+the job against a Table (its YAML, as applied) with the load plan the operator uses: COLUMNS,
+derived expressions, WHERE and types must fit. A job whose table the input creates too is
+checked against that Table.
+
+CREATE TABLE: DUPLICATE / PRIMARY / UNIQUE / AGGREGATE KEY become model and keys (SUM, MAX,
+MIN, REPLACE, REPLACE_IF_NOT_NULL per column); types, NOT NULL, DEFAULT and COMMENT carry over;
+PARTITION BY columns (and date_trunc('day', a DATE column)) become partitionColumns. HLL,
+BITMAP, ARRAY, MAP, STRUCT and binary columns are errors (Delta tables have no such column
+type here). DISTRIBUTED BY, ORDER BY of keyed tables, indexes, rollups, RANGE partitions of
+non-DATE columns, expression partitions and PROPERTIES (replication_num, ...) are dropped,
+each named in a warning. --location URI (s3://bucket/prefix or file:///path) is the Table's
+spec.location; without it the YAML says REPLACE_ME, which the API server refuses.
 
   kubectl routineload convert job.sql | kubectl apply -f -
+  kubectl routineload convert table.sql --location s3://lake/db/orders | kubectl apply -f -
 "
         }
         "help" => USAGE,
@@ -207,6 +223,7 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
         (false, false, false, false, false, false);
     let mut tail = None;
     let mut table: Option<String> = None;
+    let mut location: Option<String> = None;
     let mut only_positional = false;
     let mut i = 0;
     while i < args.len() {
@@ -243,6 +260,8 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
             include_secrets = true;
         } else if flag == "--table" {
             table = Some(take(&mut i)?);
+        } else if flag == "--location" {
+            location = Some(take(&mut i)?);
         } else if flag == "--no-wait" {
             cli.wait = false;
         } else if flag == "--timeout" {
@@ -300,6 +319,7 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
             ("--include-secrets", include_secrets),
             ("--tail", tail.is_some()),
             ("--table", table.is_some()),
+            ("--location", location.is_some()),
             ("--apply", apply),
         ] {
             if set && !ok.iter().any(|(f, _)| *f == flag) {
@@ -360,7 +380,11 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
             }
         }
         "convert" => {
-            allowed(&[("--include-secrets", true), ("--table", true)])?;
+            allowed(&[
+                ("--include-secrets", true),
+                ("--table", true),
+                ("--location", true),
+            ])?;
             if rest.len() > 1 {
                 return Err("convert: one statement file at a time".into());
             }
@@ -368,6 +392,7 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
                 file: rest.first().cloned().filter(|f| f != "-"),
                 include_secrets,
                 table: table.clone(),
+                location: location.clone(),
             }
         }
         "help" => Command::Help {
@@ -479,6 +504,7 @@ mod tests {
                     file: None,
                     include_secrets: false,
                     table: None,
+                    location: None,
                 },
                 None,
             ),
@@ -488,6 +514,7 @@ mod tests {
                     file: None,
                     include_secrets: false,
                     table: None,
+                    location: None,
                 },
                 None,
             ),
@@ -497,6 +524,27 @@ mod tests {
                     file: Some("a.sql".into()),
                     include_secrets: true,
                     table: None,
+                    location: None,
+                },
+                None,
+            ),
+            (
+                "convert table.sql --location s3://lake/db/t -n db",
+                Command::Convert {
+                    file: Some("table.sql".into()),
+                    include_secrets: false,
+                    table: None,
+                    location: Some("s3://lake/db/t".into()),
+                },
+                Some("db"),
+            ),
+            (
+                "convert both.sql --location=file:///data/t --table t.yaml",
+                Command::Convert {
+                    file: Some("both.sql".into()),
+                    include_secrets: false,
+                    table: Some("t.yaml".into()),
+                    location: Some("file:///data/t".into()),
                 },
                 None,
             ),
@@ -548,6 +596,11 @@ mod tests {
                 "show j --table t.yaml",
                 "show: option --table does not apply",
             ),
+            (
+                "pause j --location s3://b/t",
+                "pause: option --location does not apply",
+            ),
+            ("convert --location", "option --location needs a value"),
         ];
         for (args, want) in cases {
             let err = p(args).expect_err(args);

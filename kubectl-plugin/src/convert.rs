@@ -14,6 +14,9 @@
 //!
 //! Every property the API has is mapped; secrets among the Kafka client properties go to a
 //! Secret stub referenced by `kafka.credentialsSecret`, never into the job spec.
+//!
+//! `CREATE TABLE` statements convert to `Table` objects in [`create_table`], with this
+//! tokenizer and parser.
 
 use std::collections::BTreeMap;
 
@@ -1453,6 +1456,7 @@ fn unknown_properties(clause: &str, unknown: &[String], supported: &str) -> Stri
     )
 }
 
+pub mod create_table;
 mod registry;
 
 /// An Opaque Secret named `name` holding `data` (as stringData).

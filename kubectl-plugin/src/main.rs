@@ -1,5 +1,6 @@
 //! `kubectl routineload`: StarRocks Routine Load statements (SHOW ROUTINE LOAD, SHOW ROUTINE
-//! LOAD TASK, PAUSE / RESUME / STOP ROUTINE LOAD, CREATE ROUTINE LOAD) for routine-load jobs.
+//! LOAD TASK, PAUSE / RESUME / STOP ROUTINE LOAD, CREATE ROUTINE LOAD, CREATE TABLE) for
+//! routine-load jobs and their tables.
 //!
 //! Installed as `kubectl-routineload` anywhere on PATH, kubectl finds it as a plugin.
 
@@ -67,11 +68,13 @@ async fn run(cli: Cli) -> Result<()> {
             file,
             include_secrets,
             table,
+            location,
         } => convert_cmd(
             file.as_deref(),
             cli.namespace.clone(),
             *include_secrets,
             table.as_deref(),
+            location.as_deref(),
         ),
         cmd => {
             let (client, ns) = connect(&cli).await?;
@@ -422,13 +425,17 @@ async fn errors_cmd(
     Ok(())
 }
 
-/// CREATE ROUTINE LOAD -> RoutineLoadJob YAML.
+/// CREATE ROUTINE LOAD -> RoutineLoadJob YAML, CREATE TABLE -> Table YAML; the statements of
+/// the input in order. A job whose Table the input creates too is planned against it (unless
+/// --table names the Table to plan against).
 fn convert_cmd(
     file: Option<&str>,
     namespace: Option<String>,
     include_secrets: bool,
     table: Option<&str>,
+    location: Option<&str>,
 ) -> Result<()> {
+    use convert::create_table::{self, StatementKind};
     let mut sql = String::new();
     match file {
         Some(path) => {
@@ -437,41 +444,122 @@ fn convert_cmd(
         }
         None => {
             if std::io::stdin().is_terminal() {
-                eprintln!("reading a CREATE ROUTINE LOAD statement from stdin (end with Ctrl-D)");
+                eprintln!(
+                    "reading CREATE TABLE / CREATE ROUTINE LOAD statements from stdin (end with Ctrl-D)"
+                );
             }
             std::io::stdin()
                 .read_to_string(&mut sql)
                 .context("convert: reading stdin")?;
         }
     }
-    let statement = convert::parse(&sql).map_err(|e| anyhow::anyhow!("convert: {e}"))?;
-    let converted = convert::convert(
-        &statement,
-        &convert::ConvertOptions {
-            namespace,
-            include_secrets,
-        },
-    )
-    .map_err(|e| anyhow::anyhow!("convert: {e}"))?;
-    if let Some(path) = table {
-        let yaml = std::fs::read_to_string(path)
-            .with_context(|| format!("convert: reading the table {path}"))?;
-        let summary = convert::check_against_table(&converted, &yaml)
-            .map_err(|e| anyhow::anyhow!("convert: {path}: {e}"))?;
-        eprintln!("note: {summary}");
+    let statements =
+        create_table::split_statements(&sql).map_err(|e| anyhow::anyhow!("convert: {e}"))?;
+    if statements.is_empty() {
+        bail!("convert: the input holds no statement (CREATE TABLE or CREATE ROUTINE LOAD)");
     }
-    for n in &converted.notes {
-        eprintln!("note: {n}");
+    let kinds = statements
+        .iter()
+        .map(|s| create_table::statement_kind(s))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow::anyhow!("convert: {e}"))?;
+    let tables = kinds.iter().filter(|k| **k == StatementKind::Table).count();
+    let jobs = kinds.len() - tables;
+    if jobs == 0 {
+        for (flag, set) in [
+            ("--table", table.is_some()),
+            ("--include-secrets", include_secrets),
+        ] {
+            if set {
+                bail!(
+                    "convert: {flag} applies to CREATE ROUTINE LOAD, and the input holds only CREATE TABLE"
+                );
+            }
+        }
     }
-    for w in &converted.warnings {
-        eprintln!("warning: {w}");
+    if location.is_some() && tables != 1 {
+        bail!(
+            "convert: --location is one table's storage, and the input holds {tables} CREATE TABLE statements: convert them one at a time"
+        );
     }
-    print!(
-        "{}",
-        converted
-            .to_yaml(&convert::head(&statement))
-            .context("convert: writing YAML")?
-    );
+    let several = statements.len() > 1;
+    let say = |head: &str, notes: &[String], warnings: &[String]| {
+        let prefix = if several {
+            format!("{head}: ")
+        } else {
+            String::new()
+        };
+        for n in notes {
+            eprintln!("note: {prefix}{n}");
+        }
+        for w in warnings {
+            eprintln!("warning: {prefix}{w}");
+        }
+    };
+    // Tables first, so that jobs can be planned against the ones the input creates.
+    let mut docs: Vec<String> = vec![String::new(); statements.len()];
+    let mut table_yaml = String::new();
+    let mut table_names = Vec::new();
+    for (i, text) in statements.iter().enumerate() {
+        if kinds[i] != StatementKind::Table {
+            continue;
+        }
+        let st = create_table::parse(text).map_err(|e| anyhow::anyhow!("convert: {e}"))?;
+        let head = create_table::head(&st);
+        let converted = create_table::convert(
+            &st,
+            &create_table::TableOptions {
+                namespace: namespace.clone(),
+                location: location.map(str::to_string),
+            },
+        )
+        .map_err(|e| anyhow::anyhow!("convert: {head}: {e}"))?;
+        say(&head, &converted.notes, &converted.warnings);
+        let yaml = converted.to_yaml(&head).context("convert: writing YAML")?;
+        table_yaml.push_str(&yaml);
+        table_names.push(converted.name.clone());
+        docs[i] = yaml;
+    }
+    let plan_against = match table {
+        Some(path) => Some((
+            path.to_string(),
+            std::fs::read_to_string(path)
+                .with_context(|| format!("convert: reading the table {path}"))?,
+        )),
+        None if !table_yaml.is_empty() => Some(("the input".to_string(), table_yaml)),
+        None => None,
+    };
+    for (i, text) in statements.iter().enumerate() {
+        if kinds[i] != StatementKind::RoutineLoad {
+            continue;
+        }
+        let statement = convert::parse(text).map_err(|e| anyhow::anyhow!("convert: {e}"))?;
+        let head = convert::head(&statement);
+        let converted = convert::convert(
+            &statement,
+            &convert::ConvertOptions {
+                namespace: namespace.clone(),
+                include_secrets,
+            },
+        )
+        .map_err(|e| anyhow::anyhow!("convert: {e}"))?;
+        // A job whose Table the input does not create is planned only against --table.
+        if let Some((from, yaml)) = &plan_against
+            && (table.is_some() || table_names.contains(&converted.table))
+        {
+            let summary = convert::check_against_table(&converted, yaml)
+                .map_err(|e| anyhow::anyhow!("convert: {from}: {e}"))?;
+            let prefix = if several {
+                format!("{head}: ")
+            } else {
+                String::new()
+            };
+            eprintln!("note: {prefix}{summary}");
+        }
+        say(&head, &converted.notes, &converted.warnings);
+        docs[i] = converted.to_yaml(&head).context("convert: writing YAML")?;
+    }
+    print!("{}", docs.concat());
     Ok(())
 }
 

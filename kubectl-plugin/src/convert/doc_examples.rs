@@ -39,7 +39,7 @@ const AGGREGATE: &str = "is an Aggregate table: loads into Aggregate tables are 
 // --- Tables, from the pages' CREATE TABLE statements.
 
 /// CREATE ROUTINE LOAD reference, "Load CSV-formatted data": example_tbl1.
-const EXAMPLE_TBL1: &str = r#"
+pub(super) const EXAMPLE_TBL1: &str = r#"
 location: file:///tmp/example_tbl1
 keys: [order_id, pay_dt]
 columns:
@@ -53,7 +53,7 @@ columns:
 
 /// CREATE ROUTINE LOAD reference, "Configure column mapping": example_tbl2 (no gender); the
 /// Routine Load guide's example_tbl1 is the same table.
-const EXAMPLE_TBL2_CSV: &str = r#"
+pub(super) const EXAMPLE_TBL2_CSV: &str = r#"
 location: file:///tmp/example_tbl2
 keys: [order_id, pay_dt]
 columns:
@@ -65,7 +65,7 @@ columns:
 "#;
 
 /// CREATE ROUTINE LOAD reference, JSON: example_tbl3, an Aggregate table.
-const EXAMPLE_TBL3: &str = r#"
+pub(super) const EXAMPLE_TBL3: &str = r#"
 location: file:///tmp/example_tbl3
 model: Aggregate
 keys: [commodity_id, customer_name, country, pay_time]
@@ -198,7 +198,7 @@ columns:
 "#;
 
 /// Loading into Primary Key tables: table1 to table4 (id, name, score).
-const PK_TABLE: &str = r#"
+pub(super) const PK_TABLE: &str = r#"
 location: file:///tmp/table1
 model: Primary
 keys: [id]
