@@ -425,9 +425,8 @@ async fn errors_cmd(
     Ok(())
 }
 
-/// CREATE ROUTINE LOAD -> RoutineLoadJob YAML, CREATE TABLE -> Table YAML; the statements of
-/// the input in order. A job whose Table the input creates too is planned against it (unless
-/// --table names the Table to plan against).
+/// CREATE ROUTINE LOAD -> RoutineLoadJob YAML, CREATE TABLE -> Table YAML, for each statement
+/// of the input (`convert::create_table::convert_input`).
 fn convert_cmd(
     file: Option<&str>,
     namespace: Option<String>,
@@ -435,7 +434,6 @@ fn convert_cmd(
     table: Option<&str>,
     location: Option<&str>,
 ) -> Result<()> {
-    use convert::create_table::{self, StatementKind};
     let mut sql = String::new();
     match file {
         Some(path) => {
@@ -453,113 +451,28 @@ fn convert_cmd(
                 .context("convert: reading stdin")?;
         }
     }
-    let statements =
-        create_table::split_statements(&sql).map_err(|e| anyhow::anyhow!("convert: {e}"))?;
-    if statements.is_empty() {
-        bail!("convert: the input holds no statement (CREATE TABLE or CREATE ROUTINE LOAD)");
-    }
-    let kinds = statements
-        .iter()
-        .map(|s| create_table::statement_kind(s))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| anyhow::anyhow!("convert: {e}"))?;
-    let tables = kinds.iter().filter(|k| **k == StatementKind::Table).count();
-    let jobs = kinds.len() - tables;
-    if jobs == 0 {
-        for (flag, set) in [
-            ("--table", table.is_some()),
-            ("--include-secrets", include_secrets),
-        ] {
-            if set {
-                bail!(
-                    "convert: {flag} applies to CREATE ROUTINE LOAD, and the input holds only CREATE TABLE"
-                );
-            }
-        }
-    }
-    if location.is_some() && tables != 1 {
-        bail!(
-            "convert: --location is one table's storage, and the input holds {tables} CREATE TABLE statements: convert them one at a time"
-        );
-    }
-    let several = statements.len() > 1;
-    let say = |head: &str, notes: &[String], warnings: &[String]| {
-        let prefix = if several {
-            format!("{head}: ")
-        } else {
-            String::new()
-        };
-        for n in notes {
-            eprintln!("note: {prefix}{n}");
-        }
-        for w in warnings {
-            eprintln!("warning: {prefix}{w}");
-        }
-    };
-    // Tables first, so that jobs can be planned against the ones the input creates.
-    let mut docs: Vec<String> = vec![String::new(); statements.len()];
-    let mut table_yaml = String::new();
-    let mut table_names = Vec::new();
-    for (i, text) in statements.iter().enumerate() {
-        if kinds[i] != StatementKind::Table {
-            continue;
-        }
-        let st = create_table::parse(text).map_err(|e| anyhow::anyhow!("convert: {e}"))?;
-        let head = create_table::head(&st);
-        let converted = create_table::convert(
-            &st,
-            &create_table::TableOptions {
-                namespace: namespace.clone(),
-                location: location.map(str::to_string),
-            },
-        )
-        .map_err(|e| anyhow::anyhow!("convert: {head}: {e}"))?;
-        say(&head, &converted.notes, &converted.warnings);
-        let yaml = converted.to_yaml(&head).context("convert: writing YAML")?;
-        table_yaml.push_str(&yaml);
-        table_names.push(converted.name.clone());
-        docs[i] = yaml;
-    }
-    let plan_against = match table {
+    let table_file = match table {
         Some(path) => Some((
             path.to_string(),
             std::fs::read_to_string(path)
                 .with_context(|| format!("convert: reading the table {path}"))?,
         )),
-        None if !table_yaml.is_empty() => Some(("the input".to_string(), table_yaml)),
         None => None,
     };
-    for (i, text) in statements.iter().enumerate() {
-        if kinds[i] != StatementKind::RoutineLoad {
-            continue;
-        }
-        let statement = convert::parse(text).map_err(|e| anyhow::anyhow!("convert: {e}"))?;
-        let head = convert::head(&statement);
-        let converted = convert::convert(
-            &statement,
-            &convert::ConvertOptions {
-                namespace: namespace.clone(),
-                include_secrets,
-            },
-        )
-        .map_err(|e| anyhow::anyhow!("convert: {e}"))?;
-        // A job whose Table the input does not create is planned only against --table.
-        if let Some((from, yaml)) = &plan_against
-            && (table.is_some() || table_names.contains(&converted.table))
-        {
-            let summary = convert::check_against_table(&converted, yaml)
-                .map_err(|e| anyhow::anyhow!("convert: {from}: {e}"))?;
-            let prefix = if several {
-                format!("{head}: ")
-            } else {
-                String::new()
-            };
-            eprintln!("note: {prefix}{summary}");
-        }
-        say(&head, &converted.notes, &converted.warnings);
-        docs[i] = converted.to_yaml(&head).context("convert: writing YAML")?;
+    let converted = convert::create_table::convert_input(
+        &sql,
+        &convert::create_table::InputOptions {
+            namespace,
+            include_secrets,
+            location: location.map(str::to_string),
+            table_file,
+        },
+    )
+    .map_err(|e| anyhow::anyhow!("convert: {e}"))?;
+    for m in &converted.messages {
+        eprintln!("{m}");
     }
-    print!("{}", docs.concat());
+    print!("{}", converted.yaml);
     Ok(())
 }
 

@@ -42,54 +42,248 @@ const MAX_COLUMNS: usize = 1000;
 const MAX_PARTITION_COLUMNS: usize = 8;
 
 /// Which kind of statement a text holds, by its head.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StatementKind {
     /// `CREATE ROUTINE LOAD ...`
     RoutineLoad,
     /// `CREATE [EXTERNAL] [TEMPORARY] TABLE ...`
     Table,
+    /// `USE db`: the database of the statements after it.
+    Use(String),
+    /// `CREATE DATABASE [IF NOT EXISTS] db`.
+    CreateDatabase(String),
 }
 
 /// The kind of the statement `src` holds (comments before it are skipped).
 pub fn statement_kind(src: &str) -> Result<StatementKind, String> {
     let toks = tokenize(src)?;
-    let p = Parser { src, toks, i: 0 };
-    let word = |n: usize, kw: &str| p.peek_at(n).is_some_and(|t| t.is_kw(kw));
-    if !word(0, "CREATE") {
-        return p.err("CREATE TABLE or CREATE ROUTINE LOAD");
+    let mut p = Parser { src, toks, i: 0 };
+    let word = |p: &Parser<'_>, n: usize, kw: &str| p.peek_at(n).is_some_and(|t| t.is_kw(kw));
+    let end = |p: &mut Parser<'_>| -> Result<(), String> {
+        p.eat_punct(";");
+        match p.peek() {
+            Some(_) => p.err("the end of the statement"),
+            None => Ok(()),
+        }
+    };
+    if p.eat_kw("USE") {
+        let db = p.ident("a database name after USE")?;
+        end(&mut p)?;
+        return Ok(StatementKind::Use(db));
     }
-    if word(1, "ROUTINE") {
+    if !word(&p, 0, "CREATE") {
+        return p.err("CREATE TABLE, CREATE ROUTINE LOAD, CREATE DATABASE or USE");
+    }
+    if word(&p, 1, "ROUTINE") {
         return Ok(StatementKind::RoutineLoad);
     }
+    if word(&p, 1, "DATABASE") || word(&p, 1, "SCHEMA") {
+        p.i = 2;
+        if p.eat_kw("IF") {
+            p.kw("NOT")?;
+            p.kw("EXISTS")?;
+        }
+        let db = p.ident("a database name")?;
+        // PROPERTIES of a database (its storage volume, replication) are StarRocks' own.
+        if p.eat_kw("PROPERTIES") {
+            p.key_values("PROPERTIES")?;
+        }
+        end(&mut p)?;
+        return Ok(StatementKind::CreateDatabase(db));
+    }
     let mut n = 1;
-    while word(n, "EXTERNAL") || word(n, "TEMPORARY") {
+    while word(&p, n, "EXTERNAL") || word(&p, n, "TEMPORARY") {
         n += 1;
     }
-    if word(n, "TABLE") {
+    if word(&p, n, "TABLE") {
         Ok(StatementKind::Table)
     } else {
-        let mut q = p;
-        q.i = n;
-        q.err("TABLE or ROUTINE LOAD after CREATE")
+        p.i = n;
+        p.err("TABLE, ROUTINE LOAD or DATABASE after CREATE")
     }
 }
 
 /// The statements of a text, split at the `;` that end them (outside strings and comments);
-/// texts holding only comments and spaces are left out.
-pub fn split_statements(src: &str) -> Result<Vec<&str>, String> {
+/// texts holding only comments and spaces are left out. Each statement keeps its place: what
+/// precedes it is blanked (newlines kept), so that errors give lines and columns of the input.
+pub fn split_statements(src: &str) -> Result<Vec<String>, String> {
     let toks = tokenize(src)?;
-    let mut out = Vec::new();
+    let mut ranges = Vec::new();
     let mut start: Option<usize> = None;
     for t in &toks {
         let first = *start.get_or_insert(t.start);
         if t.is_punct(";") {
-            out.push(&src[first..t.end]);
+            ranges.push((first, t.end));
             start = None;
         }
     }
     if let Some(first) = start {
-        out.push(&src[first..]);
+        ranges.push((first, src.len()));
     }
+    Ok(ranges
+        .into_iter()
+        .map(|(a, b)| {
+            let blank: String = src[..a]
+                .chars()
+                .map(|c| if c == '\n' { '\n' } else { ' ' })
+                .collect();
+            blank + &src[a..b]
+        })
+        .collect())
+}
+
+/// Options of [`convert_input`]: the command line's.
+#[derive(Debug, Clone, Default)]
+pub struct InputOptions {
+    /// `-n`: the namespace of statements that name no database (before any `USE`).
+    pub namespace: Option<String>,
+    /// `--include-secrets`: copy a job's Kafka secrets into its Secret stub.
+    pub include_secrets: bool,
+    /// `--location`: the storage of the (one) table the input creates.
+    pub location: Option<String>,
+    /// `--table`: the file's name and its YAML, to plan the jobs against.
+    pub table_file: Option<(String, String)>,
+}
+
+/// What [`convert_input`] prints.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ConvertedInput {
+    /// The YAML documents, in the order of the statements (stdout).
+    pub yaml: String,
+    /// `note: ...` and `warning: ...` lines (stderr).
+    pub messages: Vec<String>,
+}
+
+/// Converts every statement of an input: each `CREATE TABLE` to a Table, each `CREATE ROUTINE
+/// LOAD` to a job (and its Secret stubs); `USE db` sets the namespace of the statements after
+/// it, `CREATE DATABASE` is skipped with a note. A job is planned against `--table` when given,
+/// else against the Table the input creates for it, if any.
+pub fn convert_input(sql: &str, opts: &InputOptions) -> Result<ConvertedInput, String> {
+    let statements = split_statements(sql)?;
+    let kinds = statements
+        .iter()
+        .map(|s| statement_kind(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    let tables = kinds.iter().filter(|k| **k == StatementKind::Table).count();
+    let jobs = kinds
+        .iter()
+        .filter(|k| **k == StatementKind::RoutineLoad)
+        .count();
+    if tables + jobs == 0 {
+        return Err("the input holds no CREATE TABLE or CREATE ROUTINE LOAD statement".into());
+    }
+    if jobs == 0 {
+        for (flag, set) in [
+            ("--table", opts.table_file.is_some()),
+            ("--include-secrets", opts.include_secrets),
+        ] {
+            if set {
+                return Err(format!(
+                    "{flag} applies to CREATE ROUTINE LOAD, and the input holds only CREATE TABLE"
+                ));
+            }
+        }
+    }
+    if opts.location.is_some() && tables != 1 {
+        return Err(format!(
+            "--location is one table's storage, and the input holds {tables} CREATE TABLE statements{}",
+            if tables > 1 {
+                ": convert them one at a time"
+            } else {
+                ""
+            }
+        ));
+    }
+    let mut out = ConvertedInput::default();
+    let several = tables + jobs > 1;
+    let say = |out: &mut ConvertedInput, head: &str, notes: &[String], warnings: &[String]| {
+        let prefix = if several {
+            format!("{head}: ")
+        } else {
+            String::new()
+        };
+        out.messages
+            .extend(notes.iter().map(|n| format!("note: {prefix}{n}")));
+        out.messages
+            .extend(warnings.iter().map(|w| format!("warning: {prefix}{w}")));
+    };
+    // The namespace of each statement: -n, then the database of the last USE before it.
+    let mut namespaces = Vec::with_capacity(kinds.len());
+    let mut current = opts.namespace.clone();
+    for kind in &kinds {
+        match kind {
+            StatementKind::Use(db) => {
+                let ns = kube_name(db, "database name")?;
+                out.messages.push(format!(
+                    "note: USE {db}: the statements after it that name no database are in namespace '{ns}'"
+                ));
+                current = Some(ns);
+            }
+            StatementKind::CreateDatabase(db) => {
+                let ns = kube_name(db, "database name")?;
+                out.messages.push(format!(
+                    "note: CREATE DATABASE {db} is skipped: a database is a namespace; '{ns}' must exist (kubectl create namespace {ns})"
+                ));
+            }
+            StatementKind::Table | StatementKind::RoutineLoad => {}
+        }
+        namespaces.push(current.clone());
+    }
+    // Tables first, so that jobs can be planned against the ones the input creates.
+    let mut docs = vec![String::new(); statements.len()];
+    let mut table_yaml = String::new();
+    let mut table_names = Vec::new();
+    for (i, text) in statements.iter().enumerate() {
+        if kinds[i] != StatementKind::Table {
+            continue;
+        }
+        let st = parse(text)?;
+        let head = head(&st);
+        let converted = convert(
+            &st,
+            &TableOptions {
+                namespace: namespaces[i].clone(),
+                location: opts.location.clone(),
+            },
+        )
+        .map_err(|e| format!("{head}: {e}"))?;
+        say(&mut out, &head, &converted.notes, &converted.warnings);
+        let yaml = converted.to_yaml(&head).map_err(|e| e.to_string())?;
+        table_yaml.push_str(&yaml);
+        table_names.push(converted.name.clone());
+        docs[i] = yaml;
+    }
+    let plan_against = match &opts.table_file {
+        Some((path, yaml)) => Some((path.clone(), yaml.clone())),
+        None if !table_yaml.is_empty() => Some(("the input".to_string(), table_yaml)),
+        None => None,
+    };
+    for (i, text) in statements.iter().enumerate() {
+        if kinds[i] != StatementKind::RoutineLoad {
+            continue;
+        }
+        let statement = super::parse(text)?;
+        let head = super::head(&statement);
+        let converted = super::convert(
+            &statement,
+            &super::ConvertOptions {
+                namespace: namespaces[i].clone(),
+                include_secrets: opts.include_secrets,
+            },
+        )
+        .map_err(|e| if several { format!("{head}: {e}") } else { e })?;
+        // A job whose Table the input does not create is planned only against --table.
+        if let Some((from, yaml)) = &plan_against
+            && (opts.table_file.is_some() || table_names.contains(&converted.table))
+        {
+            let summary =
+                super::check_against_table(&converted, yaml).map_err(|e| format!("{from}: {e}"))?;
+            say(&mut out, &head, &[summary], &[]);
+        }
+        say(&mut out, &head, &converted.notes, &converted.warnings);
+        docs[i] = converted.to_yaml(&head).map_err(|e| e.to_string())?;
+    }
+    out.yaml = docs.concat();
     Ok(out)
 }
 

@@ -1092,26 +1092,52 @@ fn statement_kinds_and_splitting() {
         ),
         (
             "SELECT 1",
-            Err("expected CREATE TABLE or CREATE ROUTINE LOAD at line 1, column 1 ('SELECT')"),
+            Err(
+                "expected CREATE TABLE, CREATE ROUTINE LOAD, CREATE DATABASE or USE at line 1, column 1 ('SELECT')",
+            ),
         ),
         (
             "CREATE VIEW v AS SELECT 1",
-            Err("expected TABLE or ROUTINE LOAD after CREATE at line 1, column 8 ('VIEW')"),
+            Err(
+                "expected TABLE, ROUTINE LOAD or DATABASE after CREATE at line 1, column 8 ('VIEW')",
+            ),
         ),
         (
             "",
-            Err("expected CREATE TABLE or CREATE ROUTINE LOAD at the end of the statement"),
+            Err(
+                "expected CREATE TABLE, CREATE ROUTINE LOAD, CREATE DATABASE or USE at the end of the statement",
+            ),
+        ),
+        (
+            "USE mydatabase;",
+            Ok(StatementKind::Use("mydatabase".into())),
+        ),
+        (
+            "CREATE DATABASE IF NOT EXISTS mydatabase;",
+            Ok(StatementKind::CreateDatabase("mydatabase".into())),
+        ),
+        (
+            "create database db PROPERTIES (\"storage_volume\" = \"s3_volume\")",
+            Ok(StatementKind::CreateDatabase("db".into())),
+        ),
+        (
+            "USE a b",
+            Err("expected the end of the statement at line 1, column 7 ('b')"),
         ),
     ];
     for (sql, want) in cases {
         match (statement_kind(sql), want) {
-            (Ok(k), Ok(w)) => assert_eq!(k, *w, "{sql}"),
+            (Ok(k), Ok(w)) => assert_eq!(k, w.clone(), "{sql}"),
             (Err(e), Err(w)) => assert!(e.contains(w), "{sql}: {e}"),
             (got, _) => panic!("{sql}: {got:?}"),
         }
     }
     let src = "-- tables\nCREATE TABLE a (x INT) COMMENT 'a;b';\n\nCREATE ROUTINE LOAD j ON a FROM KAFKA (\"k\" = \";\");\n-- end\n";
     let parts = split_statements(src).unwrap();
+    // Each statement keeps its line and column: what precedes it is blank.
+    assert_eq!(parts[1].lines().count(), 4);
+    assert!(parts[1].starts_with("         \n"), "{:?}", parts[1]);
+    let parts: Vec<&str> = parts.iter().map(|p| p.trim_start()).collect();
     assert_eq!(
         parts,
         [
@@ -1143,5 +1169,207 @@ fn temporary_table_warns_and_order_by_alone_is_the_duplicate_sort_key() {
     assert!(
         said.contains("ORDER BY (b, a) is the Duplicate table's sort key: recorded in keys"),
         "{said}"
+    );
+}
+
+/// The Routine Load reference's CSV example: its table and its job in one file.
+const TABLE_AND_JOB: &str = r#"-- example_tbl1 and the job loading it
+CREATE TABLE example_db.example_tbl1 (
+    `order_id` bigint NOT NULL COMMENT "Order ID",
+    `pay_dt` date NOT NULL COMMENT "Payment date",
+    `customer_name` varchar(26) NULL COMMENT "Customer name",
+    `nationality` varchar(26) NULL COMMENT "Nationality",
+    `gender` varchar(26) NULL COMMENT "Gender",
+    `price` double NULL COMMENT "Price")
+DUPLICATE KEY (order_id,pay_dt)
+DISTRIBUTED BY HASH(`order_id`);
+
+CREATE ROUTINE LOAD example_db.example_tbl1_ordertest1 ON example_tbl1
+COLUMNS TERMINATED BY ",",
+COLUMNS (order_id, pay_dt, customer_name, nationality, gender, price)
+FROM KAFKA
+(
+    "kafka_broker_list" ="<kafka_broker1_ip>:<kafka_broker1_port>,<kafka_broker2_ip>:<kafka_broker2_port>",
+    "kafka_topic" = "ordertest1"
+);
+"#;
+
+fn input(sql: &str, opts: &InputOptions) -> Result<ConvertedInput, String> {
+    convert_input(sql, opts)
+}
+
+#[test]
+fn an_input_with_a_table_and_its_job_converts_both_and_plans_the_job() {
+    let out = input(
+        TABLE_AND_JOB,
+        &InputOptions {
+            location: Some("s3://lake/example_tbl1".into()),
+            ..InputOptions::default()
+        },
+    )
+    .unwrap();
+    let docs: Vec<Value> = serde_yaml::Deserializer::from_str(&out.yaml)
+        .map(|d| serde::Deserialize::deserialize(d).unwrap())
+        .collect();
+    let kinds: Vec<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
+    assert_eq!(kinds, ["Table", "RoutineLoadJob"], "{}", out.yaml);
+    assert_eq!(
+        docs[0]["spec"]["location"].as_str(),
+        Some("s3://lake/example_tbl1")
+    );
+    assert_eq!(docs[1]["spec"]["table"].as_str(), Some("example-tbl1"));
+    let messages = out.messages.join("\n");
+    for want in [
+        "note: CREATE ROUTINE LOAD example_db.example_tbl1_ordertest1 ON example_tbl1: planned against Table 'example-tbl1': 6 source field(s) per message, 6 column(s) written",
+        "warning: CREATE TABLE example_db.example_tbl1: DISTRIBUTED BY HASH(`order_id`) is ignored",
+    ] {
+        assert!(messages.contains(want), "no '{want}' in:\n{messages}");
+    }
+    // A job that does not fit the Table the input creates is refused.
+    let bad = TABLE_AND_JOB.replace(
+        "pay_dt, customer_name, nationality, gender, price)",
+        "customer_name, nationality, gender, price)",
+    );
+    let e = input(&bad, &InputOptions::default()).unwrap_err();
+    assert!(
+        e.starts_with("the input: the job can't load Table 'example-tbl1'"),
+        "{e}"
+    );
+}
+
+#[test]
+fn use_and_create_database_set_and_name_the_namespace() {
+    // Loading into Primary Key tables: the page creates the database and switches to it first.
+    let sql = r#"CREATE DATABASE IF NOT EXISTS mydatabase;
+USE mydatabase;
+CREATE TABLE `table1`
+(
+    `id` int(11) NOT NULL COMMENT "user ID",
+    `name` varchar(65533) NULL COMMENT "user name",
+    `score` int(11) NOT NULL COMMENT "user score"
+)
+ENGINE=OLAP
+PRIMARY KEY(`id`)
+DISTRIBUTED BY HASH(`id`);"#;
+    let out = input(
+        sql,
+        &InputOptions {
+            namespace: Some("other".into()),
+            location: Some("file:///data/table1".into()),
+            ..InputOptions::default()
+        },
+    )
+    .unwrap();
+    let table: Table = serde_yaml::from_str(out.yaml.split("---\n").nth(1).unwrap()).unwrap();
+    assert_eq!(table.metadata.namespace.as_deref(), Some("mydatabase"));
+    assert_eq!(table.spec.model, TableModel::Primary);
+    let messages = out.messages.join("\n");
+    for want in [
+        "note: CREATE DATABASE mydatabase is skipped: a database is a namespace; 'mydatabase' must exist (kubectl create namespace mydatabase)",
+        "note: USE mydatabase: the statements after it that name no database are in namespace 'mydatabase'",
+        "note: table1: the display width of int(11) is dropped",
+    ] {
+        let want = want.replace("note: table1: ", "note: column 'id': ");
+        assert!(messages.contains(&want), "no '{want}' in:\n{messages}");
+    }
+}
+
+#[test]
+fn input_options_that_do_not_apply_are_refused() {
+    let table = "CREATE TABLE t (a INT);";
+    let job = "CREATE ROUTINE LOAD j ON t FROM KAFKA (\"kafka_broker_list\" = \"b:9092\", \"kafka_topic\" = \"t\");";
+    let cases: Vec<(String, InputOptions, &str)> = vec![
+        (
+            table.to_string(),
+            InputOptions {
+                table_file: Some(("t.yaml".into(), String::new())),
+                ..InputOptions::default()
+            },
+            "--table applies to CREATE ROUTINE LOAD, and the input holds only CREATE TABLE",
+        ),
+        (
+            table.to_string(),
+            InputOptions {
+                include_secrets: true,
+                ..InputOptions::default()
+            },
+            "--include-secrets applies to CREATE ROUTINE LOAD",
+        ),
+        (
+            format!("{table}\n{}", table.replace(" t ", " u ")),
+            InputOptions {
+                location: Some("s3://b/t".into()),
+                ..InputOptions::default()
+            },
+            "--location is one table's storage, and the input holds 2 CREATE TABLE statements: convert them one at a time",
+        ),
+        (
+            job.to_string(),
+            InputOptions {
+                location: Some("s3://b/t".into()),
+                ..InputOptions::default()
+            },
+            "--location is one table's storage, and the input holds 0 CREATE TABLE statements",
+        ),
+        (
+            "-- nothing\n".to_string(),
+            InputOptions::default(),
+            "the input holds no CREATE TABLE or CREATE ROUTINE LOAD statement",
+        ),
+        (
+            "USE db;".to_string(),
+            InputOptions::default(),
+            "the input holds no CREATE TABLE or CREATE ROUTINE LOAD statement",
+        ),
+        (
+            format!("{table}\nDROP TABLE t;"),
+            InputOptions::default(),
+            "expected CREATE TABLE, CREATE ROUTINE LOAD, CREATE DATABASE or USE at line 2, column 1 ('DROP')",
+        ),
+    ];
+    for (sql, opts, want) in cases {
+        let e = input(&sql, &opts).unwrap_err();
+        assert!(e.contains(want), "{sql}: {e}");
+    }
+}
+
+#[test]
+fn a_single_job_converts_as_before() {
+    let job = "CREATE ROUTINE LOAD db.j ON t FROM KAFKA (\"kafka_broker_list\" = \"b:9092\", \"kafka_topic\" = \"t\");";
+    let out = input(job, &InputOptions::default()).unwrap();
+    let st = super::super::parse(job).unwrap();
+    let c = super::super::convert(&st, &super::super::ConvertOptions::default()).unwrap();
+    assert_eq!(out.yaml, c.to_yaml(&super::super::head(&st)).unwrap());
+    // One statement: messages without the statement's head; no plan without a table.
+    assert!(
+        out.messages
+            .iter()
+            .all(|m| !m.contains("CREATE ROUTINE LOAD")),
+        "{:?}",
+        out.messages
+    );
+    assert!(
+        out.messages.iter().all(|m| !m.contains("planned")),
+        "{:?}",
+        out.messages
+    );
+    // With --table, planned against it.
+    let out = input(
+        job,
+        &InputOptions {
+            table_file: Some((
+                "t.yaml".into(),
+                "location: file:///t\ncolumns: [{name: a, type: INT}]\n".into(),
+            )),
+            ..InputOptions::default()
+        },
+    )
+    .unwrap();
+    assert!(
+        out.messages
+            .iter()
+            .any(|m| m.starts_with("note: planned against Table 't'")),
+        "{:?}",
+        out.messages
     );
 }
