@@ -172,8 +172,9 @@ Usage: kubectl routineload convert [FILE|-] [-n NS] [--include-secrets] [--table
 
 Reads StarRocks statements (from FILE, or stdin): each CREATE ROUTINE LOAD becomes a
 RoutineLoadJob, each CREATE TABLE a Table, printed as YAML in the input's order. The database
-becomes the namespace (else -n). Names become Kubernetes names (`_` -> `-`). Unknown
-properties are errors. Notes and warnings go to stderr.
+becomes the namespace (else the last USE db, else -n); CREATE DATABASE is skipped. Names
+become Kubernetes names (`_` -> `-`). Unknown properties are errors. Notes and warnings go to
+stderr.
 
 CREATE ROUTINE LOAD: the job references the Table named after the statement's table. Kafka
 secrets (property.sasl.password, ...) never go into the job: they go to a Secret stub (values

@@ -1134,7 +1134,7 @@ pub fn convert(st: &CreateTable, opts: &TableOptions) -> Result<ConvertedTable, 
     };
 
     // Model and keys.
-    let (model, keys) = match &st.key {
+    let (model, mut keys) = match &st.key {
         Some((kind, cols)) => (kind.model(), cols.clone()),
         None if st.columns.iter().any(|c| c.aggregate.is_some()) => {
             let keys: Vec<String> = st
@@ -1158,6 +1158,12 @@ pub fn convert(st: &CreateTable, opts: &TableOptions) -> Result<ConvertedTable, 
         }
         None => (TableModel::Duplicate, Vec::new()),
     };
+    // StarRocks' column names are case-insensitive; the Table's keys are the columns' spelling.
+    for key in &mut keys {
+        if let Some(c) = st.columns.iter().find(|c| c.name.eq_ignore_ascii_case(key)) {
+            key.clone_from(&c.name);
+        }
+    }
     if !st.order_by.is_empty() && (st.key.is_some() || model != TableModel::Duplicate) {
         warnings.push(format!(
             "ORDER BY ({}) is ignored: it orders StarRocks' storage; a Delta table keeps rows in the order they load",
@@ -1351,7 +1357,7 @@ fn partition_columns(
     let type_of = |name: &str| -> Result<ColumnType, String> {
         columns
             .iter()
-            .find(|c| c.name == name)
+            .find(|c| c.name.eq_ignore_ascii_case(name))
             .map(|c| c.parsed_type().map_err(|e| e.to_string()))
             .unwrap_or_else(|| {
                 Err(format!(
@@ -1433,6 +1439,11 @@ fn partition_columns(
     }
     let mut unique: Vec<String> = Vec::new();
     for c in out {
+        // StarRocks' column names are case-insensitive; the Table's are the columns' spelling.
+        let c = columns
+            .iter()
+            .find(|col| col.name.eq_ignore_ascii_case(&c))
+            .map_or(c, |col| col.name.clone());
         if !unique.contains(&c) {
             unique.push(c);
         }

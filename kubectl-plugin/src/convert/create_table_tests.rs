@@ -1373,3 +1373,15 @@ fn a_single_job_converts_as_before() {
         out.messages
     );
 }
+
+#[test]
+fn key_and_partition_names_take_the_columns_spelling() {
+    let c = run(
+        "CREATE TABLE t (Order_ID BIGINT NOT NULL, Dt DATE NOT NULL, v INT) PRIMARY KEY (order_id, DT) PARTITION BY (dt)",
+        "file:///t",
+    )
+    .unwrap();
+    valid(&c);
+    assert_eq!(c.table.spec.keys, ["Order_ID", "Dt"]);
+    assert_eq!(c.table.spec.partition_columns, ["Dt"]);
+}
