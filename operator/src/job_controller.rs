@@ -537,9 +537,6 @@ async fn reconcile_job(job: &RoutineLoadJob, ctx: &Context) -> Result<Action, Er
         }
     }
     let tasks = inputs.tasks.clone();
-    for n in &plan.unreported_notes {
-        info!(job = %name, namespace = %ns, "{n}");
-    }
     for t in &plan.tolerated {
         warn!(job = %name, namespace = %ns, "riding out a failure within the grace period: {t}");
     }
@@ -692,7 +689,11 @@ async fn reconcile_job(job: &RoutineLoadJob, ctx: &Context) -> Result<Action, Er
     if let Some(new_status) = write {
         ctx.gate_check()?;
         match patch_status(job, &ns, client, &new_status, resource_version.as_deref()).await {
-            Ok(_) => {}
+            Ok(_) => {
+                for n in &plan.unreported_notes {
+                    info!(job = %name, namespace = %ns, "{n}");
+                }
+            }
             Err(e) if is_conflict(&e) => return Ok(stale_object(&name)),
             Err(e) => return Err(Error::PatchStatus(e)),
         }
