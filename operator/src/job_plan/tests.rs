@@ -990,7 +990,10 @@ fn batches_of_a_task_let_go_without_its_last_status_are_counted_once_from_the_ta
     let p1 = plan(&inputs1, &cfg(), now());
     assert_eq!(p1.release.len(), 1);
     assert_eq!(p1.release[0].why, ReleaseReason::WorkerGone);
-    assert!(p1.retires(&status), "the entry is written before the finalizer goes");
+    assert!(
+        p1.retires(&status),
+        "the entry is written before the finalizer goes"
+    );
     let e = &p1.unreported_tasks["u5"];
     assert_eq!((e.task.as_str(), e.counted_through), ("j-5", Some(7)));
     assert_eq!(
@@ -1011,7 +1014,11 @@ fn batches_of_a_task_let_go_without_its_last_status_are_counted_once_from_the_ta
         ..base.clone()
     };
     let p2 = plan(&inputs2, &cfg(), now());
-    assert_eq!(loaded(&p2, &[]), 34, "its last status and the unreported batch");
+    assert_eq!(
+        loaded(&p2, &[]),
+        34,
+        "its last status and the unreported batch"
+    );
     assert_eq!(p2.unreported_tasks["u5"].counted_through, Some(9));
 
     // 3. The same commits read again (a status write that conflicted, then a read from the
