@@ -8,6 +8,11 @@ use serde::{Deserialize, Serialize};
 use crate::column_type::{COLUMN_TYPE_PATTERN, ColumnType, ColumnTypeError};
 use crate::table_model::{AggregateFunction, MAX_KEYS, TableModel};
 
+/// Most columns a Table may declare (the CRD's bound).
+pub const MAX_COLUMNS: usize = 1000;
+/// Most partition columns a Table may declare (the CRD's bound).
+pub const MAX_PARTITION_COLUMNS: usize = 8;
+
 /// A Delta Lake table that routine load jobs load into (StarRocks: the destination table).
 ///
 /// The namespace plays the StarRocks database; the object name is the table name.
@@ -34,14 +39,14 @@ use crate::table_model::{AggregateFunction, MAX_KEYS, TableModel};
 #[serde(rename_all = "camelCase")]
 pub struct TableSpec {
     /// Columns of the table, in order. Loads map source fields to these by name.
-    #[schemars(length(min = 1, max = 1000))]
+    #[schemars(length(min = 1, max = MAX_COLUMNS))]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub columns: Vec<TableColumn>,
 
     /// Columns whose values partition the Delta table (Hive-style directories, identity
     /// partitioning). Each must name a column. Default: not partitioned.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 8))]
+    #[schemars(length(max = MAX_PARTITION_COLUMNS))]
     #[x_kube(validation = Rule::new("self == oldSelf").message("partitionColumns is immutable"))]
     pub partition_columns: Vec<String>,
 

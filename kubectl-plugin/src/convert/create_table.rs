@@ -26,7 +26,9 @@
 
 use routine_load_api::Table;
 use routine_load_api::column_type::ColumnType;
-use routine_load_api::table::{DeletionPolicy, TableColumn, TableSpec};
+use routine_load_api::table::{
+    DeletionPolicy, MAX_COLUMNS, MAX_PARTITION_COLUMNS, TableColumn, TableSpec,
+};
 use routine_load_api::table_model::{AggregateFunction, MAX_KEYS, TableModel};
 use serde_yaml::Value;
 
@@ -35,11 +37,6 @@ use super::{Parser, Tok, kube_name, tokenize};
 /// Written as `spec.location` when no `--location` is given: not a location the CRD accepts, so
 /// the Table can't be applied before it is replaced.
 pub const LOCATION_PLACEHOLDER: &str = "REPLACE_ME";
-
-/// Most columns a Table may have (the CRD's bound).
-const MAX_COLUMNS: usize = 1000;
-/// Most partition columns a Table may have (the CRD's bound).
-const MAX_PARTITION_COLUMNS: usize = 8;
 
 /// Which kind of statement a text holds, by its head.
 #[derive(Debug, Clone, PartialEq, Eq)]
