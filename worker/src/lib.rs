@@ -1,5 +1,6 @@
 //! The routine-load worker (StarRocks BE): runs the load tasks the operator assigns to it.
 
+pub mod aggregate_model;
 pub mod delta_sink;
 pub mod engine;
 pub mod error_window;

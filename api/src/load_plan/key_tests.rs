@@ -73,18 +73,14 @@ fn op_and_models_refused_with_what_to_fix() {
         (
             duplicate,
             "columns: [id, __op]",
-            "COLUMNS names __op, but table 't' is a Duplicate table: __op (upsert or delete) applies only to a Primary table",
+            "COLUMNS names __op, but table 't' has model Duplicate: __op (upsert or delete) applies only to a Primary table",
         ),
         (
             &unique,
             "columns: [id, name, \"__op = 1\"]",
-            "is a Unique table",
+            "has model Unique",
         ),
-        (
-            aggregate,
-            "columns: [id, n]",
-            "loads into Aggregate tables are not supported yet",
-        ),
+        (aggregate, "columns: [id, n, __op]", "has model Aggregate"),
         (
             &nullable_key,
             "columns: [id, name]",

@@ -102,16 +102,9 @@ pub enum PlanError {
     #[error("table's key model: {0}")]
     KeyModel(crate::table_model::KeyModelError),
     #[error(
-        "COLUMNS names __op, but table '{table}' is a {model} table: __op (upsert or delete) applies only to a Primary table; remove it from COLUMNS"
+        "COLUMNS names __op, but table '{table}' has model {model}: __op (upsert or delete) applies only to a Primary table; remove it from COLUMNS"
     )]
     OpOutsidePrimary {
-        table: String,
-        model: crate::table_model::TableModel,
-    },
-    #[error(
-        "table '{table}' is an {model} table: loads into {model} tables are not supported yet; use a Primary, Unique or Duplicate table"
-    )]
-    UnsupportedModel {
         table: String,
         model: crate::table_model::TableModel,
     },

@@ -42,19 +42,12 @@ pub(super) fn take_op_entry(entries: &mut Vec<ColumnsEntry>) -> Option<OpSource>
     }
 }
 
-/// Whether a job can load into a table of this model: `__op` only into a Primary Key table, and
-/// no loads into Aggregate tables yet.
+/// Whether a job can load into a table of this model: `__op` only into a Primary Key table.
 pub(super) fn check_model(
     model: &KeyModel,
     op: Option<&OpSource>,
     table_name: &str,
 ) -> Result<(), PlanError> {
-    if model.model == TableModel::Aggregate {
-        return Err(PlanError::UnsupportedModel {
-            table: table_name.to_string(),
-            model: model.model,
-        });
-    }
     if op.is_some() && model.model != TableModel::Primary {
         return Err(PlanError::OpOutsidePrimary {
             table: table_name.to_string(),

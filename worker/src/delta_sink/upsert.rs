@@ -1,5 +1,5 @@
-//! Commits into keyed tables (Primary, Unique): the batch, collapsed to its last row per key
-//! ([`crate::key_model`]), is merged on the key columns in one Delta MERGE that also carries the
+//! Commits into keyed tables (Primary, Unique, Aggregate): the batch, collapsed to its last row
+//! per key ([`crate::key_model`]) or aggregated per key ([`crate::aggregate_model`]), is merged on the key columns in one Delta MERGE that also carries the
 //! batch's transaction identifiers (`txn` actions) and `commitInfo`, so the offsets move in the
 //! same version as the rows, exactly as appends do.
 //!
@@ -12,10 +12,10 @@
 
 use deltalake::datafusion::common::Column;
 use deltalake::datafusion::prelude::{Expr, SessionContext, lit};
-use routine_load_api::table_model::{OP_COLUMN, OP_DELETE, OP_UPSERT};
+use routine_load_api::table_model::{OP_COLUMN, OP_DELETE, OP_UPSERT, TableModel};
 
 use super::*;
-use crate::key_model;
+use crate::{aggregate_model, key_model};
 
 /// Merges tried before a batch that keeps conflicting is given back to the task (which re-reads
 /// the offsets and loads it again).
@@ -60,12 +60,22 @@ impl DeltaSink {
         let Some(batch) = batch.filter(|b| b.num_rows() > 0) else {
             return self.commit_append(None, req, serde_json::Map::new()).await;
         };
-        let source = key_model::collapse_by_key(&batch, &self.key_model.keys).map_err(|e| {
-            SinkError::Delta(DeltaTableError::Generic(format!(
-                "collapsing the batch by key {:?}: {e}",
-                self.key_model.keys
-            )))
-        })?;
+        let keys = &self.key_model.keys;
+        let source = if self.key_model.model == TableModel::Aggregate {
+            aggregate_model::aggregate_by_key(&batch, keys, &self.key_model.aggregates)
+                .await
+                .map_err(|e| {
+                    SinkError::Delta(DeltaTableError::Generic(format!(
+                        "aggregating the batch by key {keys:?}: {e}"
+                    )))
+                })?
+        } else {
+            key_model::collapse_by_key(&batch, keys).map_err(|e| {
+                SinkError::Delta(DeltaTableError::Generic(format!(
+                    "collapsing the batch by key {keys:?}: {e}"
+                )))
+            })?
+        };
         let since = self.version();
         let mut attempt = 0;
         loop {
@@ -152,10 +162,19 @@ impl DeltaSink {
             })?;
         }
         if !values.is_empty() {
+            let aggregates = &self.key_model.aggregates;
+            let aggregate = self.key_model.model == TableModel::Aggregate;
             merge = merge.when_matched_update(|u| {
-                values
-                    .iter()
-                    .fold(u, |u, c| u.update(c.as_str(), qualified("s", c)))
+                values.iter().fold(u, |u, c| {
+                    let incoming = qualified("s", c);
+                    let value = match aggregates.get(c.as_str()) {
+                        Some(f) if aggregate => {
+                            aggregate_model::combine(*f, qualified("t", c), incoming)
+                        }
+                        _ => incoming,
+                    };
+                    u.update(c.as_str(), value)
+                })
             })?;
         }
         merge = merge.when_not_matched_insert(|i| {
@@ -325,6 +344,131 @@ mod tests {
             sink.landed(c1.version - 1, "b2").await.unwrap(),
             Some(c1.version + 1)
         );
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// An Aggregate table across batches: each batch aggregated per key, then combined with the
+    /// stored row by each column's function; a replayed batch is refused, so nothing adds twice.
+    #[tokio::test]
+    async fn aggregate_tables_combine_batches_with_each_columns_function() {
+        use deltalake::arrow::array::{Array, ArrayRef, Int64Array};
+        let (dir, loc) = temp_location("aggregate");
+        let spec: TableSpec = serde_yaml::from_str(&format!(
+            "location: {loc}\nmodel: Aggregate\nkeys: [id]\ncolumns:\n  - {{name: id, type: BIGINT, nullable: false}}\n  - {{name: total, type: BIGINT, aggregate: SUM}}\n  - {{name: top, type: BIGINT, aggregate: MAX}}\n  - {{name: low, type: BIGINT, aggregate: MIN}}\n  - {{name: last, type: BIGINT, aggregate: REPLACE}}\n  - {{name: known, type: BIGINT, aggregate: REPLACE_IF_NOT_NULL}}\n"
+        ))
+        .unwrap();
+        delta_table::create_or_adopt(&loc, &spec, HashMap::new())
+            .await
+            .unwrap();
+        let mut sink = DeltaSink::open(&loc, HashMap::new(), "uid", &[0], 1)
+            .await
+            .unwrap();
+        type Row = (
+            i64,
+            Option<i64>,
+            Option<i64>,
+            Option<i64>,
+            Option<i64>,
+            Option<i64>,
+        );
+        let batch = |rows: &[Row]| {
+            let names = ["id", "total", "top", "low", "last", "known"];
+            let schema = Arc::new(Schema::new(
+                names
+                    .iter()
+                    .map(|n| Field::new(*n, DataType::Int64, *n != "id"))
+                    .collect::<Vec<_>>(),
+            ));
+            let col = |f: &dyn Fn(&Row) -> Option<i64>| -> ArrayRef {
+                Arc::new(Int64Array::from(rows.iter().map(f).collect::<Vec<_>>()))
+            };
+            RecordBatch::try_new(
+                schema,
+                vec![
+                    col(&|r| Some(r.0)),
+                    col(&|r| r.1),
+                    col(&|r| r.2),
+                    col(&|r| r.3),
+                    col(&|r| r.4),
+                    col(&|r| r.5),
+                ],
+            )
+            .unwrap()
+        };
+        let rows = |sink: &DeltaSink| {
+            let sink_table = sink.table.clone();
+            async move {
+                let ctx = SessionContext::new();
+                sink_table.update_datafusion_session(&ctx.state()).unwrap();
+                let provider = sink_table.table_provider().await.unwrap();
+                let mut out: Vec<Row> = Vec::new();
+                for b in ctx.read_table(provider).unwrap().collect().await.unwrap() {
+                    let c = |i: usize| {
+                        b.column(i)
+                            .as_any()
+                            .downcast_ref::<Int64Array>()
+                            .unwrap()
+                            .clone()
+                    };
+                    let (id, cols) = (c(0), [c(1), c(2), c(3), c(4), c(5)]);
+                    let v = |a: &Int64Array, i: usize| a.is_valid(i).then(|| a.value(i));
+                    for i in 0..b.num_rows() {
+                        out.push((
+                            id.value(i),
+                            v(&cols[0], i),
+                            v(&cols[1], i),
+                            v(&cols[2], i),
+                            v(&cols[3], i),
+                            v(&cols[4], i),
+                        ));
+                    }
+                }
+                out.sort();
+                out
+            }
+        };
+        sink.commit(
+            Some(batch(&[
+                (1, Some(5), Some(5), Some(5), Some(5), Some(5)),
+                (2, None, None, None, None, None),
+                (1, Some(2), Some(9), Some(1), None, None),
+            ])),
+            &request(0, None, 3, "a1"),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            rows(&sink).await,
+            [
+                (1, Some(7), Some(9), Some(1), None, Some(5)),
+                (2, None, None, None, None, None),
+            ]
+        );
+        sink.commit(
+            Some(batch(&[
+                (1, Some(10), Some(3), Some(0), Some(4), None),
+                (2, Some(1), Some(1), Some(1), Some(1), Some(1)),
+                (3, Some(6), None, None, None, Some(6)),
+            ])),
+            &request(0, Some(3), 6, "a2"),
+        )
+        .await
+        .unwrap();
+        let want = [
+            (1, Some(17), Some(9), Some(0), Some(4), Some(5)),
+            (2, Some(1), Some(1), Some(1), Some(1), Some(1)),
+            (3, Some(6), None, None, None, Some(6)),
+        ];
+        assert_eq!(rows(&sink).await, want);
+        let err = sink
+            .commit(
+                Some(batch(&[(1, Some(10), None, None, None, None)])),
+                &request(0, Some(3), 6, "a2-again"),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, SinkError::Conflict(_)), "{err}");
+        assert_eq!(rows(&sink).await, want, "a replayed batch adds nothing");
         std::fs::remove_dir_all(&dir).ok();
     }
 
