@@ -1,5 +1,6 @@
 //! The worker process against the testbed, one source or storage feature per test: JSON with
-//! jsonPaths/jsonRoot and with stripOuterArray (bad messages become counted error rows with their
+//! jsonPaths/jsonRoot, Debezium change events (with tombstones) into a Primary Key table, JSON
+//! with stripOuterArray (bad messages become counted error rows with their
 //! reason in the error log), an SSL broker, an `s3://` table with credentials from a Secret, and
 //! SASL PLAIN and SCRAM-SHA-256 with credentials from a Secret (on a private broker, see
 //! `routine_load_e2e::sasl_broker`), including what a wrong password looks like.
@@ -425,6 +426,172 @@ async fn json_root_and_paths_pick_nested_fields_and_a_derived_column_loads() {
         "error log at {url}: {log}"
     );
     assert_eq!(log.lines().count(), 1, "one error row: {log}");
+}
+
+/// A Debezium change event as Kafka Connect's JsonConverter writes it with schemas on
+/// (`{"schema": ..., "payload": {"before", "after", "source", "op", "ts_ms"}}`), decimals in
+/// `decimal.handling.mode=string`. `row` is `(id, name, balance)`.
+fn debezium_event(
+    op: &str,
+    before: Option<(i64, &str, &str)>,
+    after: Option<(i64, &str, &str)>,
+) -> String {
+    let row = |r: Option<(i64, &str, &str)>| {
+        r.map_or(
+            Value::Null,
+            |(id, name, balance)| json!({"id": id, "name": name, "balance": balance}),
+        )
+    };
+    let fields = json!([
+        {"type": "int64", "optional": false, "field": "id"},
+        {"type": "string", "optional": true, "field": "name"},
+        {"type": "string", "optional": true, "field": "balance"}
+    ]);
+    json!({
+        "schema": {"type": "struct", "name": "shop.public.accounts.Envelope", "optional": false,
+                   "fields": [
+                       {"type": "struct", "fields": fields, "optional": true, "field": "before"},
+                       {"type": "struct", "fields": fields, "optional": true, "field": "after"},
+                       {"type": "struct", "optional": false, "field": "source", "fields": []},
+                       {"type": "string", "optional": false, "field": "op"},
+                       {"type": "int64", "optional": true, "field": "ts_ms"}
+                   ]},
+        "payload": {
+            "before": row(before),
+            "after": row(after),
+            "source": {"version": "2.7.0.Final", "connector": "postgresql", "name": "shop",
+                       "db": "shop", "schema": "public", "table": "accounts",
+                       "snapshot": if op == "r" { "true" } else { "false" }},
+            "op": op,
+            "ts_ms": 1_733_000_000_000i64
+        }
+    })
+    .to_string()
+}
+
+/// A Debezium stream (snapshot reads, inserts, updates, deletes each followed by its tombstone,
+/// a key inserted again after its delete) into a Primary Key table through `jsonRoot` and
+/// `jsonPaths`, the key taken from `after` or, for a delete, from `before`, and `__op` from
+/// `op`: the table holds each key's last state; the tombstones (null values) are skipped, not
+/// error rows, and their offsets are committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debezium_change_events_leave_the_last_state_of_each_key() {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let Some(env) = namespace("worker Debezium envelope").await else {
+        return;
+    };
+    let topic = unique_name("dbz-accounts");
+    env.tb.create_topic(&topic, 1).await.expect("topic");
+    // (key, event); `None` is the tombstone Debezium sends after a delete.
+    let events: Vec<(i64, Option<String>)> = vec![
+        (
+            1,
+            Some(debezium_event("r", None, Some((1, "alice", "10.00")))),
+        ),
+        (2, Some(debezium_event("r", None, Some((2, "bob", "5.00"))))),
+        (
+            3,
+            Some(debezium_event("c", None, Some((3, "carol", "7.25")))),
+        ),
+        (
+            1,
+            Some(debezium_event(
+                "u",
+                Some((1, "alice", "10.00")),
+                Some((1, "alice", "12.50")),
+            )),
+        ),
+        (2, Some(debezium_event("d", Some((2, "bob", "5.00")), None))),
+        (2, None),
+        (
+            4,
+            Some(debezium_event("c", None, Some((4, "dave", "1.00")))),
+        ),
+        (
+            3,
+            Some(debezium_event(
+                "u",
+                Some((3, "carol", "7.25")),
+                Some((3, "carol", "8.00")),
+            )),
+        ),
+        (
+            4,
+            Some(debezium_event("d", Some((4, "dave", "1.00")), None)),
+        ),
+        (4, None),
+        (2, Some(debezium_event("c", None, Some((2, "bob", "6.00"))))),
+    ];
+    let producer: FutureProducer = env
+        .tb
+        .kafka_config(Listener::Plaintext)
+        .expect("kafka config")
+        .create()
+        .expect("producer");
+    for (id, event) in &events {
+        let key = json!({"id": id}).to_string();
+        let mut rec = FutureRecord::<str, str>::to(&topic).key(&key).partition(0);
+        if let Some(e) = event {
+            rec = rec.payload(e);
+        }
+        producer
+            .send(rec, Duration::from_secs(30))
+            .await
+            .map_err(|(e, _)| e)
+            .expect("deliver");
+    }
+    let location = local_location("dbz-accounts");
+    env.table(
+        "accounts",
+        &location,
+        json!({
+            "model": "Primary",
+            "keys": ["id"],
+            "columns": [
+                {"name": "id", "type": "BIGINT", "nullable": false},
+                {"name": "name", "type": "VARCHAR(32)"},
+                {"name": "balance", "type": "DECIMAL(10,2)"}
+            ]
+        }),
+    )
+    .await;
+    let mut w = env.spawn_worker(&[]);
+    let task = env
+        .job_and_task(
+            "accounts-cdc",
+            &location,
+            json!({
+                "table": "accounts",
+                "format": "json",
+                "jsonRoot": "$.payload",
+                "jsonPaths": ["$.op", "$.before.id", "$.after.id", "$.after.name", "$.after.balance"],
+                "columns": ["op", "before_id", "after_id", "name", "balance",
+                            "id = cast(coalesce(after_id, before_id) as bigint)",
+                            "__op = if(op = 'd', 1, 0)"],
+                "kafka": {
+                    "brokerList": env.tb.var("KAFKA_BROKERS").unwrap(),
+                    "topic": topic,
+                    "partitions": [0],
+                    "offsets": ["OFFSET_BEGINNING"]
+                }
+            }),
+            &w.name,
+        )
+        .await;
+    let changes = events.iter().filter(|(_, e)| e.is_some()).count() as i64;
+    let st = env
+        .wait_loaded(&task, &mut w, events.len() as i64, changes)
+        .await;
+    assert_counters(&st, changes, changes, 0);
+    let snap = env.read_table(&task, events.len() as i64);
+    assert_eq!(
+        rows(&snap, &["id", "name", "balance"]),
+        vec![
+            json!({"id": 1, "name": "alice", "balance": "12.50"}),
+            json!({"id": 2, "name": "bob", "balance": "6.00"}),
+            json!({"id": 3, "name": "carol", "balance": "8.00"}),
+        ]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -168,6 +168,7 @@ async fn prepare(ctx: &WorkerContext, a: &Assignment, task: &RoutineLoadTask) ->
         .with_context(|| format!("reading table {}", job.spec.table))?;
     let plan = LoadPlan::build(&job.spec, &job.spec.table, &table.spec)
         .map_err(|e| anyhow!("planning the load: {e}"))?;
+    let update = plan.update.clone();
     let mut engine = LoadEngine::new(Arc::new(plan));
     if let Some(registry) = &job.spec.schema_registry {
         let client =
@@ -198,7 +199,8 @@ async fn prepare(ctx: &WorkerContext, a: &Assignment, task: &RoutineLoadTask) ->
         a.epoch,
     )
     .await
-    .context("opening the Delta table")?;
+    .context("opening the Delta table")?
+    .with_update_rule(update);
 
     let kafka = &job.spec.kafka;
     let credentials = match &kafka.credentials_secret {
@@ -1148,7 +1150,20 @@ impl TaskLoop {
                 headers: headers.get(i).and_then(|h| h.as_deref()),
             })
             .collect();
-        let loaded = crate::engine::load_in_parallel(&mut self.engines, &source)?;
+        // A zero-length record (a Kafka tombstone, e.g. the one Debezium sends after a delete)
+        // carries no row: it is skipped, as StarRocks skips it, and its offset still moves on.
+        let with_payload: Vec<SourceMessage<'_>>;
+        let rows: &[SourceMessage<'_>] = if source.iter().any(|m| m.payload.is_empty()) {
+            with_payload = source
+                .iter()
+                .filter(|m| !m.payload.is_empty())
+                .copied()
+                .collect();
+            &with_payload
+        } else {
+            &source
+        };
+        let loaded = crate::engine::load_in_parallel(&mut self.engines, rows)?;
         let mut next: BTreeMap<i32, i64> = BTreeMap::new();
         for m in &source {
             let e = next.entry(m.partition).or_insert(m.offset + 1);
