@@ -40,6 +40,7 @@ pub const ERROR_WINDOW_FACTOR: i64 = 10;
 #[x_kube(validation = Rule::new("(has(self.format) && self.format == 'avro') || (!has(self.avroPaths) && !has(self.schemaRegistry))").message("avroPaths and schemaRegistry apply only to format: avro"))]
 #[x_kube(validation = Rule::new("!has(self.format) || self.format != 'avro' || has(self.schemaRegistry)").message("format: avro needs schemaRegistry (the Confluent-compatible registry that holds the writers' schemas)"))]
 #[x_kube(validation = Rule::new("!has(self.format) || self.format == 'csv' || (!has(self.columnSeparator) && !has(self.rowDelimiter) && !has(self.enclose) && !has(self.escape) && !has(self.trimSpace))").message("columnSeparator, rowDelimiter, enclose, escape and trimSpace apply only to format: csv"))]
+#[x_kube(validation = Rule::new("!has(self.partialUpdate) || !self.partialUpdate || (has(self.columns) && size(self.columns) > 0)").message("partialUpdate needs columns: list the key columns and the columns the job updates"))]
 #[serde(rename_all = "camelCase")]
 pub struct RoutineLoadJobSpec {
     /// Name of the `Table` to load into, in the job's namespace (StarRocks: `ON table_name`).
@@ -149,6 +150,23 @@ pub struct RoutineLoadJobSpec {
     /// Default: true, as in the reference's property table.
     #[serde(default = "default_true")]
     pub strict_mode: bool,
+
+    /// Partial update of a Primary table (StarRocks `partial_update`): a row whose key exists
+    /// updates only the columns the job loads (those COLUMNS fills, directly or by an
+    /// expression) and the other columns keep their stored values; a row whose key is new is
+    /// inserted with the other columns at their default (NULL without one). The keys must be
+    /// loaded, and a NOT NULL column that is not loaded needs a default. Default: false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub partial_update: bool,
+
+    /// Conditional update of a Primary table (StarRocks `merge_condition`): a value column the
+    /// job loads; a row whose key exists replaces (or, with partialUpdate, updates) the stored
+    /// row only if its value in this column is greater than or equal to the stored one (NULL is
+    /// lower than any value), so an older version of a row that arrives late does not overwrite
+    /// a newer one. Deletes (`__op` = 1) are not conditional. Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub merge_condition: Option<String>,
 
     /// Time zone for time-zone-sensitive functions such as from_unixtime and unix_timestamp
     /// (StarRocks `timezone`), an IANA name like `Asia/Shanghai`. Default: UTC.

@@ -18,6 +18,6 @@ pub mod value;
 pub use column_type::ColumnType;
 pub use job::{RoutineLoadJob, RoutineLoadJobSpec, RoutineLoadJobStatus};
 pub use load::{Load, LoadSpec, LoadState, LoadStatus};
-pub use load_plan::LoadPlan;
+pub use load_plan::{LoadPlan, UpdateRule};
 pub use table::{Table, TableSpec, TableStatus};
 pub use task::{RoutineLoadTask, RoutineLoadTaskSpec, RoutineLoadTaskStatus};

@@ -16,6 +16,7 @@ mod op_column;
 mod string_functions;
 mod time_functions;
 mod udf;
+mod update_rule;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -31,6 +32,7 @@ use deltalake::datafusion::prelude::{SessionConfig, SessionContext};
 
 pub use functions::mysql_format_to_chrono;
 pub use json_path::{JsonPath, Step};
+pub use update_rule::UpdateRule;
 
 use crate::column_type::{ColumnType, SchemaRef};
 use crate::job::{DEFAULT_COLUMN_SEPARATOR, DEFAULT_ROW_DELIMITER, DataFormat, RoutineLoadJobSpec};
@@ -108,6 +110,24 @@ pub enum PlanError {
         table: String,
         model: crate::table_model::TableModel,
     },
+    #[error(
+        "{option} applies only to a Primary table, but table '{table}' has model {model}: remove {option} from the job"
+    )]
+    UpdateOutsidePrimary {
+        option: &'static str,
+        table: String,
+        model: crate::table_model::TableModel,
+    },
+    #[error(
+        "partialUpdate: key column '{key}' is not loaded, so rows can't find their stored row: add it to COLUMNS"
+    )]
+    PartialUpdateWithoutKey { key: String },
+    #[error(
+        "partialUpdate: column '{column}' is NOT NULL without a default and the job does not load it, so a row with a new key could not be inserted: give it a default (e.g. default: \"0\") or add it to COLUMNS"
+    )]
+    PartialUpdateWithoutDefault { column: String },
+    #[error("mergeCondition '{column}': {reason}")]
+    BadMergeCondition { column: String, reason: String },
 }
 
 /// CSV decoding options.
@@ -270,6 +290,9 @@ pub struct LoadPlan {
     /// TINYINT, 0 to upsert the row's key and 1 to delete it. None: every row upserts (keyed
     /// tables) or appends (Duplicate).
     pub op_column: Option<usize>,
+    /// How a row whose key exists changes the stored row (Primary tables: partialUpdate,
+    /// mergeCondition); plain (the whole row, unconditionally) otherwise.
+    pub update: UpdateRule,
 }
 
 impl LoadPlan {
@@ -496,6 +519,23 @@ impl LoadPlan {
             .enumerate()
             .map(|(i, f)| (f.name.as_str(), i))
             .collect();
+        // Checked before the defaults: a partial update that does not load a key is refused
+        // for that reason, not for the key's missing value.
+        let update = update_rule::check(
+            &key_model,
+            table_name,
+            &table_columns
+                .iter()
+                .map(|(c, t)| update_rule::LoadedColumn {
+                    name: &c.name,
+                    column_type: *t,
+                    loaded: field_index.contains_key(c.name.as_str())
+                        || derived.contains_key(&c.name),
+                })
+                .collect::<Vec<_>>(),
+            job.partial_update,
+            job.merge_condition.as_deref(),
+        )?;
         let mut columns = Vec::with_capacity(table_columns.len());
         for (column, column_type) in &table_columns {
             let source = if let Some(&i) = field_index.get(column.name.as_str()) {
@@ -507,6 +547,10 @@ impl LoadPlan {
                 ColumnSource::Default(default.clone())
             } else if column.nullable {
                 ColumnSource::Null
+            } else if job.partial_update {
+                return Err(PlanError::PartialUpdateWithoutDefault {
+                    column: column.name.clone(),
+                });
             } else {
                 return Err(PlanError::MissingRequiredColumn {
                     column: column.name.clone(),
@@ -640,6 +684,7 @@ impl LoadPlan {
             allowed_partitions,
             key_model,
             op_column,
+            update,
         })
     }
 }
