@@ -106,6 +106,8 @@ pub struct DeltaSink {
     epoch: i64,
     /// The model the table's configuration records: appends for Duplicate, merges otherwise.
     key_model: KeyModel,
+    /// How a row changes the stored row of its key (the job's partialUpdate and mergeCondition).
+    update: routine_load_api::UpdateRule,
 }
 
 impl DeltaSink {
@@ -132,7 +134,17 @@ impl DeltaSink {
             query_id: format!("routine-load-{job_uid}"),
             epoch,
             key_model,
+            update: Default::default(),
         })
+    }
+
+    /// Sets how a row changes the stored row of its key (the plan's [`UpdateRule`]; Primary
+    /// tables only, which the plan checks).
+    ///
+    /// [`UpdateRule`]: routine_load_api::UpdateRule
+    pub fn with_update_rule(mut self, update: routine_load_api::UpdateRule) -> Self {
+        self.update = update;
+        self
     }
 
     /// Sets the number of commits between checkpoints (0 disables checkpoints).

@@ -8,11 +8,19 @@
 //! table's MERGE applies the same rule, so the table ends with the last row per key in Kafka
 //! order, as long as one key always comes from one partition (what CDC topics keyed by the
 //! primary key give). Rows of one key from several partitions have no order between them.
+//!
+//! With a merge condition (StarRocks `merge_condition`), rows still apply one after another: an
+//! upsert replaces the key's row only if its condition value is >= the current one (NULL lowest),
+//! a delete is unconditional. The surviving row of a key is then the upsert with the largest
+//! condition value (the later one among equals) after the last delete. A row that follows a
+//! delete of its key in the batch replaces the stored row whole and unconditionally (the stored
+//! row is gone by then); [`REPLACES_COLUMN`] marks it for the merge. Partial updates use the same
+//! mark: such a row is a new row, its columns not loaded take their defaults.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use deltalake::arrow::array::{Array, ArrayRef, Int8Array, UInt32Array};
+use deltalake::arrow::array::{Array, ArrayRef, BooleanArray, Int8Array, UInt32Array};
 use deltalake::arrow::compute::take;
 use deltalake::arrow::datatypes::{DataType, Field, Schema};
 use deltalake::arrow::error::ArrowError;
@@ -40,28 +48,74 @@ impl Op {
     }
 }
 
-/// The indexes of the last occurrence of every key, in ascending order.
-pub fn last_index_per_key<K: Eq + std::hash::Hash>(keys: impl IntoIterator<Item = K>) -> Vec<u32> {
-    let mut last: HashMap<K, u32> = HashMap::new();
+/// Column of a collapsed batch (with a merge condition or a partial update): the row follows a
+/// delete of its key in the batch, so it replaces the stored row whole and unconditionally.
+pub const REPLACES_COLUMN: &str = "__routine_load_replaces";
+
+/// The row of a key that survives a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Survivor {
+    /// Index of the row in the batch.
+    pub row: u32,
+    /// An earlier row of the batch deleted the key: this upsert replaces the stored row whole
+    /// and unconditionally.
+    pub replaces: bool,
+}
+
+/// The surviving row of every key when the rows apply one after another, in ascending row
+/// order: a delete is unconditional; an upsert replaces the key's current row when
+/// `at_least(upsert, current)` (the merge condition; always true without one).
+pub fn survivors<K: Eq + std::hash::Hash>(
+    keys: impl IntoIterator<Item = K>,
+    ops: &[Op],
+    at_least: impl Fn(u32, u32) -> bool,
+) -> Vec<Survivor> {
+    let mut current: HashMap<K, Survivor> = HashMap::new();
     for (i, key) in keys.into_iter().enumerate() {
-        last.insert(key, i as u32);
+        let row = i as u32;
+        let op = ops.get(i).copied().unwrap_or(Op::Upsert);
+        let next = match (op, current.get(&key)) {
+            (Op::Delete, _) | (Op::Upsert, None) => Survivor {
+                row,
+                replaces: false,
+            },
+            (Op::Upsert, Some(held)) if ops.get(held.row as usize) == Some(&Op::Delete) => {
+                Survivor {
+                    row,
+                    replaces: true,
+                }
+            }
+            (Op::Upsert, Some(held)) if at_least(row, held.row) => Survivor {
+                row,
+                replaces: held.replaces,
+            },
+            (Op::Upsert, Some(held)) => *held,
+        };
+        current.insert(key, next);
     }
-    let mut out: Vec<u32> = last.into_values().collect();
-    out.sort_unstable();
+    let mut out: Vec<Survivor> = current.into_values().collect();
+    out.sort_unstable_by_key(|s| s.row);
     out
 }
 
-/// One row per key of `batch`: the last one, with the `__op` column (all upserts when the batch
-/// has none). `keys` name columns of the batch.
-pub fn collapse_by_key(batch: &RecordBatch, keys: &[String]) -> Result<RecordBatch, ArrowError> {
+/// One row per key of `batch` with the `__op` column (all upserts when the batch has none):
+/// the last one, or with `condition` (a column of the batch) the one [`survivors`] picks. With
+/// `marked`, the batch also gets [`REPLACES_COLUMN`]. `keys` name columns of the batch.
+pub fn collapse_by_key(
+    batch: &RecordBatch,
+    keys: &[String],
+    condition: Option<&str>,
+    marked: bool,
+) -> Result<RecordBatch, ArrowError> {
     let batch = with_op_column(batch)?;
+    let column = |name: &str, what: &str| {
+        batch.column_by_name(name).cloned().ok_or_else(|| {
+            ArrowError::SchemaError(format!("{what} column '{name}' is not in the batch"))
+        })
+    };
     let key_columns: Vec<ArrayRef> = keys
         .iter()
-        .map(|k| {
-            batch.column_by_name(k).cloned().ok_or_else(|| {
-                ArrowError::SchemaError(format!("key column '{k}' is not in the batch"))
-            })
-        })
+        .map(|k| column(k, "key"))
         .collect::<Result<_, _>>()?;
     let converter = RowConverter::new(
         key_columns
@@ -70,17 +124,59 @@ pub fn collapse_by_key(batch: &RecordBatch, keys: &[String]) -> Result<RecordBat
             .collect(),
     )?;
     let rows = converter.convert_columns(&key_columns)?;
-    let survivors = last_index_per_key(rows.iter());
-    if survivors.len() == batch.num_rows() {
-        return Ok(batch);
-    }
-    let indices = UInt32Array::from(survivors);
-    let columns = batch
+    let op = column(OP_COLUMN, "operation")?;
+    let op = op
+        .as_any()
+        .downcast_ref::<Int8Array>()
+        .ok_or_else(|| ArrowError::SchemaError(format!("column '{OP_COLUMN}' is not TINYINT")))?;
+    let ops: Vec<Op> = (0..op.len())
+        .map(|i| {
+            if op.is_valid(i) && Op::from_code(op.value(i)) == Some(Op::Delete) {
+                Op::Delete
+            } else {
+                Op::Upsert
+            }
+        })
+        .collect();
+    let survivors = match condition {
+        None => survivors(rows.iter(), &ops, |_, _| true),
+        Some(name) => {
+            // The row format orders values as the column sorts ascending, NULL first (lowest).
+            let values = column(name, "merge condition")?;
+            let converter = RowConverter::new(vec![SortField::new(values.data_type().clone())])?;
+            let values = converter.convert_columns(&[values])?;
+            survivors(rows.iter(), &ops, |a, b| {
+                values.row(a as usize) >= values.row(b as usize)
+            })
+        }
+    };
+    let indices = UInt32Array::from_iter_values(survivors.iter().map(|s| s.row));
+    let mut fields: Vec<Field> = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    let mut columns = batch
         .columns()
         .iter()
         .map(|c| take(c.as_ref(), &indices, None))
         .collect::<Result<Vec<_>, _>>()?;
-    RecordBatch::try_new(batch.schema(), columns)
+    if marked {
+        fields.push(Field::new(REPLACES_COLUMN, DataType::Boolean, false));
+        columns.push(Arc::new(BooleanArray::from_iter(
+            survivors.iter().map(|s| Some(s.replaces)),
+        )));
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+}
+
+/// How many rows of a collapsed batch replace the stored row whole ([`REPLACES_COLUMN`]).
+pub fn count_replaces(batch: &RecordBatch) -> usize {
+    batch
+        .column_by_name(REPLACES_COLUMN)
+        .and_then(|c| c.as_any().downcast_ref::<BooleanArray>())
+        .map_or(0, |b| b.true_count())
 }
 
 /// The batch with an `__op` column: its own, or one of upserts appended.
@@ -131,7 +227,11 @@ mod tests {
             (&["x", "y", "y", "x"], &[2, 3]),
         ];
         for (keys, want) in cases {
-            assert_eq!(last_index_per_key(keys.iter()), *want, "{keys:?}");
+            let rows: Vec<u32> = survivors(keys.iter(), &[], |_, _| true)
+                .iter()
+                .map(|s| s.row)
+                .collect();
+            assert_eq!(rows, *want, "{keys:?}");
         }
     }
 
@@ -242,6 +342,115 @@ mod tests {
         assert_eq!(ids.values().to_vec(), [1], "{:?}", loaded.errors);
     }
 
+    /// Rows applied one after another with a merge condition: (key, op, condition value) per
+    /// row; the surviving (row, replaces) per key.
+    #[test]
+    fn survivors_with_a_merge_condition_equal_rows_applied_one_by_one() {
+        const U: Op = Op::Upsert;
+        const D: Op = Op::Delete;
+        type Case<'a> = (&'a [(&'a str, Op, Option<i64>)], &'a [(u32, bool)]);
+        let cases: &[Case] = &[
+            (&[], &[]),
+            // The largest condition value wins, wherever it is.
+            (
+                &[("a", U, Some(3)), ("a", U, Some(1)), ("a", U, Some(2))],
+                &[(0, false)],
+            ),
+            (
+                &[("a", U, Some(1)), ("a", U, Some(3)), ("a", U, Some(2))],
+                &[(1, false)],
+            ),
+            // Ties: the later row.
+            (&[("a", U, Some(2)), ("a", U, Some(2))], &[(1, false)]),
+            // NULL is lower than any value; two NULLs tie.
+            (&[("a", U, Some(0)), ("a", U, None)], &[(0, false)]),
+            (&[("a", U, None), ("a", U, Some(-5))], &[(1, false)]),
+            (&[("a", U, None), ("a", U, None)], &[(1, false)]),
+            // Keys are independent.
+            (
+                &[
+                    ("a", U, Some(5)),
+                    ("b", U, Some(1)),
+                    ("a", U, Some(4)),
+                    ("b", U, Some(2)),
+                ],
+                &[(0, false), (3, false)],
+            ),
+            // A delete is unconditional, whatever the condition values before it.
+            (&[("a", U, Some(9)), ("a", D, Some(1))], &[(1, false)]),
+            // After a delete, the next upsert replaces unconditionally, and later upserts still
+            // compare with it.
+            (
+                &[
+                    ("a", U, Some(9)),
+                    ("a", D, None),
+                    ("a", U, Some(1)),
+                    ("a", U, Some(0)),
+                ],
+                &[(2, true)],
+            ),
+            (
+                &[("a", D, None), ("a", U, Some(1)), ("a", U, Some(4))],
+                &[(2, true)],
+            ),
+            // A delete after the replacement: the delete.
+            (
+                &[("a", D, None), ("a", U, Some(1)), ("a", D, None)],
+                &[(2, false)],
+            ),
+        ];
+        for (rows, want) in cases {
+            let ops: Vec<Op> = rows.iter().map(|r| r.1).collect();
+            let got = survivors(rows.iter().map(|r| r.0), &ops, |a, b| {
+                rows[a as usize].2 >= rows[b as usize].2
+            });
+            let got: Vec<(u32, bool)> = got.iter().map(|s| (s.row, s.replaces)).collect();
+            assert_eq!(got, *want, "{rows:?}");
+        }
+    }
+
+    /// The collapse with the condition column of a real batch (a string column: text order),
+    /// and the mark of rows that replace.
+    #[test]
+    fn collapse_with_a_merge_condition_keeps_the_newest_row() {
+        let keys = vec!["id".to_string()];
+        // Key 1: the largest value, the later of two equal ones (name b). Key 2: a delete, then
+        // the row after it, which replaces.
+        let b = batch(
+            &[1, 1, 1, 1, 1, 2, 2, 2],
+            &["a", "a", "a", "b", "a", "a", "a", "a"],
+            &[
+                "2024-02", "2024-01", "2024-03", "2024-03", "2024-00", "9", "0", "1",
+            ],
+            Some(&[0, 0, 0, 0, 0, 0, 1, 0]),
+        );
+        let got = collapse_by_key(&b, &keys, Some("v"), true).unwrap();
+        assert_eq!(
+            rows(&got),
+            [
+                (1, "b".to_string(), "2024-03".to_string(), 0),
+                (2, "a".to_string(), "1".to_string(), 0)
+            ]
+        );
+        assert_eq!(count_replaces(&got), 1);
+        let marks = got
+            .column_by_name(REPLACES_COLUMN)
+            .unwrap()
+            .as_any()
+            .downcast_ref::<BooleanArray>()
+            .unwrap();
+        assert_eq!(marks.iter().collect::<Vec<_>>(), [Some(false), Some(true)]);
+        // Without a condition: the last rows; unmarked batches have no mark column.
+        let got = collapse_by_key(&b, &keys, None, false).unwrap();
+        assert_eq!(rows(&got)[0].2, "2024-00");
+        assert!(got.column_by_name(REPLACES_COLUMN).is_none());
+        let err = collapse_by_key(&b, &keys, Some("nope"), true).unwrap_err();
+        assert!(
+            err.to_string().contains("merge condition column 'nope'"),
+            "{err}"
+        );
+    }
+
     #[test]
     fn op_codes() {
         let cases = [
@@ -340,7 +549,8 @@ mod tests {
             ),
         ];
         for (ids, names, values, ops, want) in cases {
-            let got = collapse_by_key(&batch(ids, names, values, *ops), &keys).unwrap();
+            let got =
+                collapse_by_key(&batch(ids, names, values, *ops), &keys, None, false).unwrap();
             let want: Vec<(i64, String, String, i8)> = want
                 .iter()
                 .map(|(i, n, v, o)| (*i, n.to_string(), v.to_string(), *o))
@@ -355,11 +565,18 @@ mod tests {
                 Some(&[0, 1, 0]),
             ),
             &keys,
+            None,
+            false,
         )
         .unwrap();
         assert_eq!(count_ops(&collapsed), (1, 1));
-        let err =
-            collapse_by_key(&batch(&[1], &["a"], &["x"], None), &["nope".to_string()]).unwrap_err();
+        let err = collapse_by_key(
+            &batch(&[1], &["a"], &["x"], None),
+            &["nope".to_string()],
+            None,
+            false,
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("key column 'nope'"), "{err}");
     }
 }

@@ -70,7 +70,14 @@ impl DeltaSink {
                     )))
                 })?
         } else {
-            key_model::collapse_by_key(&batch, keys).map_err(|e| {
+            let rule = &self.update;
+            key_model::collapse_by_key(
+                &batch,
+                keys,
+                rule.merge_condition.as_deref(),
+                !rule.is_plain(),
+            )
+            .map_err(|e| {
                 SinkError::Delta(DeltaTableError::Generic(format!(
                     "collapsing the batch by key {keys:?}: {e}"
                 )))
@@ -131,6 +138,16 @@ impl DeltaSink {
             .filter(|n| n != OP_COLUMN)
             .collect();
         let values: Vec<&String> = all.iter().filter(|n| !keys.contains(n)).collect();
+        // The value columns a matched row updates: those the job loads with a partial update.
+        let updated: Vec<&String> = match &self.update.updated_columns {
+            Some(loaded) => values
+                .iter()
+                .copied()
+                .filter(|c| loaded.contains(c))
+                .collect(),
+            None => values.clone(),
+        };
+        let replaces = key_model::count_replaces(&source);
         let frame = SessionContext::new().read_batch(source).map_err(|e| {
             SinkError::Delta(DeltaTableError::Generic(format!(
                 "reading the batch as a merge source: {e}"
@@ -161,11 +178,33 @@ impl DeltaSink {
                 d.predicate(qualified("s", OP_COLUMN).eq(lit(OP_DELETE)))
             })?;
         }
-        if !values.is_empty() {
+        if replaces > 0 && !values.is_empty() {
+            // A row after a delete of its key in the batch: the stored row is gone by then, so
+            // the row replaces it whole and unconditionally.
+            merge = merge.when_matched_update(|u| {
+                values.iter().fold(
+                    u.predicate(qualified("s", key_model::REPLACES_COLUMN).eq(lit(true))),
+                    |u, c| u.update(c.as_str(), qualified("s", c)),
+                )
+            })?;
+        }
+        if !updated.is_empty() {
             let aggregates = &self.key_model.aggregates;
             let aggregate = self.key_model.model == TableModel::Aggregate;
+            let condition = self.update.merge_condition.as_deref().map(|c| {
+                // Incoming >= stored, NULL lower than any value.
+                let (incoming, stored) = (qualified("s", c), qualified("t", c));
+                stored
+                    .clone()
+                    .is_null()
+                    .or(incoming.clone().is_not_null().and(incoming.gt_eq(stored)))
+            });
             merge = merge.when_matched_update(|u| {
-                values.iter().fold(u, |u, c| {
+                let u = match condition {
+                    Some(condition) => u.predicate(condition),
+                    None => u,
+                };
+                updated.iter().fold(u, |u, c| {
                     let incoming = qualified("s", c);
                     let value = match aggregates.get(c.as_str()) {
                         Some(f) if aggregate => {
@@ -211,6 +250,7 @@ mod tests {
 
     use deltalake::arrow::array::{Int8Array, Int64Array, StringArray};
     use deltalake::arrow::datatypes::{DataType, Field, Schema};
+    use routine_load_api::UpdateRule;
     use routine_load_api::table::TableSpec;
 
     use super::*;
@@ -469,6 +509,261 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, SinkError::Conflict(_)), "{err}");
         assert_eq!(rows(&sink).await, want, "a replayed batch adds nothing");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// A Primary table with a version, a name and a score, as the engine gives batches of it.
+    type Versioned = (i64, Option<i64>, Option<&'static str>, Option<i64>, i8);
+
+    fn versioned_batch(rows: &[Versioned]) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("version", DataType::Int64, true),
+            Field::new("name", DataType::Utf8, true),
+            Field::new("score", DataType::Int64, true),
+            Field::new(OP_COLUMN, DataType::Int8, false),
+        ]));
+        RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0))),
+                Arc::new(Int64Array::from(
+                    rows.iter().map(|r| r.1).collect::<Vec<_>>(),
+                )),
+                Arc::new(StringArray::from(
+                    rows.iter().map(|r| r.2).collect::<Vec<_>>(),
+                )),
+                Arc::new(Int64Array::from(
+                    rows.iter().map(|r| r.3).collect::<Vec<_>>(),
+                )),
+                Arc::new(Int8Array::from_iter_values(rows.iter().map(|r| r.4))),
+            ],
+        )
+        .unwrap()
+    }
+
+    type Stored = (i64, Option<i64>, Option<String>, Option<i64>);
+
+    async fn versioned_rows(sink: &DeltaSink) -> Vec<Stored> {
+        use deltalake::arrow::array::Array;
+        let ctx = SessionContext::new();
+        sink.table.update_datafusion_session(&ctx.state()).unwrap();
+        let provider = sink.table.table_provider().await.unwrap();
+        let mut out = Vec::new();
+        for b in ctx.read_table(provider).unwrap().collect().await.unwrap() {
+            let int = |n: &str| {
+                b.column_by_name(n)
+                    .unwrap()
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .unwrap()
+                    .clone()
+            };
+            let (id, version, score) = (int("id"), int("version"), int("score"));
+            let name =
+                deltalake::arrow::compute::cast(b.column_by_name("name").unwrap(), &DataType::Utf8)
+                    .unwrap();
+            let name = name.as_any().downcast_ref::<StringArray>().unwrap();
+            let v = |a: &Int64Array, i: usize| a.is_valid(i).then(|| a.value(i));
+            for i in 0..b.num_rows() {
+                out.push((
+                    id.value(i),
+                    v(&version, i),
+                    name.is_valid(i).then(|| name.value(i).to_string()),
+                    v(&score, i),
+                ));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    async fn versioned_sink(name: &str, rule: UpdateRule) -> (std::path::PathBuf, DeltaSink) {
+        let (dir, loc) = temp_location(name);
+        let spec: TableSpec = serde_yaml::from_str(&format!(
+            "location: {loc}\nmodel: Primary\nkeys: [id]\ncolumns:\n  - {{name: id, type: BIGINT, nullable: false}}\n  - {{name: version, type: BIGINT}}\n  - {{name: name, type: STRING}}\n  - {{name: score, type: BIGINT}}\n"
+        ))
+        .unwrap();
+        delta_table::create_or_adopt(&loc, &spec, HashMap::new())
+            .await
+            .unwrap();
+        let sink = DeltaSink::open(&loc, HashMap::new(), "uid", &[0], 1)
+            .await
+            .unwrap()
+            .with_update_rule(rule);
+        (dir, sink)
+    }
+
+    fn stored(id: i64, version: Option<i64>, name: Option<&str>, score: Option<i64>) -> Stored {
+        (id, version, name.map(str::to_string), score)
+    }
+
+    /// partialUpdate: matched rows update only the loaded columns (here id, name; the engine
+    /// fills version and score with NULL), new keys are inserted with NULL there; a row after a
+    /// delete of its key is a new row; a replayed batch is refused.
+    #[tokio::test]
+    async fn partial_updates_leave_the_columns_not_loaded_across_batches() {
+        let full = UpdateRule::default();
+        let (dir, mut sink) = versioned_sink("partial", full).await;
+        // Batch 1, whole rows (a sink without the rule, as a job without partialUpdate).
+        sink.commit(
+            Some(versioned_batch(&[
+                (1, Some(1), Some("a"), Some(10), 0),
+                (2, Some(1), Some("b"), Some(20), 0),
+                (3, Some(1), Some("c"), Some(30), 0),
+            ])),
+            &request(0, None, 3, "p1"),
+        )
+        .await
+        .unwrap();
+        let mut sink = sink.with_update_rule(UpdateRule {
+            updated_columns: Some(vec!["name".into()]),
+            merge_condition: None,
+        });
+        // Batch 2, a partial update of name: 1 updated twice, 4 new, 3 deleted and loaded again.
+        sink.commit(
+            Some(versioned_batch(&[
+                (1, None, Some("a2"), None, 0),
+                (4, None, Some("d"), None, 0),
+                (1, None, Some("a3"), None, 0),
+                (3, None, None, None, 1),
+                (3, None, Some("c2"), None, 0),
+            ])),
+            &request(0, Some(3), 8, "p2"),
+        )
+        .await
+        .unwrap();
+        let want = [
+            stored(1, Some(1), Some("a3"), Some(10)),
+            stored(2, Some(1), Some("b"), Some(20)),
+            stored(3, None, Some("c2"), None),
+            stored(4, None, Some("d"), None),
+        ];
+        assert_eq!(versioned_rows(&sink).await, want);
+        // Batch 3 updates 2's name only.
+        sink.commit(
+            Some(versioned_batch(&[(2, None, Some("b2"), None, 0)])),
+            &request(0, Some(8), 9, "p3"),
+        )
+        .await
+        .unwrap();
+        let want = [
+            stored(1, Some(1), Some("a3"), Some(10)),
+            stored(2, Some(1), Some("b2"), Some(20)),
+            stored(3, None, Some("c2"), None),
+            stored(4, None, Some("d"), None),
+        ];
+        assert_eq!(versioned_rows(&sink).await, want);
+        let err = sink
+            .commit(
+                Some(versioned_batch(&[(1, None, Some("x"), None, 0)])),
+                &request(0, Some(8), 9, "p3-again"),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, SinkError::Conflict(_)), "{err}");
+        assert_eq!(
+            versioned_rows(&sink).await,
+            want,
+            "a replay changes nothing"
+        );
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// mergeCondition: a row whose version is older than the stored one is dropped, equal or
+    /// newer replaces; deletes are unconditional; with a partial update too, only the loaded
+    /// columns of the newer rows change; a replayed batch is refused.
+    #[tokio::test]
+    async fn merge_condition_keeps_the_newer_row_when_an_older_one_arrives_late() {
+        let rule = UpdateRule {
+            updated_columns: None,
+            merge_condition: Some("version".into()),
+        };
+        let (dir, mut sink) = versioned_sink("condition", rule).await;
+        sink.commit(
+            Some(versioned_batch(&[
+                (1, Some(5), Some("a5"), Some(1), 0),
+                // In one batch the newest version wins, wherever it is.
+                (2, Some(3), Some("b3"), Some(1), 0),
+                (2, Some(1), Some("b1"), Some(1), 0),
+                (3, None, Some("c-null"), Some(1), 0),
+                (4, Some(1), Some("d1"), Some(1), 0),
+            ])),
+            &request(0, None, 5, "m1"),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            versioned_rows(&sink).await,
+            [
+                stored(1, Some(5), Some("a5"), Some(1)),
+                stored(2, Some(3), Some("b3"), Some(1)),
+                stored(3, None, Some("c-null"), Some(1)),
+                stored(4, Some(1), Some("d1"), Some(1)),
+            ]
+        );
+        sink.commit(
+            Some(versioned_batch(&[
+                // Older than stored: dropped. Equal: replaces. NULL stored: any value replaces.
+                (1, Some(4), Some("a4-late"), Some(2), 0),
+                (2, Some(3), Some("b3-again"), Some(2), 0),
+                (3, Some(0), Some("c0"), Some(2), 0),
+                // A delete is unconditional, and the row after it replaces whatever version.
+                (4, Some(0), None, None, 1),
+                (4, Some(0), Some("d0"), Some(2), 0),
+                (5, Some(7), Some("e7"), Some(2), 0),
+            ])),
+            &request(0, Some(5), 11, "m2"),
+        )
+        .await
+        .unwrap();
+        let want = [
+            stored(1, Some(5), Some("a5"), Some(1)),
+            stored(2, Some(3), Some("b3-again"), Some(2)),
+            stored(3, Some(0), Some("c0"), Some(2)),
+            stored(4, Some(0), Some("d0"), Some(2)),
+            stored(5, Some(7), Some("e7"), Some(2)),
+        ];
+        assert_eq!(versioned_rows(&sink).await, want);
+        // Only late rows: nothing changes, the offsets still move.
+        sink.commit(
+            Some(versioned_batch(&[(1, Some(1), Some("a1"), Some(3), 0)])),
+            &request(0, Some(11), 12, "m3"),
+        )
+        .await
+        .unwrap();
+        assert_eq!(versioned_rows(&sink).await, want);
+        assert_eq!(sink.refresh().await.unwrap()[&0].next, Some(12));
+        let err = sink
+            .commit(
+                Some(versioned_batch(&[(1, Some(9), Some("a9"), Some(3), 0)])),
+                &request(0, Some(11), 12, "m3-again"),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, SinkError::Conflict(_)), "{err}");
+        assert_eq!(
+            versioned_rows(&sink).await,
+            want,
+            "a replay changes nothing"
+        );
+        // With a partial update of version and name: a newer row updates them, score stays.
+        let mut sink = sink.with_update_rule(UpdateRule {
+            updated_columns: Some(vec!["version".into(), "name".into()]),
+            merge_condition: Some("version".into()),
+        });
+        sink.commit(
+            Some(versioned_batch(&[
+                (1, Some(6), Some("a6"), None, 0),
+                (2, Some(2), Some("b2-late"), None, 0),
+            ])),
+            &request(0, Some(12), 14, "m4"),
+        )
+        .await
+        .unwrap();
+        let rows = versioned_rows(&sink).await;
+        assert_eq!(rows[0], stored(1, Some(6), Some("a6"), Some(1)));
+        assert_eq!(rows[1], stored(2, Some(3), Some("b3-again"), Some(2)));
         std::fs::remove_dir_all(&dir).ok();
     }
 
