@@ -760,6 +760,7 @@ mod tests {
             comment: None,
             model: Default::default(),
             keys: vec![],
+            maintenance: Default::default(),
         }
     }
 

@@ -11,6 +11,7 @@ pub mod load_plan;
 pub mod names;
 pub mod reference;
 pub mod table;
+pub mod table_maintenance;
 pub mod table_model;
 pub mod task;
 pub mod value;

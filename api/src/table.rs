@@ -86,7 +86,70 @@ pub struct TableSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = MAX_KEYS))]
     pub keys: Vec<String>,
+
+    /// Storage upkeep the operator does on the Delta table: compaction of small files (every
+    /// batch commit writes new files, and merges into keyed tables rewrite files), then vacuum
+    /// of the files no version within the retention needs.
+    #[serde(default, skip_serializing_if = "TableMaintenance::is_default")]
+    pub maintenance: TableMaintenance,
 }
+
+/// Compaction and vacuum of a `Table`'s Delta files.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TableMaintenance {
+    /// Minutes between compactions, which rewrite files smaller than `targetFileSizeMB` into
+    /// files of about that size (a Delta OPTIMIZE: same rows, same versions' offsets; readers
+    /// see no change of data). 0: never on a schedule (the `routineload.io/compact` annotation
+    /// still asks for one). Default: 60.
+    #[serde(default = "default_compact_interval_minutes")]
+    #[schemars(range(min = 0, max = 10080))]
+    pub compact_interval_minutes: u32,
+
+    /// The size compaction aims at, in MiB. Default: 128.
+    #[serde(default = "default_target_file_size_mb")]
+    #[schemars(range(min = 1, max = 4096))]
+    pub target_file_size_mb: u32,
+
+    /// After each compaction, files that left the table (replaced by compaction or merges, or
+    /// removed by deletes) longer ago than this many hours are deleted (a Delta VACUUM): reading
+    /// a version older than the retention (time travel) no longer works, and a reader still
+    /// scanning such a version fails. 0: never vacuum. Default: 168 (7 days, Delta's default).
+    #[serde(default = "default_vacuum_retention_hours")]
+    #[schemars(range(min = 0, max = 87600))]
+    pub vacuum_retention_hours: u32,
+}
+
+impl TableMaintenance {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+impl Default for TableMaintenance {
+    fn default() -> Self {
+        Self {
+            compact_interval_minutes: default_compact_interval_minutes(),
+            target_file_size_mb: default_target_file_size_mb(),
+            vacuum_retention_hours: default_vacuum_retention_hours(),
+        }
+    }
+}
+
+fn default_compact_interval_minutes() -> u32 {
+    60
+}
+fn default_target_file_size_mb() -> u32 {
+    128
+}
+fn default_vacuum_retention_hours() -> u32 {
+    168
+}
+
+/// Annotation on a `Table` asking for a compaction (and vacuum) now: any new value (for example
+/// a timestamp) asks once; the operator records the value it acted on in
+/// `status.maintenance.compactRequest`.
+pub const COMPACT_ANNOTATION: &str = "routineload.io/compact";
 
 /// One column of a `Table`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -170,6 +233,36 @@ pub struct TableStatus {
     /// Standard conditions (`Ready`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+
+    /// The last compaction and vacuum.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maintenance: Option<MaintenanceStatus>,
+}
+
+/// What the operator's last compaction and vacuum of a table did.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MaintenanceStatus {
+    /// When the last compaction ended (or was last tried, see `message`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_compaction_time: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    /// Files the last compaction replaced, and the files it wrote.
+    #[serde(default)]
+    pub files_removed: u64,
+    #[serde(default)]
+    pub files_added: u64,
+    /// The Delta version the last compaction committed (none: nothing to compact).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compacted_version: Option<i64>,
+    /// Files the last vacuum deleted.
+    #[serde(default)]
+    pub files_vacuumed: u64,
+    /// The `routineload.io/compact` annotation value the last compaction answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compact_request: Option<String>,
+    /// Why the last attempt failed, if it did (it is tried again at the next reconcile).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// Lifecycle phase of a `Table`.

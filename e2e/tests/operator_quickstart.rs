@@ -1,7 +1,8 @@
 //! The whole system as processes: the operator and a real worker against the testbed's API
 //! server and Kafka. A job goes NEED_SCHEDULE -> RUNNING, the worker loads what was produced, and
 //! the job status (loadedRows, progress, lag) matches it; the Delta table holds every row once,
-//! as both independent readers (pyarrow and Spark) see it.
+//! as both independent readers (pyarrow and Spark) see it, also after a compaction asked for
+//! with the `routineload.io/compact` annotation.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -215,12 +216,72 @@ async fn operator_and_worker_load_a_topic_end_to_end() {
     assert_eq!(status["statistic"]["loadedRows"], produced + 10, "{status}");
     assert_exactly_once(&tb, &location, produced + 10);
 
+    // Compaction on request (the annotation): the batches' small files become fewer, larger
+    // ones; the rows and the offsets' transactions stay; loading goes on after it.
+    let before = tb.read_delta(&location, None).expect("read table");
+    tables
+        .patch(
+            "quick",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({ "metadata": { "annotations": { "routineload.io/compact": "1" } } }),
+            ),
+        )
+        .await
+        .expect("annotate the table");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let maintenance = loop {
+        let m = get(&tables, "quick").await["status"]["maintenance"].clone();
+        if m["compactRequest"] == "1" {
+            break m;
+        }
+        assert!(Instant::now() < deadline, "no compaction: {m}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    eprintln!("compaction: {maintenance}");
+    let after = tb.read_delta(&location, None).expect("read table");
+    assert!(
+        before.files.len() > 2 && after.files.len() < before.files.len(),
+        "files before {}, after {}: {maintenance}",
+        before.files.len(),
+        after.files.len()
+    );
+    assert_eq!(
+        maintenance["filesRemoved"].as_u64(),
+        Some(before.files.len() as u64),
+        "{maintenance}"
+    );
+    assert_eq!(
+        maintenance["filesVacuumed"], 0,
+        "removed just now: kept for the retention"
+    );
+    assert_eq!(
+        after.txns, before.txns,
+        "the offsets' transactions are kept"
+    );
+    assert_exactly_once(&tb, &location, produced + 10);
+    produce(&tb, &topic, 60, 70).await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        let s = get(&jobs, "quick").await["status"].clone();
+        if s["statistic"]["totalRows"] == produced + 40 && s["totalLag"] == 0 {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no loads after the compaction: {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(status["statistic"]["loadedRows"], produced + 20, "{status}");
+    assert_exactly_once(&tb, &location, produced + 20);
+
     // Spark (pyspark + delta-spark) reads the same table: same version, rows and checksum.
     let both = tb
         .check_with_both_readers(&[location.as_str()], true)
         .unwrap_or_else(|e| panic!("{e:#}"));
     let (pyarrow, spark) = &both[0];
-    assert_eq!(spark.count, Some(produced as usize + 10));
+    assert_eq!(spark.count, Some(produced as usize + 20));
     assert!(
         pyarrow
             .column("loaded_at")

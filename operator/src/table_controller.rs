@@ -19,7 +19,8 @@ use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use routine_load_api::delta_table::{self, DeltaTableSetupError};
 use routine_load_api::names::{OPERATOR_FIELD_MANAGER, TABLE_FINALIZER};
-use routine_load_api::table::{DeletionPolicy, TablePhase};
+use routine_load_api::table::{COMPACT_ANNOTATION, DeletionPolicy, MaintenanceStatus, TablePhase};
+use routine_load_api::table_maintenance::{self, Due};
 use routine_load_api::{RoutineLoadJob, RoutineLoadTask, Table, TableStatus};
 use serde_json::json;
 use tracing::{info, warn};
@@ -194,6 +195,7 @@ async fn apply(table: &Table, ctx: &Context, ns: &str) -> Result<Action, Error> 
                 "SecretNotFound",
                 &msg,
                 None,
+                None,
             )
             .await?;
             return Ok(Action::requeue(Duration::from_secs(30)));
@@ -201,6 +203,7 @@ async fn apply(table: &Table, ctx: &Context, ns: &str) -> Result<Action, Error> 
     };
     let location = &table.spec.location;
     let opts = delta_table::storage_options(location, &secret);
+    let opts_for_maintenance = opts.clone();
     match delta_table::create_or_adopt_table(location, &table.spec, opts).await {
         Ok(setup) => {
             let version = setup.version;
@@ -219,6 +222,11 @@ async fn apply(table: &Table, ctx: &Context, ns: &str) -> Result<Action, Error> 
                     }
                 }
             }
+            let maintenance = maintain(table, ctx, opts_for_maintenance).await;
+            let version = maintenance
+                .as_ref()
+                .and_then(|m| m.compacted_version)
+                .map_or(version, |v| v.max(version));
             set_status(
                 table,
                 ctx,
@@ -228,6 +236,7 @@ async fn apply(table: &Table, ctx: &Context, ns: &str) -> Result<Action, Error> 
                 "DeltaTableReady",
                 &format!("Delta table at {location} is at version {version}"),
                 Some((true, format!("{location} answered"))),
+                maintenance,
             )
             .await?;
             Ok(Action::requeue(Duration::from_secs(30)))
@@ -251,6 +260,7 @@ async fn apply(table: &Table, ctx: &Context, ns: &str) -> Result<Action, Error> 
                 None,
                 reason,
                 &e.to_string(),
+                None,
                 None,
             )
             .await?;
@@ -291,6 +301,7 @@ async fn apply(table: &Table, ctx: &Context, ns: &str) -> Result<Action, Error> 
                 &reason,
                 &message,
                 Some((false, storage)),
+                None,
             )
             .await?;
             Ok(Action::requeue(Duration::from_secs(15)))
@@ -323,6 +334,7 @@ async fn cleanup(table: &Table, ctx: &Context, ns: &str) -> Result<Action, Error
             table.status.as_ref().and_then(|s| s.delta_version),
             "InUse",
             &msg,
+            None,
             None,
         )
         .await?;
@@ -456,6 +468,106 @@ pub fn storage_verdict(
     }
 }
 
+/// Compacts and vacuums the table when its schedule or the `routineload.io/compact`
+/// annotation says so (leader only); `None`: nothing was due. A failure is recorded (and the
+/// schedule waits an interval; a request is tried again at the next reconcile).
+async fn maintain(
+    table: &Table,
+    ctx: &Context,
+    opts: std::collections::HashMap<String, String>,
+) -> Option<MaintenanceStatus> {
+    let now = Timestamp::now();
+    let decide = |t: &Table| {
+        let previous = t.status.as_ref().and_then(|s| s.maintenance.clone());
+        let since = t.metadata.creation_timestamp.as_ref().map_or(now, |c| c.0);
+        let request = t.annotations().get(COMPACT_ANNOTATION).map(String::as_str);
+        let due =
+            table_maintenance::due(&t.spec.maintenance, previous.as_ref(), request, since, now);
+        (due, previous)
+    };
+    if matches!(decide(table).0, Due::No(_)) || !ctx.gate.holds() {
+        return None;
+    }
+    // Decided again on the Table as the API server has it: the reconcile after this
+    // controller's own status write may see a cached object without it.
+    let api: Api<Table> =
+        Api::namespaced(ctx.client.clone(), &table.namespace().unwrap_or_default());
+    let fresh = match api.get(&table.name_any()).await {
+        Ok(t) => t,
+        Err(e) => {
+            warn!(table = %table.name_any(), error = %e, "reading the table before a compaction");
+            return None;
+        }
+    };
+    let (due, previous) = decide(&fresh);
+    let request = match due {
+        Due::No(_) => return None,
+        Due::Scheduled => previous.as_ref().and_then(|p| p.compact_request.clone()),
+        Due::Requested(r) => Some(r),
+    };
+    let spec = &fresh.spec.maintenance;
+    let started = Instant::now();
+    let location = &table.spec.location;
+    let result = match delta_table::open(location, opts).await {
+        Ok(t) => table_maintenance::compact_and_vacuum(
+            t,
+            spec.target_file_size_mb,
+            table_maintenance::vacuum_retention(spec),
+        )
+        .await
+        .map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    let name = table.name_any();
+    let (event_type, reason, note, status) = match result {
+        Ok(c) => {
+            let note = format!(
+                "compacted {} files into {} ({}), vacuumed {} files, in {:.1}s",
+                c.files_removed,
+                c.files_added,
+                c.version.map_or_else(
+                    || "nothing to compact".to_string(),
+                    |v| format!("version {v}")
+                ),
+                c.files_vacuumed,
+                started.elapsed().as_secs_f64()
+            );
+            info!(table = %name, "{note}");
+            let status = MaintenanceStatus {
+                last_compaction_time: Some(Time(now)),
+                files_removed: c.files_removed,
+                files_added: c.files_added,
+                compacted_version: c.version,
+                files_vacuumed: c.files_vacuumed,
+                compact_request: request,
+                message: None,
+            };
+            (EventType::Normal, "Compacted", note, status)
+        }
+        Err(e) => {
+            let note = format!("compaction of {location} failed (tried again later): {e}");
+            warn!(table = %name, "{note}");
+            let status = MaintenanceStatus {
+                last_compaction_time: Some(Time(now)),
+                message: Some(note.clone()),
+                ..previous.unwrap_or_default()
+            };
+            (EventType::Warning, "CompactionFailed", note, status)
+        }
+    };
+    let event = Event {
+        type_: event_type,
+        reason: reason.into(),
+        note: Some(note),
+        action: "Compact".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &table.object_ref(&())).await {
+        warn!(table = %name, error = %e, "failed to publish event");
+    }
+    Some(status)
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn set_status(
     table: &Table,
@@ -466,6 +578,7 @@ async fn set_status(
     reason: &str,
     message: &str,
     storage: Option<(bool, String)>,
+    maintenance: Option<MaintenanceStatus>,
 ) -> Result<(), Error> {
     let previous = table.status.clone().unwrap_or_default();
     let status_word = if phase == TablePhase::Ready {
@@ -511,6 +624,7 @@ async fn set_status(
         delta_version: version.or(previous.delta_version),
         observed_generation: table.metadata.generation,
         conditions,
+        maintenance: maintenance.or_else(|| previous.maintenance.clone()),
     };
     if status == previous {
         return Ok(());
@@ -576,6 +690,7 @@ mod tests {
             delta_version: Some(3),
             observed_generation: Some(1),
             conditions,
+            maintenance: None,
         };
         // name, previous status, now (s), Ok(ride-out message part) / Err(failure message part)
         type Case = (

@@ -1326,6 +1326,7 @@ pub fn convert(st: &CreateTable, opts: &TableOptions) -> Result<ConvertedTable, 
         comment: st.comment.clone().filter(|s| !s.is_empty()),
         model,
         keys,
+        maintenance: Default::default(),
     };
     routine_load_api::table_model::validate(&spec).map_err(|e| e.to_string())?;
     let mut table = Table::new(&name, spec);

@@ -1,0 +1,317 @@
+//! Compaction and vacuum of a `Table`'s Delta files, run by the operator.
+//!
+//! Every batch commit writes new files, and a merge into a keyed table rewrites the files its
+//! keys touch, so a table loaded every few seconds gathers many small files: readers open all of
+//! them. Compaction (Delta OPTIMIZE) rewrites the small files into files of about the target
+//! size in one commit marked `dataChange: false`: the rows, the table's schema and the
+//! transaction identifiers that record the jobs' Kafka offsets stay as they were, so loading
+//! goes on where it was, and streaming readers skip the commit. A compaction that races a
+//! merge which rewrote one of its files is refused by Delta's conflict check and tried again
+//! later; the merge, likewise, runs again on the new version.
+//!
+//! Vacuum then deletes the files that left the table longer ago than the retention: time travel
+//! to versions before it no longer works, and a reader still scanning such a version fails.
+
+use std::num::NonZeroU64;
+
+use deltalake::{DeltaTable, DeltaTableError};
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+
+use crate::table::{MaintenanceStatus, TableMaintenance};
+
+/// Whether a compaction runs now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Due {
+    /// Not now; the next scheduled one is this far away (`None`: none is scheduled).
+    No(Option<std::time::Duration>),
+    /// The schedule says so.
+    Scheduled,
+    /// The `routineload.io/compact` annotation asks, with this value.
+    Requested(String),
+}
+
+/// Pure: whether a compaction is due at `now`. `request` is the annotation's value, `since` when
+/// the schedule counts from if the table was never compacted (its creation).
+pub fn due(
+    spec: &TableMaintenance,
+    status: Option<&MaintenanceStatus>,
+    request: Option<&str>,
+    since: Timestamp,
+    now: Timestamp,
+) -> Due {
+    if let Some(r) = request
+        && status.and_then(|s| s.compact_request.as_deref()) != Some(r)
+    {
+        return Due::Requested(r.to_string());
+    }
+    if spec.compact_interval_minutes == 0 {
+        return Due::No(None);
+    }
+    let last = status
+        .and_then(|s| s.last_compaction_time.as_ref())
+        .map_or(since, |t| t.0);
+    let interval = SignedDuration::from_mins(i64::from(spec.compact_interval_minutes));
+    let next = last.checked_add(interval).unwrap_or(now);
+    if now >= next {
+        Due::Scheduled
+    } else {
+        Due::No(Some(
+            now.duration_until(next)
+                .try_into()
+                .unwrap_or(std::time::Duration::ZERO),
+        ))
+    }
+}
+
+/// What one compaction and vacuum did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Compacted {
+    pub files_removed: u64,
+    pub files_added: u64,
+    /// The version compaction committed; `None`: there was nothing to compact.
+    pub version: Option<i64>,
+    pub files_vacuumed: u64,
+}
+
+/// Compacts `table` towards `target_file_size_mb` files, then vacuums files that left it more
+/// than `vacuum_retention` ago (`None`: no vacuum). One file is rewritten at a time, to bound
+/// the memory it takes.
+pub async fn compact_and_vacuum(
+    table: DeltaTable,
+    target_file_size_mb: u32,
+    vacuum_retention: Option<chrono::Duration>,
+) -> Result<Compacted, DeltaTableError> {
+    let before = table.version();
+    let target = NonZeroU64::new(u64::from(target_file_size_mb.max(1)) * 1024 * 1024)
+        .unwrap_or(NonZeroU64::MIN);
+    let (table, metrics) = table
+        .optimize()
+        .with_target_size(target)
+        .with_max_concurrent_tasks(1)
+        .await?;
+    let mut out = Compacted {
+        files_removed: metrics.num_files_removed,
+        files_added: metrics.num_files_added,
+        version: (table.version() != before).then(|| table.version().map_or(-1, |v| v as i64)),
+        files_vacuumed: 0,
+    };
+    if let Some(retention) = vacuum_retention {
+        let (_, vacuumed) = table
+            .vacuum()
+            .with_retention_period(retention)
+            .with_enforce_retention_duration(false)
+            .await?;
+        out.files_vacuumed = vacuumed.files_deleted.len() as u64;
+    }
+    Ok(out)
+}
+
+/// The vacuum retention a spec asks for (`None`: no vacuum).
+pub fn vacuum_retention(spec: &TableMaintenance) -> Option<chrono::Duration> {
+    (spec.vacuum_retention_hours > 0)
+        .then(|| chrono::Duration::hours(i64::from(spec.vacuum_retention_hours)))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    use deltalake::arrow::array::Int64Array;
+    use deltalake::arrow::datatypes::{DataType, Field, Schema};
+    use deltalake::arrow::record_batch::RecordBatch;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    use super::*;
+    use crate::delta_table;
+    use crate::table::TableSpec;
+
+    fn at(minutes: i64) -> Timestamp {
+        Timestamp::from_second(1_800_000_000 + minutes * 60).unwrap()
+    }
+
+    #[test]
+    fn a_compaction_is_due_on_schedule_or_on_request() {
+        let every = |m: u32| TableMaintenance {
+            compact_interval_minutes: m,
+            ..TableMaintenance::default()
+        };
+        let done = |minute: i64, request: Option<&str>| MaintenanceStatus {
+            last_compaction_time: Some(Time(at(minute))),
+            compact_request: request.map(str::to_string),
+            ..MaintenanceStatus::default()
+        };
+        let mins = |m: u64| Due::No(Some(std::time::Duration::from_secs(m * 60)));
+        // (case, spec, status, annotation, now (minutes), expected)
+        type Case<'a> = (
+            &'a str,
+            TableMaintenance,
+            Option<MaintenanceStatus>,
+            Option<&'a str>,
+            i64,
+            Due,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                "never compacted: counted from creation",
+                every(60),
+                None,
+                None,
+                30,
+                mins(30),
+            ),
+            (
+                "never compacted, an interval after creation",
+                every(60),
+                None,
+                None,
+                60,
+                Due::Scheduled,
+            ),
+            (
+                "an interval after the last",
+                every(60),
+                Some(done(100, None)),
+                None,
+                160,
+                Due::Scheduled,
+            ),
+            (
+                "within the interval",
+                every(60),
+                Some(done(100, None)),
+                None,
+                130,
+                mins(30),
+            ),
+            (
+                "no schedule",
+                every(0),
+                Some(done(100, None)),
+                None,
+                10_000,
+                Due::No(None),
+            ),
+            (
+                "a request, though not due",
+                every(60),
+                Some(done(100, None)),
+                Some("now-1"),
+                101,
+                Due::Requested("now-1".into()),
+            ),
+            (
+                "a request answered already",
+                every(0),
+                Some(done(100, Some("now-1"))),
+                Some("now-1"),
+                101,
+                Due::No(None),
+            ),
+            (
+                "a new request",
+                every(0),
+                Some(done(100, Some("now-1"))),
+                Some("now-2"),
+                101,
+                Due::Requested("now-2".into()),
+            ),
+        ];
+        for (case, spec, status, request, now, want) in cases {
+            assert_eq!(
+                due(&spec, status.as_ref(), request, at(0), at(now)),
+                want,
+                "{case}"
+            );
+        }
+    }
+
+    /// Many small appends compacted into one file: the same rows, the offsets' transaction
+    /// identifiers kept; vacuum then deletes the replaced files.
+    #[tokio::test]
+    async fn compaction_keeps_rows_and_offsets_and_vacuum_deletes_the_replaced_files() {
+        let dir = std::env::temp_dir().join(format!(
+            "rl-compact-{}-{}",
+            std::process::id(),
+            chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let loc = format!("file://{}", dir.display());
+        let spec: TableSpec = serde_yaml::from_str(&format!(
+            "location: {loc}\ncolumns:\n  - {{name: id, type: BIGINT}}\n"
+        ))
+        .unwrap();
+        delta_table::create_or_adopt(&loc, &spec, HashMap::new())
+            .await
+            .unwrap();
+        let mut table = delta_table::open(&loc, HashMap::new()).await.unwrap();
+        let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, true)]));
+        for i in 0..5i64 {
+            let batch = RecordBatch::try_new(
+                schema.clone(),
+                vec![Arc::new(Int64Array::from(vec![i * 10, i * 10 + 1]))],
+            )
+            .unwrap();
+            let txn = deltalake::kernel::Transaction::new("routine-load-job-0", i + 1);
+            table = table
+                .write(vec![batch])
+                .with_commit_properties(
+                    deltalake::kernel::transaction::CommitProperties::default()
+                        .with_application_transactions(vec![txn]),
+                )
+                .await
+                .unwrap();
+        }
+        let files = |t: &DeltaTable| t.get_file_uris().unwrap().count();
+        assert_eq!(files(&table), 5);
+        let parquet_on_disk = || {
+            std::fs::read_dir(&dir)
+                .unwrap()
+                .filter(|e| {
+                    e.as_ref()
+                        .unwrap()
+                        .file_name()
+                        .to_string_lossy()
+                        .ends_with(".parquet")
+                })
+                .count()
+        };
+        assert_eq!(parquet_on_disk(), 5);
+
+        let done = compact_and_vacuum(table, 128, Some(chrono::Duration::zero()))
+            .await
+            .unwrap();
+        assert_eq!((done.files_removed, done.files_added), (5, 1), "{done:?}");
+        assert_eq!(done.files_vacuumed, 5, "{done:?}");
+        assert_eq!(parquet_on_disk(), 1, "the replaced files are gone");
+        let table = delta_table::open(&loc, HashMap::new()).await.unwrap();
+        assert_eq!(files(&table), 1);
+        // Versions 1-5 the appends, 6 the compaction (vacuum records its start and end after).
+        assert_eq!(done.version, Some(6), "{done:?}");
+        assert!(table.version().unwrap() as i64 >= 6);
+        let txn = table
+            .snapshot()
+            .unwrap()
+            .transaction_version(table.log_store().as_ref(), "routine-load-job-0")
+            .await
+            .unwrap();
+        assert_eq!(txn, Some(5), "the offsets' transaction identifier is kept");
+        let ctx = deltalake::datafusion::prelude::SessionContext::new();
+        table.update_datafusion_session(&ctx.state()).unwrap();
+        let provider = table.table_provider().await.unwrap();
+        let rows: usize = ctx
+            .read_table(provider)
+            .unwrap()
+            .collect()
+            .await
+            .unwrap()
+            .iter()
+            .map(|b| b.num_rows())
+            .sum();
+        assert_eq!(rows, 10, "the same rows");
+        // Nothing left to compact: no commit.
+        let again = compact_and_vacuum(table, 128, None).await.unwrap();
+        assert_eq!(again.version, None, "{again:?}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}
