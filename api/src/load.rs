@@ -7,6 +7,40 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+/// The Stream Load headers the workers implement, with StarRocks' names (HTTP header names are
+/// case-insensitive; these are lowercase). Any other load header is refused by name.
+pub const STREAM_LOAD_HEADERS: &[&str] = &[
+    "label",
+    "column_separator",
+    "row_delimiter",
+    "columns",
+    "where",
+    "partitions",
+    "max_filter_ratio",
+    "strict_mode",
+    "timezone",
+    "format",
+    "jsonpaths",
+    "strip_outer_array",
+    "json_root",
+    "enclose",
+    "escape",
+    "trim_space",
+    "timeout",
+];
+
+/// Whether `label` can name a `Load` (a DNS subdomain name, at most 128 characters as
+/// StarRocks' labels).
+pub fn valid_label(label: &str) -> bool {
+    !label.is_empty()
+        && label.len() <= 128
+        && label
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && label.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && label.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
+
 /// An import job identified by its label (the object's name). Created by the worker that takes
 /// the import, before it reads any data; its status follows the import to FINISHED or
 /// CANCELLED.

@@ -11,6 +11,9 @@ pub const WORKER_LABEL: &str = "routineload.io/worker";
 /// Annotation on a `Load` naming the worker pod that created it: its status names the worker only
 /// once the load has started, and a worker that stopped before then is known by this.
 pub const LOAD_WORKER_ANNOTATION: &str = "routineload.io/worker";
+/// Annotation on a worker's heartbeat Lease: the base URL of its HTTP server
+/// (`ROUTINE_LOAD_ADVERTISE_URL`), where `kubectl routineload load` sends Stream Loads.
+pub const WORKER_URL_ANNOTATION: &str = "routineload.io/url";
 /// Label on a task naming its job.
 pub const JOB_LABEL: &str = "routineload.io/job";
 /// Finalizer the operator puts on tables.

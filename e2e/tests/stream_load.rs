@@ -415,6 +415,200 @@ async fn stream_load_labels_filter_ratio_and_auth() {
     assert_eq!(json_users, 10, "the JSON rows");
 }
 
+/// `kubectl routineload load` (the plugin binary) through a real worker: found by its heartbeat
+/// Lease, or given with `--url`; the token given with `--token`, or the kubeconfig user's. A CSV
+/// file loads once and reads back; the same label again exits 3 ("Label Already Exists", nothing
+/// loaded twice; 0 with `--ok-if-exists`); stdin without a label loads under a printed label; a
+/// file past `--max-filter-ratio` exits 1 with the ErrorURL, which lists the bad rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_plugin_loads_a_file_once_per_label() {
+    let Some(setup) = Setup::start("the_plugin_loads_a_file_once_per_label").await else {
+        return;
+    };
+    let _worker = setup.spawn_worker(&[]).await;
+    let inst = &setup.inst;
+    let token = setup
+        .user
+        .split_once(':')
+        .expect("loader:TOKEN")
+        .1
+        .to_string();
+    let admin_kubeconfig = inst.tb.kubeconfig().display().to_string();
+    // A kubeconfig whose user is the loader ServiceAccount's token (JSON is YAML).
+    let mut kubeconfig: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(&admin_kubeconfig).unwrap()).unwrap();
+    for user in kubeconfig["users"].as_array_mut().expect("users") {
+        user["user"] = json!({"token": token});
+    }
+    let loader_kubeconfig = setup.dir.join("loader-kubeconfig");
+    std::fs::write(&loader_kubeconfig, serde_json::to_vec(&kubeconfig).unwrap()).unwrap();
+    let loader_kubeconfig = loader_kubeconfig.display().to_string();
+    // The worker's Lease advertises its URL.
+    wait_for(
+        "the worker's Lease with its URL",
+        Duration::from_secs(30),
+        || async {
+            let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+                Api::namespaced(inst.client.clone(), &inst.ns);
+            let lease = leases
+                .get(&setup.worker_pod)
+                .await
+                .map_err(|e| e.to_string())?;
+            let url = lease
+                .metadata
+                .annotations
+                .unwrap_or_default()
+                .get("routineload.io/url")
+                .cloned();
+            (url.as_deref() == Some(setup.base().as_str()))
+                .then_some(())
+                .ok_or_else(|| format!("annotation: {url:?}"))
+        },
+    )
+    .await;
+
+    let columns = COLUMN_NAMES.join(",");
+    let plugin = |args: &[&str], stdin: Option<&Path>| -> (i32, Value, String) {
+        let mut cmd = Command::new(
+            routine_load_e2e::process::workspace_binary("kubectl-routineload").unwrap(),
+        );
+        cmd.args(["load", "--table", "routine-wiki-edit", "-n", &inst.ns])
+            .args(["--column-separator", ",", "--columns", &columns])
+            .args(args);
+        if let Some(f) = stdin {
+            cmd.stdin(std::fs::File::open(f).unwrap());
+        }
+        let out = cmd.output().expect("kubectl-routineload");
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        let answer = serde_json::from_str(&stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {stdout}\n{stderr}"));
+        (out.status.code().unwrap_or(-1), answer, stderr)
+    };
+    let good: Vec<usize> = (0..200).filter(|i| is_good(*i)).collect();
+    let good_file = setup.write("good.csv", &good);
+    let good_path = good_file.display().to_string();
+
+    // The worker from its Lease, the admin's kubeconfig with the loader's token.
+    let (code, first, err) = plugin(
+        &[
+            &good_path,
+            "--label",
+            "plugin-1",
+            "--kubeconfig",
+            &admin_kubeconfig,
+            "--worker-namespace",
+            &inst.ns,
+            "--token",
+            &token,
+        ],
+        None,
+    );
+    assert_eq!(
+        (code, first["Status"].as_str()),
+        (0, Some("Success")),
+        "{first} {err}"
+    );
+    assert_eq!(first["NumberLoadedRows"], good.len(), "{first}");
+    let (version, users) = setup.users();
+    assert_eq!(Some(version), first["TxnId"].as_i64());
+    assert_eq!(users, users_of(&good, 1), "every row of the file once");
+
+    // The same label again, the worker by --url and the token from the kubeconfig: refused
+    // with the first load's state, exit 3; nothing loaded twice.
+    let by_url = ["--kubeconfig", &loader_kubeconfig, "--url", &setup.base()];
+    let (code, again, err) = plugin(
+        &[&[good_path.as_str(), "--label", "plugin-1"], &by_url[..]].concat(),
+        None,
+    );
+    assert_eq!(code, 3, "{again} {err}");
+    assert_eq!(again["Status"], "Label Already Exists", "{again}");
+    assert_eq!(again["ExistingJobStatus"], "FINISHED", "{again}");
+    assert!(err.contains("nothing was loaded this time"), "{err}");
+    let (code, _, err) = plugin(
+        &[
+            &[good_path.as_str(), "--label", "plugin-1", "--ok-if-exists"],
+            &by_url[..],
+        ]
+        .concat(),
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(setup.users(), (version, users_of(&good, 1)), "loaded once");
+
+    // stdin without a label: a generated label, printed, names the Load.
+    let more: Vec<usize> = (200..260).filter(|i| is_good(*i)).collect();
+    let more_file = setup.write("more.csv", &more);
+    let (code, piped, err) = plugin(&[&["-"], &by_url[..]].concat(), Some(&more_file));
+    assert_eq!(
+        (code, piped["Status"].as_str()),
+        (0, Some("Success")),
+        "{piped} {err}"
+    );
+    let label = piped["Label"].as_str().expect("Label").to_string();
+    assert!(
+        label.starts_with("load-") && err.contains(&format!("--label {label}")),
+        "{err}"
+    );
+    let load = inst
+        .get(LOAD, &label)
+        .await
+        .expect("the generated label's Load");
+    assert_eq!(load["status"]["loadedRows"], more.len(), "{load}");
+
+    // Past --max-filter-ratio: exit 1, nothing committed, the ErrorURL lists the bad rows.
+    let mixed = setup.write("mixed.csv", &(300..500).collect::<Vec<_>>());
+    let (code, failed, err) = plugin(
+        &[
+            &[
+                mixed.display().to_string().as_str(),
+                "--label",
+                "plugin-2",
+                "--max-filter-ratio",
+                "0.001",
+                "--strict-mode",
+            ],
+            &by_url[..],
+        ]
+        .concat(),
+        None,
+    );
+    assert_eq!(
+        (code, failed["Status"].as_str()),
+        (1, Some("Fail")),
+        "{failed} {err}"
+    );
+    let error_url = failed["ErrorURL"].as_str().expect("ErrorURL").to_string();
+    assert!(err.contains(&error_url), "{err}");
+    let (code, log) = curl(&[&error_url]);
+    assert_eq!(code, 200, "{log}");
+    assert_eq!(log.lines().count(), 2, "{log}");
+    let mut want = good.clone();
+    want.extend(&more);
+    assert_eq!(
+        setup.users().1,
+        users_of(&want, 1),
+        "the failed load committed nothing"
+    );
+
+    // A flag the workers don't take is refused before anything is sent.
+    let out =
+        Command::new(routine_load_e2e::process::workspace_binary("kubectl-routineload").unwrap())
+            .args([
+                "load",
+                "--table",
+                "routine-wiki-edit",
+                "-n",
+                &inst.ns,
+                &good_path,
+            ])
+            .args(["-H", "colums: a", "--url", &setup.base(), "--token", &token])
+            .output()
+            .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no Stream Load header 'colums'"));
+}
+
 /// Label expiry (StarRocks `label_keep_max_second`) with an operator keeping ended Loads 6 s:
 /// a FINISHED and a CANCELLED Load disappear after their keep time and not before, a LOADING
 /// Load stays, and the freed label loads its data again.

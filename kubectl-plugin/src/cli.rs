@@ -56,11 +56,58 @@ pub enum Command {
         /// `--location URI`: the storage of the Table a CREATE TABLE converts to.
         location: Option<String>,
     },
+    /// `load --table T FILE|-`: Stream Load of a file.
+    Load(LoadArgs),
     Help {
         topic: Option<String>,
     },
     Version,
 }
+
+/// `load`: what to send where.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LoadArgs {
+    /// The `Table` to load into.
+    pub table: String,
+    /// The file to send; `None` reads stdin (`-`).
+    pub file: Option<String>,
+    /// `--label`; without it the plugin generates one and prints it.
+    pub label: Option<String>,
+    /// Stream Load headers from the flags (`--columns` -> `columns`), in command-line order.
+    pub settings: Vec<(String, String)>,
+    /// `-H 'name: value'` as given.
+    pub headers: Vec<String>,
+    /// `--url http://host:port`: the worker to send to, instead of a live worker's Lease.
+    pub url: Option<String>,
+    /// `--token`: the bearer token, instead of the kubeconfig user's.
+    pub token: Option<String>,
+    /// `--token-file`: a file holding the bearer token.
+    pub token_file: Option<String>,
+    /// `--worker-namespace`: where the workers' heartbeat Leases are (default: all namespaces).
+    pub worker_namespace: Option<String>,
+    /// `--ok-if-exists`: a label already FINISHED exits 0.
+    pub ok_if_exists: bool,
+}
+
+/// The `load` flags that are Stream Load headers: (flag, header, takes a value). A flag without
+/// a value sets its header to `true` (`--strict-mode=false` sets `false`).
+pub const LOAD_FLAG_HEADERS: &[(&str, &str, bool)] = &[
+    ("--columns", "columns", true),
+    ("--column-separator", "column_separator", true),
+    ("--row-delimiter", "row_delimiter", true),
+    ("--format", "format", true),
+    ("--jsonpaths", "jsonpaths", true),
+    ("--json-root", "json_root", true),
+    ("--strip-outer-array", "strip_outer_array", false),
+    ("--where", "where", true),
+    ("--partitions", "partitions", true),
+    ("--max-filter-ratio", "max_filter_ratio", true),
+    ("--strict-mode", "strict_mode", false),
+    ("--timezone", "timezone", true),
+    ("--enclose", "enclose", true),
+    ("--escape", "escape", true),
+    ("--trim-space", "trim_space", false),
+];
 
 pub const USAGE: &str = "\
 kubectl routineload: StarRocks Routine Load statements for routine-load jobs
@@ -78,6 +125,7 @@ Commands:
                             where each partition stands; what moving partitions would skip or
                             load again; --apply edits spec.kafka (ALTER ROUTINE LOAD ... FROM KAFKA)
   convert [FILE|-]          CREATE ROUTINE LOAD -> RoutineLoadJob YAML, CREATE TABLE -> Table YAML
+  load --table T FILE|-     Stream Load: sends the file to a worker, prints StarRocks' JSON answer
   help [COMMAND]            this help, or a command's
 
 Options:
@@ -196,6 +244,47 @@ spec.location; without it the YAML says REPLACE_ME, which the API server refuses
   kubectl routineload convert table.sql --location s3://lake/db/orders | kubectl apply -f -
 "
         }
+        "load" => {
+            "\
+Usage: kubectl routineload load --table TABLE [-n NS] FILE|- [--label LABEL]
+         [--columns \"a,b,c=expr\"] [--column-separator S] [--row-delimiter S]
+         [--format csv|json] [--jsonpaths '[\"$.a\"]'] [--json-root '$.data'] [--strip-outer-array]
+         [--where EXPR] [--partitions P1,P2] [--max-filter-ratio R] [--strict-mode]
+         [--timezone TZ] [--enclose C] [--escape C] [--trim-space] [--timeout SECS]
+         [-H 'name: value' ...] [--url http://HOST:PORT] [--token TOKEN | --token-file FILE]
+         [--worker-namespace NS] [--ok-if-exists]
+
+Stream Load (StarRocks' synchronous import) of FILE (or stdin with -) into the Table TABLE of
+the namespace: PUT http://WORKER/api/NS/TABLE/_stream_load with the file streamed as the body
+(never read into memory; `Expect: 100-continue`, so a refused load sends no data). The flags are
+StarRocks' headers (--columns is `columns`, --max-filter-ratio `max_filter_ratio`, --timeout
+`timeout`, ...); -H sends any other Stream Load header. Prints the worker's JSON answer.
+
+Label: --label, else a generated one, printed to stderr before the load starts. A label loads
+once: if the outcome is unknown (the connection broke), run the same command again with
+--label LABEL: a load that finished answers `Label Already Exists` with its state
+(ExistingJobStatus) and loads nothing again; a cancelled one loads again.
+
+Exit status: 0 Success; 1 Fail (the answer's Message, ErrorURL lists the filtered rows), a
+refused request or no answer; 3 Label Already Exists (0 with --ok-if-exists when that load is
+FINISHED).
+
+Worker: --url http://HOST:PORT, else the URL a live worker advertises in its heartbeat Lease
+(annotation routineload.io/url, the worker's ROUTINE_LOAD_ADVERTISE_URL: with the chart the
+pod IP, reachable from inside the cluster network), chosen by the label so a retry goes to the
+same worker. From outside the cluster: `kubectl port-forward -n RELEASE_NS svc/FULLNAME-worker
+8040` and --url http://127.0.0.1:8040. Leases are listed in all namespaces unless
+--worker-namespace (the release namespace) is given. Only http:// URLs.
+
+Credentials: `Authorization: Bearer` with --token, --token-file, else the kubeconfig user's
+`token` or `tokenFile` (or the in-cluster service account's). Users that authenticate with a
+client certificate or an exec / auth-provider plugin need --token (for instance
+`--token $(kubectl create token loader -n NS)`). The token's holder needs `create` on `loads`.
+
+  kubectl routineload load --table routine-wiki-edit -n load-test wiki.csv --label wiki-1 \\
+      --column-separator , --columns event_time,channel,user,is_anonymous,is_minor,is_new,is_robot,is_unpatrolled,delta,added,deleted
+"
+        }
         "help" => USAGE,
         _ => return None,
     })
@@ -225,6 +314,10 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
     let mut tail = None;
     let mut table: Option<String> = None;
     let mut location: Option<String> = None;
+    let mut load = LoadArgs::default();
+    // `load`-only flags given, to refuse them for other commands.
+    let mut load_flags: Vec<String> = Vec::new();
+    let mut load_timeout: Option<u64> = None;
     let mut only_positional = false;
     let mut i = 0;
     while i < args.len() {
@@ -263,6 +356,37 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
             table = Some(take(&mut i)?);
         } else if flag == "--location" {
             location = Some(take(&mut i)?);
+        } else if let Some((_, header, takes_value)) =
+            LOAD_FLAG_HEADERS.iter().find(|(f, _, _)| *f == flag)
+        {
+            let v = if *takes_value {
+                take(&mut i)?
+            } else {
+                inline.clone().unwrap_or_else(|| "true".into())
+            };
+            load.settings.push((header.to_string(), v));
+            load_flags.push(flag.clone());
+        } else if flag == "--label" {
+            load.label = Some(take(&mut i)?);
+            load_flags.push(flag.clone());
+        } else if flag == "-H" || flag == "--header" {
+            load.headers.push(take(&mut i)?);
+            load_flags.push(flag.clone());
+        } else if flag == "--url" {
+            load.url = Some(take(&mut i)?);
+            load_flags.push(flag.clone());
+        } else if flag == "--token" {
+            load.token = Some(take(&mut i)?);
+            load_flags.push(flag.clone());
+        } else if flag == "--token-file" {
+            load.token_file = Some(take(&mut i)?);
+            load_flags.push(flag.clone());
+        } else if flag == "--worker-namespace" {
+            load.worker_namespace = Some(take(&mut i)?);
+            load_flags.push(flag.clone());
+        } else if flag == "--ok-if-exists" {
+            load.ok_if_exists = true;
+            load_flags.push(flag.clone());
         } else if flag == "--no-wait" {
             cli.wait = false;
         } else if flag == "--timeout" {
@@ -272,6 +396,7 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
                 .parse()
                 .map_err(|_| format!("--timeout {v}: expected seconds"))?;
             cli.timeout = Duration::from_secs(secs);
+            load_timeout = Some(secs);
         } else if flag == "--tail" {
             let v = take(&mut i)?;
             tail = Some(
@@ -326,6 +451,13 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
             if set && !ok.iter().any(|(f, _)| *f == flag) {
                 return Err(format!("{cmd}: option {flag} does not apply"));
             }
+        }
+        if cmd != "load"
+            && let Some(flag) = load_flags.first()
+        {
+            return Err(format!(
+                "{cmd}: option {flag} does not apply (it is a `load` option)"
+            ));
         }
         Ok(())
     };
@@ -396,12 +528,41 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
                 location: location.clone(),
             }
         }
+        "load" => {
+            allowed(&[("--table", true)])?;
+            let Some(table) = table.clone() else {
+                return Err("load: which table? usage: kubectl routineload load --table TABLE FILE|- (see kubectl routineload help load)".into());
+            };
+            let file = match rest.as_slice() {
+                [f] => f.clone(),
+                [] => {
+                    return Err("load: which file? give FILE, or - to read stdin".into());
+                }
+                _ => {
+                    return Err(format!(
+                        "load: one file at a time, got {} (concatenate them, or load each with its own --label)",
+                        rest.join(" ")
+                    ));
+                }
+            };
+            if let Some(secs) = load_timeout {
+                if secs == 0 {
+                    return Err("load: --timeout 0: the load's timeout is at least 1 s".into());
+                }
+                load.settings.push(("timeout".into(), secs.to_string()));
+            }
+            Command::Load(LoadArgs {
+                table,
+                file: Some(file).filter(|f| f != "-"),
+                ..load.clone()
+            })
+        }
         "help" => Command::Help {
             topic: rest.first().cloned(),
         },
         other => {
             return Err(format!(
-                "unknown command '{other}': expected show, tasks, pause, resume, stop, errors, offsets or convert (see kubectl routineload --help)"
+                "unknown command '{other}': expected show, tasks, pause, resume, stop, errors, offsets, convert or load (see kubectl routineload --help)"
             ));
         }
     };
@@ -609,10 +770,201 @@ mod tests {
         }
     }
 
+    fn pv(args: &[&str]) -> Result<Cli, String> {
+        let v: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        parse(&v)
+    }
+
+    fn settings(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn load_command_lines_parse() {
+        let cases: Vec<(Vec<&str>, LoadArgs, Option<&str>)> = vec![
+            (
+                vec!["load", "--table", "t", "a.csv"],
+                LoadArgs {
+                    table: "t".into(),
+                    file: Some("a.csv".into()),
+                    ..Default::default()
+                },
+                None,
+            ),
+            (
+                vec!["load", "-", "--table=t", "-n", "db", "--label", "l1"],
+                LoadArgs {
+                    table: "t".into(),
+                    file: None,
+                    label: Some("l1".into()),
+                    ..Default::default()
+                },
+                Some("db"),
+            ),
+            (
+                vec![
+                    "load",
+                    "--table",
+                    "t",
+                    "a.csv",
+                    "--columns",
+                    "a, b, c = a + b",
+                    "--column-separator",
+                    ",",
+                    "--where",
+                    "a > 1",
+                    "--max-filter-ratio",
+                    "0.1",
+                    "--strict-mode",
+                    "--timezone",
+                    "Asia/Shanghai",
+                    "--timeout",
+                    "30",
+                ],
+                LoadArgs {
+                    table: "t".into(),
+                    file: Some("a.csv".into()),
+                    settings: settings(&[
+                        ("columns", "a, b, c = a + b"),
+                        ("column_separator", ","),
+                        ("where", "a > 1"),
+                        ("max_filter_ratio", "0.1"),
+                        ("strict_mode", "true"),
+                        ("timezone", "Asia/Shanghai"),
+                        ("timeout", "30"),
+                    ]),
+                    ..Default::default()
+                },
+                None,
+            ),
+            (
+                vec![
+                    "load",
+                    "--table",
+                    "t",
+                    "a.json",
+                    "--format",
+                    "json",
+                    "--jsonpaths",
+                    "[\"$.a\"]",
+                    "--json-root=$.data",
+                    "--strip-outer-array",
+                    "--strict-mode=false",
+                    "-H",
+                    "enclose: \"",
+                ],
+                LoadArgs {
+                    table: "t".into(),
+                    file: Some("a.json".into()),
+                    settings: settings(&[
+                        ("format", "json"),
+                        ("jsonpaths", "[\"$.a\"]"),
+                        ("json_root", "$.data"),
+                        ("strip_outer_array", "true"),
+                        ("strict_mode", "false"),
+                    ]),
+                    headers: vec!["enclose: \"".into()],
+                    ..Default::default()
+                },
+                None,
+            ),
+            (
+                vec![
+                    "load",
+                    "--table",
+                    "t",
+                    "a.csv",
+                    "--url",
+                    "http://127.0.0.1:8040",
+                    "--token",
+                    "T",
+                    "--ok-if-exists",
+                    "--worker-namespace",
+                    "routine-load",
+                ],
+                LoadArgs {
+                    table: "t".into(),
+                    file: Some("a.csv".into()),
+                    url: Some("http://127.0.0.1:8040".into()),
+                    token: Some("T".into()),
+                    worker_namespace: Some("routine-load".into()),
+                    ok_if_exists: true,
+                    ..Default::default()
+                },
+                None,
+            ),
+            (
+                vec!["load", "--table", "t", "a.csv", "--token-file", "/t"],
+                LoadArgs {
+                    table: "t".into(),
+                    file: Some("a.csv".into()),
+                    token_file: Some("/t".into()),
+                    ..Default::default()
+                },
+                None,
+            ),
+        ];
+        for (args, want, ns) in cases {
+            let cli = pv(&args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+            assert_eq!(cli.command, Command::Load(want), "{args:?}");
+            assert_eq!(cli.namespace.as_deref(), ns, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn bad_load_command_lines_say_what_is_wrong() {
+        let cases: Vec<(Vec<&str>, &str)> = vec![
+            (vec!["load", "a.csv"], "load: which table?"),
+            (
+                vec!["load", "--table", "t"],
+                "load: which file? give FILE, or -",
+            ),
+            (
+                vec!["load", "--table", "t", "a", "b"],
+                "load: one file at a time",
+            ),
+            (
+                vec!["load", "--table", "t", "a", "--colums", "x"],
+                "unknown option '--colums'",
+            ),
+            (
+                vec!["load", "--table", "t", "a", "--timeout", "0"],
+                "at least 1 s",
+            ),
+            (
+                vec!["load", "--table", "t", "a", "--all"],
+                "load: option --all does not apply",
+            ),
+            (
+                vec!["load", "--table", "t", "a", "--label"],
+                "option --label needs a value",
+            ),
+            (
+                vec!["show", "--label", "l"],
+                "show: option --label does not apply (it is a `load` option)",
+            ),
+            (
+                vec!["errors", "j", "-H", "a: b"],
+                "errors: option -H does not apply",
+            ),
+            (
+                vec!["convert", "--columns", "a"],
+                "convert: option --columns does not apply",
+            ),
+        ];
+        for (args, want) in cases {
+            let err = pv(&args).expect_err(&format!("{args:?}"));
+            assert!(err.contains(want), "{args:?}: {err}");
+        }
+    }
+
     #[test]
     fn every_command_has_help() {
         for c in [
-            "show", "tasks", "pause", "resume", "stop", "errors", "convert", "help",
+            "show", "tasks", "pause", "resume", "stop", "errors", "convert", "load", "help",
         ] {
             assert!(command_help(c).is_some_and(|h| h.contains("Usage")), "{c}");
         }

@@ -1,12 +1,13 @@
 //! `kubectl routineload`: StarRocks Routine Load statements (SHOW ROUTINE LOAD, SHOW ROUTINE
 //! LOAD TASK, PAUSE / RESUME / STOP ROUTINE LOAD, CREATE ROUTINE LOAD, CREATE TABLE) for
-//! routine-load jobs and their tables.
+//! routine-load jobs and their tables, and Stream Load of files (`load`).
 //!
 //! Installed as `kubectl-routineload` anywhere on PATH, kubectl finds it as a plugin.
 
 mod cli;
 mod convert;
 mod http;
+mod load;
 mod offsets;
 mod show;
 
@@ -41,6 +42,13 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
+    if let Command::Load(args) = &cli.command {
+        let code = runtime.block_on(load_cmd(&cli, args)).unwrap_or_else(|e| {
+            eprintln!("error: {e:#}");
+            1
+        });
+        std::process::exit(code);
+    }
     if let Err(e) = runtime.block_on(run(cli)) {
         eprintln!("error: {e:#}");
         std::process::exit(1);
@@ -141,12 +149,163 @@ async fn run(cli: Cli) -> Result<()> {
                     changes,
                     apply,
                 } => offsets_cmd(&jobs, &ns, job, changes, *apply).await,
-                Command::Help { .. } | Command::Version | Command::Convert { .. } => {
+                Command::Help { .. }
+                | Command::Version
+                | Command::Convert { .. }
+                | Command::Load(_) => {
                     unreachable!()
                 }
             }
         }
     }
+}
+
+/// The client configuration from KUBECONFIG / in-cluster config (`--kubeconfig`, `--context`).
+async fn kube_config(cli: &Cli) -> Result<Config> {
+    if cli.kubeconfig.is_none() && cli.context.is_none() {
+        return Config::infer().await.context(
+            "reading the cluster configuration (KUBECONFIG, ~/.kube/config or the in-cluster service account)",
+        );
+    }
+    let kubeconfig = match &cli.kubeconfig {
+        Some(path) => {
+            Kubeconfig::read_from(path).with_context(|| format!("reading kubeconfig {path}"))?
+        }
+        None => Kubeconfig::read().context("reading KUBECONFIG or ~/.kube/config")?,
+    };
+    let options = KubeConfigOptions {
+        context: cli.context.clone(),
+        ..Default::default()
+    };
+    Config::from_custom_kubeconfig(kubeconfig, &options)
+        .await
+        .context("loading the kubeconfig context")
+}
+
+/// `load`: Stream Load of a file through a worker; returns the exit status.
+async fn load_cmd(cli: &Cli, args: &cli::LoadArgs) -> Result<i32> {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let (label, generated) = match &args.label {
+        Some(l) => (l.clone(), false),
+        None => {
+            let entropy = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos() as u64)
+                .unwrap_or(0)
+                ^ (u64::from(std::process::id()) << 16);
+            (load::generated_label(chrono::Utc::now(), entropy), true)
+        }
+    };
+    let headers = load::request_headers(args, &label).map_err(|e| anyhow::anyhow!("load: {e}"))?;
+    // The cluster is needed for the namespace, the token and the worker, unless all are given.
+    let needs_cluster = cli.namespace.is_none()
+        || args.url.is_none()
+        || (args.token.is_none() && args.token_file.is_none());
+    let config = if needs_cluster {
+        Some(kube_config(cli).await.context("load")?)
+    } else {
+        None
+    };
+    let ns = cli.namespace.clone().unwrap_or_else(|| {
+        config
+            .as_ref()
+            .map_or_else(|| "default".to_string(), |c| c.default_namespace.clone())
+    });
+    let auth_info = match (&config, &args.token, &args.token_file) {
+        (Some(c), None, None) => Some(serde_json::to_value(&c.auth_info)?),
+        _ => None,
+    };
+    let token =
+        load::token_from(args, auth_info.as_ref()).map_err(|e| anyhow::anyhow!("load: {e}"))?;
+    let base = match &args.url {
+        Some(u) => u.clone(),
+        None => {
+            let config = config.clone().context("load: no cluster configuration")?;
+            let client = Client::try_from(config).context("load: connecting to the cluster")?;
+            worker_url(&client, args.worker_namespace.as_deref(), &label).await?
+        }
+    };
+    let url = load::load_url(&base, &ns, &args.table).map_err(|e| anyhow::anyhow!("load: {e}"))?;
+    let body = match &args.file {
+        Some(path) => {
+            let f = tokio::fs::File::open(path)
+                .await
+                .with_context(|| format!("load: opening {path}"))?;
+            let len = f
+                .metadata()
+                .await
+                .with_context(|| format!("load: reading the size of {path}"))?
+                .len();
+            load::Body::File(f, len)
+        }
+        None => load::Body::Stdin,
+    };
+    if generated {
+        eprintln!(
+            "label: {label} (if the outcome is unknown, run again with --label {label}: it loads at most once)"
+        );
+    }
+    let timeout = Duration::from_secs(load::timeout_of(&headers));
+    let (status, answer) = load::send(&url, &token, &headers, body, timeout)
+        .await
+        .with_context(|| {
+            format!("load: PUT {url} (label {label}: whether it loaded is unknown; run again with --label {label})")
+        })?;
+    let text = String::from_utf8_lossy(&answer);
+    print!("{text}");
+    if !text.ends_with('\n') {
+        println!();
+    }
+    let json: serde_json::Value = serde_json::from_slice(&answer).unwrap_or_default();
+    let (code, note) = load::verdict(status, &json, args.ok_if_exists);
+    if let Some(n) = note {
+        eprintln!("error: {n}");
+    }
+    Ok(code)
+}
+
+/// The advertised URL of a live worker, from the workers' heartbeat Leases.
+async fn worker_url(client: &Client, namespace: Option<&str>, label: &str) -> Result<String> {
+    use k8s_openapi::api::coordination::v1::Lease;
+    use routine_load_api::names::{WORKER_LABEL, WORKER_URL_ANNOTATION};
+    let api: Api<Lease> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let leases = api
+        .list(&ListParams::default().labels(WORKER_LABEL))
+        .await
+        .with_context(|| {
+            format!(
+                "load: listing the workers' heartbeat Leases ({}); without the permission, give the worker with --url",
+                namespace.map_or_else(|| "all namespaces".to_string(), |n| format!("namespace {n}"))
+            )
+        })?;
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let leases: Vec<load::WorkerLease> = leases
+        .items
+        .iter()
+        .map(|l| load::WorkerLease {
+            name: l.metadata.name.clone().unwrap_or_default(),
+            url: l
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(WORKER_URL_ANNOTATION))
+                .cloned(),
+            renewed_ago: l
+                .spec
+                .as_ref()
+                .and_then(|s| s.renew_time.as_ref())
+                .map(|t| now.duration_since(t.0).as_secs()),
+            duration_secs: l
+                .spec
+                .as_ref()
+                .and_then(|s| s.lease_duration_seconds)
+                .map_or(20, i64::from),
+        })
+        .collect();
+    load::choose_worker(&leases, label).map_err(|e| anyhow::anyhow!("load: {e}"))
 }
 
 /// The client from KUBECONFIG / in-cluster config, and the namespace: `-n`, else the context's.

@@ -16,7 +16,8 @@
 //! - `PUT /api/{namespace}/{table}/_stream_load` on the same address: Stream Load (the body
 //!   is loaded into the `Table` as one Delta commit); `ROUTINE_LOAD_STREAM_LOAD_MAX_BODY_BYTES`
 //!   is the largest body (default 1 GiB, held in memory; StarRocks `streaming_load_max_mb`).
-//! - `ROUTINE_LOAD_ADVERTISE_URL`: base URL of this worker's HTTP server in error log URLs
+//! - `ROUTINE_LOAD_ADVERTISE_URL`: base URL of this worker's HTTP server in error log URLs and
+//!   in its heartbeat Lease (annotation `routineload.io/url`, where `kubectl routineload load` finds it)
 //!   (default `http://$POD_IP:<port>`, or the pod name).
 //! - `ROUTINE_LOAD_ERROR_LOG_DIR`: directory of the error logs (default `/tmp/routine-load/error_log`).
 //!   A task's log rotates at 16 MiB (one older half kept, so an HTTP answer is at most that);
@@ -45,7 +46,7 @@ use kube::api::{Patch, PatchParams};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Client, ResourceExt};
 use routine_load_api::RoutineLoadTask;
-use routine_load_api::names::{WORKER_FIELD_MANAGER, WORKER_LABEL};
+use routine_load_api::names::{WORKER_FIELD_MANAGER, WORKER_LABEL, WORKER_URL_ANNOTATION};
 use routine_load_worker::heartbeat::{self, Heartbeat};
 use routine_load_worker::load_memory::{self, LoadMemory};
 use routine_load_worker::metrics::Metrics;
@@ -164,6 +165,7 @@ async fn run() -> Result<()> {
         client.clone(),
         lease_ns,
         pod_name.clone(),
+        advertise.clone(),
         heartbeat.clone(),
     ));
     let retention = Duration::from_secs(
@@ -417,7 +419,13 @@ fn safe_file_name(f: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
 }
 
-async fn renew_lease(client: Client, ns: String, name: String, heartbeat: Arc<Heartbeat>) {
+async fn renew_lease(
+    client: Client,
+    ns: String,
+    name: String,
+    url: String,
+    heartbeat: Arc<Heartbeat>,
+) {
     let api: Api<Lease> = Api::namespaced(client, &ns);
     let pp = PatchParams::apply(WORKER_FIELD_MANAGER).force();
     let mut tick = tokio::time::interval(heartbeat::RENEW_PERIOD);
@@ -429,6 +437,8 @@ async fn renew_lease(client: Client, ns: String, name: String, heartbeat: Arc<He
                 namespace: Some(ns.clone()),
                 // `kubectl get leases -l routineload.io/worker` lists the worker heartbeats.
                 labels: Some([(WORKER_LABEL.to_string(), name.clone())].into()),
+                // `kubectl routineload load` finds a live worker's Stream Load address here.
+                annotations: Some([(WORKER_URL_ANNOTATION.to_string(), url.clone())].into()),
                 ..Default::default()
             },
             spec: Some(LeaseSpec {

@@ -15,25 +15,7 @@ pub const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024 * 1024;
 pub const DEFAULT_TIMEOUT_SECS: u64 = 600;
 
 /// The Stream Load headers this endpoint implements, with StarRocks' names.
-pub const LOAD_HEADERS: &[&str] = &[
-    "label",
-    "column_separator",
-    "row_delimiter",
-    "columns",
-    "where",
-    "partitions",
-    "max_filter_ratio",
-    "strict_mode",
-    "timezone",
-    "format",
-    "jsonpaths",
-    "strip_outer_array",
-    "json_root",
-    "enclose",
-    "escape",
-    "trim_space",
-    "timeout",
-];
+pub const LOAD_HEADERS: &[&str] = routine_load_api::load::STREAM_LOAD_HEADERS;
 
 /// Plain HTTP headers a client or a proxy sends with any request.
 const HTTP_HEADERS: &[&str] = &[
@@ -148,17 +130,7 @@ pub fn split_top_level(s: &str) -> Vec<String> {
     out
 }
 
-/// Whether `label` can name a `Load` (a DNS subdomain name, at most 128 characters as
-/// StarRocks' labels).
-pub fn valid_label(label: &str) -> bool {
-    !label.is_empty()
-        && label.len() <= 128
-        && label
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
-        && label.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && label.ends_with(|c: char| c.is_ascii_alphanumeric())
-}
+pub use routine_load_api::load::valid_label;
 
 /// Reads the Stream Load headers. Header names are case-insensitive (HTTP); an unknown one is
 /// refused by name so a misspelt setting never loads with defaults.
