@@ -776,6 +776,71 @@ mod tests {
         assert!(h(None).contains("Transfer-Encoding: chunked\r\n"));
     }
 
+    /// A worker stand-in on a local port: reads the request head, answers `first` (a final
+    /// answer, or `100 Continue` then the final answer once the body is read), and returns the
+    /// body bytes it received after the head.
+    async fn serve_once(continue_first: bool) -> (String, tokio::task::JoinHandle<Vec<u8>>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let handle = tokio::spawn(async move {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            let mut raw = Vec::new();
+            let mut buf = [0u8; 4096];
+            while end_of_head(&raw).is_none() {
+                let n = conn.read(&mut buf).await.unwrap();
+                raw.extend_from_slice(&buf[..n]);
+            }
+            let end = end_of_head(&raw).unwrap();
+            let mut body = raw.split_off(end);
+            let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}";
+            if continue_first {
+                conn.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                    .await
+                    .unwrap();
+                while body.len() < 5 {
+                    let n = conn.read(&mut buf).await.unwrap();
+                    body.extend_from_slice(&buf[..n]);
+                }
+                conn.write_all(answer).await.unwrap();
+            } else {
+                conn.write_all(answer).await.unwrap();
+                conn.shutdown().await.ok();
+                // Whatever the client still sends before it sees the answer.
+                let mut rest = Vec::new();
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(2), conn.read_to_end(&mut rest)).await;
+                body.extend_from_slice(&rest);
+            }
+            body
+        });
+        (format!("http://{addr}/api/ns/t/_stream_load"), handle)
+    }
+
+    #[tokio::test]
+    async fn the_body_is_sent_after_100_continue_and_not_after_a_final_answer() {
+        let file = std::env::temp_dir().join(format!("rl-body-{}", std::process::id()));
+        std::fs::write(&file, b"a,b\nc").unwrap();
+        let body = || async { Body::File(tokio::fs::File::open(&file).await.unwrap(), 5) };
+        let headers = [("label".to_string(), "l1".to_string())];
+        // (worker answers 100 Continue first, body the worker receives)
+        for (continue_first, want) in [(true, &b"a,b\nc"[..]), (false, &b""[..])] {
+            let (url, server) = serve_once(continue_first).await;
+            let (code, answer) = send(&url, "T", &headers, body().await, Duration::from_secs(5))
+                .await
+                .unwrap();
+            assert_eq!(
+                (code, answer.as_slice()),
+                (200, &b"{}"[..]),
+                "{continue_first}"
+            );
+            assert_eq!(
+                server.await.unwrap(),
+                want,
+                "continue first: {continue_first}"
+            );
+        }
+    }
+
     #[test]
     fn tokens_come_from_flags_then_the_kubeconfig() {
         let dir = std::env::temp_dir().join(format!("rl-token-{}", std::process::id()));
