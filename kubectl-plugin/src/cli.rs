@@ -277,8 +277,9 @@ same worker. From outside the cluster: `kubectl port-forward -n RELEASE_NS svc/F
 --worker-namespace (the release namespace) is given. Only http:// URLs.
 
 Credentials: `Authorization: Bearer` with --token, --token-file, else the kubeconfig user's
-`token` or `tokenFile` (or the in-cluster service account's). Users that authenticate with a
-client certificate or an exec / auth-provider plugin need --token (for instance
+`token`, `tokenFile` or exec plugin (the token of the ExecCredential it prints; run without a
+terminal), or the in-cluster service account's. Users that authenticate with a client
+certificate or an auth-provider need --token (for instance
 `--token $(kubectl create token loader -n NS)`). The token's holder needs `create` on `loads`.
 
   kubectl routineload load --table routine-wiki-edit -n load-test wiki.csv --label wiki-1 \\

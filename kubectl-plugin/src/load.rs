@@ -430,7 +430,7 @@ pub async fn send(
 }
 
 /// The bearer token: `--token`, `--token-file`, else the kubeconfig user's (`auth_info`
-/// serialized as in the kubeconfig: `token`, `tokenFile`).
+/// serialized as in the kubeconfig: `token`, `tokenFile`, else its exec plugin's token).
 pub fn token_from(args: &LoadArgs, auth_info: Option<&Value>) -> Result<String, String> {
     let read = |path: &str, what: &str| {
         std::fs::read_to_string(path)
@@ -449,10 +449,10 @@ pub fn token_from(args: &LoadArgs, auth_info: Option<&Value>) -> Result<String, 
             t.trim().to_string()
         } else if let Some(f) = info["tokenFile"].as_str() {
             read(f, "the kubeconfig user's tokenFile")?
+        } else if !info["exec"].is_null() {
+            exec_token(&info["exec"])?
         } else {
-            let how = if !info["exec"].is_null() {
-                "an exec plugin"
-            } else if !info["auth-provider"].is_null() {
+            let how = if !info["auth-provider"].is_null() {
                 "an auth-provider"
             } else if !info["client-certificate"].is_null()
                 || !info["client-certificate-data"].is_null()
@@ -470,6 +470,54 @@ pub fn token_from(args: &LoadArgs, auth_info: Option<&Value>) -> Result<String, 
         return Err("the token is empty: give --token or --token-file".into());
     }
     Ok(token)
+}
+
+/// The token of the kubeconfig user's exec credential plugin (as kubectl runs it: the
+/// ExecCredential it prints, `status.token`), run non-interactively.
+pub fn exec_token(exec: &Value) -> Result<String, String> {
+    let command = exec["command"]
+        .as_str()
+        .ok_or("the kubeconfig user's exec plugin names no command")?;
+    let api_version = exec["apiVersion"]
+        .as_str()
+        .unwrap_or("client.authentication.k8s.io/v1");
+    let mut cmd = std::process::Command::new(command);
+    for a in exec["args"].as_array().into_iter().flatten() {
+        cmd.arg(a.as_str().unwrap_or_default());
+    }
+    for e in exec["env"].as_array().into_iter().flatten() {
+        if let (Some(n), Some(v)) = (e["name"].as_str(), e["value"].as_str()) {
+            cmd.env(n, v);
+        }
+    }
+    let info = serde_json::json!({
+        "apiVersion": api_version,
+        "kind": "ExecCredential",
+        "spec": {"interactive": false},
+    });
+    cmd.env("KUBERNETES_EXEC_INFO", info.to_string())
+        .stdin(std::process::Stdio::null());
+    let out = cmd.output().map_err(|e| {
+        format!("running the kubeconfig user's exec plugin {command}: {e}; give --token instead")
+    })?;
+    if !out.status.success() {
+        return Err(format!(
+            "the kubeconfig user's exec plugin {command} failed ({}): {}; give --token instead",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    let credential: Value = serde_json::from_slice(&out.stdout).map_err(|e| {
+        format!("the kubeconfig user's exec plugin {command} printed no ExecCredential: {e}")
+    })?;
+    credential["status"]["token"]
+        .as_str()
+        .map(|t| t.trim().to_string())
+        .ok_or_else(|| {
+            format!(
+                "the kubeconfig user's exec plugin {command} gave no token (a client certificate?), which the workers can't check: give --token"
+            )
+        })
 }
 
 #[cfg(test)]
@@ -855,7 +903,14 @@ mod tests {
         };
         let kube_token = json!({"token": "from-kubeconfig"});
         let kube_file = json!({"tokenFile": file});
-        let exec = json!({"exec": {"command": "aws"}});
+        let exec = json!({"exec": {
+            "command": "sh",
+            "args": ["-c", "printf '{\"status\": {\"token\": \"%s\"}}' \"$T\""],
+            "env": [{"name": "T", "value": "from-exec"}],
+        }});
+        let exec_fails =
+            json!({"exec": {"command": "sh", "args": ["-c", "echo expired >&2; exit 1"]}});
+        let exec_cert = json!({"exec": {"command": "sh", "args": ["-c", "echo '{\"status\": {\"clientCertificateData\": \"x\"}}'"]}});
         let cert = json!({"client-certificate-data": "..."});
         // (flags, kubeconfig user, token or error)
         let cases: Vec<(LoadArgs, Option<&Value>, Result<&str, &str>)> = vec![
@@ -863,7 +918,13 @@ mod tests {
             (with(None, Some(&file)), Some(&kube_token), Ok("from-file")),
             (with(None, None), Some(&kube_token), Ok("from-kubeconfig")),
             (with(None, None), Some(&kube_file), Ok("from-file")),
-            (with(None, None), Some(&exec), Err("an exec plugin")),
+            (with(None, None), Some(&exec), Ok("from-exec")),
+            (
+                with(None, None),
+                Some(&exec_fails),
+                Err("exec plugin sh failed (exit status: 1): expired"),
+            ),
+            (with(None, None), Some(&exec_cert), Err("gave no token")),
             (with(None, None), Some(&cert), Err("a client certificate")),
             (with(None, None), None, Err("give --token")),
             (
