@@ -9,7 +9,10 @@
 //!   exactly once (the merges' row counts in the Delta log add up to the messages produced, and
 //!   the offsets recorded are the partitions' ends);
 //! - an Aggregate Key table rolls a metric stream up the same way (SUM, MAX, MIN, REPLACE,
-//!   REPLACE_IF_NOT_NULL), each key's row equal to the aggregate of its events.
+//!   REPLACE_IF_NOT_NULL), each key's row equal to the aggregate of its events;
+//! - a partial-update job (`partialUpdate`) changes only the columns it loads of the rows another
+//!   job loaded whole, and a conditional-update job (`mergeCondition`) keeps each key's newest
+//!   version when older versions arrive later, across a SIGKILL.
 
 use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
@@ -394,6 +397,334 @@ async fn metrics_roll_up_in_an_aggregate_table_exactly_once_across_kill_9() {
         "{EVENTS} metric events on {} keys rolled up in {} commits",
         have.len(),
         snap.commits.len()
+    );
+}
+
+/// Tasks for `job` (one per partition) on a new worker, `lines` produced, then the worker runs
+/// until the table records the end of every partition, and is stopped.
+async fn load_to_the_end(
+    inst: &Installation,
+    job: &str,
+    job_uid: &str,
+    topic: &str,
+    location: &str,
+    lines: &[(i32, String)],
+) {
+    let worker = unique_name("w");
+    for p in 0..PARTITIONS {
+        inst.create(
+            TASK,
+            json!({
+                "metadata": {"name": format!("{job}-{p}"),
+                             "labels": {"routineload.io/worker": worker, "routineload.io/job": job}},
+                "spec": {"job": job, "jobUid": job_uid, "partitions": [p],
+                         "worker": worker, "epoch": 1}
+            }),
+        )
+        .await
+        .expect("create task");
+    }
+    produce_lines(&inst.tb, topic, lines).await;
+    let mut w = inst
+        .spawn_worker(&worker, &[("ROUTINE_LOAD_MAX_BATCH_ROWS", BATCH_ROWS)])
+        .expect("worker");
+    let ends: BTreeMap<i32, i64> = (0..PARTITIONS)
+        .map(|p| (p, inst.tb.watermarks(topic, p).expect("watermarks").1))
+        .collect();
+    let log_dir = std::path::Path::new(location.trim_start_matches("file://")).join("_delta_log");
+    let t0 = Instant::now();
+    loop {
+        // The worker creates the table when its first task starts.
+        let have = if log_dir.exists() {
+            recorded(&inst.tb, location, job_uid)
+        } else {
+            BTreeMap::new()
+        };
+        if have == ends {
+            break;
+        }
+        assert!(
+            t0.elapsed() < WAIT && w.is_running(),
+            "not loaded within {WAIT:?}: recorded {have:?}, ends {ends:?}; worker log:\n{}",
+            w.log()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let _ = w.stop(Duration::from_secs(20));
+}
+
+/// A Primary table of players loaded whole by one job, then by a job with `partialUpdate`
+/// that loads only `id, name`: the names change, version and score of the existing rows stay as
+/// the first job loaded them, and keys only the second job loads are inserted with NULL there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partial_update_job_leaves_the_columns_it_does_not_load() {
+    const OLD_KEYS: u64 = 300;
+    const NEW_KEYS: u64 = 100;
+    const RENAMES: usize = 1_500;
+    let Some(tb) = testbed_or_skip("partial update") else {
+        return;
+    };
+    let started = Instant::now();
+    let inst = Installation::start(tb, "e2e-partial", false)
+        .await
+        .expect("installation");
+    let dir = std::env::temp_dir().join(unique_name("partial-table"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let location = format!("file://{}", dir.display());
+    inst.create(TABLE, players_table("players", &location))
+        .await
+        .expect("create Table");
+    let brokers = inst.tb.var("KAFKA_BROKERS").unwrap();
+    let mut uids = Vec::new();
+    for (name, extra) in [
+        (
+            "whole",
+            json!({"columns": ["id", "version", "name", "score"]}),
+        ),
+        (
+            "names",
+            json!({"columns": ["id", "name"], "partialUpdate": true}),
+        ),
+    ] {
+        let topic = unique_name(&format!("partial-{name}"));
+        inst.tb
+            .create_topic(&topic, PARTITIONS)
+            .await
+            .expect("topic");
+        let mut spec = json!({
+            "table": "players",
+            "columnSeparator": ",",
+            "kafka": {
+                "brokerList": brokers,
+                "topic": topic,
+                "partitions": [0, 1, 2],
+                "offsets": ["OFFSET_BEGINNING", "OFFSET_BEGINNING", "OFFSET_BEGINNING"]
+            }
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            spec[k] = v.clone();
+        }
+        let job = inst
+            .create(JOB, json!({"metadata": {"name": name}, "spec": spec}))
+            .await
+            .expect("create job");
+        for k in extra.as_object().unwrap().keys() {
+            assert_eq!(
+                job["spec"][k],
+                extra[k],
+                "the API server dropped {k}: the CRD applied from {} lacks it (make crds)",
+                routine_load_e2e::kube_util::crds_dir().display()
+            );
+        }
+        uids.push((
+            name,
+            topic,
+            job["metadata"]["uid"].as_str().unwrap().to_string(),
+        ));
+    }
+    let whole: Vec<(i32, String)> = (0..OLD_KEYS)
+        .map(|id| (partition_of(id), format!("{id},7,first{id},{}", id * 10)))
+        .collect();
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let renames: Vec<(u64, String)> = (0..RENAMES)
+        .map(|seq| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let id = state % (OLD_KEYS + NEW_KEYS);
+            (id, format!("{id},name{seq}"))
+        })
+        .collect();
+    let (name, topic, uid) = &uids[0];
+    load_to_the_end(&inst, name, uid, topic, &location, &whole).await;
+    let (name, topic, uid) = &uids[1];
+    let lines: Vec<(i32, String)> = renames
+        .iter()
+        .map(|(id, l)| (partition_of(*id), l.clone()))
+        .collect();
+    load_to_the_end(&inst, name, uid, topic, &location, &lines).await;
+
+    // Expected, from the two streams alone: (version, name, score) per key.
+    type Player = (Option<i64>, String, Option<i64>);
+    let mut want: BTreeMap<u64, Player> = (0..OLD_KEYS)
+        .map(|id| (id, (Some(7), format!("first{id}"), Some(id as i64 * 10))))
+        .collect();
+    for (id, line) in &renames {
+        let name = line.split(',').nth(1).unwrap().to_string();
+        want.entry(*id).or_insert((None, String::new(), None)).1 = name;
+    }
+    let snap = inst.tb.read_delta(&location, None).expect("read table");
+    let mut have: BTreeMap<u64, Player> = BTreeMap::new();
+    for r in &snap.rows {
+        let row = (
+            r["version"].as_i64(),
+            r["name"].as_str().expect("name").to_string(),
+            r["score"].as_i64(),
+        );
+        assert!(
+            have.insert(r["id"].as_u64().expect("id"), row).is_none(),
+            "key twice: {r:?}"
+        );
+    }
+    let wrong: Vec<_> = want
+        .iter()
+        .filter(|(k, v)| have.get(k) != Some(v))
+        .map(|(k, v)| (k, v, have.get(k)))
+        .take(5)
+        .collect();
+    assert!(
+        wrong.is_empty() && have.len() == want.len(),
+        "{} keys in the table, {} expected; (key, want, have) {wrong:?}",
+        have.len(),
+        want.len()
+    );
+    let untouched = (0..OLD_KEYS)
+        .filter(|id| !renames.iter().any(|(r, _)| r == id))
+        .count();
+    eprintln!(
+        "{OLD_KEYS} whole rows, then {RENAMES} partial updates ({} new keys, {untouched} rows not renamed) in {:.1}s",
+        want.len() as u64 - OLD_KEYS,
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// The players table (a Primary table: id, version, name, score).
+fn players_table(name: &str, location: &str) -> serde_json::Value {
+    json!({
+        "metadata": {"name": name},
+        "spec": {
+            "location": location,
+            "model": "Primary",
+            "keys": ["id"],
+            "columns": [
+                {"name": "id", "type": "BIGINT", "nullable": false},
+                {"name": "version", "type": "BIGINT"},
+                {"name": "name", "type": "STRING"},
+                {"name": "score", "type": "BIGINT"}
+            ]
+        }
+    })
+}
+
+/// A job with `mergeCondition: version` on a stream where each key's versions arrive out of
+/// order (3 partitions, 3 tasks, a SIGKILL mid-stream): each key keeps the row of its largest
+/// version (the later one among equal versions), computed here from the stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_merge_condition_job_keeps_the_newest_version_across_kill_9() {
+    const MESSAGES: usize = 4_000;
+    let Some(tb) = testbed_or_skip("merge condition") else {
+        return;
+    };
+    let started = Instant::now();
+    let inst = Installation::start(tb, "e2e-condition", false)
+        .await
+        .expect("installation");
+    let topic = unique_name("keys-condition");
+    inst.tb
+        .create_topic(&topic, PARTITIONS)
+        .await
+        .expect("topic");
+    let dir = std::env::temp_dir().join(unique_name("condition-table"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let location = format!("file://{}", dir.display());
+    inst.create(TABLE, players_table("versions", &location))
+        .await
+        .expect("create Table");
+    let job = inst
+        .create(
+            JOB,
+            json!({
+                "metadata": {"name": "newest"},
+                "spec": {
+                    "table": "versions",
+                    "columnSeparator": ",",
+                    "columns": ["id", "version", "name", "score"],
+                    "mergeCondition": "version",
+                    "kafka": {
+                        "brokerList": inst.tb.var("KAFKA_BROKERS").unwrap(),
+                        "topic": topic,
+                        "partitions": [0, 1, 2],
+                        "offsets": ["OFFSET_BEGINNING", "OFFSET_BEGINNING", "OFFSET_BEGINNING"]
+                    }
+                }
+            }),
+        )
+        .await
+        .expect("create job");
+    assert_eq!(
+        job["spec"]["mergeCondition"],
+        json!("version"),
+        "the API server dropped mergeCondition: the CRD applied from {} lacks it (make crds)",
+        routine_load_e2e::kube_util::crds_dir().display()
+    );
+    let job_uid = job["metadata"]["uid"].as_str().unwrap().to_string();
+    // Versions drawn at random per message: most messages of a key arrive after a newer one.
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let events: Vec<(u64, u64, usize)> = (0..MESSAGES)
+        .map(|seq| (next() % KEYS, next() % 40, seq))
+        .collect();
+    let lines: Vec<(i32, String)> = events
+        .iter()
+        .map(|(id, v, seq)| (partition_of(*id), format!("{id},{v},n{seq},{seq}")))
+        .collect();
+    let (first, second) = lines.split_at(MESSAGES / 2);
+    load_across_a_kill(&inst, "newest", &job_uid, &topic, &dir, first, second).await;
+
+    // Each key's (version, seq): rows applied in stream order, a row taking effect when its
+    // version is >= the stored one.
+    let mut want: BTreeMap<u64, (u64, usize)> = BTreeMap::new();
+    let mut late = 0;
+    for (id, v, seq) in &events {
+        match want.get(id) {
+            Some((stored, _)) if v < stored => late += 1,
+            _ => {
+                want.insert(*id, (*v, *seq));
+            }
+        }
+    }
+    let snap = inst.tb.read_delta(&location, None).expect("read table");
+    let mut have: BTreeMap<u64, (u64, usize)> = BTreeMap::new();
+    for r in &snap.rows {
+        let seq = r["score"].as_u64().expect("score") as usize;
+        assert_eq!(r["name"], json!(format!("n{seq}")), "row {r:?}");
+        let row = (r["version"].as_u64().expect("version"), seq);
+        assert!(
+            have.insert(r["id"].as_u64().expect("id"), row).is_none(),
+            "key twice: {r:?}"
+        );
+    }
+    let wrong: Vec<_> = want
+        .iter()
+        .filter(|(k, v)| have.get(k) != Some(v))
+        .map(|(k, v)| (k, v, have.get(k)))
+        .take(5)
+        .collect();
+    assert!(
+        wrong.is_empty() && have.len() == want.len(),
+        "{} keys in the table, {} expected; (key, (version, seq) wanted, in the table) {wrong:?}",
+        have.len(),
+        want.len()
+    );
+    assert!(
+        late > MESSAGES / 4,
+        "only {late} late rows: the test proves little"
+    );
+    let merged: u64 = snap
+        .commits
+        .iter()
+        .filter_map(|c| c.routine_load.as_ref()?["merge"]["rows"].as_u64())
+        .sum();
+    assert_eq!(merged, MESSAGES as u64, "rows merged over all commits");
+    eprintln!(
+        "{MESSAGES} messages ({late} older than their key's stored version) on {} keys in {:.1}s",
+        have.len(),
+        started.elapsed().as_secs_f64()
     );
 }
 

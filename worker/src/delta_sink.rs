@@ -143,6 +143,13 @@ impl DeltaSink {
     ///
     /// [`UpdateRule`]: routine_load_api::UpdateRule
     pub fn with_update_rule(mut self, update: routine_load_api::UpdateRule) -> Self {
+        if !update.is_plain() {
+            tracing::info!(
+                updated_columns = ?update.updated_columns,
+                merge_condition = ?update.merge_condition,
+                "rows whose key exists update the stored row by the job's rule"
+            );
+        }
         self.update = update;
         self
     }
