@@ -681,20 +681,6 @@ const IGNORED_PROPERTIES: &[&str] = &[
     "warehouse",
 ];
 
-const NO_PARTIAL_UPDATES: &str = "partial updates are not supported: a row replaces the whole row of its key, and the columns the job does not load take their default or NULL";
-
-/// StarRocks PROPERTIES whose behaviour jobs here don't have, and why; refused (a job that
-/// silently did something else would load wrong data), except where the value asks for what
-/// every job does anyway (`"partial_update" = "false"`), which is ignored with a warning.
-const REFUSED_PROPERTIES: &[(&str, &str)] = &[
-    ("partial_update", NO_PARTIAL_UPDATES),
-    ("partial_update_mode", NO_PARTIAL_UPDATES),
-    (
-        "merge_condition",
-        "conditional updates are not supported: a keyed table keeps the row loaded last for each key (in partition order), whatever the condition column holds",
-    ),
-];
-
 /// The bounds the `RoutineLoadJob` CRD puts on a spec field (`minimum`, `maximum`, and for an
 /// integer field without a maximum, the largest value of its `format`): convert checks a
 /// StarRocks property against these, so the two can't disagree.
@@ -913,18 +899,13 @@ pub fn convert(st: &Statement, opts: &ConvertOptions) -> Result<Converted, Strin
                 moved.push((k.to_string(), value.clone()));
                 continue;
             }
-            k if REFUSED_PROPERTIES.iter().any(|(p, _)| *p == k) => {
-                if k == "partial_update" && v.eq_ignore_ascii_case("false") {
-                    warnings.push(format!(
-                        "property \"{k}\" = \"{v}\" asks for what every job does (whole rows): ignored"
-                    ));
-                    continue;
-                }
-                let why = REFUSED_PROPERTIES
-                    .iter()
-                    .find(|(p, _)| *p == k)
-                    .map_or("", |(_, why)| *why);
-                return Err(format!("property \"{k}\" = \"{v}\": {why}"));
+            "partial_update" => ("partialUpdate", boolean(key, v)?.into()),
+            "merge_condition" => ("mergeCondition", v.into()),
+            "partial_update_mode" => {
+                warnings.push(format!(
+                    "property \"{key}\" = \"{v}\" chooses how StarRocks stores a partial update (row or column mode); the rows a Delta table ends with are the same: ignored"
+                ));
+                continue;
             }
             "strict_mode" => ("strictMode", boolean(key, v)?.into()),
             "timezone" | "time_zone" => ("timezone", v.into()),
@@ -1100,6 +1081,8 @@ pub fn convert(st: &Statement, opts: &ConvertOptions) -> Result<Converted, Strin
         "maxErrorNumber",
         "maxFilterRatio",
         "strictMode",
+        "partialUpdate",
+        "mergeCondition",
         "timezone",
         "jsonPaths",
         "jsonRoot",

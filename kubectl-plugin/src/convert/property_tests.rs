@@ -177,8 +177,10 @@ fn every_ignored_property_is_named_in_a_warning() {
         ));
     }
     cases.push((
-        format!(r#"CREATE ROUTINE LOAD j ON t PROPERTIES ("partial_update" = "false") {KAFKA}"#),
-        "\"partial_update\"".into(),
+        format!(
+            r#"CREATE ROUTINE LOAD j ON t PROPERTIES ("partial_update_mode" = "column") {KAFKA}"#
+        ),
+        "\"partial_update_mode\"".into(),
     ));
     cases.push((
         r#"CREATE ROUTINE LOAD j ON t FROM KAFKA ("kafka_broker_list" = "b:9092", "kafka_topic" = "t", "confluent.schema.registry.url" = "http://r:8081")"#.into(),
@@ -221,35 +223,72 @@ fn every_ignored_property_is_named_in_a_warning() {
     );
 }
 
-/// Properties StarRocks has whose behaviour a job here doesn't: refused, saying why.
+/// partial_update and merge_condition map to partialUpdate and mergeCondition; a bad boolean is
+/// refused.
 #[test]
-fn properties_without_an_equivalent_are_refused_with_why() {
-    for (p, v, want) in [
+fn partial_update_and_merge_condition_map_to_the_job() {
+    type Case<'a> = (&'a str, serde_json::Value, serde_json::Value);
+    let cases: &[Case] = &[
         (
-            "partial_update",
-            "true",
-            "partial updates are not supported",
+            r#""partial_update" = "true""#,
+            serde_json::json!(true),
+            serde_json::Value::Null,
         ),
         (
-            "partial_update_mode",
-            "column",
-            "partial updates are not supported",
+            r#""partial_update" = "FALSE""#,
+            serde_json::Value::Null,
+            serde_json::Value::Null,
         ),
         (
-            "merge_condition",
-            "version",
-            "conditional updates are not supported",
+            r#""merge_condition" = "version""#,
+            serde_json::Value::Null,
+            serde_json::json!("version"),
         ),
-    ] {
-        let err = run(&format!(
-            r#"CREATE ROUTINE LOAD j ON t PROPERTIES ("{p}" = "{v}") {KAFKA}"#
-        ))
-        .expect_err(p);
-        assert!(
-            err.starts_with(&format!("property \"{p}\" = \"{v}\": {want}")),
-            "{err}"
+        (
+            r#""partial_update" = "true", "partial_update_mode" = "row", "merge_condition" = "ts""#,
+            serde_json::json!(true),
+            serde_json::json!("ts"),
+        ),
+    ];
+    for (props, partial, condition) in cases {
+        let sql = format!(r#"CREATE ROUTINE LOAD j ON t PROPERTIES ({props}) {KAFKA}"#);
+        let c = run(&sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+        let spec = spec_json(&c);
+        let job: RoutineLoadJob = serde_yaml::from_value(c.job.clone()).unwrap();
+        assert_eq!(
+            spec["partialUpdate"].as_bool().unwrap_or(false),
+            partial.as_bool().unwrap_or(false),
+            "{sql}: {spec}"
+        );
+        assert_eq!(
+            job.spec.partial_update,
+            partial.as_bool().unwrap_or(false),
+            "{sql}"
+        );
+        assert_eq!(
+            job.spec.merge_condition.as_deref(),
+            condition.as_str(),
+            "{sql}"
+        );
+        let mode_warned = c
+            .warnings
+            .iter()
+            .any(|w| w.contains("\"partial_update_mode\"") && w.contains("ignored"));
+        assert_eq!(
+            mode_warned,
+            props.contains("partial_update_mode"),
+            "{sql}: {:?}",
+            c.warnings
         );
     }
+    let err = run(&format!(
+        r#"CREATE ROUTINE LOAD j ON t PROPERTIES ("partial_update" = "yes") {KAFKA}"#
+    ))
+    .unwrap_err();
+    assert!(
+        err.contains("property \"partial_update\" = \"yes\": expected true or false"),
+        "{err}"
+    );
 }
 
 /// Kafka client properties written among PROPERTIES are read as FROM KAFKA's, with a warning;
