@@ -426,6 +426,7 @@ mod tests {
             comment: None,
             model: Default::default(),
             keys: vec![],
+            maintenance: Default::default(),
         }
     }
 
@@ -433,7 +434,6 @@ mod tests {
         let schema = Arc::new(Schema::new(vec![
             Field::new("id", DataType::Int64, true),
             Field::new("name", DataType::Utf8, true),
-            maintenance: Default::default(),
         ]));
         let names: Vec<String> = ids.clone().map(|i| format!("n{i}")).collect();
         RecordBatch::try_new(
