@@ -897,4 +897,21 @@ async fn the_api_server_refuses_invalid_and_changed_key_models() {
         .await
         .expect("a Duplicate table");
     assert_eq!(dup["spec"]["model"], "Duplicate", "defaulted: {dup}");
+    // A partial update names the columns it loads (CEL).
+    let job = |columns: serde_json::Value| {
+        json!({"metadata": {"name": "partial"}, "spec": {
+            "table": "pk", "partialUpdate": true, "columns": columns,
+            "kafka": {"brokerList": "b:9092", "topic": "t"}}})
+    };
+    let err = inst
+        .create(JOB, job(json!([])))
+        .await
+        .expect_err("partialUpdate without columns");
+    assert!(
+        format!("{err:#}").contains("partialUpdate needs columns"),
+        "{err:#}"
+    );
+    inst.create(JOB, job(json!(["id", "v"])))
+        .await
+        .expect("partialUpdate with columns");
 }

@@ -224,7 +224,10 @@ fn update_rules_refused_with_what_to_fix() {
         ),
     ];
     for (table, job, msg) in cases {
-        let e = plan(table, job).map(|_| ()).unwrap_err().to_string();
+        let e = plan(table, job)
+            .err()
+            .unwrap_or_else(|| panic!("{job}: planned, but should be refused with '{msg}'"))
+            .to_string();
         assert!(e.contains(msg), "{job}: {e}");
     }
 }
