@@ -81,7 +81,7 @@ impl DeltaSnapshot {
 
 /// The reader script.
 pub fn reader_script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("delta_reader.py")
+    crate::e2e_dir().join("delta_reader.py")
 }
 
 /// The Python with pyarrow: `DELTA_READER_PYTHON` (set in the testbed env file), else the
@@ -183,7 +183,7 @@ pub struct SparkRead {
 
 /// The Spark reader script.
 pub fn spark_reader_script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("spark_reader.py")
+    crate::e2e_dir().join("spark_reader.py")
 }
 
 /// Where the Spark reader's pieces are: the Python with pyspark, the Delta jars and the s3a jars.
@@ -213,7 +213,7 @@ pub fn spark_paths(tb: Option<&Testbed>) -> Result<SparkPaths> {
             s3a_jars: s3a.into(),
         });
     }
-    let lib = Path::new(env!("CARGO_MANIFEST_DIR")).join("testbed/lib.sh");
+    let lib = crate::e2e_dir().join("testbed/lib.sh");
     let out = Command::new("bash")
         .arg("-c")
         .arg(r#"source "$1" && printf '%s\n' "$SPARK_VENV_DIR/bin/python" "$SPARK_IVY_DIR/jars" "$SPARK_S3A_DIR/jars""#)

@@ -210,7 +210,7 @@ impl Testbed {
 pub fn crds_dir() -> PathBuf {
     match std::env::var_os("ROUTINE_LOAD_CRDS_DIR") {
         Some(d) => PathBuf::from(d),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../crds"),
+        None => crate::repo_root().join("crds"),
     }
 }
 

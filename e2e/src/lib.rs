@@ -39,9 +39,32 @@ use anyhow::{Context, Result, bail};
 pub use kube_util::ServiceAccountCredentials;
 pub use process::LocalProcess;
 
-/// The testbed's scripts, relative to this crate.
+/// The checkout the tests run in. Found from the working directory (cargo runs a test in its
+/// package's directory), not from where this crate was compiled: several checkouts sharing one
+/// target directory share this crate's build, and each must read its own scripts and CRDs.
+/// Falls back to the directory this crate was compiled in.
+pub fn repo_root() -> PathBuf {
+    if let Ok(mut dir) = std::env::current_dir() {
+        loop {
+            if dir.join("e2e/testbed/testbed.sh").is_file() {
+                return dir;
+            }
+            if !dir.pop() {
+                break;
+            }
+        }
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// This crate's directory in the checkout the tests run in (see [`repo_root`]).
+pub fn e2e_dir() -> PathBuf {
+    repo_root().join("e2e")
+}
+
+/// The testbed's scripts.
 pub fn testbed_script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("testbed/testbed.sh")
+    e2e_dir().join("testbed/testbed.sh")
 }
 
 /// Installs aws-lc-rs as the process-wide rustls provider, once. kube's and deltalake's TLS

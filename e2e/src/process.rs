@@ -167,7 +167,7 @@ fn strip_ansi(line: &str) -> String {
 pub fn workspace_binary(name: &str) -> Result<PathBuf> {
     let target = match std::env::var_os("CARGO_TARGET_DIR") {
         Some(t) => PathBuf::from(t),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"),
+        None => crate::repo_root().join("target"),
     };
     let profile = std::env::var("ROUTINE_LOAD_PROFILE").unwrap_or_else(|_| "debug".into());
     let path = target.join(&profile).join(name);

@@ -25,8 +25,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
+    routine_load_e2e::repo_root()
         .canonicalize()
         .expect("repository root")
 }

@@ -108,11 +108,11 @@ fn counters_match(stat: &Value, rows: usize, e: &Expected) -> bool {
 /// The checkout's commit, and whether worker/, operator/ or api/ had local changes (or
 /// `CHAOS_BUILD_NOTE`, saying where copied binaries came from).
 fn git_head() -> String {
-    let repo = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let repo = routine_load_e2e::repo_root();
     let run = |args: &[&str]| {
         std::process::Command::new("git")
             .arg("-C")
-            .arg(repo)
+            .arg(&repo)
             .args(args)
             .output()
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())

@@ -29,7 +29,7 @@ mod components;
 mod rng;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -1160,7 +1160,7 @@ fn spawn_sampler(rig: &Rig, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<()
 }
 
 fn results_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench/results")
+    routine_load_e2e::repo_root().join("bench/results")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
