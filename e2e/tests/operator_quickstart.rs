@@ -290,3 +290,225 @@ async fn operator_and_worker_load_a_topic_end_to_end() {
         "the default of loaded_at"
     );
 }
+
+/// StarRocks' page on loading into Primary Key tables: its CREATE TABLE statements and its
+/// Routine Load statements for "UPSERT and DELETE" (`__op = temp`) and for conditional updates
+/// (`merge_condition`), only the brokers and the topic changed.
+const PK_PAGE_TABLE3: &str = r#"CREATE TABLE `table3`
+(
+    `id` int(11) NOT NULL COMMENT "user ID",
+    `name` varchar(65533) NOT NULL COMMENT "user name",
+    `score` int(11) NOT NULL COMMENT "user score"
+)
+ENGINE=OLAP
+PRIMARY KEY(`id`)
+DISTRIBUTED BY HASH(`id`);"#;
+const PK_PAGE_JOB3: &str = r#"CREATE ROUTINE LOAD table3 ON table3
+COLUMNS(id, name, score, temp, __op = temp)
+PROPERTIES
+(
+    "desired_concurrent_number" = "3",
+    "max_batch_interval" = "20",
+    "max_batch_rows"= "250000",
+    "max_error_number" = "1000"
+)
+FROM KAFKA
+(
+    "kafka_broker_list" = "<kafka_broker_host>:<kafka_broker_port>",
+    "kafka_topic" = "test3",
+    "property.kafka_default_offsets" = "OFFSET_BEGINNING"
+);"#;
+const PK_PAGE_TABLE5: &str = r#"CREATE TABLE `table5`
+(
+    `id` int(11) NOT NULL COMMENT "user ID",
+    `version` int NOT NULL COMMENT "version",
+    `score` int(11) NOT NULL COMMENT "user score"
+)
+ENGINE=OLAP
+PRIMARY KEY(`id`) DISTRIBUTED BY HASH(`id`);"#;
+const PK_PAGE_JOB5: &str = r#"CREATE ROUTINE LOAD table5 on table5
+COLUMNS (id, version, score),
+COLUMNS TERMINATED BY ','
+PROPERTIES
+(
+    "merge_condition" = "version"
+)
+FROM KAFKA
+(
+    "kafka_broker_list" ="<kafka_broker_host>:<kafka_broker_port>",
+    "kafka_topic" = "topic5",
+    "property.kafka_default_offsets" ="OFFSET_BEGINNING"
+);"#;
+
+/// `kubectl routineload convert` of `sql` (from stdin) with `args`: the YAML documents.
+fn convert(sql: &str, args: &[&str]) -> Vec<Value> {
+    use std::io::Write;
+    let mut child = Command::new(workspace_binary("kubectl-routineload").expect("plugin built"))
+        .arg("convert")
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run kubectl-routineload");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(sql.as_bytes())
+        .expect("write the statement");
+    let out = child.wait_with_output().expect("convert");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "convert {args:?} failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_yaml::Deserializer::from_str(&stdout)
+        .map(|d| serde::Deserialize::deserialize(d).expect("a YAML document"))
+        .filter(|v: &Value| !v.is_null())
+        .collect()
+}
+
+/// Creates a converted object (`kubectl apply` of convert's output).
+async fn apply(client: &Client, ns: &str, mut doc: Value) {
+    let kind = doc["kind"].as_str().expect("kind").to_string();
+    let plural = match kind.as_str() {
+        "Table" => "tables",
+        "RoutineLoadJob" => "routineloadjobs",
+        other => panic!("convert wrote a {other}"),
+    };
+    doc["metadata"]["namespace"] = json!(ns);
+    let obj: DynamicObject = serde_json::from_value(doc).expect("object");
+    api(client, ns, &kind, plural)
+        .create(&PostParams::default(), &obj)
+        .await
+        .unwrap_or_else(|e| panic!("create {kind}: {e}"));
+}
+
+#[tokio::test]
+async fn starrocks_primary_key_page_examples_convert_and_run() {
+    let Some(tb) = testbed_or_skip("StarRocks Primary Key page examples") else {
+        return;
+    };
+    tb.apply_crds().expect("apply CRDs");
+    let client = tb.client().await.expect("admin client");
+    let ns = unique_name("e2e-pk-page");
+    tb.ensure_namespace(&client, &ns).await.expect("namespace");
+    let brokers = tb.var("KAFKA_BROKERS").expect("brokers");
+    let mut jobs = Vec::new();
+    for (table_sql, job_sql, topic) in [
+        (PK_PAGE_TABLE3, PK_PAGE_JOB3, "test3"),
+        (PK_PAGE_TABLE5, PK_PAGE_JOB5, "topic5"),
+    ] {
+        let dir = std::env::temp_dir().join(unique_name("pk-page"));
+        let location = format!("file://{}", dir.display());
+        let tables = convert(table_sql, &["-n", &ns, "--location", &location]);
+        assert_eq!(tables.len(), 1, "{tables:?}");
+        assert_eq!(tables[0]["spec"]["model"], "Primary", "{:?}", tables[0]);
+        let name = tables[0]["metadata"]["name"].as_str().unwrap().to_string();
+        apply(&client, &ns, tables[0].clone()).await;
+        let real_topic = unique_name(topic);
+        tb.create_topic(&real_topic, 1).await.expect("topic");
+        let sql = job_sql
+            .replace("<kafka_broker_host>:<kafka_broker_port>", brokers)
+            .replace(&format!("\"{topic}\""), &format!("\"{real_topic}\""));
+        let docs = convert(&sql, &["-n", &ns]);
+        let job = docs
+            .into_iter()
+            .find(|d| d["kind"] == "RoutineLoadJob")
+            .expect("a job");
+        apply(&client, &ns, job.clone()).await;
+        jobs.push((
+            job["metadata"]["name"].as_str().unwrap().to_string(),
+            name,
+            location,
+            real_topic,
+        ));
+    }
+    let _operator = spawn(&tb, &ns, "routine-load-operator", "operator", &[]);
+    let errlog = std::env::temp_dir().join(unique_name("pk-page-errlog"));
+    let _worker = spawn(
+        &tb,
+        &ns,
+        "routine-load-worker",
+        "worker-0",
+        &[
+            ("ROUTINE_LOAD_BATCH_INTERVAL_MS", "1000".to_string()),
+            ("ROUTINE_LOAD_ERROR_LOG_DIR", errlog.display().to_string()),
+        ],
+    );
+    let job_api = api(&client, &ns, "RoutineLoadJob", "routineloadjobs");
+    let wait = |job: String, loaded: i64| {
+        let job_api = job_api.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(120);
+            loop {
+                let s = get(&job_api, &job).await["status"].clone();
+                if s["statistic"]["loadedRows"] == loaded && s["totalLag"] == 0 {
+                    return s;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{job}: {loaded} rows not loaded: {s}"
+                );
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    };
+    let rows = |location: &str, columns: &[&str]| -> Vec<Vec<Value>> {
+        let snap = tb.read_delta(location, None).expect("read table");
+        let mut out: Vec<Vec<Value>> = snap
+            .rows
+            .iter()
+            .map(|r| columns.iter().map(|c| r[*c].clone()).collect())
+            .collect();
+        out.sort_by_key(|r| r[0].as_i64());
+        out
+    };
+    let produce = |topic: String, lines: Vec<&'static str>| {
+        let tb = tb.clone();
+        async move {
+            tb.produce_lines(Listener::Plaintext, &topic, 0, &lines)
+                .await
+                .expect("produce");
+        }
+    };
+
+    // UPSERT and DELETE: `temp` 0 upserts, 1 deletes. The statement names no separator: tabs,
+    // StarRocks' default.
+    let (job3, _, location3, topic3) = jobs[0].clone();
+    produce(
+        topic3.clone(),
+        vec!["1\tJack\t100\t0", "2\tBob\t90\t0", "3\tLily\t80\t0"],
+    )
+    .await;
+    wait(job3.clone(), 3).await;
+    produce(
+        topic3,
+        vec!["2\tBob\t95\t0", "3\tLily\t80\t1", "4\tTom\t70\t0"],
+    )
+    .await;
+    wait(job3, 6).await;
+    assert_eq!(
+        rows(&location3, &["id", "name", "score"]),
+        vec![
+            vec![json!(1), json!("Jack"), json!(100)],
+            vec![json!(2), json!("Bob"), json!(95)],
+            vec![json!(4), json!("Tom"), json!(70)],
+        ]
+    );
+    // Conditional updates: a row replaces the stored one only with a version at least as high.
+    let (job5, _, location5, topic5) = jobs[1].clone();
+    produce(topic5.clone(), vec!["1,10,100", "2,20,100"]).await;
+    wait(job5.clone(), 2).await;
+    produce(topic5, vec!["1,11,101", "2,19,101"]).await;
+    wait(job5, 4).await;
+    assert_eq!(
+        rows(&location5, &["id", "version", "score"]),
+        vec![
+            vec![json!(1), json!(11), json!(101)],
+            vec![json!(2), json!(20), json!(100)],
+        ]
+    );
+}

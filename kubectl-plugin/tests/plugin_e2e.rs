@@ -264,12 +264,13 @@ async fn plugin_shows_pauses_resumes_and_stops_a_converted_job() {
     Testbed::run(tb.kubectl().args(["apply", "-f"]).arg(&job_file)).expect("kubectl apply job");
 
     let jobs: Api<RoutineLoadJob> = Api::namespaced(client.clone(), &ns);
-    let j = wait_job(&jobs, "19 rows loaded, 1 error row", |j| {
+    // The lag too: `tasks` below prints the task's (a status patch after the commit's).
+    let j = wait_job(&jobs, "19 rows loaded, 1 error row, the lag", |j| {
         state(j) == Some(JobState::Running)
             && loaded(j) == 19
             && j.status
                 .as_ref()
-                .is_some_and(|s| s.statistic.error_rows == 1)
+                .is_some_and(|s| s.statistic.error_rows == 1 && s.lag.get("0") == Some(&0))
     })
     .await;
     let uid = j.metadata.uid.clone().expect("uid");
