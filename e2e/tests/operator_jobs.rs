@@ -1079,6 +1079,51 @@ async fn operator_picks_up_added_partitions_and_refuses_mismatched_tables() {
         msg.contains("'k'") && msg.contains("'w'") && msg.contains("'v'"),
         "{msg}"
     );
+
+    // A Primary table keyed on a DECIMAL column passes the API server's schema but can't be
+    // created: Failed / InvalidSpec, naming the key, its type and what to use instead.
+    let dir = std::env::temp_dir().join(unique_name("decimal-key"));
+    let body: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "routineload.io/v1alpha1",
+        "kind": "Table",
+        "metadata": { "name": "decimal-key" },
+        "spec": {
+            "model": "Primary",
+            "keys": ["price"],
+            "columns": [ { "name": "price", "type": "DECIMAL(10,2)", "nullable": false },
+                         { "name": "v", "type": "STRING" } ],
+            "location": format!("file://{}", dir.display()),
+        }
+    }))
+    .expect("table object");
+    tables
+        .create(&PostParams::default(), &body)
+        .await
+        .expect("create table");
+    let t = wait_for(
+        "DECIMAL-keyed table Failed",
+        Duration::from_secs(30),
+        || async {
+            let t = get(&tables, "decimal-key").await;
+            if t["status"]["phase"] == "Failed" {
+                Ok(t)
+            } else {
+                Err(format!("{}", t["status"]))
+            }
+        },
+    )
+    .await;
+    let c = &t["status"]["conditions"][0];
+    assert_eq!(c["reason"], "InvalidSpec", "{c}");
+    let msg = c["message"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains("key column 'price' has type DECIMAL(10,2)") && msg.contains("Primary"),
+        "{msg}"
+    );
+    assert!(
+        !dir.join("_delta_log").exists(),
+        "no Delta table was created"
+    );
 }
 
 /// A TCP proxy to `target` on `listener`, forwarding every connection until the test ends.
