@@ -1,4 +1,5 @@
-//! A minimal HTTP/1.0 GET for the workers' error logs (`http://host:port/api/_load_error_log`).
+//! Minimal HTTP to the workers: a GET of their error logs (`http://host:port/api/_load_error_log`)
+//! and the response parsing `load` shares.
 
 use std::time::Duration;
 
@@ -39,20 +40,60 @@ pub fn split_url(url: &str) -> Result<(String, u16, String)> {
     ))
 }
 
-/// Splits a raw HTTP response into status code and body.
-pub fn parse_response(raw: &[u8]) -> Result<(u16, Vec<u8>)> {
-    let end = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .context("malformed HTTP response (no end of headers)")?;
-    let head = String::from_utf8_lossy(&raw[..end]);
-    let status: u16 = head
+/// The length of a response head, up to and including its blank line, once `buf` holds it.
+pub fn end_of_head(buf: &[u8]) -> Option<usize> {
+    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
+}
+
+/// The status code of a response head (`HTTP/1.1 100 Continue`).
+pub fn status_of(head: &[u8]) -> Option<u16> {
+    String::from_utf8_lossy(head)
         .lines()
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|c| c.parse().ok())
-        .context("malformed HTTP status line")?;
-    Ok((status, raw[end + 4..].to_vec()))
+        .next()?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// Splits a complete raw HTTP response into status code and body: the body by its
+/// Content-Length, de-chunked, or all that followed the head.
+pub fn parse_response(raw: &[u8]) -> Result<(u16, Vec<u8>)> {
+    let end = end_of_head(raw).context("malformed HTTP response (no end of headers)")?;
+    let status = status_of(&raw[..end]).context("malformed HTTP status line")?;
+    let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+    let rest = &raw[end..];
+    let header = |name: &str| {
+        head.lines()
+            .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_string()))
+    };
+    if header("transfer-encoding:").is_some_and(|v| v.contains("chunked")) {
+        let mut out = Vec::new();
+        let mut r = rest;
+        loop {
+            let line_end = r
+                .windows(2)
+                .position(|w| w == b"\r\n")
+                .context("truncated chunked answer")?;
+            let size_text = String::from_utf8_lossy(&r[..line_end]);
+            let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+                .with_context(|| format!("bad chunk size '{size_text}'"))?;
+            r = &r[line_end + 2..];
+            if size == 0 {
+                return Ok((status, out));
+            }
+            if r.len() < size {
+                bail!("truncated chunked answer");
+            }
+            out.extend_from_slice(&r[..size]);
+            r = r.get(size + 2..).unwrap_or_default();
+        }
+    }
+    match header("content-length:").and_then(|v| v.parse::<usize>().ok()) {
+        Some(n) if n <= rest.len() => Ok((status, rest[..n].to_vec())),
+        Some(n) => bail!("truncated answer: {} of {n} bytes", rest.len()),
+        None => Ok((status, rest.to_vec())),
+    }
 }
 
 /// GETs `url` (HTTP/1.0: the server answers with the whole body and closes).
@@ -154,6 +195,20 @@ mod tests {
         let (s, _) = parse_response(b"HTTP/1.0 404 Not Found\r\n\r\nno").unwrap();
         assert_eq!(s, 404);
         assert!(parse_response(b"garbage").is_err());
+        let cases: [(&[u8], u16, &[u8]); 4] = [
+            (b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}", 200, b"{}"),
+            (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}extra", 200, b"{}"),
+            (b"HTTP/1.1 401 Unauthorized\r\n\r\n{\"a\":1}", 401, b"{\"a\":1}"),
+            (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
+                200,
+                b"abcde",
+            ),
+        ];
+        for (raw, code, body) in cases {
+            assert_eq!(parse_response(raw).unwrap(), (code, body.to_vec()));
+        }
+        assert!(parse_response(b"HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\n{}").is_err());
     }
 
     #[test]

@@ -11,6 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::cli::{LOAD_FLAG_HEADERS, LoadArgs};
+use crate::http::{end_of_head, parse_response, status_of};
 
 /// Headers the plugin sets itself; `-H` may not.
 const TRANSPORT_HEADERS: &[&str] = &[
@@ -270,60 +271,6 @@ pub fn request_head(
     head
 }
 
-/// The status code of a response head (`HTTP/1.1 100 Continue`).
-fn status_of(head: &[u8]) -> Option<u16> {
-    String::from_utf8_lossy(head)
-        .lines()
-        .next()?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
-
-fn end_of_head(buf: &[u8]) -> Option<usize> {
-    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
-}
-
-/// The body of a complete response: by its Content-Length, de-chunked, or all that followed.
-pub fn response_body(raw: &[u8]) -> Result<(u16, Vec<u8>), String> {
-    let end = end_of_head(raw).ok_or("malformed HTTP answer (no end of headers)")?;
-    let status = status_of(&raw[..end]).ok_or("malformed HTTP status line")?;
-    let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
-    let rest = &raw[end..];
-    let header = |name: &str| {
-        head.lines()
-            .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_string()))
-    };
-    if header("transfer-encoding:").is_some_and(|v| v.contains("chunked")) {
-        let mut out = Vec::new();
-        let mut r = rest;
-        loop {
-            let line_end = r
-                .windows(2)
-                .position(|w| w == b"\r\n")
-                .ok_or("truncated chunked answer")?;
-            let size_text = String::from_utf8_lossy(&r[..line_end]);
-            let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
-                .map_err(|_| format!("bad chunk size '{size_text}'"))?;
-            r = &r[line_end + 2..];
-            if size == 0 {
-                return Ok((status, out));
-            }
-            if r.len() < size {
-                return Err("truncated chunked answer".into());
-            }
-            out.extend_from_slice(&r[..size]);
-            r = r.get(size + 2..).unwrap_or_default();
-        }
-    }
-    match header("content-length:").and_then(|v| v.parse::<usize>().ok()) {
-        Some(n) if n <= rest.len() => Ok((status, rest[..n].to_vec())),
-        Some(n) => Err(format!("truncated answer: {} of {n} bytes", rest.len())),
-        None => Ok((status, rest.to_vec())),
-    }
-}
-
 async fn write_body(conn: &mut TcpStream, body: Body) -> std::io::Result<()> {
     match body {
         Body::File(mut f, _) => {
@@ -416,7 +363,7 @@ pub async fn send(
         {
             raw.drain(..end);
         }
-        response_body(&raw).map_err(anyhow::Error::msg)
+        parse_response(&raw)
     };
     tokio::time::timeout(load_timeout + ANSWER_MARGIN, exchange)
         .await
@@ -777,25 +724,6 @@ mod tests {
                 ),
             }
         }
-    }
-
-    #[test]
-    fn answers_parse() {
-        let cases: [(&[u8], u16, &[u8]); 4] = [
-            (b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}", 200, b"{}"),
-            (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}extra", 200, b"{}"),
-            (b"HTTP/1.1 401 Unauthorized\r\n\r\n{\"a\":1}", 401, b"{\"a\":1}"),
-            (
-                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
-                200,
-                b"abcde",
-            ),
-        ];
-        for (raw, code, body) in cases {
-            assert_eq!(response_body(raw).unwrap(), (code, body.to_vec()));
-        }
-        assert!(response_body(b"HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\n{}").is_err());
-        assert!(response_body(b"garbage").is_err());
     }
 
     #[test]
