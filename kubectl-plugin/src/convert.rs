@@ -365,6 +365,24 @@ impl<'a> Parser<'a> {
             _ => self.err(what),
         }
     }
+    /// `[db.]name`: the database, when given, and the name (`what` names the name).
+    fn qualified_name(&mut self, what: &str) -> Result<(Option<String>, String), String> {
+        let first = self.ident(what)?;
+        if self.eat_punct(".") {
+            let name = self.ident(&format!("{what} after the database name"))?;
+            Ok((Some(first), name))
+        } else {
+            Ok((None, first))
+        }
+    }
+    /// An optional ';' ending the statement, and nothing after it.
+    fn end(&mut self) -> Result<(), String> {
+        self.eat_punct(";");
+        match self.peek() {
+            Some(_) => self.err("the end of the statement"),
+            None => Ok(()),
+        }
+    }
     fn string(&mut self, what: &str) -> Result<String, String> {
         match self.peek().map(|t| t.tok.clone()) {
             Some(Tok::Str { raw, .. }) => {
@@ -490,13 +508,7 @@ pub fn parse(src: &str) -> Result<Statement, String> {
     p.kw("CREATE")?;
     p.kw("ROUTINE")?;
     p.kw("LOAD")?;
-    let first = p.ident("the job name")?;
-    if p.eat_punct(".") {
-        st.database = Some(first);
-        st.job = p.ident("the job name after the database name")?;
-    } else {
-        st.job = first;
-    }
+    (st.database, st.job) = p.qualified_name("the job name")?;
     p.kw("ON")?;
     st.table = p.ident("the table name after ON")?;
     // Load properties, comma separated, in any order.
@@ -633,10 +645,7 @@ pub fn parse(src: &str) -> Result<Statement, String> {
     if p.peek().is_some_and(|t| t.is_punct("(")) {
         st.kafka = p.key_values("FROM KAFKA")?;
     }
-    p.eat_punct(";");
-    if p.peek().is_some() {
-        return p.err("the end of the statement");
-    }
+    p.end()?;
     Ok(st)
 }
 
@@ -760,6 +769,31 @@ pub fn kube_name(name: &str, what: &str) -> Result<String, String> {
     }
 }
 
+/// The namespace of a statement's object: its database as a Kubernetes name (with a note when
+/// the spelling changes), else `default` (`-n`).
+fn namespace_of(
+    database: Option<&str>,
+    default: &Option<String>,
+    notes: &mut Vec<String>,
+) -> Result<Option<String>, String> {
+    let Some(db) = database else {
+        return Ok(default.clone());
+    };
+    let ns = kube_name(db, "database name")?;
+    if ns != db {
+        notes.push(format!("database '{db}' is namespace '{ns}'"));
+    }
+    Ok(Some(ns))
+}
+
+/// `db.name`, or `name` without a database: a statement's object as its head names it.
+fn qualified(database: Option<&str>, name: &str) -> String {
+    match database {
+        Some(db) => format!("{db}.{name}"),
+        None => name.to_string(),
+    }
+}
+
 /// An integer property, within the CRD's bounds of the spec field it maps to.
 fn int(key: &str, value: &str, field: &str) -> Result<i64, String> {
     let (min, max) = crd_bounds(field);
@@ -827,10 +861,6 @@ pub fn convert(st: &Statement, opts: &ConvertOptions) -> Result<Converted, Strin
     let mut notes = Vec::new();
     let name = kube_name(&st.job, "job name")?;
     let table = kube_name(&st.table, "table name")?;
-    let namespace = match &st.database {
-        Some(db) => Some(kube_name(db, "database name")?),
-        None => opts.namespace.clone(),
-    };
     if name != st.job {
         notes.push(format!(
             "job '{}' is named '{name}' (Kubernetes names can't hold '_' or upper case)",
@@ -843,14 +873,7 @@ pub fn convert(st: &Statement, opts: &ConvertOptions) -> Result<Converted, Strin
             st.table
         ));
     }
-    if let Some(db) = &st.database
-        && namespace.as_deref() != Some(db.as_str())
-    {
-        notes.push(format!(
-            "database '{db}' is namespace '{}'",
-            namespace.as_deref().unwrap_or_default()
-        ));
-    }
+    let namespace = namespace_of(st.database.as_deref(), &opts.namespace, &mut notes)?;
     if !st.temporary_partitions.is_empty() {
         return Err(format!(
             "TEMPORARY PARTITION ({}): Delta tables have no temporary partitions; load into the table's partitions instead",
@@ -1416,12 +1439,8 @@ pub fn check_against_table(c: &Converted, table_yaml: &str) -> Result<String, St
 /// The statement's head (`CREATE ROUTINE LOAD db.job ON table`) for the output's comment.
 pub fn head(st: &Statement) -> String {
     format!(
-        "CREATE ROUTINE LOAD {}{} ON {}",
-        st.database
-            .as_deref()
-            .map(|d| format!("{d}."))
-            .unwrap_or_default(),
-        st.job,
+        "CREATE ROUTINE LOAD {} ON {}",
+        qualified(st.database.as_deref(), &st.job),
         st.table
     )
 }

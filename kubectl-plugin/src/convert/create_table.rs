@@ -32,7 +32,7 @@ use routine_load_api::table::{
 use routine_load_api::table_model::{AggregateFunction, MAX_KEYS, TableModel};
 use serde_yaml::Value;
 
-use super::{Parser, Tok, kube_name, tokenize};
+use super::{Parser, Tok, kube_name, namespace_of, qualified, tokenize};
 
 /// Written as `spec.location` when no `--location` is given: not a location the CRD accepts, so
 /// the Table can't be applied before it is replaced.
@@ -56,16 +56,9 @@ pub fn statement_kind(src: &str) -> Result<StatementKind, String> {
     let toks = tokenize(src)?;
     let mut p = Parser { src, toks, i: 0 };
     let word = |p: &Parser<'_>, n: usize, kw: &str| p.peek_at(n).is_some_and(|t| t.is_kw(kw));
-    let end = |p: &mut Parser<'_>| -> Result<(), String> {
-        p.eat_punct(";");
-        match p.peek() {
-            Some(_) => p.err("the end of the statement"),
-            None => Ok(()),
-        }
-    };
     if p.eat_kw("USE") {
         let db = p.ident("a database name after USE")?;
-        end(&mut p)?;
+        p.end()?;
         return Ok(StatementKind::Use(db));
     }
     if !word(&p, 0, "CREATE") {
@@ -85,7 +78,7 @@ pub fn statement_kind(src: &str) -> Result<StatementKind, String> {
         if p.eat_kw("PROPERTIES") {
             p.key_values("PROPERTIES")?;
         }
-        end(&mut p)?;
+        p.end()?;
         return Ok(StatementKind::CreateDatabase(db));
     }
     let mut n = 1;
@@ -734,13 +727,7 @@ pub fn parse(src: &str) -> Result<CreateTable, String> {
         p.kw("EXISTS")?;
         st.if_not_exists = true;
     }
-    let first = p.ident("the table name")?;
-    if p.eat_punct(".") {
-        st.database = Some(first);
-        st.table = p.ident("the table name after the database name")?;
-    } else {
-        st.table = first;
-    }
+    (st.database, st.table) = p.qualified_name("the table name")?;
     if p.peek().is_some_and(|t| t.is_kw("LIKE")) {
         return Err(format!(
             "CREATE TABLE {} LIKE ...: the statement does not hold the other table's columns; convert that table's CREATE TABLE (SHOW CREATE TABLE prints it)",
@@ -767,10 +754,7 @@ pub fn parse(src: &str) -> Result<CreateTable, String> {
     };
     while let Some(t) = p.peek() {
         if t.is_punct(";") {
-            p.i += 1;
-            if p.peek().is_some() {
-                return p.err("the end of the statement");
-            }
+            p.end()?;
             break;
         }
         let kind = [
@@ -903,17 +887,13 @@ fn ctas(table: &str) -> String {
 /// The statement's head (`CREATE TABLE db.table`) for the output's comment.
 pub fn head(st: &CreateTable) -> String {
     format!(
-        "CREATE TABLE {}{}{}",
+        "CREATE TABLE {}{}",
         if st.if_not_exists {
             "IF NOT EXISTS "
         } else {
             ""
         },
-        st.database
-            .as_deref()
-            .map(|d| format!("{d}."))
-            .unwrap_or_default(),
-        st.table
+        qualified(st.database.as_deref(), &st.table)
     )
 }
 
@@ -1090,24 +1070,13 @@ pub fn convert(st: &CreateTable, opts: &TableOptions) -> Result<ConvertedTable, 
         ));
     }
     let name = kube_name(&st.table, "table name")?;
-    let namespace = match &st.database {
-        Some(db) => Some(kube_name(db, "database name")?),
-        None => opts.namespace.clone(),
-    };
     if name != st.table {
         notes.push(format!(
             "table '{}' is Table '{name}' (Kubernetes names can't hold '_' or upper case)",
             st.table
         ));
     }
-    if let Some(db) = &st.database
-        && namespace.as_deref() != Some(db.as_str())
-    {
-        notes.push(format!(
-            "database '{db}' is namespace '{}'",
-            namespace.as_deref().unwrap_or_default()
-        ));
-    }
+    let namespace = namespace_of(st.database.as_deref(), &opts.namespace, &mut notes)?;
     if st.if_not_exists {
         notes.push(
             "IF NOT EXISTS: kubectl apply creates the Table, or updates an existing one (whose model, keys, location and partitionColumns can't change)"
