@@ -22,6 +22,18 @@ pub fn routine_load_info(commit: &[u8]) -> Option<Value> {
     })
 }
 
+/// The `counters` entry a batch commit records: its rows and bytes (read back by
+/// [`batch_counters`]).
+pub fn counters_entry(c: &TaskCounters) -> Value {
+    serde_json::json!({
+        "totalRows": c.total_rows,
+        "loadedRows": c.loaded_rows,
+        "errorRows": c.error_rows,
+        "unselectedRows": c.unselected_rows,
+        "receivedBytes": c.received_bytes,
+    })
+}
+
 /// The counters a batch commit recorded: one committed batch with its rows and bytes. `None`
 /// for a commit that carries no batch (offsets only, or not a routine-load commit).
 pub fn batch_counters(info: &Value) -> Option<TaskCounters> {
@@ -106,5 +118,17 @@ mod tests {
             routine_load_info(br#"{"commitInfo":{"operation":"OPTIMIZE"}}"#).is_none(),
             "a commit of another writer has no entry"
         );
+        // What a commit writes reads back as the one batch it counted.
+        let batch = TaskCounters {
+            received_bytes: 9,
+            total_rows: 4,
+            loaded_rows: 2,
+            error_rows: 1,
+            unselected_rows: 1,
+            committed_batches: 1,
+            ..TaskCounters::default()
+        };
+        let info = serde_json::json!({ "counters": counters_entry(&batch) });
+        assert_eq!(batch_counters(&info), Some(batch));
     }
 }

@@ -362,7 +362,6 @@ pub fn writer_properties() -> deltalake::parquet::file::properties::WriterProper
         .build()
 }
 
-/// The `commitInfo.routineLoad` entry of a commit file, if it has one.
 /// Why the table's offsets say this batch is not the next one: the first partition whose
 /// recorded offset is not where the batch resumed from. None: the batch follows the table.
 fn resumed_elsewhere(recorded: &Offsets, req: &CommitRequest) -> Option<String> {

@@ -1298,12 +1298,7 @@ impl TaskLoop {
             .with_label_values(&[ns, job])
             .inc_by(c.received_bytes);
         let s = &mut self.status;
-        s.counters.received_bytes += c.received_bytes as i64;
-        s.counters.total_rows += c.total_rows as i64;
-        s.counters.loaded_rows += c.loaded_rows as i64;
-        s.counters.error_rows += c.error_rows as i64;
-        s.counters.unselected_rows += c.unselected_rows as i64;
-        s.counters.committed_batches += 1;
+        s.counters.add(&c.into());
         s.counters.execute_time_ms += f.started.elapsed().as_millis() as i64;
         s.last_commit_version = Some(version);
         s.last_commit_time = Some(Time(now()));
@@ -1530,16 +1525,7 @@ impl TaskLoop {
         info.insert("epoch".into(), self.a.epoch.into());
         info.insert("worker".into(), self.ctx.pod_name.clone().into());
         if let Some(c) = c {
-            info.insert(
-                "counters".into(),
-                serde_json::json!({
-                    "totalRows": c.total_rows,
-                    "loadedRows": c.loaded_rows,
-                    "errorRows": c.error_rows,
-                    "unselectedRows": c.unselected_rows,
-                    "receivedBytes": c.received_bytes,
-                }),
-            );
+            info.insert("counters".into(), commit_info::counters_entry(&(*c).into()));
         }
         info
     }

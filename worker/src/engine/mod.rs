@@ -129,6 +129,21 @@ pub struct BatchCounters {
     pub received_bytes: u64,
 }
 
+/// A committed batch as task counters: its rows and bytes, one committed batch.
+impl From<BatchCounters> for routine_load_api::task::TaskCounters {
+    fn from(c: BatchCounters) -> Self {
+        Self {
+            received_bytes: c.received_bytes as i64,
+            total_rows: c.total_rows as i64,
+            loaded_rows: c.loaded_rows as i64,
+            error_rows: c.error_rows as i64,
+            unselected_rows: c.unselected_rows as i64,
+            committed_batches: 1,
+            ..Self::default()
+        }
+    }
+}
+
 impl BatchCounters {
     /// Adds another batch's counts.
     pub fn add(&mut self, other: &BatchCounters) {
