@@ -162,6 +162,7 @@ async fn run(cli: Cli) -> Result<()> {
 
 /// The client configuration from KUBECONFIG / in-cluster config (`--kubeconfig`, `--context`).
 async fn kube_config(cli: &Cli) -> Result<Config> {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     if cli.kubeconfig.is_none() && cli.context.is_none() {
         return Config::infer().await.context(
             "reading the cluster configuration (KUBECONFIG, ~/.kube/config or the in-cluster service account)",
@@ -184,7 +185,6 @@ async fn kube_config(cli: &Cli) -> Result<Config> {
 
 /// `load`: Stream Load of a file through a worker; returns the exit status.
 async fn load_cmd(cli: &Cli, args: &cli::LoadArgs) -> Result<i32> {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let (label, generated) = match &args.label {
         Some(l) => (l.clone(), false),
         None => {
@@ -310,27 +310,7 @@ async fn worker_url(client: &Client, namespace: Option<&str>, label: &str) -> Re
 
 /// The client from KUBECONFIG / in-cluster config, and the namespace: `-n`, else the context's.
 async fn connect(cli: &Cli) -> Result<(Client, String)> {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let client = if cli.kubeconfig.is_none() && cli.context.is_none() {
-        Client::try_default().await.context(
-            "connecting to the cluster (KUBECONFIG, ~/.kube/config or the in-cluster service account)",
-        )?
-    } else {
-        let kubeconfig = match &cli.kubeconfig {
-            Some(path) => {
-                Kubeconfig::read_from(path).with_context(|| format!("reading kubeconfig {path}"))?
-            }
-            None => Kubeconfig::read().context("reading KUBECONFIG or ~/.kube/config")?,
-        };
-        let options = KubeConfigOptions {
-            context: cli.context.clone(),
-            ..Default::default()
-        };
-        let config = Config::from_custom_kubeconfig(kubeconfig, &options)
-            .await
-            .context("loading the kubeconfig context")?;
-        Client::try_from(config).context("connecting to the cluster")?
-    };
+    let client = Client::try_from(kube_config(cli).await?).context("connecting to the cluster")?;
     let ns = cli
         .namespace
         .clone()
