@@ -22,8 +22,8 @@ use crate::table::{MaintenanceStatus, TableMaintenance};
 /// Whether a compaction runs now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Due {
-    /// Not now; the next scheduled one is this far away (`None`: none is scheduled).
-    No(Option<std::time::Duration>),
+    /// Not now.
+    No,
     /// The schedule says so.
     Scheduled,
     /// The `routineload.io/compact` annotation asks, with this value.
@@ -45,22 +45,14 @@ pub fn due(
         return Due::Requested(r.to_string());
     }
     if spec.compact_interval_minutes == 0 {
-        return Due::No(None);
+        return Due::No;
     }
     let last = status
         .and_then(|s| s.last_compaction_time.as_ref())
         .map_or(since, |t| t.0);
     let interval = SignedDuration::from_mins(i64::from(spec.compact_interval_minutes));
     let next = last.checked_add(interval).unwrap_or(now);
-    if now >= next {
-        Due::Scheduled
-    } else {
-        Due::No(Some(
-            now.duration_until(next)
-                .try_into()
-                .unwrap_or(std::time::Duration::ZERO),
-        ))
-    }
+    if now >= next { Due::Scheduled } else { Due::No }
 }
 
 /// What one compaction and vacuum did.
@@ -141,7 +133,6 @@ mod tests {
             compact_request: request.map(str::to_string),
             ..MaintenanceStatus::default()
         };
-        let mins = |m: u64| Due::No(Some(std::time::Duration::from_secs(m * 60)));
         // (case, spec, status, annotation, now (minutes), expected)
         type Case<'a> = (
             &'a str,
@@ -158,7 +149,7 @@ mod tests {
                 None,
                 None,
                 30,
-                mins(30),
+                Due::No,
             ),
             (
                 "never compacted, an interval after creation",
@@ -182,7 +173,7 @@ mod tests {
                 Some(done(100, None)),
                 None,
                 130,
-                mins(30),
+                Due::No,
             ),
             (
                 "no schedule",
@@ -190,7 +181,7 @@ mod tests {
                 Some(done(100, None)),
                 None,
                 10_000,
-                Due::No(None),
+                Due::No,
             ),
             (
                 "a request, though not due",
@@ -206,7 +197,7 @@ mod tests {
                 Some(done(100, Some("now-1"))),
                 Some("now-1"),
                 101,
-                Due::No(None),
+                Due::No,
             ),
             (
                 "a new request",

@@ -485,7 +485,7 @@ async fn maintain(
             table_maintenance::due(&t.spec.maintenance, previous.as_ref(), request, since, now);
         (due, previous)
     };
-    if matches!(decide(table).0, Due::No(_)) || !ctx.gate.holds() {
+    if matches!(decide(table).0, Due::No) || !ctx.gate.holds() {
         return None;
     }
     // Decided again on the Table as the API server has it: the reconcile after this
@@ -501,7 +501,7 @@ async fn maintain(
     };
     let (due, previous) = decide(&fresh);
     let request = match due {
-        Due::No(_) => return None,
+        Due::No => return None,
         Due::Scheduled => previous.as_ref().and_then(|p| p.compact_request.clone()),
         Due::Requested(r) => Some(r),
     };
