@@ -25,7 +25,7 @@ use deltalake::arrow::compute::take;
 use deltalake::arrow::datatypes::{DataType, Field, Schema};
 use deltalake::arrow::error::ArrowError;
 use deltalake::arrow::record_batch::RecordBatch;
-use deltalake::arrow::row::{RowConverter, SortField};
+use deltalake::arrow::row::{RowConverter, Rows, SortField};
 use routine_load_api::table_model::{OP_COLUMN, OP_DELETE, OP_UPSERT};
 
 /// What a row does to its key.
@@ -117,13 +117,7 @@ pub fn collapse_by_key(
         .iter()
         .map(|k| column(k, "key"))
         .collect::<Result<_, _>>()?;
-    let converter = RowConverter::new(
-        key_columns
-            .iter()
-            .map(|c| SortField::new(c.data_type().clone()))
-            .collect(),
-    )?;
-    let rows = converter.convert_columns(&key_columns)?;
+    let rows = row_format(&key_columns)?;
     let op = column(OP_COLUMN, "operation")?;
     let op = op
         .as_any()
@@ -131,44 +125,39 @@ pub fn collapse_by_key(
         .ok_or_else(|| ArrowError::SchemaError(format!("column '{OP_COLUMN}' is not TINYINT")))?;
     let ops: Vec<Op> = (0..op.len())
         .map(|i| {
-            if op.is_valid(i) && Op::from_code(op.value(i)) == Some(Op::Delete) {
+            if is_delete(op, i) {
                 Op::Delete
             } else {
                 Op::Upsert
             }
         })
         .collect();
-    let survivors = match condition {
-        None => survivors(rows.iter(), &ops, |_, _| true),
-        Some(name) => {
-            // The row format orders values as the column sorts ascending, NULL first (lowest).
-            let values = column(name, "merge condition")?;
-            let converter = RowConverter::new(vec![SortField::new(values.data_type().clone())])?;
-            let values = converter.convert_columns(&[values])?;
-            survivors(rows.iter(), &ops, |a, b| {
-                values.row(a as usize) >= values.row(b as usize)
-            })
-        }
-    };
+    // The row format orders values as the column sorts ascending, NULL first (lowest).
+    let condition = condition
+        .map(|name| row_format(&[column(name, "merge condition")?]))
+        .transpose()?;
+    let survivors = survivors(rows.iter(), &ops, |a, b| {
+        condition
+            .as_ref()
+            .is_none_or(|values| values.row(a as usize) >= values.row(b as usize))
+    });
     let indices = UInt32Array::from_iter_values(survivors.iter().map(|s| s.row));
-    let mut fields: Vec<Field> = batch
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.as_ref().clone())
-        .collect();
-    let mut columns = batch
+    let columns = batch
         .columns()
         .iter()
         .map(|c| take(c.as_ref(), &indices, None))
         .collect::<Result<Vec<_>, _>>()?;
-    if marked {
-        fields.push(Field::new(REPLACES_COLUMN, DataType::Boolean, false));
-        columns.push(Arc::new(BooleanArray::from_iter(
-            survivors.iter().map(|s| Some(s.replaces)),
-        )));
+    let collapsed = RecordBatch::try_new(batch.schema(), columns)?;
+    if !marked {
+        return Ok(collapsed);
     }
-    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+    with_column(
+        &collapsed,
+        Field::new(REPLACES_COLUMN, DataType::Boolean, false),
+        Arc::new(BooleanArray::from_iter(
+            survivors.iter().map(|s| Some(s.replaces)),
+        )),
+    )
 }
 
 /// How many rows of a collapsed batch replace the stored row whole ([`REPLACES_COLUMN`]).
@@ -184,16 +173,45 @@ fn with_op_column(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
     if batch.column_by_name(OP_COLUMN).is_some() {
         return Ok(batch.clone());
     }
+    with_column(
+        batch,
+        Field::new(OP_COLUMN, DataType::Int8, false),
+        Arc::new(Int8Array::from(vec![OP_UPSERT; batch.num_rows()])),
+    )
+}
+
+/// `batch` with `column` appended as `field`.
+pub(crate) fn with_column(
+    batch: &RecordBatch,
+    field: Field,
+    column: ArrayRef,
+) -> Result<RecordBatch, ArrowError> {
     let mut fields: Vec<Field> = batch
         .schema()
         .fields()
         .iter()
         .map(|f| f.as_ref().clone())
         .collect();
-    fields.push(Field::new(OP_COLUMN, DataType::Int8, false));
+    fields.push(field);
     let mut columns = batch.columns().to_vec();
-    columns.push(Arc::new(Int8Array::from(vec![OP_UPSERT; batch.num_rows()])));
+    columns.push(column);
     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+}
+
+/// `columns` in the row format, comparable row against row.
+fn row_format(columns: &[ArrayRef]) -> Result<Rows, ArrowError> {
+    let converter = RowConverter::new(
+        columns
+            .iter()
+            .map(|c| SortField::new(c.data_type().clone()))
+            .collect(),
+    )?;
+    converter.convert_columns(columns)
+}
+
+/// Whether row `i` of an `__op` column deletes its key (anything else upserts).
+fn is_delete(op: &Int8Array, i: usize) -> bool {
+    op.is_valid(i) && Op::from_code(op.value(i)) == Some(Op::Delete)
 }
 
 /// How many rows of a collapsed batch upsert and how many delete.
@@ -204,9 +222,7 @@ pub fn count_ops(batch: &RecordBatch) -> (usize, usize) {
     else {
         return (batch.num_rows(), 0);
     };
-    let deletes = (0..op.len())
-        .filter(|&i| op.is_valid(i) && Op::from_code(op.value(i)) == Some(Op::Delete))
-        .count();
+    let deletes = (0..op.len()).filter(|&i| is_delete(op, i)).count();
     (batch.num_rows() - deletes, deletes)
 }
 
