@@ -18,16 +18,19 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use deltalake::arrow::array::{ArrayRef, UInt64Array};
+use deltalake::arrow::array::UInt64Array;
 use deltalake::arrow::compute::{CastOptions, cast_with_options};
-use deltalake::arrow::datatypes::{Field, Schema};
+use deltalake::arrow::datatypes::{DataType, Field};
 use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::datafusion::error::DataFusionError;
 use deltalake::datafusion::functions_aggregate::expr_fn::{max, min, sum};
 use deltalake::datafusion::functions_aggregate::first_last::last_value_udaf;
 use deltalake::datafusion::logical_expr::ExprFunctionExt;
-use deltalake::datafusion::prelude::{Expr, SessionContext};
+// `ident`: an unqualified column, its name taken as it is (no parsing of dots or case).
+use deltalake::datafusion::prelude::{Expr, SessionContext, ident};
 use routine_load_api::table_model::AggregateFunction;
+
+use crate::key_model::with_column;
 
 /// Column of the message order, added while a batch is aggregated.
 const SEQ_COLUMN: &str = "__routine_load_seq";
@@ -40,15 +43,11 @@ pub async fn aggregate_by_key(
     aggregates: &BTreeMap<String, AggregateFunction>,
 ) -> Result<RecordBatch, DataFusionError> {
     let schema = batch.schema();
-    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
-    fields.push(Field::new(
-        SEQ_COLUMN,
-        deltalake::arrow::datatypes::DataType::UInt64,
-        false,
-    ));
-    let mut columns = batch.columns().to_vec();
-    columns.push(Arc::new(UInt64Array::from_iter_values(0..batch.num_rows() as u64)) as ArrayRef);
-    let numbered = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?;
+    let numbered = with_column(
+        batch,
+        Field::new(SEQ_COLUMN, DataType::UInt64, false),
+        Arc::new(UInt64Array::from_iter_values(0..batch.num_rows() as u64)),
+    )?;
     let order = || vec![ident(SEQ_COLUMN).sort(true, false)];
     let mut aggs = Vec::new();
     for f in schema.fields() {
@@ -76,7 +75,7 @@ pub async fn aggregate_by_key(
         };
         aggs.push(e.alias(name));
     }
-    let groups: Vec<Expr> = keys.iter().map(|k| ident(k)).collect();
+    let groups: Vec<Expr> = keys.iter().map(ident).collect();
     let out = SessionContext::new()
         .read_batch(numbered)?
         .aggregate(groups, aggs)?
@@ -142,15 +141,10 @@ pub fn combine(function: AggregateFunction, stored: Expr, incoming: Expr) -> Exp
     }
 }
 
-/// An unqualified column, its name taken as it is (no parsing of dots or case).
-fn ident(name: &str) -> Expr {
-    deltalake::datafusion::prelude::ident(name)
-}
-
 #[cfg(test)]
 mod tests {
     use deltalake::arrow::array::{Array, Int32Array, Int64Array, StringArray};
-    use deltalake::arrow::datatypes::DataType;
+    use deltalake::arrow::datatypes::Schema;
 
     use super::*;
 
