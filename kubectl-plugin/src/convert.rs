@@ -302,6 +302,16 @@ pub struct Statement {
     pub kafka: Vec<(String, String)>,
 }
 
+/// What nests inside the entries of a parenthesized list (their commas don't split the list).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Nesting {
+    /// '(' ... ')' only.
+    Parens,
+    /// Also '[' (closed by ']' or by ')', as in StarRocks' range values `[("a"), ("b"))`), and
+    /// '<' ... '>' after ARRAY, MAP or STRUCT (`MAP<INT, STRING>`).
+    Brackets,
+}
+
 struct Parser<'a> {
     src: &'a str,
     toks: Vec<Token>,
@@ -395,38 +405,48 @@ impl<'a> Parser<'a> {
 
     /// Tokens up to the matching ')' of an opened '(' (consumed), split at top-level commas.
     fn paren_list(&mut self, what: &str) -> Result<Vec<(usize, usize)>, String> {
-        self.paren_list_with(what, false)
+        self.paren_list_with(what, false, Nesting::Parens)
     }
 
     /// `paren_list`, optionally tolerating a comma before the closing ')' (StarRocks'
-    /// documentation writes `"escape"="\\",\n)` in a PROPERTIES list).
+    /// documentation writes `"escape"="\\",\n)` in a PROPERTIES list), with entries nesting as
+    /// `nesting` says.
     fn paren_list_with(
         &mut self,
         what: &str,
         trailing_comma: bool,
+        nesting: Nesting,
     ) -> Result<Vec<(usize, usize)>, String> {
         self.punct("(")?;
+        let brackets = nesting == Nesting::Brackets;
         let mut items = Vec::new();
-        let mut depth = 0usize;
+        let (mut depth, mut angle) = (0usize, 0usize);
         let mut start = self.i;
         loop {
             let Some(t) = self.peek() else {
                 return self.err(&format!("')' closing {what}"));
             };
-            if t.is_punct("(") {
+            let after_type = brackets
+                && self.i > 0
+                && matches!(&self.toks[self.i - 1].tok, Tok::Word(w)
+                    if ["ARRAY", "MAP", "STRUCT"].iter().any(|k| w.eq_ignore_ascii_case(k)));
+            if t.is_punct("(") || (brackets && t.is_punct("[")) {
                 depth += 1;
-            } else if t.is_punct(")") {
-                if depth == 0 {
-                    if self.i > start {
-                        items.push((start, self.i));
-                    } else if !items.is_empty() && !trailing_comma {
-                        return self.err(&format!("an entry of {what} after ','"));
-                    }
-                    self.i += 1;
-                    return Ok(items);
-                }
+            } else if t.is_punct("<") && (angle > 0 || after_type) {
+                angle += 1;
+            } else if t.is_punct(">") && angle > 0 {
+                angle -= 1;
+            } else if (t.is_punct(")") || (brackets && t.is_punct("]"))) && depth > 0 {
                 depth -= 1;
-            } else if t.is_punct(",") && depth == 0 {
+            } else if t.is_punct(")") {
+                if self.i > start {
+                    items.push((start, self.i));
+                } else if !items.is_empty() && !trailing_comma {
+                    return self.err(&format!("an entry of {what} after ','"));
+                }
+                self.i += 1;
+                return Ok(items);
+            } else if t.is_punct(",") && depth == 0 && angle == 0 {
                 if self.i == start {
                     return self.err(&format!("an entry of {what}"));
                 }
@@ -440,7 +460,7 @@ impl<'a> Parser<'a> {
     /// `("key" = "value", ...)`.
     fn key_values(&mut self, what: &str) -> Result<Vec<(String, String)>, String> {
         let mut out: Vec<(String, String)> = Vec::new();
-        for (a, b) in self.paren_list_with(what, true)? {
+        for (a, b) in self.paren_list_with(what, true, Nesting::Parens)? {
             let toks = &self.toks[a..b];
             let text = |t: &Token| match &t.tok {
                 Tok::Str { value, .. } => Some(value.clone()),

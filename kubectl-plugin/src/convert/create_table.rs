@@ -32,7 +32,7 @@ use routine_load_api::table::{
 use routine_load_api::table_model::{AggregateFunction, MAX_KEYS, TableModel};
 use serde_yaml::Value;
 
-use super::{Parser, Tok, kube_name, namespace_of, qualified, tokenize};
+use super::{Nesting, Parser, Tok, kube_name, namespace_of, qualified, tokenize};
 
 /// Written as `spec.location` when no `--location` is given: not a location the CRD accepts, so
 /// the Table can't be applied before it is replaced.
@@ -483,42 +483,7 @@ impl Parser<'_> {
     /// commas; '[' counts as a bracket and '<' ... '>' after ARRAY, MAP or STRUCT too, so
     /// `MAP<INT, STRING>` and `VALUES [("a"), ("b"))` stay one entry.
     fn entries(&mut self, what: &str) -> Result<Vec<(usize, usize)>, String> {
-        self.punct("(")?;
-        let mut items = Vec::new();
-        let (mut depth, mut angle) = (0usize, 0usize);
-        let mut start = self.i;
-        loop {
-            let Some(t) = self.peek() else {
-                return self.err(&format!("')' closing {what}"));
-            };
-            let after_type = self.i > 0
-                && matches!(&self.toks[self.i - 1].tok, Tok::Word(w)
-                    if ["ARRAY", "MAP", "STRUCT"].iter().any(|k| w.eq_ignore_ascii_case(k)));
-            if t.is_punct("(") || t.is_punct("[") {
-                depth += 1;
-            } else if t.is_punct("<") && (angle > 0 || after_type) {
-                angle += 1;
-            } else if t.is_punct(">") && angle > 0 {
-                angle -= 1;
-            } else if (t.is_punct(")") || t.is_punct("]")) && depth > 0 {
-                depth -= 1;
-            } else if t.is_punct(")") {
-                if self.i > start {
-                    items.push((start, self.i));
-                } else if !items.is_empty() {
-                    return self.err(&format!("an entry of {what} after ','"));
-                }
-                self.i += 1;
-                return Ok(items);
-            } else if t.is_punct(",") && depth == 0 && angle == 0 {
-                if self.i == start {
-                    return self.err(&format!("an entry of {what}"));
-                }
-                items.push((start, self.i));
-                start = self.i + 1;
-            }
-            self.i += 1;
-        }
+        self.paren_list_with(what, false, Nesting::Brackets)
     }
 
     /// `(name, ...)`: a list of column names.
