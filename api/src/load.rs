@@ -28,6 +28,16 @@ pub const STREAM_LOAD_HEADERS: &[&str] = &[
     "trim_space",
     "timeout",
 ];
+/// The Stream Load headers that apply to JSON only.
+pub const JSON_ONLY_HEADERS: &[&str] = &["jsonpaths", "json_root", "strip_outer_array"];
+/// The Stream Load headers that apply to CSV only.
+pub const CSV_ONLY_HEADERS: &[&str] = &[
+    "column_separator",
+    "row_delimiter",
+    "enclose",
+    "escape",
+    "trim_space",
+];
 
 /// Whether `label` can name a `Load` (a DNS subdomain name, at most 128 characters as
 /// StarRocks' labels).

@@ -5,7 +5,9 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use routine_load_api::load::{STREAM_LOAD_HEADERS, valid_label};
+use routine_load_api::load::{
+    CSV_ONLY_HEADERS, JSON_ONLY_HEADERS, STREAM_LOAD_HEADERS, valid_label,
+};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -21,15 +23,6 @@ const TRANSPORT_HEADERS: &[&str] = &[
     "expect",
     "host",
     "connection",
-];
-/// Headers that apply to one format only.
-const JSON_ONLY: &[&str] = &["jsonpaths", "json_root", "strip_outer_array"];
-const CSV_ONLY: &[&str] = &[
-    "column_separator",
-    "row_delimiter",
-    "enclose",
-    "escape",
-    "trim_space",
 ];
 /// How long to wait for `100 Continue` before sending the body anyway (the worker answers it
 /// once it has checked the token, taken the label and opened the table).
@@ -109,7 +102,11 @@ pub fn request_headers(args: &LoadArgs, label: &str) -> Result<Vec<(String, Stri
     let json = out
         .iter()
         .any(|(n, v)| n == "format" && v.eq_ignore_ascii_case("json"));
-    let wrong: &[&str] = if json { CSV_ONLY } else { JSON_ONLY };
+    let wrong = if json {
+        CSV_ONLY_HEADERS
+    } else {
+        JSON_ONLY_HEADERS
+    };
     if let Some((name, _)) = out.iter().find(|(n, _)| wrong.contains(&n.as_str())) {
         return Err(if json {
             format!(

@@ -5,6 +5,7 @@
 use axum::http::HeaderMap;
 use routine_load_api::RoutineLoadJobSpec;
 use routine_load_api::job::DataFormat;
+use routine_load_api::load::{CSV_ONLY_HEADERS, JSON_ONLY_HEADERS};
 use serde_json::{Map, Value, json};
 
 /// The largest body a load takes by default, 1 GiB. StarRocks' `streaming_load_max_mb` is 10 GiB,
@@ -146,8 +147,7 @@ pub fn parse_headers(headers: &HeaderMap) -> Result<StreamLoadRequest, HeaderErr
     };
     // StarRocks' Stream Load default: strict mode off.
     req.spec_fields.insert("strictMode".into(), false.into());
-    let mut json_only = Vec::new();
-    let mut csv_only = Vec::new();
+    let mut given = Vec::new();
     for (name, value) in headers {
         let name = name.as_str();
         if HTTP_HEADERS.contains(&name) || name.starts_with("x-forwarded-") {
@@ -159,6 +159,7 @@ pub fn parse_headers(headers: &HeaderMap) -> Result<StreamLoadRequest, HeaderErr
         let v = value
             .to_str()
             .map_err(|_| invalid(known, "not valid text"))?;
+        given.push(known);
         let f = &mut req.spec_fields;
         match known {
             "label" => {
@@ -177,13 +178,11 @@ pub fn parse_headers(headers: &HeaderMap) -> Result<StreamLoadRequest, HeaderErr
                     "columnSeparator".into(),
                     unescape_separator(known, v)?.into(),
                 );
-                csv_only.push(known);
             }
             "row_delimiter" => {
                 let d = unescape_separator(known, v)?;
                 req.row_delimiter = d.clone().into_bytes();
                 f.insert("rowDelimiter".into(), d.into());
-                csv_only.push(known);
             }
             "columns" => {
                 f.insert("columns".into(), json!(split_top_level(v)));
@@ -226,28 +225,22 @@ pub fn parse_headers(headers: &HeaderMap) -> Result<StreamLoadRequest, HeaderErr
                     invalid(known, format!("'{v}' is not a JSON array of paths: {e}"))
                 })?;
                 f.insert("jsonPaths".into(), json!(paths));
-                json_only.push(known);
             }
             "strip_outer_array" => {
                 req.strip_outer_array = parse_bool(known, v)?;
                 f.insert("stripOuterArray".into(), req.strip_outer_array.into());
-                json_only.push(known);
             }
             "json_root" => {
                 f.insert("jsonRoot".into(), v.into());
-                json_only.push(known);
             }
             "enclose" => {
                 f.insert("enclose".into(), v.into());
-                csv_only.push(known);
             }
             "escape" => {
                 f.insert("escape".into(), v.into());
-                csv_only.push(known);
             }
             "trim_space" => {
                 f.insert("trimSpace".into(), parse_bool(known, v)?.into());
-                csv_only.push(known);
             }
             "timeout" => {
                 req.timeout_secs =
@@ -258,18 +251,13 @@ pub fn parse_headers(headers: &HeaderMap) -> Result<StreamLoadRequest, HeaderErr
             _ => unreachable!("every LOAD_HEADERS entry is handled"),
         }
     }
-    match req.format {
-        DataFormat::Csv => {
-            if let Some(h) = json_only.first() {
-                return Err(invalid(h, "applies only to format: json"));
-            }
-        }
-        // The header parser above only yields csv or json.
-        DataFormat::Json | DataFormat::Avro => {
-            if let Some(h) = csv_only.first() {
-                return Err(invalid(h, "applies only to format: csv"));
-            }
-        }
+    // The header parser above only yields csv or json.
+    let (wrong, applies_to) = match req.format {
+        DataFormat::Csv => (JSON_ONLY_HEADERS, "json"),
+        DataFormat::Json | DataFormat::Avro => (CSV_ONLY_HEADERS, "csv"),
+    };
+    if let Some(&h) = given.iter().find(|h| wrong.contains(h)) {
+        return Err(invalid(h, format!("applies only to format: {applies_to}")));
     }
     let format = serde_json::to_value(req.format).unwrap_or_else(|_| "csv".into());
     req.spec_fields.insert("format".into(), format);
