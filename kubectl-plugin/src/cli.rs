@@ -258,7 +258,8 @@ Stream Load (StarRocks' synchronous import) of FILE (or stdin with -) into the T
 the namespace: PUT http://WORKER/api/NS/TABLE/_stream_load with the file streamed as the body
 (never read into memory; `Expect: 100-continue`, so a refused load sends no data). The flags are
 StarRocks' headers (--columns is `columns`, --max-filter-ratio `max_filter_ratio`, --timeout
-`timeout`, ...); -H sends any other Stream Load header. Prints the worker's JSON answer.
+`timeout`, ...; every header has its flag); -H sends one as curl's -H does. Prints the worker's
+JSON answer.
 
 Label: --label, else a generated one, printed to stderr before the load starts. A label loads
 once: if the outcome is unknown (the connection broke), run the same command again with
