@@ -280,33 +280,9 @@ pub fn convert_input(sql: &str, opts: &InputOptions) -> Result<ConvertedInput, S
 // ---------------------------------------------------------------------------------------------
 // The statement
 
-/// The data model a `CREATE TABLE` declares with its key clause.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyKind {
-    Duplicate,
-    Primary,
-    Unique,
-    Aggregate,
-}
-
-impl KeyKind {
-    fn keyword(self) -> &'static str {
-        match self {
-            KeyKind::Duplicate => "DUPLICATE KEY",
-            KeyKind::Primary => "PRIMARY KEY",
-            KeyKind::Unique => "UNIQUE KEY",
-            KeyKind::Aggregate => "AGGREGATE KEY",
-        }
-    }
-
-    fn model(self) -> TableModel {
-        match self {
-            KeyKind::Duplicate => TableModel::Duplicate,
-            KeyKind::Primary => TableModel::Primary,
-            KeyKind::Unique => TableModel::Unique,
-            KeyKind::Aggregate => TableModel::Aggregate,
-        }
-    }
+/// The key clause declaring a data model: `DUPLICATE KEY`, `PRIMARY KEY`, ...
+fn key_clause(model: TableModel) -> String {
+    format!("{} KEY", model.to_string().to_ascii_uppercase())
 }
 
 /// A column's DEFAULT.
@@ -397,7 +373,8 @@ pub struct CreateTable {
     /// `INDEX ...` definitions of the column list, as written.
     pub indexes: Vec<String>,
     pub engine: Option<String>,
-    pub key: Option<(KeyKind, Vec<String>)>,
+    /// The key clause: the data model it declares, and its columns.
+    pub key: Option<(TableModel, Vec<String>)>,
     pub comment: Option<String>,
     pub partition: Option<PartitionDesc>,
     /// `DISTRIBUTED BY ...`, as written.
@@ -722,24 +699,23 @@ pub fn parse(src: &str) -> Result<CreateTable, String> {
             p.end()?;
             break;
         }
-        let kind = [
-            ("DUPLICATE", KeyKind::Duplicate),
-            ("PRIMARY", KeyKind::Primary),
-            ("UNIQUE", KeyKind::Unique),
-            ("AGGREGATE", KeyKind::Aggregate),
+        let model = [
+            TableModel::Duplicate,
+            TableModel::Primary,
+            TableModel::Unique,
+            TableModel::Aggregate,
         ]
         .into_iter()
-        .find(|(kw, _)| t.is_kw(kw))
-        .map(|(_, k)| k);
-        if let Some(kind) = kind {
+        .find(|m| t.is_kw(&m.to_string()));
+        if let Some(model) = model {
             once(
                 st.key.is_some(),
                 "the key (DUPLICATE/PRIMARY/UNIQUE/AGGREGATE KEY)",
             )?;
             p.i += 1;
             p.kw("KEY")?;
-            let cols = p.names(kind.keyword())?;
-            st.key = Some((kind, cols));
+            let cols = p.names(&key_clause(model))?;
+            st.key = Some((model, cols));
         } else if t.is_kw("ENGINE") {
             once(st.engine.is_some(), "ENGINE")?;
             p.i += 1;
@@ -1066,7 +1042,7 @@ pub fn convert(st: &CreateTable, opts: &TableOptions) -> Result<ConvertedTable, 
 
     // Model and keys.
     let (model, mut keys) = match &st.key {
-        Some((kind, cols)) => (kind.model(), cols.clone()),
+        Some((model, cols)) => (*model, cols.clone()),
         None if st.columns.iter().any(|c| c.aggregate.is_some()) => {
             let keys: Vec<String> = st
                 .columns
@@ -1104,7 +1080,9 @@ pub fn convert(st: &CreateTable, opts: &TableOptions) -> Result<ConvertedTable, 
     if keys.len() > MAX_KEYS {
         return Err(format!(
             "{} lists {} columns; a Table has at most {MAX_KEYS} keys",
-            st.key.as_ref().map_or("the key", |(k, _)| k.keyword()),
+            st.key
+                .as_ref()
+                .map_or("the key".to_string(), |(m, _)| key_clause(*m)),
             keys.len()
         ));
     }

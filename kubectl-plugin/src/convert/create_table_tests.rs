@@ -799,6 +799,10 @@ fn statements_that_do_not_convert_say_why() {
             "the key (DUPLICATE/PRIMARY/UNIQUE/AGGREGATE KEY) is given twice",
         ),
         (
+            "CREATE TABLE t (k INT NOT NULL) PRIMARY KEY (k,)",
+            "expected an entry of PRIMARY KEY after ','",
+        ),
+        (
             "CREATE TABLE t (k INT) DISTRIBUTED BY HASH(k) BUCKETS x",
             "expected a number of buckets after BUCKETS",
         ),
@@ -815,6 +819,21 @@ fn statements_that_do_not_convert_say_why() {
         let e = run(sql, "file:///t").unwrap_err();
         assert!(e.contains(want), "{sql}: {e}");
     }
+    let columns: Vec<String> = (0..33).map(|i| format!("k{i}")).collect();
+    let sql = format!(
+        "CREATE TABLE t ({}) UNIQUE KEY ({})",
+        columns
+            .iter()
+            .map(|c| format!("{c} INT NOT NULL"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        columns.join(", ")
+    );
+    let e = run(&sql, "file:///t").unwrap_err();
+    assert!(
+        e.contains("UNIQUE KEY lists 33 columns; a Table has at most 32 keys"),
+        "{e}"
+    );
 }
 
 #[test]
