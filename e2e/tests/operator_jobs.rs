@@ -1041,38 +1041,17 @@ async fn operator_picks_up_added_partitions_and_refuses_mismatched_tables() {
     .await;
 
     // A second Table at the same location with another schema is refused, naming the columns.
-    let location =
-        get(&api(&env.client, &env.ns, "Table", "tables"), "grow").await["spec"]["location"]
-            .clone();
     let tables = api(&env.client, &env.ns, "Table", "tables");
-    let body: DynamicObject = serde_json::from_value(json!({
-        "apiVersion": "routineload.io/v1alpha1",
-        "kind": "Table",
-        "metadata": { "name": "other" },
-        "spec": {
+    let location = get(&tables, "grow").await["spec"]["location"].clone();
+    let c = table_fails(
+        &tables,
+        "other",
+        json!({
             "columns": [ { "name": "k", "type": "BIGINT" }, { "name": "w", "type": "STRING" } ],
             "location": location,
-        }
-    }))
-    .expect("table object");
-    tables
-        .create(&PostParams::default(), &body)
-        .await
-        .expect("create table");
-    let t = wait_for(
-        "mismatched table Failed",
-        Duration::from_secs(30),
-        || async {
-            let t = get(&tables, "other").await;
-            if t["status"]["phase"] == "Failed" {
-                Ok(t)
-            } else {
-                Err(format!("{}", t["status"]))
-            }
-        },
+        }),
     )
     .await;
-    let c = &t["status"]["conditions"][0];
     assert_eq!(c["reason"], "SchemaMismatch", "{c}");
     let msg = c["message"].as_str().unwrap_or_default();
     assert!(
@@ -1083,37 +1062,18 @@ async fn operator_picks_up_added_partitions_and_refuses_mismatched_tables() {
     // A Primary table keyed on a DECIMAL column passes the API server's schema but can't be
     // created: Failed / InvalidSpec, naming the key, its type and what to use instead.
     let dir = std::env::temp_dir().join(unique_name("decimal-key"));
-    let body: DynamicObject = serde_json::from_value(json!({
-        "apiVersion": "routineload.io/v1alpha1",
-        "kind": "Table",
-        "metadata": { "name": "decimal-key" },
-        "spec": {
+    let c = table_fails(
+        &tables,
+        "decimal-key",
+        json!({
             "model": "Primary",
             "keys": ["price"],
             "columns": [ { "name": "price", "type": "DECIMAL(10,2)", "nullable": false },
                          { "name": "v", "type": "STRING" } ],
             "location": format!("file://{}", dir.display()),
-        }
-    }))
-    .expect("table object");
-    tables
-        .create(&PostParams::default(), &body)
-        .await
-        .expect("create table");
-    let t = wait_for(
-        "DECIMAL-keyed table Failed",
-        Duration::from_secs(30),
-        || async {
-            let t = get(&tables, "decimal-key").await;
-            if t["status"]["phase"] == "Failed" {
-                Ok(t)
-            } else {
-                Err(format!("{}", t["status"]))
-            }
-        },
+        }),
     )
     .await;
-    let c = &t["status"]["conditions"][0];
     assert_eq!(c["reason"], "InvalidSpec", "{c}");
     let msg = c["message"].as_str().unwrap_or_default();
     assert!(
@@ -1124,6 +1084,36 @@ async fn operator_picks_up_added_partitions_and_refuses_mismatched_tables() {
         !dir.join("_delta_log").exists(),
         "no Delta table was created"
     );
+}
+
+/// Creates the Table `name` with `spec` and waits for the operator to put it in phase Failed:
+/// its Ready condition.
+async fn table_fails(tables: &Api<DynamicObject>, name: &str, spec: Value) -> Value {
+    let body: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "routineload.io/v1alpha1",
+        "kind": "Table",
+        "metadata": { "name": name },
+        "spec": spec,
+    }))
+    .expect("table object");
+    tables
+        .create(&PostParams::default(), &body)
+        .await
+        .expect("create table");
+    let t = wait_for(
+        &format!("table {name} Failed"),
+        Duration::from_secs(30),
+        || async {
+            let t = get(tables, name).await;
+            if t["status"]["phase"] == "Failed" {
+                Ok(t)
+            } else {
+                Err(format!("{}", t["status"]))
+            }
+        },
+    )
+    .await;
+    t["status"]["conditions"][0].clone()
 }
 
 /// A TCP proxy to `target` on `listener`, forwarding every connection until the test ends.

@@ -49,19 +49,32 @@ async fn get(api: &Api<DynamicObject>, name: &str) -> Value {
     serde_json::to_value(api.get(name).await.expect("get")).expect("json")
 }
 
-/// Waits until the job is RUNNING with `rows` loaded and no lag.
-async fn wait_loaded(jobs: &Api<DynamicObject>, rows: i64) -> Value {
+/// Waits (up to 120 s) until the status of `job` satisfies `done`, and returns it.
+async fn wait_status(
+    jobs: &Api<DynamicObject>,
+    job: &str,
+    what: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let s = get(jobs, "quick").await["status"].clone();
-        if s["state"] == "RUNNING" && s["statistic"]["loadedRows"] == rows && s["totalLag"] == 0 {
+        let s = get(jobs, job).await["status"].clone();
+        if done(&s) {
             return s;
         }
         if Instant::now() > deadline {
-            panic!("job did not load {rows} rows within 120 s; status: {s}");
+            panic!("job {job}: {what} not within 120 s; status: {s}");
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// Waits until the job "quick" is RUNNING with `rows` loaded and no lag.
+async fn wait_loaded(jobs: &Api<DynamicObject>, rows: i64) -> Value {
+    wait_status(jobs, "quick", &format!("{rows} rows loaded"), |s| {
+        s["state"] == "RUNNING" && s["statistic"]["loadedRows"] == rows && s["totalLag"] == 0
+    })
+    .await
 }
 
 async fn produce(tb: &Testbed, topic: &str, from: i64, to: i64) -> i64 {
@@ -203,15 +216,10 @@ async fn operator_and_worker_load_a_topic_end_to_end() {
     }
     produce(&tb, &topic, 50, 60).await;
     // 20 messages: keys 50..60 and 1050..1060, half of them odd.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let status = loop {
-        let s = get(&jobs, "quick").await["status"].clone();
-        if s["statistic"]["totalRows"] == produced + 20 && s["totalLag"] == 0 {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "edited job did not consume: {s}");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    let status = wait_status(&jobs, "quick", "the edited job consuming", |s| {
+        s["statistic"]["totalRows"] == produced + 20 && s["totalLag"] == 0
+    })
+    .await;
     assert_eq!(status["statistic"]["unselectedRows"], 10, "{status}");
     assert_eq!(status["statistic"]["loadedRows"], produced + 10, "{status}");
     assert_exactly_once(&tb, &location, produced + 10);
@@ -261,18 +269,10 @@ async fn operator_and_worker_load_a_topic_end_to_end() {
     );
     assert_exactly_once(&tb, &location, produced + 10);
     produce(&tb, &topic, 60, 70).await;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let status = loop {
-        let s = get(&jobs, "quick").await["status"].clone();
-        if s["statistic"]["totalRows"] == produced + 40 && s["totalLag"] == 0 {
-            break s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no loads after the compaction: {s}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    let status = wait_status(&jobs, "quick", "loads after the compaction", |s| {
+        s["statistic"]["totalRows"] == produced + 40 && s["totalLag"] == 0
+    })
+    .await;
     assert_eq!(status["statistic"]["loadedRows"], produced + 20, "{status}");
     assert_exactly_once(&tb, &location, produced + 20);
 
@@ -442,18 +442,10 @@ async fn starrocks_primary_key_page_examples_convert_and_run() {
     let wait = |job: String, loaded: i64| {
         let job_api = job_api.clone();
         async move {
-            let deadline = Instant::now() + Duration::from_secs(120);
-            loop {
-                let s = get(&job_api, &job).await["status"].clone();
-                if s["statistic"]["loadedRows"] == loaded && s["totalLag"] == 0 {
-                    return s;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "{job}: {loaded} rows not loaded: {s}"
-                );
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
+            wait_status(&job_api, &job, &format!("{loaded} rows loaded"), |s| {
+                s["statistic"]["loadedRows"] == loaded && s["totalLag"] == 0
+            })
+            .await
         }
     };
     let rows = |location: &str, columns: &[&str]| -> Vec<Vec<Value>> {
