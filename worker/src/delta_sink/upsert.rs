@@ -291,27 +291,52 @@ mod tests {
         .unwrap()
     }
 
-    /// The table's rows, sorted by id, read through DataFusion.
-    async fn table_rows(sink: &DeltaSink) -> Vec<(i64, String)> {
+    /// The table's current data, read through DataFusion.
+    async fn table_batches(sink: &DeltaSink) -> Vec<RecordBatch> {
         let ctx = SessionContext::new();
         sink.table.update_datafusion_session(&ctx.state()).unwrap();
         let provider = sink.table.table_provider().await.unwrap();
-        let batches = ctx.read_table(provider).unwrap().collect().await.unwrap();
+        ctx.read_table(provider).unwrap().collect().await.unwrap()
+    }
+
+    /// Column `name` of `b`, a BIGINT column.
+    fn ints(b: &RecordBatch, name: &str) -> Vec<Option<i64>> {
+        let c = b.column_by_name(name).unwrap();
+        c.as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap()
+            .iter()
+            .collect()
+    }
+
+    /// Column `name` of `b`, a STRING column (DataFusion may read strings as views).
+    fn strings(b: &RecordBatch, name: &str) -> Vec<Option<String>> {
+        let c = deltalake::arrow::compute::cast(b.column_by_name(name).unwrap(), &DataType::Utf8)
+            .unwrap();
+        let c = c.as_any().downcast_ref::<StringArray>().unwrap();
+        c.iter().map(|v| v.map(str::to_string)).collect()
+    }
+
+    /// The table's rows, sorted by id, read through DataFusion.
+    async fn table_rows(sink: &DeltaSink) -> Vec<(i64, String)> {
         let mut out = Vec::new();
-        for b in batches {
-            let id = b.column_by_name("id").unwrap();
-            let id = id.as_any().downcast_ref::<Int64Array>().unwrap();
-            // DataFusion may read strings as views.
-            let v =
-                deltalake::arrow::compute::cast(b.column_by_name("v").unwrap(), &DataType::Utf8)
-                    .unwrap();
-            let v = v.as_any().downcast_ref::<StringArray>().unwrap();
-            for i in 0..b.num_rows() {
-                out.push((id.value(i), v.value(i).to_string()));
+        for b in table_batches(sink).await {
+            for (id, v) in ints(&b, "id").into_iter().zip(strings(&b, "v")) {
+                out.push((id.unwrap(), v.unwrap_or_default()));
             }
         }
         out.sort();
         out
+    }
+
+    /// Creates the table of `spec` at `loc` and opens a sink on it for partition 0.
+    async fn create_and_open(loc: &str, spec: &TableSpec) -> DeltaSink {
+        delta_table::create_or_adopt(loc, spec, HashMap::new())
+            .await
+            .unwrap();
+        DeltaSink::open(loc, HashMap::new(), "uid", &[0], 1)
+            .await
+            .unwrap()
     }
 
     fn request(p: i32, from: Option<i64>, to: i64, label: &str) -> CommitRequest {
@@ -326,12 +351,7 @@ mod tests {
     #[tokio::test]
     async fn upserts_and_deletes_across_batches_with_the_offsets() {
         let (dir, loc) = temp_location("primary");
-        delta_table::create_or_adopt(&loc, &spec(&loc, "Primary"), HashMap::new())
-            .await
-            .unwrap();
-        let mut sink = DeltaSink::open(&loc, HashMap::new(), "uid", &[0], 1)
-            .await
-            .unwrap();
+        let mut sink = create_and_open(&loc, &spec(&loc, "Primary")).await;
         assert!(sink.key_model().model.is_keyed());
         // Batch 1: inserts 1..=3, 2 updated in the same batch, 3 inserted and deleted.
         let c1 = sink
@@ -391,18 +411,13 @@ mod tests {
     /// stored row by each column's function; a replayed batch is refused, so nothing adds twice.
     #[tokio::test]
     async fn aggregate_tables_combine_batches_with_each_columns_function() {
-        use deltalake::arrow::array::{Array, ArrayRef, Int64Array};
+        use deltalake::arrow::array::ArrayRef;
         let (dir, loc) = temp_location("aggregate");
         let spec: TableSpec = serde_yaml::from_str(&format!(
             "location: {loc}\nmodel: Aggregate\nkeys: [id]\ncolumns:\n  - {{name: id, type: BIGINT, nullable: false}}\n  - {{name: total, type: BIGINT, aggregate: SUM}}\n  - {{name: top, type: BIGINT, aggregate: MAX}}\n  - {{name: low, type: BIGINT, aggregate: MIN}}\n  - {{name: last, type: BIGINT, aggregate: REPLACE}}\n  - {{name: known, type: BIGINT, aggregate: REPLACE_IF_NOT_NULL}}\n"
         ))
         .unwrap();
-        delta_table::create_or_adopt(&loc, &spec, HashMap::new())
-            .await
-            .unwrap();
-        let mut sink = DeltaSink::open(&loc, HashMap::new(), "uid", &[0], 1)
-            .await
-            .unwrap();
+        let mut sink = create_and_open(&loc, &spec).await;
         type Row = (
             i64,
             Option<i64>,
@@ -435,37 +450,17 @@ mod tests {
             )
             .unwrap()
         };
-        let rows = |sink: &DeltaSink| {
-            let sink_table = sink.table.clone();
-            async move {
-                let ctx = SessionContext::new();
-                sink_table.update_datafusion_session(&ctx.state()).unwrap();
-                let provider = sink_table.table_provider().await.unwrap();
-                let mut out: Vec<Row> = Vec::new();
-                for b in ctx.read_table(provider).unwrap().collect().await.unwrap() {
-                    let c = |i: usize| {
-                        b.column(i)
-                            .as_any()
-                            .downcast_ref::<Int64Array>()
-                            .unwrap()
-                            .clone()
-                    };
-                    let (id, cols) = (c(0), [c(1), c(2), c(3), c(4), c(5)]);
-                    let v = |a: &Int64Array, i: usize| a.is_valid(i).then(|| a.value(i));
-                    for i in 0..b.num_rows() {
-                        out.push((
-                            id.value(i),
-                            v(&cols[0], i),
-                            v(&cols[1], i),
-                            v(&cols[2], i),
-                            v(&cols[3], i),
-                            v(&cols[4], i),
-                        ));
-                    }
+        let rows = async |sink: &DeltaSink| {
+            let mut out: Vec<Row> = Vec::new();
+            for b in table_batches(sink).await {
+                let [id, total, top, low, last, known] =
+                    ["id", "total", "top", "low", "last", "known"].map(|n| ints(&b, n));
+                for i in 0..b.num_rows() {
+                    out.push((id[i].unwrap(), total[i], top[i], low[i], last[i], known[i]));
                 }
-                out.sort();
-                out
             }
+            out.sort();
+            out
         };
         sink.commit(
             Some(batch(&[
@@ -545,33 +540,12 @@ mod tests {
     type Stored = (i64, Option<i64>, Option<String>, Option<i64>);
 
     async fn versioned_rows(sink: &DeltaSink) -> Vec<Stored> {
-        use deltalake::arrow::array::Array;
-        let ctx = SessionContext::new();
-        sink.table.update_datafusion_session(&ctx.state()).unwrap();
-        let provider = sink.table.table_provider().await.unwrap();
         let mut out = Vec::new();
-        for b in ctx.read_table(provider).unwrap().collect().await.unwrap() {
-            let int = |n: &str| {
-                b.column_by_name(n)
-                    .unwrap()
-                    .as_any()
-                    .downcast_ref::<Int64Array>()
-                    .unwrap()
-                    .clone()
-            };
-            let (id, version, score) = (int("id"), int("version"), int("score"));
-            let name =
-                deltalake::arrow::compute::cast(b.column_by_name("name").unwrap(), &DataType::Utf8)
-                    .unwrap();
-            let name = name.as_any().downcast_ref::<StringArray>().unwrap();
-            let v = |a: &Int64Array, i: usize| a.is_valid(i).then(|| a.value(i));
+        for b in table_batches(sink).await {
+            let (id, version, score) = (ints(&b, "id"), ints(&b, "version"), ints(&b, "score"));
+            let name = strings(&b, "name");
             for i in 0..b.num_rows() {
-                out.push((
-                    id.value(i),
-                    v(&version, i),
-                    name.is_valid(i).then(|| name.value(i).to_string()),
-                    v(&score, i),
-                ));
+                out.push((id[i].unwrap(), version[i], name[i].clone(), score[i]));
             }
         }
         out.sort();
@@ -584,13 +558,7 @@ mod tests {
             "location: {loc}\nmodel: Primary\nkeys: [id]\ncolumns:\n  - {{name: id, type: BIGINT, nullable: false}}\n  - {{name: version, type: BIGINT}}\n  - {{name: name, type: STRING}}\n  - {{name: score, type: BIGINT}}\n"
         ))
         .unwrap();
-        delta_table::create_or_adopt(&loc, &spec, HashMap::new())
-            .await
-            .unwrap();
-        let sink = DeltaSink::open(&loc, HashMap::new(), "uid", &[0], 1)
-            .await
-            .unwrap()
-            .with_update_rule(rule);
+        let sink = create_and_open(&loc, &spec).await.with_update_rule(rule);
         (dir, sink)
     }
 
@@ -793,12 +761,7 @@ mod tests {
     #[tokio::test]
     async fn concurrent_merges_are_merged_again() {
         let (dir, loc) = temp_location("concurrent");
-        delta_table::create_or_adopt(&loc, &spec(&loc, "Unique"), HashMap::new())
-            .await
-            .unwrap();
-        let mut a = DeltaSink::open(&loc, HashMap::new(), "uid", &[0], 1)
-            .await
-            .unwrap();
+        let mut a = create_and_open(&loc, &spec(&loc, "Unique")).await;
         let mut b = DeltaSink::open(&loc, HashMap::new(), "uid", &[1], 1)
             .await
             .unwrap();
@@ -864,18 +827,8 @@ mod tests {
         const BATCHES: i64 = 5;
         let (dir_a, loc_a) = temp_location("cost-append");
         let (dir_m, loc_m) = temp_location("cost-merge");
-        delta_table::create_or_adopt(&loc_a, &spec(&loc_a, "Duplicate"), HashMap::new())
-            .await
-            .unwrap();
-        delta_table::create_or_adopt(&loc_m, &spec(&loc_m, "Primary"), HashMap::new())
-            .await
-            .unwrap();
-        let mut append = DeltaSink::open(&loc_a, HashMap::new(), "uid", &[0], 1)
-            .await
-            .unwrap();
-        let mut merge = DeltaSink::open(&loc_m, HashMap::new(), "uid", &[0], 1)
-            .await
-            .unwrap();
+        let mut append = create_and_open(&loc_a, &spec(&loc_a, "Duplicate")).await;
+        let mut merge = create_and_open(&loc_m, &spec(&loc_m, "Primary")).await;
         // Each batch: half updates of keys already in the table, half new keys.
         let make = |i: i64| {
             let rows: Vec<(i64, String, i8)> = (0..ROWS)
