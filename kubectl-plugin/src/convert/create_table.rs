@@ -30,7 +30,6 @@ use routine_load_api::table::{
     DeletionPolicy, MAX_COLUMNS, MAX_PARTITION_COLUMNS, TableColumn, TableSpec,
 };
 use routine_load_api::table_model::{AggregateFunction, MAX_KEYS, TableModel};
-use serde_yaml::Value;
 
 use super::{Nesting, Parser, Tok, kube_name, namespace_of, qualified, tokenize};
 
@@ -1243,10 +1242,6 @@ pub fn convert(st: &CreateTable, opts: &TableOptions) -> Result<ConvertedTable, 
     routine_load_api::table_model::validate(&spec).map_err(|e| e.to_string())?;
     let mut table = Table::new(&name, spec);
     table.metadata.namespace = namespace;
-    // The typed API must read back what we write.
-    let value: Value = serde_yaml::to_value(&table).map_err(|e| e.to_string())?;
-    serde_yaml::from_value::<Table>(value)
-        .map_err(|e| format!("the converted table does not fit the Table API: {e}"))?;
     Ok(ConvertedTable {
         name,
         table,

@@ -1,6 +1,7 @@
 use super::*;
 use crate::convert::doc_examples;
 use routine_load_api::TableSpec;
+use serde_yaml::Value;
 
 fn opts(location: &str) -> TableOptions {
     TableOptions {
