@@ -28,6 +28,8 @@ pub const STREAM_LOAD_HEADERS: &[&str] = &[
     "trim_space",
     "timeout",
 ];
+/// StarRocks' default Stream Load `timeout`, seconds.
+pub const DEFAULT_TIMEOUT_SECS: u64 = 600;
 /// The Stream Load headers that apply to JSON only.
 pub const JSON_ONLY_HEADERS: &[&str] = &["jsonpaths", "json_root", "strip_outer_array"];
 /// The Stream Load headers that apply to CSV only.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use routine_load_api::load::{
-    CSV_ONLY_HEADERS, JSON_ONLY_HEADERS, STREAM_LOAD_HEADERS, valid_label,
+    CSV_ONLY_HEADERS, DEFAULT_TIMEOUT_SECS, JSON_ONLY_HEADERS, STREAM_LOAD_HEADERS, valid_label,
 };
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -120,13 +120,13 @@ pub fn request_headers(args: &LoadArgs, label: &str) -> Result<Vec<(String, Stri
     Ok(out)
 }
 
-/// The load's timeout in seconds (the `timeout` header, else StarRocks' default 600).
+/// The load's timeout in seconds (the `timeout` header, else StarRocks' default).
 pub fn timeout_of(headers: &[(String, String)]) -> u64 {
     headers
         .iter()
         .find(|(n, _)| n == "timeout")
         .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(600)
+        .unwrap_or(DEFAULT_TIMEOUT_SECS)
 }
 
 /// A label for a load without `--label`: `load-<UTC time>-<8 hex digits>`.

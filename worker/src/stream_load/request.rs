@@ -12,8 +12,7 @@ use serde_json::{Map, Value, json};
 /// but it streams the body; this worker holds a load's body in memory until it commits, so the
 /// default stays well inside a worker pod's memory.
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024 * 1024;
-/// StarRocks' default Stream Load `timeout`, seconds.
-pub const DEFAULT_TIMEOUT_SECS: u64 = 600;
+pub use routine_load_api::load::DEFAULT_TIMEOUT_SECS;
 
 /// The Stream Load headers this endpoint implements, with StarRocks' names.
 pub const LOAD_HEADERS: &[&str] = routine_load_api::load::STREAM_LOAD_HEADERS;
