@@ -749,9 +749,10 @@ mod tests {
         assert!(h(None).contains("Transfer-Encoding: chunked\r\n"));
     }
 
-    /// A worker stand-in on a local port: reads the request head, answers `first` (a final
-    /// answer, or `100 Continue` then the final answer once the body is read), and returns the
-    /// body bytes it received after the head.
+    /// A worker stand-in on a local port: reads the request head, answers with the final answer
+    /// at once (a refused token, a label already used), or with `continue_first` `100 Continue`
+    /// then the final answer once the body is read, and returns the body bytes it received
+    /// after the head.
     async fn serve_once(continue_first: bool) -> (String, tokio::task::JoinHandle<Vec<u8>>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
