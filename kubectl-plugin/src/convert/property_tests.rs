@@ -227,27 +227,15 @@ fn every_ignored_property_is_named_in_a_warning() {
 /// refused.
 #[test]
 fn partial_update_and_merge_condition_map_to_the_job() {
-    type Case<'a> = (&'a str, serde_json::Value, serde_json::Value);
-    let cases: &[Case] = &[
-        (
-            r#""partial_update" = "true""#,
-            serde_json::json!(true),
-            serde_json::Value::Null,
-        ),
-        (
-            r#""partial_update" = "FALSE""#,
-            serde_json::Value::Null,
-            serde_json::Value::Null,
-        ),
-        (
-            r#""merge_condition" = "version""#,
-            serde_json::Value::Null,
-            serde_json::json!("version"),
-        ),
+    // The PROPERTIES, then the job's partialUpdate and mergeCondition.
+    let cases: &[(&str, bool, Option<&str>)] = &[
+        (r#""partial_update" = "true""#, true, None),
+        (r#""partial_update" = "FALSE""#, false, None),
+        (r#""merge_condition" = "version""#, false, Some("version")),
         (
             r#""partial_update" = "true", "partial_update_mode" = "row", "merge_condition" = "ts""#,
-            serde_json::json!(true),
-            serde_json::json!("ts"),
+            true,
+            Some("ts"),
         ),
     ];
     for (props, partial, condition) in cases {
@@ -257,19 +245,11 @@ fn partial_update_and_merge_condition_map_to_the_job() {
         let job: RoutineLoadJob = serde_yaml::from_value(c.job.clone()).unwrap();
         assert_eq!(
             spec["partialUpdate"].as_bool().unwrap_or(false),
-            partial.as_bool().unwrap_or(false),
+            *partial,
             "{sql}: {spec}"
         );
-        assert_eq!(
-            job.spec.partial_update,
-            partial.as_bool().unwrap_or(false),
-            "{sql}"
-        );
-        assert_eq!(
-            job.spec.merge_condition.as_deref(),
-            condition.as_str(),
-            "{sql}"
-        );
+        assert_eq!(job.spec.partial_update, *partial, "{sql}");
+        assert_eq!(job.spec.merge_condition.as_deref(), *condition, "{sql}");
         let mode_warned = c
             .warnings
             .iter()
