@@ -1259,17 +1259,15 @@ fn partition_columns(
     notes: &mut Vec<String>,
     warnings: &mut Vec<String>,
 ) -> Result<Vec<String>, String> {
-    let type_of = |name: &str| -> Result<ColumnType, String> {
+    // StarRocks' column names are case-insensitive; the Table's partition columns take the
+    // columns' spelling.
+    let column = |name: &str| -> Result<&TableColumn, String> {
         columns
             .iter()
             .find(|c| c.name.eq_ignore_ascii_case(name))
-            .map(|c| c.parsed_type().map_err(|e| e.to_string()))
-            .unwrap_or_else(|| {
-                Err(format!(
-                    "PARTITION BY names '{name}', which is not a column"
-                ))
-            })
+            .ok_or_else(|| format!("PARTITION BY names '{name}', which is not a column"))
     };
+    let is_date = |c: &TableColumn| c.parsed_type() == Ok(ColumnType::Date);
     let no_expressions = |text: &str| {
         format!(
             "PARTITION BY {text} is not carried over: a Delta table partitions by column values, not expressions; to partition by it, add a column a job computes with COLUMNS (..., c = {text}) and list it in partitionColumns"
@@ -1279,55 +1277,45 @@ fn partition_columns(
     match desc {
         PartitionDesc::Expressions(exprs) => {
             for e in exprs {
-                match e {
-                    PartitionExpr::Column(c) => {
-                        type_of(c)?;
-                        out.push(c.clone());
-                    }
-                    PartitionExpr::Function { name, args, text }
-                        if name == "date_trunc"
-                            && matches!(args.as_slice(),
-                                [PartitionArg::Str(unit), PartitionArg::Ident(c)]
-                                    if unit.eq_ignore_ascii_case("day")
-                                        && type_of(c) == Ok(ColumnType::Date)) =>
-                    {
-                        let PartitionArg::Ident(c) = &args[1] else {
-                            unreachable!("matched above")
-                        };
-                        notes.push(format!(
-                            "PARTITION BY {text}: one partition per day of the DATE column {c}, as partitionColumns [{c}]"
-                        ));
-                        out.push(c.clone());
-                    }
-                    other => warnings.push(no_expressions(other.text())),
-                }
-            }
-        }
-        PartitionDesc::Range { exprs, definitions } => {
-            let text = exprs
-                .iter()
-                .map(PartitionExpr::text)
-                .collect::<Vec<_>>()
-                .join(", ");
-            match exprs.as_slice() {
-                [PartitionExpr::Column(c)] if type_of(c)? == ColumnType::Date => {
-                    warnings.push(format!(
-                        "PARTITION BY RANGE ({c}): its {definitions} range partition(s) become one Delta partition per day ({c} is a DATE; Delta partitions by value)"
+                if let PartitionExpr::Column(c) = e {
+                    out.push(column(c)?.name.clone());
+                } else if let Some(c) = day_truncated(e)
+                    && let Ok(col) = column(c)
+                    && is_date(col)
+                {
+                    notes.push(format!(
+                        "PARTITION BY {}: one partition per day of the DATE column {c}, as partitionColumns [{c}]",
+                        e.text()
                     ));
-                    out.push(c.clone());
+                    out.push(col.name.clone());
+                } else {
+                    warnings.push(no_expressions(e.text()));
                 }
-                _ => warnings.push(format!(
-                    "PARTITION BY RANGE ({text}) is not carried over: a Delta table partitions by column values, not ranges; the Table is not partitioned (list columns in partitionColumns to partition by their values)"
-                )),
             }
         }
+        PartitionDesc::Range { exprs, definitions } => match exprs.as_slice() {
+            [PartitionExpr::Column(c)] if is_date(column(c)?) => {
+                warnings.push(format!(
+                    "PARTITION BY RANGE ({c}): its {definitions} range partition(s) become one Delta partition per day ({c} is a DATE; Delta partitions by value)"
+                ));
+                out.push(column(c)?.name.clone());
+            }
+            _ => warnings.push(format!(
+                "PARTITION BY RANGE ({}) is not carried over: a Delta table partitions by column values, not ranges; the Table is not partitioned (list columns in partitionColumns to partition by their values)",
+                exprs
+                    .iter()
+                    .map(PartitionExpr::text)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        },
         PartitionDesc::List { exprs, definitions } => {
             let mut listed = Vec::new();
             for e in exprs {
                 match e {
                     PartitionExpr::Column(c) => {
-                        type_of(c)?;
-                        listed.push(c.clone());
+                        out.push(column(c)?.name.clone());
+                        listed.push(c.as_str());
                     }
                     other => warnings.push(no_expressions(other.text())),
                 }
@@ -1339,16 +1327,10 @@ fn partition_columns(
                     if listed.len() > 1 { " combination" } else { "" }
                 ));
             }
-            out = listed;
         }
     }
     let mut unique: Vec<String> = Vec::new();
     for c in out {
-        // StarRocks' column names are case-insensitive; the Table's are the columns' spelling.
-        let c = columns
-            .iter()
-            .find(|col| col.name.eq_ignore_ascii_case(&c))
-            .map_or(c, |col| col.name.clone());
         if !unique.contains(&c) {
             unique.push(c);
         }
@@ -1360,6 +1342,22 @@ fn partition_columns(
         ));
     }
     Ok(unique)
+}
+
+/// The column `c` of `date_trunc('day', c)`.
+fn day_truncated(e: &PartitionExpr) -> Option<&str> {
+    match e {
+        PartitionExpr::Function { name, args, .. } if name == "date_trunc" => match args.as_slice()
+        {
+            [PartitionArg::Str(unit), PartitionArg::Ident(c)]
+                if unit.eq_ignore_ascii_case("day") =>
+            {
+                Some(c)
+            }
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 #[cfg(test)]
