@@ -18,8 +18,10 @@ use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
 use std::time::{Duration, Instant};
 
+use routine_load_e2e::delta::DeltaSnapshot;
 use routine_load_e2e::installation::{Installation, JOB, TABLE, TASK};
 use routine_load_e2e::kafka::Listener;
+use routine_load_e2e::process::LocalProcess;
 use routine_load_e2e::{Testbed, testbed_or_skip, unique_name};
 use serde_json::json;
 
@@ -49,16 +51,20 @@ fn partition_of(id: u64) -> i32 {
     (id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 61) as i32 % PARTITIONS
 }
 
-/// A deterministic CDC stream: a key not present is inserted, a present one updated (3 in 4)
-/// or deleted (1 in 4).
-fn events() -> Vec<Event> {
-    let mut state = 0x2545_F491_4F6C_DD1Du64;
-    let mut next = || {
+/// A deterministic pseudo-random sequence (xorshift64) from `seed`.
+fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
+    move || {
         state ^= state << 13;
         state ^= state >> 7;
         state ^= state << 17;
         state
-    };
+    }
+}
+
+/// A deterministic CDC stream: a key not present is inserted, a present one updated (3 in 4)
+/// or deleted (1 in 4).
+fn events() -> Vec<Event> {
+    let mut next = xorshift(0x2545_F491_4F6C_DD1D);
     let mut present = std::collections::BTreeSet::new();
     (0..EVENTS)
         .map(|seq| {
@@ -66,7 +72,7 @@ fn events() -> Vec<Event> {
             let kind = if !present.contains(&id) {
                 present.insert(id);
                 "INSERT"
-            } else if next() % 4 == 0 {
+            } else if next().is_multiple_of(4) {
                 present.remove(&id);
                 "DELETE"
             } else {
@@ -121,6 +127,47 @@ fn recorded(tb: &Testbed, location: &str, job_uid: &str) -> BTreeMap<i32, i64> {
         .collect()
 }
 
+/// Rows merged over all the table's commits (each merge records its batch's rows).
+fn merged_rows(snap: &DeltaSnapshot) -> u64 {
+    snap.commits
+        .iter()
+        .filter_map(|c| c.routine_load.as_ref()?["merge"]["rows"].as_u64())
+        .sum()
+}
+
+/// A new directory for a table, and its location.
+fn table_dir(prefix: &str) -> (std::path::PathBuf, String) {
+    let dir = std::env::temp_dir().join(unique_name(prefix));
+    std::fs::create_dir_all(&dir).unwrap();
+    let location = format!("file://{}", dir.display());
+    (dir, location)
+}
+
+/// A CSV job `name` into `table` reading all partitions of `topic` from the beginning, with
+/// the fields of `extra` (columns, partialUpdate, ...) in its spec.
+fn csv_job(
+    inst: &Installation,
+    name: &str,
+    table: &str,
+    topic: &str,
+    extra: serde_json::Value,
+) -> serde_json::Value {
+    let mut spec = json!({
+        "table": table,
+        "columnSeparator": ",",
+        "kafka": {
+            "brokerList": inst.tb.var("KAFKA_BROKERS").unwrap(),
+            "topic": topic,
+            "partitions": [0, 1, 2],
+            "offsets": ["OFFSET_BEGINNING", "OFFSET_BEGINNING", "OFFSET_BEGINNING"]
+        }
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        spec[k] = v.clone();
+    }
+    json!({"metadata": {"name": name}, "spec": spec})
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cdc_stream_into_a_primary_key_table_survives_kill_9() {
     let Some(tb) = testbed_or_skip("primary key CDC") else {
@@ -135,9 +182,7 @@ async fn cdc_stream_into_a_primary_key_table_survives_kill_9() {
         .create_topic(&topic, PARTITIONS)
         .await
         .expect("topic");
-    let dir = std::env::temp_dir().join(unique_name("keys-table"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let location = format!("file://{}", dir.display());
+    let (dir, location) = table_dir("keys-table");
     inst.create(
         TABLE,
         json!({
@@ -159,20 +204,13 @@ async fn cdc_stream_into_a_primary_key_table_survives_kill_9() {
     let job = inst
         .create(
             JOB,
-            json!({
-                "metadata": {"name": "cdc"},
-                "spec": {
-                    "table": "accounts",
-                    "columnSeparator": ",",
-                    "columns": ["id", "type", "v", "seq", "__op = if(type = 'DELETE', 1, 0)"],
-                    "kafka": {
-                        "brokerList": inst.tb.var("KAFKA_BROKERS").unwrap(),
-                        "topic": topic,
-                        "partitions": [0, 1, 2],
-                        "offsets": ["OFFSET_BEGINNING", "OFFSET_BEGINNING", "OFFSET_BEGINNING"]
-                    }
-                }
-            }),
+            csv_job(
+                &inst,
+                "cdc",
+                "accounts",
+                &topic,
+                json!({"columns": ["id", "type", "v", "seq", "__op = if(type = 'DELETE', 1, 0)"]}),
+            ),
         )
         .await
         .expect("create job");
@@ -228,12 +266,11 @@ async fn cdc_stream_into_a_primary_key_table_survives_kill_9() {
         want.len()
     );
     // Every message merged exactly once, across the kill.
-    let merged: u64 = snap
-        .commits
-        .iter()
-        .filter_map(|c| c.routine_load.as_ref()?["merge"]["rows"].as_u64())
-        .sum();
-    assert_eq!(merged, EVENTS as u64, "rows merged over all commits");
+    assert_eq!(
+        merged_rows(&snap),
+        EVENTS as u64,
+        "rows merged over all commits"
+    );
     let deletes = events.iter().filter(|e| e.kind == "DELETE").count();
     eprintln!(
         "{EVENTS} events ({deletes} deletes) on {KEYS} keys -> {} rows, {} commits, in {:.1}s",
@@ -246,13 +283,7 @@ async fn cdc_stream_into_a_primary_key_table_survives_kill_9() {
 /// Metric events for an Aggregate table: `id,n,price,seq,note` with `note` NULL (`\N`) in
 /// one event of three.
 fn metric_lines() -> Vec<(u64, String)> {
-    let mut state = 0x9E37_79B9_7F4A_7C15u64;
-    let mut next = || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut next = xorshift(0x9E37_79B9_7F4A_7C15);
     (0..EVENTS)
         .map(|seq| {
             let id = next() % KEYS;
@@ -284,9 +315,7 @@ async fn metrics_roll_up_in_an_aggregate_table_exactly_once_across_kill_9() {
         .create_topic(&topic, PARTITIONS)
         .await
         .expect("topic");
-    let dir = std::env::temp_dir().join(unique_name("agg-table"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let location = format!("file://{}", dir.display());
+    let (dir, location) = table_dir("agg-table");
     inst.create(
         TABLE,
         json!({
@@ -311,22 +340,15 @@ async fn metrics_roll_up_in_an_aggregate_table_exactly_once_across_kill_9() {
     let job = inst
         .create(
             JOB,
-            json!({
-                "metadata": {"name": "rollup"},
-                "spec": {
-                    "table": "metrics",
-                    "columnSeparator": ",",
-                    "columns": ["id", "n", "price", "last_seq", "note",
-                                "total = cast(n as bigint)", "hi = cast(price as bigint)",
-                                "lo = cast(price as bigint)"],
-                    "kafka": {
-                        "brokerList": inst.tb.var("KAFKA_BROKERS").unwrap(),
-                        "topic": topic,
-                        "partitions": [0, 1, 2],
-                        "offsets": ["OFFSET_BEGINNING", "OFFSET_BEGINNING", "OFFSET_BEGINNING"]
-                    }
-                }
-            }),
+            csv_job(
+                &inst,
+                "rollup",
+                "metrics",
+                &topic,
+                json!({"columns": ["id", "n", "price", "last_seq", "note",
+                                   "total = cast(n as bigint)", "hi = cast(price as bigint)",
+                                   "lo = cast(price as bigint)"]}),
+            ),
         )
         .await
         .expect("create job");
@@ -387,12 +409,11 @@ async fn metrics_roll_up_in_an_aggregate_table_exactly_once_across_kill_9() {
         have.len(),
         want.len()
     );
-    let merged: u64 = snap
-        .commits
-        .iter()
-        .filter_map(|c| c.routine_load.as_ref()?["merge"]["rows"].as_u64())
-        .sum();
-    assert_eq!(merged, EVENTS as u64, "rows merged over all commits");
+    assert_eq!(
+        merged_rows(&snap),
+        EVENTS as u64,
+        "rows merged over all commits"
+    );
     eprintln!(
         "{EVENTS} metric events on {} keys rolled up in {} commits",
         have.len(),
@@ -410,6 +431,18 @@ async fn load_to_the_end(
     location: &str,
     lines: &[(i32, String)],
 ) {
+    let worker = create_tasks(inst, job, job_uid).await;
+    produce_lines(&inst.tb, topic, lines).await;
+    let mut w = inst
+        .spawn_worker(&worker, &[("ROUTINE_LOAD_MAX_BATCH_ROWS", BATCH_ROWS)])
+        .expect("worker");
+    let ends = partition_ends(inst, topic);
+    wait_until_recorded(inst, &mut w, location, job_uid, &ends).await;
+    let _ = w.stop(Duration::from_secs(20));
+}
+
+/// One task per partition for `job`, all on one new worker; returns the worker's name.
+async fn create_tasks(inst: &Installation, job: &str, job_uid: &str) -> String {
     let worker = unique_name("w");
     for p in 0..PARTITIONS {
         inst.create(
@@ -424,13 +457,24 @@ async fn load_to_the_end(
         .await
         .expect("create task");
     }
-    produce_lines(&inst.tb, topic, lines).await;
-    let mut w = inst
-        .spawn_worker(&worker, &[("ROUTINE_LOAD_MAX_BATCH_ROWS", BATCH_ROWS)])
-        .expect("worker");
-    let ends: BTreeMap<i32, i64> = (0..PARTITIONS)
+    worker
+}
+
+/// The end offset of every partition of `topic`.
+fn partition_ends(inst: &Installation, topic: &str) -> BTreeMap<i32, i64> {
+    (0..PARTITIONS)
         .map(|p| (p, inst.tb.watermarks(topic, p).expect("watermarks").1))
-        .collect();
+        .collect()
+}
+
+/// Waits until the table at `location` records `ends` for the job, the worker `w` running.
+async fn wait_until_recorded(
+    inst: &Installation,
+    w: &mut LocalProcess,
+    location: &str,
+    job_uid: &str,
+    ends: &BTreeMap<i32, i64>,
+) {
     let log_dir = std::path::Path::new(location.trim_start_matches("file://")).join("_delta_log");
     let t0 = Instant::now();
     loop {
@@ -440,7 +484,7 @@ async fn load_to_the_end(
         } else {
             BTreeMap::new()
         };
-        if have == ends {
+        if have == *ends {
             break;
         }
         assert!(
@@ -450,7 +494,6 @@ async fn load_to_the_end(
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    let _ = w.stop(Duration::from_secs(20));
 }
 
 /// A Primary table of players loaded whole by one job, then by a job with `partialUpdate`
@@ -468,13 +511,10 @@ async fn a_partial_update_job_leaves_the_columns_it_does_not_load() {
     let inst = Installation::start(tb, "e2e-partial", false)
         .await
         .expect("installation");
-    let dir = std::env::temp_dir().join(unique_name("partial-table"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let location = format!("file://{}", dir.display());
+    let (_, location) = table_dir("partial-table");
     inst.create(TABLE, players_table("players", &location))
         .await
         .expect("create Table");
-    let brokers = inst.tb.var("KAFKA_BROKERS").unwrap();
     let mut uids = Vec::new();
     for (name, extra) in [
         (
@@ -491,21 +531,8 @@ async fn a_partial_update_job_leaves_the_columns_it_does_not_load() {
             .create_topic(&topic, PARTITIONS)
             .await
             .expect("topic");
-        let mut spec = json!({
-            "table": "players",
-            "columnSeparator": ",",
-            "kafka": {
-                "brokerList": brokers,
-                "topic": topic,
-                "partitions": [0, 1, 2],
-                "offsets": ["OFFSET_BEGINNING", "OFFSET_BEGINNING", "OFFSET_BEGINNING"]
-            }
-        });
-        for (k, v) in extra.as_object().unwrap() {
-            spec[k] = v.clone();
-        }
         let job = inst
-            .create(JOB, json!({"metadata": {"name": name}, "spec": spec}))
+            .create(JOB, csv_job(&inst, name, "players", &topic, extra.clone()))
             .await
             .expect("create job");
         for k in extra.as_object().unwrap().keys() {
@@ -525,13 +552,10 @@ async fn a_partial_update_job_leaves_the_columns_it_does_not_load() {
     let whole: Vec<(i32, String)> = (0..OLD_KEYS)
         .map(|id| (partition_of(id), format!("{id},7,first{id},{}", id * 10)))
         .collect();
-    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = xorshift(0x2545_F491_4F6C_DD1D);
     let renames: Vec<(u64, String)> = (0..RENAMES)
         .map(|seq| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            let id = state % (OLD_KEYS + NEW_KEYS);
+            let id = next() % (OLD_KEYS + NEW_KEYS);
             (id, format!("{id},name{seq}"))
         })
         .collect();
@@ -624,30 +648,20 @@ async fn a_merge_condition_job_keeps_the_newest_version_across_kill_9() {
         .create_topic(&topic, PARTITIONS)
         .await
         .expect("topic");
-    let dir = std::env::temp_dir().join(unique_name("condition-table"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let location = format!("file://{}", dir.display());
+    let (dir, location) = table_dir("condition-table");
     inst.create(TABLE, players_table("versions", &location))
         .await
         .expect("create Table");
     let job = inst
         .create(
             JOB,
-            json!({
-                "metadata": {"name": "newest"},
-                "spec": {
-                    "table": "versions",
-                    "columnSeparator": ",",
-                    "columns": ["id", "version", "name", "score"],
-                    "mergeCondition": "version",
-                    "kafka": {
-                        "brokerList": inst.tb.var("KAFKA_BROKERS").unwrap(),
-                        "topic": topic,
-                        "partitions": [0, 1, 2],
-                        "offsets": ["OFFSET_BEGINNING", "OFFSET_BEGINNING", "OFFSET_BEGINNING"]
-                    }
-                }
-            }),
+            csv_job(
+                &inst,
+                "newest",
+                "versions",
+                &topic,
+                json!({"columns": ["id", "version", "name", "score"], "mergeCondition": "version"}),
+            ),
         )
         .await
         .expect("create job");
@@ -659,13 +673,7 @@ async fn a_merge_condition_job_keeps_the_newest_version_across_kill_9() {
     );
     let job_uid = job["metadata"]["uid"].as_str().unwrap().to_string();
     // Versions drawn at random per message: most messages of a key arrive after a newer one.
-    let mut state = 0x9E37_79B9_7F4A_7C15u64;
-    let mut next = || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut next = xorshift(0x9E37_79B9_7F4A_7C15);
     let events: Vec<(u64, u64, usize)> = (0..MESSAGES)
         .map(|seq| (next() % KEYS, next() % 40, seq))
         .collect();
@@ -715,12 +723,11 @@ async fn a_merge_condition_job_keeps_the_newest_version_across_kill_9() {
         late > MESSAGES / 4,
         "only {late} late rows: the test proves little"
     );
-    let merged: u64 = snap
-        .commits
-        .iter()
-        .filter_map(|c| c.routine_load.as_ref()?["merge"]["rows"].as_u64())
-        .sum();
-    assert_eq!(merged, MESSAGES as u64, "rows merged over all commits");
+    assert_eq!(
+        merged_rows(&snap),
+        MESSAGES as u64,
+        "rows merged over all commits"
+    );
     eprintln!(
         "{MESSAGES} messages ({late} older than their key's stored version) on {} keys in {:.1}s",
         have.len(),
@@ -742,20 +749,7 @@ async fn load_across_a_kill(
     second: &[(i32, String)],
 ) {
     let location = format!("file://{}", dir.display());
-    let worker = unique_name("w");
-    for p in 0..PARTITIONS {
-        inst.create(
-            TASK,
-            json!({
-                "metadata": {"name": format!("{job}-{p}"),
-                             "labels": {"routineload.io/worker": worker, "routineload.io/job": job}},
-                "spec": {"job": job, "jobUid": job_uid, "partitions": [p],
-                         "worker": worker, "epoch": 1}
-            }),
-        )
-        .await
-        .expect("create task");
-    }
+    let worker = create_tasks(inst, job, job_uid).await;
     produce_lines(&inst.tb, topic, first).await;
     let env = [("ROUTINE_LOAD_MAX_BATCH_ROWS", BATCH_ROWS)];
     let mut w = inst.spawn_worker(&worker, &env).expect("worker");
@@ -801,27 +795,13 @@ async fn load_across_a_kill(
 
     produce_lines(&inst.tb, topic, second).await;
     let mut w = inst.spawn_worker(&worker, &env).expect("worker again");
-    let ends: BTreeMap<i32, i64> = (0..PARTITIONS)
-        .map(|p| (p, inst.tb.watermarks(topic, p).expect("watermarks").1))
-        .collect();
+    let ends = partition_ends(inst, topic);
     assert_eq!(
         ends.values().sum::<i64>(),
         (first.len() + second.len()) as i64,
         "all produced"
     );
-    let t0 = Instant::now();
-    loop {
-        let have = recorded(&inst.tb, &location, job_uid);
-        if have == ends {
-            break;
-        }
-        assert!(
-            t0.elapsed() < WAIT && w.is_running(),
-            "not loaded within {WAIT:?}: recorded {have:?}, ends {ends:?}; worker log:\n{}",
-            w.log()
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    wait_until_recorded(inst, &mut w, &location, job_uid, &ends).await;
     let _ = w.stop(Duration::from_secs(20));
 }
 
