@@ -957,20 +957,18 @@ pub fn map_type(column: &str, text: &str) -> Result<(ColumnType, Option<String>)
     Ok((ty, note))
 }
 
+/// The Table's aggregate function of StarRocks' name (upper case).
 fn aggregate_function(column: &str, name: &str) -> Result<AggregateFunction, String> {
-    Ok(match name {
-        "SUM" => AggregateFunction::Sum,
-        "MAX" => AggregateFunction::Max,
-        "MIN" => AggregateFunction::Min,
-        "REPLACE" => AggregateFunction::Replace,
-        "REPLACE_IF_NOT_NULL" => AggregateFunction::ReplaceIfNotNull,
-        other => {
-            let ty = other.trim_end_matches("_UNION");
-            return Err(format!(
-                "column '{column}' aggregates with {other}: Delta has no {ty} type ({ty} is a StarRocks sketch only its functions read); an Aggregate Table combines values with SUM, MAX, MIN, REPLACE or REPLACE_IF_NOT_NULL"
-            ));
-        }
-    })
+    use AggregateFunction::*;
+    [Sum, Max, Min, Replace, ReplaceIfNotNull]
+        .into_iter()
+        .find(|f| f.name() == name)
+        .ok_or_else(|| {
+            let ty = name.trim_end_matches("_UNION");
+            format!(
+                "column '{column}' aggregates with {name}: Delta has no {ty} type ({ty} is a StarRocks sketch only its functions read); an Aggregate Table combines values with SUM, MAX, MIN, REPLACE or REPLACE_IF_NOT_NULL"
+            )
+        })
 }
 
 /// Whether `location` is one the Table CRD accepts; the scheme is lower-cased.
