@@ -1,6 +1,5 @@
 //! Plans of loads into keyed tables: the `__op` pseudo column and the model checks.
 
-use super::UpdateRule;
 use super::*;
 use crate::table_model::{OP_COLUMN, TableModel};
 

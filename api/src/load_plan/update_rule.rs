@@ -65,6 +65,7 @@ pub(super) fn check(
         }
         return Ok(UpdateRule::default());
     }
+    let is_key = |name: &str| model.keys.iter().any(|k| k == name);
     let loaded = |name: &str| columns.iter().any(|c| c.name == name && c.loaded);
     let updated_columns = if partial_update {
         if let Some(key) = model.keys.iter().find(|k| !loaded(k)) {
@@ -73,7 +74,7 @@ pub(super) fn check(
         Some(
             columns
                 .iter()
-                .filter(|c| c.loaded && !model.keys.iter().any(|k| k == c.name))
+                .filter(|c| c.loaded && !is_key(c.name))
                 .map(|c| c.name.to_string())
                 .collect(),
         )
@@ -90,7 +91,7 @@ pub(super) fn check(
             let Some(column) = columns.iter().find(|c| c.name == name) else {
                 let values: Vec<&str> = columns
                     .iter()
-                    .filter(|c| !model.keys.iter().any(|k| k == c.name))
+                    .filter(|c| !is_key(c.name))
                     .map(|c| c.name)
                     .collect();
                 return Err(bad(format!(
@@ -98,7 +99,7 @@ pub(super) fn check(
                     values.join(", ")
                 )));
             };
-            if model.keys.iter().any(|k| k == name) {
+            if is_key(name) {
                 return Err(bad(
                     "a key column: rows of one key all hold the same key, so name a value column (a version or update time)".into(),
                 ));
