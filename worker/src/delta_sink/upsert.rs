@@ -1,7 +1,8 @@
 //! Commits into keyed tables (Primary, Unique, Aggregate): the batch, collapsed to its last row
-//! per key ([`crate::key_model`]) or aggregated per key ([`crate::aggregate_model`]), is merged on the key columns in one Delta MERGE that also carries the
-//! batch's transaction identifiers (`txn` actions) and `commitInfo`, so the offsets move in the
-//! same version as the rows, exactly as appends do.
+//! per key ([`crate::key_model`]) or aggregated per key ([`crate::aggregate_model`]), is merged
+//! on the key columns in one Delta MERGE that also carries the batch's transaction identifiers
+//! (`txn` actions) and `commitInfo`, so the offsets move in the same version as the rows,
+//! exactly as appends do.
 //!
 //! MERGE reads the table: a commit by another writer (another task of the job, another job)
 //! between the read and the commit that touches the files it read is refused by delta-rs'
