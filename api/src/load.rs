@@ -27,9 +27,15 @@ pub const STREAM_LOAD_HEADERS: &[&str] = &[
     "escape",
     "trim_space",
     "timeout",
+    "partial_update",
+    "merge_condition",
 ];
 /// StarRocks' default Stream Load `timeout`, seconds.
 pub const DEFAULT_TIMEOUT_SECS: u64 = 600;
+/// The longest Stream Load `timeout`, seconds (StarRocks `max_stream_load_timeout_second`, 3
+/// days). A load's data files are written before its commit; vacuum leaves files the table
+/// does not reference alone for longer than this (`table_maintenance::ORPHAN_MIN_AGE`).
+pub const MAX_TIMEOUT_SECS: u64 = 259_200;
 /// The Stream Load headers that apply to JSON only.
 pub const JSON_ONLY_HEADERS: &[&str] = &["jsonpaths", "json_root", "strip_outer_array"];
 /// The Stream Load headers that apply to CSV only.

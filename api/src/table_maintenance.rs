@@ -10,10 +10,13 @@
 //! later; the merge, likewise, runs again on the new version.
 //!
 //! Vacuum then deletes the files that left the table longer ago than the retention: time travel
-//! to versions before it no longer works, and a reader still scanning such a version fails.
+//! to versions before it no longer works, and a reader still scanning such a version fails. It
+//! also deletes data files the table never referenced (written for a commit that never came)
+//! once they are older than the retention and [`ORPHAN_MIN_AGE_HOURS`].
 
 use std::num::NonZeroU64;
 
+use deltalake::operations::vacuum::VacuumMode;
 use deltalake::{DeltaTable, DeltaTableError};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
@@ -88,14 +91,37 @@ pub async fn compact_and_vacuum(
         files_vacuumed: 0,
     };
     if let Some(retention) = vacuum_retention {
-        let (_, vacuumed) = table
-            .vacuum()
-            .with_retention_period(retention)
-            .with_enforce_retention_duration(false)
-            .await?;
-        out.files_vacuumed = vacuumed.files_deleted.len() as u64;
+        let mut table = table;
+        for (mode, older_than) in vacuum_passes(retention) {
+            let (t, vacuumed) = table
+                .vacuum()
+                .with_mode(mode)
+                .with_retention_period(older_than)
+                .with_enforce_retention_duration(false)
+                .await?;
+            table = t;
+            out.files_vacuumed += vacuumed.files_deleted.len() as u64;
+        }
     }
     Ok(out)
+}
+
+/// How old a data file the table never referenced is before vacuum deletes it, in hours: such
+/// files are written before a commit that never came (a Stream Load that failed or was cut off,
+/// a batch whose commit failed), and also by a Stream Load still running, which may take up to
+/// its longest timeout (3 days, StarRocks `max_stream_load_timeout_second`): a day more.
+pub const ORPHAN_MIN_AGE_HOURS: i64 = 96;
+
+/// The vacuum passes for a retention: files removed from the table longer ago than the
+/// retention (Delta's lite vacuum), and files the table never referenced once older than both
+/// the retention and [`ORPHAN_MIN_AGE_HOURS`] (a full vacuum, which does the first too).
+pub fn vacuum_passes(retention: chrono::Duration) -> Vec<(VacuumMode, chrono::Duration)> {
+    let floor = chrono::Duration::hours(ORPHAN_MIN_AGE_HOURS);
+    if retention >= floor {
+        vec![(VacuumMode::Full, retention)]
+    } else {
+        vec![(VacuumMode::Lite, retention), (VacuumMode::Full, floor)]
+    }
 }
 
 /// The vacuum retention a spec asks for (`None`: no vacuum).
@@ -120,6 +146,29 @@ mod tests {
 
     fn at(minutes: i64) -> Timestamp {
         Timestamp::from_second(1_800_000_000 + minutes * 60).unwrap()
+    }
+
+    #[test]
+    fn files_never_referenced_are_kept_longer_than_a_load_may_run() {
+        let h = chrono::Duration::hours;
+        // (retention, passes)
+        let cases = [
+            (
+                h(1),
+                vec![(VacuumMode::Lite, h(1)), (VacuumMode::Full, h(96))],
+            ),
+            (
+                h(95),
+                vec![(VacuumMode::Lite, h(95)), (VacuumMode::Full, h(96))],
+            ),
+            (h(96), vec![(VacuumMode::Full, h(96))]),
+            (h(168), vec![(VacuumMode::Full, h(168))]),
+        ];
+        for (retention, want) in cases {
+            assert_eq!(vacuum_passes(retention), want, "{retention}");
+        }
+        let longest_load = chrono::Duration::seconds(crate::load::MAX_TIMEOUT_SECS as i64);
+        assert!(h(ORPHAN_MIN_AGE_HOURS) > longest_load);
     }
 
     #[test]

@@ -437,6 +437,93 @@ fn container_env(container: &Value, pod: &str, ns: &str) -> BTreeMap<String, Str
     env
 }
 
+/// `worker.tls.secretName`: the worker mounts the Secret, gets the certificate, key and HTTPS
+/// address and its HTTPS URL under the headless Service, exposes port `https`, and the Stream
+/// Load Service forwards it; without it none of that is rendered.
+#[test]
+fn worker_tls_renders_the_https_port_secret_and_urls() {
+    let Some(tb) = testbed_or_skip("chart worker TLS") else {
+        return;
+    };
+    let worker_parts = |docs: &[Value]| {
+        let sts = docs
+            .iter()
+            .find(|d| kind(d) == "StatefulSet")
+            .expect("the worker StatefulSet")
+            .clone();
+        let service = docs
+            .iter()
+            .find(|d| kind(d) == "Service" && d["metadata"]["name"] == "routine-load-worker")
+            .expect("the Stream Load Service")
+            .clone();
+        (sts, service)
+    };
+    let names = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p["name"].as_str().map(str::to_string))
+            .collect()
+    };
+
+    let (sts, service) = worker_parts(&render(&tb, "routine-load", "rl", &[]));
+    let pod = &sts["spec"]["template"]["spec"];
+    let env = container_env(&pod["containers"][0], "routine-load-worker-0", "rl");
+    assert!(!env.contains_key("ROUTINE_LOAD_TLS_CERT_FILE"), "{env:?}");
+    assert_eq!(names(&service["spec"]["ports"]), ["http"]);
+    assert!(!names(&pod["volumes"]).contains(&"tls".to_string()));
+
+    let (sts, service) = worker_parts(&render(
+        &tb,
+        "routine-load",
+        "rl",
+        &["worker.tls.secretName=worker-tls"],
+    ));
+    let pod = &sts["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    let env = container_env(container, "routine-load-worker-0", "rl");
+    for (k, v) in [
+        (
+            "ROUTINE_LOAD_TLS_CERT_FILE",
+            "/etc/routine-load/tls/tls.crt",
+        ),
+        ("ROUTINE_LOAD_TLS_KEY_FILE", "/etc/routine-load/tls/tls.key"),
+        ("ROUTINE_LOAD_HTTPS_ADDR", "0.0.0.0:8443"),
+        (
+            "ROUTINE_LOAD_HTTPS_ADVERTISE_URL",
+            "https://routine-load-worker-0.routine-load-worker-headless.rl.svc.cluster.local:8443",
+        ),
+    ] {
+        assert_eq!(env.get(k).map(String::as_str), Some(v), "{k}: {env:?}");
+    }
+    assert_eq!(names(&container["ports"]), ["http", "https"]);
+    let volume = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "tls")
+        .expect("the tls volume");
+    assert_eq!(volume["secret"]["secretName"], "worker-tls");
+    let mount = container["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "tls")
+        .expect("the tls mount");
+    assert_eq!(mount["mountPath"], "/etc/routine-load/tls");
+    assert_eq!(mount["readOnly"], true);
+    let https = service["spec"]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "https")
+        .expect("the Service's https port");
+    assert_eq!(
+        (&https["port"], &https["targetPort"]),
+        (&json!(8443), &json!("https"))
+    );
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())

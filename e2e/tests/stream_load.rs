@@ -4,7 +4,9 @@
 //! `max_filter_ratio` fails, commits nothing and its ErrorURL lists the rows with StarRocks'
 //! reasons; no token => 401, a token without the RBAC => 403, nothing loaded. Labels that ended
 //! expire after the operator's keep time and load again; a worker killed mid-load and a retry
-//! with the same label load the rows once.
+//! with the same label load the rows once. Into a Primary table, `partial_update`,
+//! `merge_condition` and `__op` change stored rows as StarRocks defines; `/metrics` counts the
+//! loads by outcome.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -244,8 +246,12 @@ async fn stream_load_labels_filter_ratio_and_auth() {
     let Some(setup) = Setup::start("stream_load_labels_filter_ratio_and_auth").await else {
         return;
     };
+    // A CSV body is loaded 4 KiB at a time here: a load is several data files in one commit.
     let _worker = setup
-        .spawn_worker(&[("ROUTINE_LOAD_STREAM_LOAD_MAX_BODY_BYTES", "50000")])
+        .spawn_worker(&[
+            ("ROUTINE_LOAD_STREAM_LOAD_MAX_BODY_BYTES", "50000"),
+            ("ROUTINE_LOAD_STREAM_LOAD_CHUNK_BYTES", "4096"),
+        ])
         .await;
     let Setup {
         inst,
@@ -277,6 +283,16 @@ async fn stream_load_labels_filter_ratio_and_auth() {
         users,
         users_of(&good, 1),
         "the table holds every row of the load once"
+    );
+    let files = inst
+        .tb
+        .read_delta(location, None)
+        .expect("read the table")
+        .files;
+    assert!(
+        files.len() > 1,
+        "a {} byte body loaded in 4 KiB chunks is several data files: {files:?}",
+        std::fs::metadata(&good_file).unwrap().len()
     );
 
     // The same label again: refused with the first load's state, nothing loaded twice.
@@ -386,7 +402,8 @@ async fn stream_load_labels_filter_ratio_and_auth() {
         "no Load for refused requests"
     );
 
-    // A body past the worker's limit: refused from its length, or cut off when chunked.
+    // A body past the worker's limit: refused from its length, or cut off when chunked (after
+    // some of it was loaded and written as data files: none is committed).
     let big = write("big.csv", &(0..1000).collect::<Vec<_>>());
     let (code, body) = load("wiki-big", &big, &[]);
     assert_eq!(code, 413, "{body}");
@@ -413,6 +430,18 @@ async fn stream_load_labels_filter_ratio_and_auth() {
         .filter(|u| (600..610).any(|i| u.as_str() == Some(&format!("User{i}"))))
         .count();
     assert_eq!(json_users, 10, "the JSON rows");
+    // The data files the cut-off load had written are gone: the directory holds the table's.
+    let parquet: Vec<String> = std::fs::read_dir(&setup.dir)
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".parquet"))
+        .collect();
+    assert_eq!(
+        parquet.len(),
+        snapshot.files.len(),
+        "data files on disk {parquet:?}, in the table {:?}",
+        snapshot.files
+    );
 }
 
 /// `kubectl routineload load` (the plugin binary) through a real worker: found by its heartbeat
@@ -974,4 +1003,420 @@ async fn a_retry_after_the_worker_died_before_the_body_loads_once() {
     assert_eq!(got, ids, "every row once");
     let load = inst.get(LOAD, "held").await.expect("the Load");
     assert_eq!(load["status"]["state"], "FINISHED", "{load}");
+}
+
+/// Stream Load into a Primary table with StarRocks' update headers, read back after each load:
+/// whole rows upsert (the last row of a key in a load wins); `partial_update` changes only the
+/// listed columns of stored keys; `merge_condition: version` ignores a row older than the stored
+/// one and applies a newer one; `__op` deletes. The worker's `/metrics` counts the loads by
+/// outcome and their rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_loads_upsert_partially_and_conditionally_into_a_primary_table() {
+    let Some(setup) =
+        Setup::start("stream_loads_upsert_partially_and_conditionally_into_a_primary_table").await
+    else {
+        return;
+    };
+    let _worker = setup.spawn_worker(&[]).await;
+    let inst = &setup.inst;
+    let location = format!("file://{}", setup.dir.join("players").display());
+    inst.create(
+        TABLE,
+        json!({
+            "apiVersion": "routineload.io/v1alpha1", "kind": "Table",
+            "metadata": {"name": "players"},
+            "spec": {
+                "location": location,
+                "model": "Primary",
+                "keys": ["id"],
+                "columns": [
+                    {"name": "id", "type": "BIGINT", "nullable": false},
+                    {"name": "version", "type": "BIGINT"},
+                    {"name": "name", "type": "STRING"},
+                    {"name": "score", "type": "BIGINT"}
+                ]
+            }
+        }),
+    )
+    .await
+    .expect("create Table");
+    let url = setup.url.replace("/routine-wiki-edit/", "/players/");
+    let load = |label: &str, rows: &str, headers: &[&str]| {
+        let file = setup.dir.join(format!("{label}.csv"));
+        std::fs::write(&file, rows).unwrap();
+        let file = file.display().to_string();
+        let label = format!("label:{label}");
+        let mut args = vec![
+            "--location-trusted",
+            "-u",
+            &setup.user,
+            "-H",
+            &label,
+            "-H",
+            "column_separator:,",
+        ];
+        for h in headers {
+            args.extend(["-H", h]);
+        }
+        args.extend(["-T", &file, "-XPUT", &url]);
+        let (code, body) = curl(&args);
+        let answer = json_of(code, &body);
+        assert_eq!(
+            (code, answer["Status"].as_str()),
+            (200, Some("Success")),
+            "{answer}"
+        );
+        answer
+    };
+    // id -> (version, name, score), from the independent reader.
+    let players = || {
+        let snapshot = inst.tb.read_delta(&location, None).expect("read the table");
+        snapshot
+            .sorted_rows(&["id"])
+            .into_iter()
+            .map(|r| {
+                let id = r["id"].as_i64().expect("an id");
+                (
+                    id,
+                    (r["version"].clone(), r["name"].clone(), r["score"].clone()),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let row =
+        |id: i64, version: Value, name: Value, score: i64| (id, (version, name, json!(score)));
+
+    let first = load(
+        "players-1",
+        "1,1,ann,10\n2,1,bob,20\n3,1,cid,30\n1,2,ann,11\n",
+        &["columns: id,version,name,score"],
+    );
+    assert_eq!(first["NumberLoadedRows"], 4, "{first}");
+    assert_eq!(
+        players(),
+        [
+            row(1, json!(2), json!("ann"), 11),
+            row(2, json!(1), json!("bob"), 20),
+            row(3, json!(1), json!("cid"), 30),
+        ],
+        "one row per key, the load's last for key 1"
+    );
+
+    load(
+        "players-2",
+        "2,25\n4,40\n",
+        &["columns: id,score", "partial_update: true"],
+    );
+    assert_eq!(
+        players(),
+        [
+            row(1, json!(2), json!("ann"), 11),
+            row(2, json!(1), json!("bob"), 25),
+            row(3, json!(1), json!("cid"), 30),
+            row(4, Value::Null, Value::Null, 40),
+        ],
+        "partial_update changes the score only; a new key gets NULL elsewhere"
+    );
+
+    load(
+        "players-3",
+        "1,1,old,0\n3,5,cyd,35\n",
+        &["columns: id,version,name,score", "merge_condition: version"],
+    );
+    load("players-4", "2,1\n", &["columns: id,__op"]);
+    assert_eq!(
+        players(),
+        [
+            row(1, json!(2), json!("ann"), 11),
+            row(3, json!(5), json!("cyd"), 35),
+            row(4, Value::Null, Value::Null, 40),
+        ],
+        "the older version 1 of key 1 is ignored, version 5 of key 3 applied, key 2 deleted"
+    );
+
+    // A repeated label and a load without credentials are counted by outcome too (the latter
+    // without the path's names: a caller not allowed to load there could make up any).
+    let (code, again) = curl(&[
+        "-u",
+        &setup.user,
+        "-H",
+        "label:players-1",
+        "-T",
+        &setup.dir.join("players-1.csv").display().to_string(),
+        "-XPUT",
+        &url,
+    ]);
+    assert_eq!(json_of(code, &again)["Status"], "Label Already Exists");
+    let (code, _) = curl(&["-H", "label:players-5", "-XPUT", "-d", "1,1", &url]);
+    assert_eq!(code, 401);
+    let (code, metrics) = curl(&[&format!("{}/metrics", setup.base())]);
+    assert_eq!(code, 200);
+    let ns = &inst.ns;
+    for line in [
+        format!(
+            r#"routine_load_worker_stream_loads_total{{namespace="{ns}",status="success",table="players"}} 4"#
+        ),
+        format!(
+            r#"routine_load_worker_stream_loads_total{{namespace="{ns}",status="label_already_exists",table="players"}} 1"#
+        ),
+        // Refused before the token was checked: the path's names are not labels.
+        r#"routine_load_worker_stream_loads_total{namespace="",status="refused",table=""} 1"#
+            .to_string(),
+        format!(
+            r#"routine_load_worker_stream_load_rows_total{{kind="loaded",namespace="{ns}",table="players"}} 9"#
+        ),
+        format!(
+            r#"routine_load_worker_stream_load_seconds_count{{namespace="{ns}",status="success",table="players"}} 4"#
+        ),
+    ] {
+        assert!(
+            metrics.contains(&line),
+            "{line} missing in /metrics:\n{metrics}"
+        );
+    }
+}
+
+/// A CA and a server certificate for 127.0.0.1 signed by it (openssl), in `dir`: (ca.crt,
+/// tls.crt, tls.key).
+fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("running openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    std::fs::write(
+        dir.join("san.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )
+    .unwrap();
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=routine-load-e2e-ca",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "tls.key",
+        "-out",
+        "tls.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "tls.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "tls.crt",
+        "-days",
+        "1",
+        "-extfile",
+        "san.ext",
+    ]);
+    (dir.join("ca.crt"), dir.join("tls.crt"), dir.join("tls.key"))
+}
+
+/// A worker with a certificate serves Stream Load over HTTPS: the reference's `curl` with
+/// `--cacert` loads, a client that does not trust the CA gets no connection, plain HTTP answers
+/// 403 naming the HTTPS URL (nothing read), the heartbeat Lease advertises the HTTPS URL, and
+/// `kubectl routineload load --cacert` loads through it, found from the Lease; a renewed
+/// certificate written over the files is served without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_load_over_https() {
+    let Some(setup) = Setup::start("stream_load_over_https").await else {
+        return;
+    };
+    let (ca, cert, key) = certificates(&setup.dir);
+    let https_port = free_port().unwrap();
+    let https_base = format!("https://127.0.0.1:{https_port}");
+    let https_addr = format!("127.0.0.1:{https_port}");
+    let (cert, key) = (cert.display().to_string(), key.display().to_string());
+    let _worker = setup
+        .spawn_worker(&[
+            ("ROUTINE_LOAD_TLS_CERT_FILE", cert.as_str()),
+            ("ROUTINE_LOAD_TLS_KEY_FILE", key.as_str()),
+            ("ROUTINE_LOAD_HTTPS_ADDR", https_addr.as_str()),
+            ("ROUTINE_LOAD_HTTPS_ADVERTISE_URL", https_base.as_str()),
+        ])
+        .await;
+    let inst = &setup.inst;
+    let ca = ca.display().to_string();
+    let https_url = setup.url.replace(&setup.base(), &https_base);
+    let good: Vec<usize> = (0..100).filter(|i| is_good(*i)).collect();
+    let file = setup.write("good.csv", &good).display().to_string();
+    let load_args = |label: &'static str| {
+        vec![
+            "--location-trusted".to_string(),
+            "-u".into(),
+            setup.user.clone(),
+            "-H".into(),
+            format!("label:{label}"),
+            "-H".into(),
+            "column_separator:,".into(),
+            "-H".into(),
+            setup.columns.clone(),
+            "-T".into(),
+            file.clone(),
+            "-XPUT".into(),
+        ]
+    };
+
+    // Plain HTTP: refused before the body, naming the HTTPS URL.
+    let mut args = load_args("tls-plain");
+    args.push(setup.url.clone());
+    let (code, body) = curl(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains(&https_url), "{body}");
+    assert!(inst.get(LOAD, "tls-plain").await.is_err(), "no Load taken");
+
+    // A client that does not trust the worker's CA: no TLS connection (curl exit 60).
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "30"])
+        .args(load_args("tls-untrusted"))
+        .arg(&https_url)
+        .output()
+        .expect("curl");
+    assert_eq!(
+        out.status.code(),
+        Some(60),
+        "the certificate is checked: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The reference's curl with the CA: loaded, read back.
+    let mut args = load_args("tls-curl");
+    args.extend(["--cacert".to_string(), ca.clone(), https_url.clone()]);
+    let (code, body) = curl(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let answer = json_of(code, &body);
+    assert_eq!(
+        (code, answer["Status"].as_str()),
+        (200, Some("Success")),
+        "{answer}"
+    );
+    assert_eq!(setup.users().1, users_of(&good, 1));
+
+    // The plugin, the worker found from its Lease (which advertises the HTTPS URL).
+    wait_for(
+        "the worker's Lease with its HTTPS URL",
+        Duration::from_secs(30),
+        || async {
+            let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+                Api::namespaced(inst.client.clone(), &inst.ns);
+            let lease = leases
+                .get(&setup.worker_pod)
+                .await
+                .map_err(|e| e.to_string())?;
+            let url = lease
+                .metadata
+                .annotations
+                .unwrap_or_default()
+                .get("routineload.io/url")
+                .cloned();
+            (url.as_deref() == Some(https_base.as_str()))
+                .then_some(())
+                .ok_or_else(|| format!("annotation: {url:?}"))
+        },
+    )
+    .await;
+    let token = setup.user.split_once(':').expect("loader:TOKEN").1;
+    let columns = COLUMN_NAMES.join(",");
+    let kubeconfig = inst.tb.kubeconfig().display().to_string();
+    let out =
+        Command::new(routine_load_e2e::process::workspace_binary("kubectl-routineload").unwrap())
+            .args([
+                "load",
+                "--table",
+                "routine-wiki-edit",
+                "-n",
+                &inst.ns,
+                &file,
+            ])
+            .args([
+                "--label",
+                "tls-plugin",
+                "--column-separator",
+                ",",
+                "--columns",
+                &columns,
+            ])
+            .args([
+                "--cacert",
+                &ca,
+                "--token",
+                token,
+                "--kubeconfig",
+                &kubeconfig,
+            ])
+            .args(["--worker-namespace", &inst.ns])
+            .output()
+            .expect("kubectl-routineload");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("\"Success\""), "{stdout}");
+    assert_eq!(setup.users().1, users_of(&good, 2), "two loads, each once");
+
+    // A renewed certificate (another CA) written over the files: taken without a restart.
+    let renewed = setup.dir.join("renewed");
+    std::fs::create_dir_all(&renewed).unwrap();
+    let (new_ca, new_cert, new_key) = certificates(&renewed);
+    std::fs::copy(&new_key, &key).unwrap();
+    std::fs::copy(&new_cert, &cert).unwrap();
+    let new_ca = new_ca.display().to_string();
+    let mut args = load_args("tls-renewed");
+    args.extend(["--cacert".to_string(), new_ca, https_url.clone()]);
+    let (code, body) = curl(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let answer = json_of(code, &body);
+    assert_eq!(
+        answer["Status"], "Success",
+        "the renewed certificate serves: {answer}"
+    );
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "30", "--cacert", &ca])
+        .args(load_args("tls-old-ca"))
+        .arg(&https_url)
+        .output()
+        .expect("curl");
+    assert_eq!(
+        out.status.code(),
+        Some(60),
+        "the old certificate is no longer served: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        setup.users().1,
+        users_of(&good, 3),
+        "three loads, each once"
+    );
 }

@@ -77,8 +77,11 @@ pub struct LoadArgs {
     pub settings: Vec<(String, String)>,
     /// `-H 'name: value'` as given.
     pub headers: Vec<String>,
-    /// `--url http://host:port`: the worker to send to, instead of a live worker's Lease.
+    /// `--url http(s)://host:port`: the worker to send to, instead of a live worker's Lease.
     pub url: Option<String>,
+    /// `--cacert FILE`: the CA certificates (PEM) to trust for an https:// worker, instead of
+    /// the system's.
+    pub cacert: Option<String>,
     /// `--token`: the bearer token, instead of the kubeconfig user's.
     pub token: Option<String>,
     /// `--token-file`: a file holding the bearer token.
@@ -107,6 +110,8 @@ pub const LOAD_FLAG_HEADERS: &[(&str, &str, bool)] = &[
     ("--enclose", "enclose", true),
     ("--escape", "escape", true),
     ("--trim-space", "trim_space", false),
+    ("--partial-update", "partial_update", false),
+    ("--merge-condition", "merge_condition", true),
 ];
 
 pub const USAGE: &str = "\
@@ -251,7 +256,9 @@ Usage: kubectl routineload load --table TABLE [-n NS] FILE|- [--label LABEL]
          [--format csv|json] [--jsonpaths '[\"$.a\"]'] [--json-root '$.data'] [--strip-outer-array]
          [--where EXPR] [--partitions P1,P2] [--max-filter-ratio R] [--strict-mode]
          [--timezone TZ] [--enclose C] [--escape C] [--trim-space] [--timeout SECS]
-         [-H 'name: value' ...] [--url http://HOST:PORT] [--token TOKEN | --token-file FILE]
+         [--partial-update] [--merge-condition COLUMN]
+         [-H 'name: value' ...] [--url http(s)://HOST:PORT [--cacert FILE]]
+         [--token TOKEN | --token-file FILE]
          [--worker-namespace NS] [--ok-if-exists]
 
 Stream Load (StarRocks' synchronous import) of FILE (or stdin with -) into the Table TABLE of
@@ -270,12 +277,14 @@ Exit status: 0 Success; 1 Fail (the answer's Message, ErrorURL lists the filtere
 refused request or no answer; 3 Label Already Exists (0 with --ok-if-exists when that load is
 FINISHED).
 
-Worker: --url http://HOST:PORT, else the URL a live worker advertises in its heartbeat Lease
-(annotation routineload.io/url, the worker's ROUTINE_LOAD_ADVERTISE_URL: with the chart the
-pod IP, reachable from inside the cluster network), chosen by the label so a retry goes to the
-same worker. From outside the cluster: `kubectl port-forward -n RELEASE_NS svc/FULLNAME-worker
-8040` and --url http://127.0.0.1:8040. Leases are listed in all namespaces unless
---worker-namespace (the release namespace) is given. Only http:// URLs.
+Worker: --url http://HOST:PORT (or https://), else the URL a live worker advertises in its
+heartbeat Lease (annotation routineload.io/url, the worker's ROUTINE_LOAD_ADVERTISE_URL, or its
+HTTPS URL when the chart enables TLS: with the chart the pod IP, reachable from inside the
+cluster network), chosen by the label so a retry goes to the same worker. From outside the
+cluster: `kubectl port-forward -n RELEASE_NS svc/FULLNAME-worker 8040` and --url
+http://127.0.0.1:8040. Leases are listed in all namespaces unless --worker-namespace (the
+release namespace) is given. An https:// worker's certificate is checked against --cacert FILE
+(PEM), else the system's CA certificates, and must name the URL's host.
 
 Credentials: `Authorization: Bearer` with --token, --token-file, else the kubeconfig user's
 `token`, `tokenFile` or exec plugin (the token of the ExecCredential it prints; run without a
@@ -376,6 +385,9 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
             load_flags.push(flag.clone());
         } else if flag == "--url" {
             load.url = Some(take(&mut i)?);
+            load_flags.push(flag.clone());
+        } else if flag == "--cacert" {
+            load.cacert = Some(take(&mut i)?);
             load_flags.push(flag.clone());
         } else if flag == "--token" {
             load.token = Some(take(&mut i)?);

@@ -9,11 +9,20 @@ use tokio::net::TcpStream;
 
 /// `(host, port, path?query)` of an `http://` URL.
 pub fn split_url(url: &str) -> Result<(String, u16, String)> {
-    let Some(rest) = url.strip_prefix("http://") else {
-        if url.starts_with("https://") {
-            bail!("{url}: only http:// error log URLs can be fetched; open it with curl");
-        }
-        bail!("{url}: not an http:// URL");
+    if url.starts_with("https://") {
+        bail!("{url}: only http:// error log URLs can be fetched; open it with curl");
+    }
+    let (_, host, port, path) = split_any_url(url)?;
+    Ok((host, port, path))
+}
+
+/// `(https, host, port, path?query)` of an `http://` or `https://` URL (ports 80 and 443 by
+/// default).
+pub fn split_any_url(url: &str) -> Result<(bool, String, u16, String)> {
+    let (https, rest) = match (url.strip_prefix("http://"), url.strip_prefix("https://")) {
+        (Some(rest), _) => (false, rest),
+        (_, Some(rest)) => (true, rest),
+        _ => bail!("{url}: not an http:// or https:// URL"),
     };
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
@@ -26,12 +35,13 @@ pub fn split_url(url: &str) -> Result<(String, u16, String)> {
             p.parse::<u16>()
                 .with_context(|| format!("{url}: bad port '{p}'"))?,
         ),
-        _ => (authority, 80),
+        _ => (authority, if https { 443 } else { 80 }),
     };
     if host.is_empty() {
         bail!("{url}: no host");
     }
     Ok((
+        https,
         host.trim_start_matches('[')
             .trim_end_matches(']')
             .to_string(),
@@ -185,6 +195,19 @@ mod tests {
         }
         for bad in ["https://h/x", "ftp://h", "http://:80/x", "http://h:x/"] {
             assert!(split_url(bad).is_err(), "{bad}");
+        }
+        // (URL, https, host, port, path): Stream Load takes both schemes.
+        let cases = [
+            ("https://w:8443/api", true, "w", 8443, "/api"),
+            ("https://w/api", true, "w", 443, "/api"),
+            ("http://w/api", false, "w", 80, "/api"),
+        ];
+        for (url, https, h, p, path) in cases {
+            assert_eq!(
+                split_any_url(url).unwrap(),
+                (https, h.to_string(), p, path.to_string()),
+                "{url}"
+            );
         }
     }
 

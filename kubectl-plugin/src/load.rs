@@ -9,7 +9,7 @@ use routine_load_api::load::{
     CSV_ONLY_HEADERS, DEFAULT_TIMEOUT_SECS, JSON_ONLY_HEADERS, STREAM_LOAD_HEADERS, valid_label,
 };
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::cli::{LOAD_FLAG_HEADERS, LoadArgs};
@@ -171,23 +171,57 @@ pub fn choose_worker(leases: &[WorkerLease], label: &str) -> Result<String, Stri
     Ok(live[i].url.clone().unwrap_or_default())
 }
 
-/// The Stream Load URL of `table` in `namespace` on the worker at `base` (`http://host:port`).
+/// The Stream Load URL of `table` in `namespace` on the worker at `base`
+/// (`http://host:port` or `https://host:port`).
 pub fn load_url(base: &str, namespace: &str, table: &str) -> Result<String, String> {
     let base = base.trim_end_matches('/');
-    if base.starts_with("https://") {
+    let Some(authority) = base
+        .strip_prefix("http://")
+        .or_else(|| base.strip_prefix("https://"))
+    else {
         return Err(format!(
-            "--url {base}: the workers serve plain http://; https:// is not supported"
+            "--url {base}: expected http://HOST:PORT or https://HOST:PORT"
         ));
-    }
-    if !base.starts_with("http://") {
-        return Err(format!("--url {base}: expected http://HOST:PORT"));
-    }
-    if base["http://".len()..].contains('/') {
+    };
+    if authority.contains('/') {
         return Err(format!(
             "--url {base}: give the worker only (http://HOST:PORT); the plugin adds /api/{namespace}/{table}/_stream_load"
         ));
     }
     Ok(format!("{base}/api/{namespace}/{table}/_stream_load"))
+}
+
+/// How an https:// worker's certificate is checked: against the CA certificates of `cacert`
+/// (PEM), else the system's.
+pub fn tls_connector(cacert: Option<&str>) -> Result<tokio_rustls::TlsConnector> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    match cacert {
+        Some(file) => {
+            let certs = CertificateDer::pem_file_iter(file)
+                .with_context(|| format!("--cacert {file}: reading it"))?
+                .collect::<Result<Vec<_>, _>>()
+                .with_context(|| format!("--cacert {file}: not PEM certificates"))?;
+            let (added, _) = roots.add_parsable_certificates(certs);
+            if added == 0 {
+                bail!("--cacert {file}: no CA certificate in it");
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            roots.add_parsable_certificates(found.certs);
+            if roots.is_empty() {
+                bail!("no system CA certificates found: give the worker's CA with --cacert FILE");
+            }
+        }
+    }
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_rustls::TlsConnector::from(std::sync::Arc::new(
+        config,
+    )))
 }
 
 /// The exit status and, when not 0, what to tell the user.
@@ -268,7 +302,7 @@ pub fn request_head(
     head
 }
 
-async fn write_body(conn: &mut TcpStream, body: Body) -> std::io::Result<()> {
+async fn write_body<S: AsyncWrite + Unpin>(conn: &mut S, body: Body) -> std::io::Result<()> {
     match body {
         Body::File(mut f, _) => {
             tokio::io::copy(&mut f, conn).await?;
@@ -301,66 +335,41 @@ async fn write_body(conn: &mut TcpStream, body: Body) -> std::io::Result<()> {
 
 /// PUTs `body` to `url` and returns the HTTP status and the answer. The body is sent after the
 /// worker's `100 Continue` (or after [`CONTINUE_WAIT`] without one); a final answer before it
-/// (a refused token, a label already used) sends no body at all.
+/// (a refused token, a label already used) sends no body at all. An https:// URL is reached
+/// over TLS checked by `tls`.
 pub async fn send(
     url: &str,
+    tls: Option<&tokio_rustls::TlsConnector>,
     token: &str,
     headers: &[(String, String)],
     body: Body,
     load_timeout: Duration,
 ) -> Result<(u16, Vec<u8>)> {
-    let (host, port, path) = crate::http::split_url(url)?;
+    let (https, host, port, path) = crate::http::split_any_url(url)?;
     let length = match &body {
         Body::File(_, n) => Some(*n),
         Body::Stdin => None,
     };
+    let head = request_head(&host, port, &path, token, headers, length);
     let exchange = async {
-        let mut conn = TcpStream::connect((host.as_str(), port))
+        let conn = TcpStream::connect((host.as_str(), port))
             .await
             .with_context(|| {
                 format!("connecting to the worker at {host}:{port} (from outside the cluster: kubectl port-forward svc/FULLNAME-worker 8040 and --url http://127.0.0.1:8040)")
             })?;
         conn.set_nodelay(true).ok();
-        let head = request_head(&host, port, &path, token, headers, length);
-        conn.write_all(head.as_bytes())
-            .await
-            .context("sending the request")?;
-        let mut raw = Vec::new();
-        let mut buf = vec![0u8; 16 * 1024];
-        // Wait for `100 Continue` or a final answer.
-        let early = loop {
-            if let Some(end) = end_of_head(&raw) {
-                if status_of(&raw[..end]) == Some(100) {
-                    raw.drain(..end);
-                    break false;
-                }
-                break true;
-            }
-            match tokio::time::timeout(CONTINUE_WAIT, conn.read(&mut buf)).await {
-                Err(_) => break false,
-                Ok(Ok(0)) => bail!("the worker closed the connection before answering"),
-                Ok(Ok(n)) => raw.extend_from_slice(&buf[..n]),
-                Ok(Err(e)) => return Err(e).context("reading the worker's answer"),
-            }
-        };
-        if !early && let Err(e) = write_body(&mut conn, body).await {
-            // The worker may answer (and close) before reading everything: read its answer.
-            let mut rest = Vec::new();
-            if conn.read_to_end(&mut rest).await.is_err() || rest.is_empty() && raw.is_empty() {
-                return Err(e).context("sending the body");
-            }
-            raw.extend_from_slice(&rest);
+        if !https {
+            return exchange_on(conn, &head, body).await;
         }
-        conn.read_to_end(&mut raw)
-            .await
-            .context("reading the worker's answer")?;
-        // A `100 Continue` that came after the wait.
-        if let Some(end) = end_of_head(&raw)
-            && status_of(&raw[..end]) == Some(100)
-        {
-            raw.drain(..end);
-        }
-        parse_response(&raw)
+        let connector = tls.context("an https:// worker needs TLS settings")?;
+        let name = rustls::pki_types::ServerName::try_from(host.clone())
+            .with_context(|| format!("{host}: not a host name for TLS"))?;
+        let conn = connector.connect(name, conn).await.with_context(|| {
+            format!(
+                "TLS handshake with the worker at {host}:{port} (is its CA given with --cacert?)"
+            )
+        })?;
+        exchange_on(conn, &head, body).await
     };
     tokio::time::timeout(load_timeout + ANSWER_MARGIN, exchange)
         .await
@@ -371,6 +380,64 @@ pub async fn send(
                 ANSWER_MARGIN.as_secs()
             )
         })?
+}
+
+/// Reads to the end of the answer; a TLS peer that closes without `close_notify` after its
+/// answer ends it too.
+async fn read_answer<S: AsyncRead + Unpin>(conn: &mut S, raw: &mut Vec<u8>) -> std::io::Result<()> {
+    match conn.read_to_end(raw).await {
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => Ok(()),
+        r => r.map(|_| ()),
+    }
+}
+
+/// The request on an open connection: the head, the body after `100 Continue`, the answer.
+async fn exchange_on<S: AsyncRead + AsyncWrite + Unpin>(
+    mut conn: S,
+    head: &str,
+    body: Body,
+) -> Result<(u16, Vec<u8>)> {
+    conn.write_all(head.as_bytes())
+        .await
+        .context("sending the request")?;
+    // TLS may hold written bytes back until flushed.
+    conn.flush().await.context("sending the request")?;
+    let mut raw = Vec::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    // Wait for `100 Continue` or a final answer.
+    let early = loop {
+        if let Some(end) = end_of_head(&raw) {
+            if status_of(&raw[..end]) == Some(100) {
+                raw.drain(..end);
+                break false;
+            }
+            break true;
+        }
+        match tokio::time::timeout(CONTINUE_WAIT, conn.read(&mut buf)).await {
+            Err(_) => break false,
+            Ok(Ok(0)) => bail!("the worker closed the connection before answering"),
+            Ok(Ok(n)) => raw.extend_from_slice(&buf[..n]),
+            Ok(Err(e)) => return Err(e).context("reading the worker's answer"),
+        }
+    };
+    if !early && let Err(e) = write_body(&mut conn, body).await {
+        // The worker may answer (and close) before reading everything: read its answer.
+        let mut rest = Vec::new();
+        if read_answer(&mut conn, &mut rest).await.is_err() || rest.is_empty() && raw.is_empty() {
+            return Err(e).context("sending the body");
+        }
+        raw.extend_from_slice(&rest);
+    }
+    read_answer(&mut conn, &mut raw)
+        .await
+        .context("reading the worker's answer")?;
+    // A `100 Continue` that came after the wait.
+    if let Some(end) = end_of_head(&raw)
+        && status_of(&raw[..end]) == Some(100)
+    {
+        raw.drain(..end);
+    }
+    parse_response(&raw)
 }
 
 /// The bearer token: `--token`, `--token-file`, else the kubeconfig user's (`auth_info`
@@ -478,6 +545,16 @@ mod tests {
                 .collect(),
             headers: headers.iter().map(|h| h.to_string()).collect(),
             ..Default::default()
+        }
+    }
+
+    #[test]
+    fn every_stream_load_header_has_a_flag() {
+        for header in STREAM_LOAD_HEADERS {
+            assert!(
+                flag_of(header).starts_with("--"),
+                "the worker takes '{header}' but the plugin has no flag for it"
+            );
         }
     }
 
@@ -664,8 +741,12 @@ mod tests {
                 "http://127.0.0.1:8040/",
                 Ok("http://127.0.0.1:8040/api/ns/t/_stream_load"),
             ),
-            ("https://w:8040", Err("https:// is not supported")),
-            ("w:8040", Err("expected http://HOST:PORT")),
+            ("https://w:8443", Ok("https://w:8443/api/ns/t/_stream_load")),
+            (
+                "w:8040",
+                Err("expected http://HOST:PORT or https://HOST:PORT"),
+            ),
+            ("https://w:8443/x", Err("give the worker only")),
             (
                 "http://w:8040/api/ns/t/_stream_load",
                 Err("give the worker only"),
@@ -799,9 +880,16 @@ mod tests {
         // (worker answers 100 Continue first, body the worker receives)
         for (continue_first, want) in [(true, &b"a,b\nc"[..]), (false, &b""[..])] {
             let (url, server) = serve_once(continue_first).await;
-            let (code, answer) = send(&url, "T", &headers, body().await, Duration::from_secs(5))
-                .await
-                .unwrap();
+            let (code, answer) = send(
+                &url,
+                None,
+                "T",
+                &headers,
+                body().await,
+                Duration::from_secs(5),
+            )
+            .await
+            .unwrap();
             assert_eq!(
                 (code, answer.as_slice()),
                 (200, &b"{}"[..]),

@@ -246,7 +246,12 @@ async fn load_cmd(cli: &Cli, args: &cli::LoadArgs) -> Result<i32> {
         );
     }
     let timeout = Duration::from_secs(load::timeout_of(&headers));
-    let (status, answer) = load::send(&url, &token, &headers, body, timeout)
+    let tls = if url.starts_with("https://") {
+        Some(load::tls_connector(args.cacert.as_deref()).context("load")?)
+    } else {
+        None
+    };
+    let (status, answer) = load::send(&url, tls.as_ref(), &token, &headers, body, timeout)
         .await
         .with_context(|| {
             format!("load: PUT {url} (label {label}: whether it loaded is unknown; run again with --label {label})")

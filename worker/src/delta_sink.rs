@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties, TransactionError};
-use deltalake::kernel::{Action, Transaction};
+use deltalake::kernel::{Action, Add, Transaction};
 use deltalake::protocol::{DeltaOperation, OutputMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use deltalake::{DeltaTable, DeltaTableError};
@@ -258,13 +258,70 @@ impl DeltaSink {
         if let Some(conflict) = resumed_elsewhere(&self.offsets().await?, req) {
             return Err(SinkError::Conflict(conflict));
         }
-        let mut actions = Vec::new();
-        if let Some(batch) = batch.filter(|b| b.num_rows() > 0) {
-            let mut writer = RecordBatchWriter::for_table(&self.table)?
-                .with_writer_properties(writer_properties());
-            writer.write(batch).await?;
-            actions.extend(writer.flush().await?.into_iter().map(Action::Add));
+        let files = match batch {
+            Some(batch) => self.write_files(batch).await?,
+            None => Vec::new(),
+        };
+        self.commit_written(files, req, extra).await
+    }
+
+    /// Writes `batch` as data files of the table without committing them (nothing for an empty
+    /// batch). [`commit_files`](Self::commit_files) commits them in one version; files never
+    /// committed are not part of the table and VACUUM deletes them.
+    pub async fn write_files(&self, batch: RecordBatch) -> Result<Vec<Add>, SinkError> {
+        if batch.num_rows() == 0 {
+            return Ok(Vec::new());
         }
+        let mut writer =
+            RecordBatchWriter::for_table(&self.table)?.with_writer_properties(writer_properties());
+        writer.write(batch).await?;
+        Ok(writer.flush().await?)
+    }
+
+    /// Deletes data files written by [`write_files`](Self::write_files) that will not be
+    /// committed. Best effort: vacuum deletes what is left once it is old enough.
+    pub async fn discard_files(&self, files: &[Add]) {
+        use deltalake::logstore::object_store::ObjectStoreExt;
+        let store = self.table.object_store();
+        for file in files {
+            let deleted = match deltalake::Path::from_url_path(&file.path) {
+                Ok(path) => store.delete(&path).await.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            if let Err(e) = deleted {
+                tracing::warn!(path = %file.path, error = %e, "deleting a data file that will not be committed");
+            }
+        }
+    }
+
+    /// Commits files written by [`write_files`](Self::write_files) as one appended version,
+    /// with the request's transactions and info, as [`commit`](Self::commit) does for one
+    /// batch. A keyed table takes no written files (its batches merge on the keys).
+    pub async fn commit_files(
+        &mut self,
+        files: Vec<Add>,
+        req: &CommitRequest,
+    ) -> Result<Committed, SinkError> {
+        if self.key_model.model.is_keyed() {
+            return Err(SinkError::Delta(DeltaTableError::Generic(
+                "a keyed table merges its batches: commit them, not written files".into(),
+            )));
+        }
+        if let Some(conflict) = resumed_elsewhere(&self.offsets().await?, req) {
+            return Err(SinkError::Conflict(conflict));
+        }
+        self.commit_written(files, req, serde_json::Map::new())
+            .await
+    }
+
+    /// Commits written files as one appended version.
+    async fn commit_written(
+        &mut self,
+        files: Vec<Add>,
+        req: &CommitRequest,
+        extra: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Committed, SinkError> {
+        let actions: Vec<Action> = files.into_iter().map(Action::Add).collect();
         let files = actions.len();
         let props = self.commit_properties(req, extra);
         let operation = DeltaOperation::StreamingUpdate {

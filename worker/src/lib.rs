@@ -14,6 +14,7 @@ pub mod start_offsets;
 pub mod stream_load;
 pub mod task_release;
 pub mod task_runner;
+pub mod tls;
 
 /// Keeps the memory of freed batches in the heap for the next batch instead of returning it to
 /// the system: glibc serves allocations above its mmap threshold (dynamic, at most 32 MiB) with

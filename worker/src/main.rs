@@ -15,10 +15,20 @@
 //!   `/api/_load_error_log` (default `0.0.0.0:8040`).
 //! - `PUT /api/{namespace}/{table}/_stream_load` on the same address: Stream Load (the body
 //!   is loaded into the `Table` as one Delta commit); `ROUTINE_LOAD_STREAM_LOAD_MAX_BODY_BYTES`
-//!   is the largest body (default 1 GiB, held in memory; StarRocks `streaming_load_max_mb`).
+//!   is the largest body (default 10 GiB, StarRocks `streaming_load_max_mb`; a CSV body is
+//!   loaded and written `ROUTINE_LOAD_STREAM_LOAD_CHUNK_BYTES` at a time, default 64 MiB),
+//!   `ROUTINE_LOAD_STREAM_LOAD_MAX_JSON_BODY_BYTES` the largest JSON body (default 100 MiB,
+//!   held whole; StarRocks `streaming_load_max_batch_size_mb`),
+//!   `ROUTINE_LOAD_STREAM_LOAD_MAX_KEYED_BODY_BYTES` the largest body into a keyed table
+//!   (default 1 GiB: its rows are held until the load's one MERGE).
 //! - `ROUTINE_LOAD_ADVERTISE_URL`: base URL of this worker's HTTP server in error log URLs and
 //!   in its heartbeat Lease (annotation `routineload.io/url`, where `kubectl routineload load` finds it)
 //!   (default `http://$POD_IP:<port>`, or the pod name).
+//! - `ROUTINE_LOAD_TLS_CERT_FILE` and `ROUTINE_LOAD_TLS_KEY_FILE` (PEM, read again when they
+//!   change): the same routes are also served over HTTPS on `ROUTINE_LOAD_HTTPS_ADDR` (default
+//!   `0.0.0.0:8443`), and the plain port refuses Stream Load (tokens stay off the network in
+//!   the clear); the Lease then advertises `ROUTINE_LOAD_HTTPS_ADVERTISE_URL` (default
+//!   `https://$POD_IP:<https port>`).
 //! - `ROUTINE_LOAD_ERROR_LOG_DIR`: directory of the error logs (default `/tmp/routine-load/error_log`).
 //!   A task's log rotates at 16 MiB (one older half kept, so an HTTP answer is at most that);
 //!   logs not written for `ROUTINE_LOAD_ERROR_LOG_RETENTION_HOURS` (default 72) are removed.
@@ -50,6 +60,7 @@ use routine_load_api::names::{WORKER_FIELD_MANAGER, WORKER_LABEL, WORKER_URL_ANN
 use routine_load_worker::heartbeat::{self, Heartbeat};
 use routine_load_worker::load_memory::{self, LoadMemory};
 use routine_load_worker::metrics::Metrics;
+use routine_load_worker::stream_load::request::BodyLimits;
 use routine_load_worker::task_release;
 use routine_load_worker::task_runner::{Assignment, WorkerContext, run_task};
 use tokio::sync::watch;
@@ -91,14 +102,6 @@ async fn run() -> Result<()> {
     let namespace = std::env::var("ROUTINE_LOAD_WATCH_NAMESPACE")
         .ok()
         .filter(|s| !s.is_empty());
-    let env_u64 = |key: &str, default: u64| -> Result<u64> {
-        match std::env::var(key) {
-            Ok(v) if !v.is_empty() => v
-                .parse()
-                .with_context(|| format!("{key}={v} is not a whole number")),
-            _ => Ok(default),
-        }
-    };
     let load_memory_limit = load_memory::resolve_limit(
         env_u64(
             "ROUTINE_LOAD_LOAD_MEMORY_LIMIT_BYTES",
@@ -113,10 +116,20 @@ async fn run() -> Result<()> {
     let http_addr =
         std::env::var("ROUTINE_LOAD_HTTP_ADDR").unwrap_or_else(|_| "0.0.0.0:8040".into());
     let port = http_addr.rsplit(':').next().unwrap_or("8040").to_string();
-    let advertise = std::env::var("ROUTINE_LOAD_ADVERTISE_URL").unwrap_or_else(|_| {
-        let host = std::env::var("POD_IP").unwrap_or_else(|_| pod_name.clone());
-        format!("http://{host}:{port}")
-    });
+    let host = std::env::var("POD_IP").unwrap_or_else(|_| pod_name.clone());
+    let advertise = std::env::var("ROUTINE_LOAD_ADVERTISE_URL")
+        .unwrap_or_else(|_| format!("http://{host}:{port}"));
+    let tls = tls_files()?;
+    let https_addr =
+        std::env::var("ROUTINE_LOAD_HTTPS_ADDR").unwrap_or_else(|_| "0.0.0.0:8443".into());
+    // Where Stream Load clients are sent (the heartbeat Lease's URL): HTTPS when it is served.
+    let stream_load_url = if tls.is_some() {
+        let https_port = https_addr.rsplit(':').next().unwrap_or("8443");
+        std::env::var("ROUTINE_LOAD_HTTPS_ADVERTISE_URL")
+            .unwrap_or_else(|_| format!("https://{host}:{https_port}"))
+    } else {
+        advertise.clone()
+    };
     let error_log_dir = PathBuf::from(
         std::env::var("ROUTINE_LOAD_ERROR_LOG_DIR")
             .unwrap_or_else(|_| "/tmp/routine-load/error_log".into()),
@@ -147,13 +160,29 @@ async fn run() -> Result<()> {
         pod_name.clone(),
         error_log_dir.clone(),
         advertise.clone(),
-        env_u64(
-            "ROUTINE_LOAD_STREAM_LOAD_MAX_BODY_BYTES",
-            routine_load_worker::stream_load::request::DEFAULT_MAX_BODY_BYTES,
-        )?,
+        stream_load_limits()?,
+        metrics.clone(),
     );
-    let app = router(metrics.clone(), ready.clone(), error_log_dir.clone())
-        .merge(routine_load_worker::stream_load::router(stream_load));
+    let routes = router(metrics.clone(), ready.clone(), error_log_dir.clone());
+    let stream_load = routine_load_worker::stream_load::router(stream_load);
+    let app = match tls {
+        Some(tls) => {
+            let https = tokio::net::TcpListener::bind(&https_addr)
+                .await
+                .with_context(|| format!("binding {https_addr} (HTTPS)"))?;
+            tracing::info!(%https_addr, url = %stream_load_url, "serving HTTPS");
+            tokio::spawn(routine_load_worker::tls::serve(
+                https,
+                tls,
+                routes.clone().merge(stream_load),
+            ));
+            // Tokens are not to cross the network in the clear: plain HTTP refuses Stream Load.
+            routes.merge(routine_load_worker::stream_load::https_only_router(
+                stream_load_url.clone(),
+            ))
+        }
+        None => routes.merge(stream_load),
+    };
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "HTTP server failed");
@@ -165,7 +194,7 @@ async fn run() -> Result<()> {
         client.clone(),
         lease_ns,
         pod_name.clone(),
-        advertise.clone(),
+        stream_load_url,
         heartbeat.clone(),
     ));
     let retention = Duration::from_secs(
@@ -331,6 +360,59 @@ async fn run() -> Result<()> {
     }
     tracing::info!("worker stopped");
     Ok(())
+}
+
+/// The HTTPS certificate and key (`ROUTINE_LOAD_TLS_CERT_FILE`, `ROUTINE_LOAD_TLS_KEY_FILE`):
+/// both or neither.
+fn tls_files() -> Result<Option<Arc<routine_load_worker::tls::TlsFiles>>> {
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    match (
+        var("ROUTINE_LOAD_TLS_CERT_FILE"),
+        var("ROUTINE_LOAD_TLS_KEY_FILE"),
+    ) {
+        (Some(cert), Some(key)) => Ok(Some(Arc::new(routine_load_worker::tls::TlsFiles::load(
+            cert.into(),
+            key.into(),
+        )?))),
+        (None, None) => Ok(None),
+        _ => anyhow::bail!(
+            "set both ROUTINE_LOAD_TLS_CERT_FILE and ROUTINE_LOAD_TLS_KEY_FILE (HTTPS), or neither"
+        ),
+    }
+}
+
+/// A whole number from the environment, `default` when unset or empty.
+fn env_u64(key: &str, default: u64) -> Result<u64> {
+    match std::env::var(key) {
+        Ok(v) if !v.is_empty() => v
+            .parse()
+            .with_context(|| format!("{key}={v} is not a whole number")),
+        _ => Ok(default),
+    }
+}
+
+/// The Stream Load body limits from the environment, StarRocks' defaults otherwise.
+fn stream_load_limits() -> Result<BodyLimits> {
+    let default = BodyLimits::default();
+    Ok(BodyLimits {
+        max_body_bytes: env_u64(
+            "ROUTINE_LOAD_STREAM_LOAD_MAX_BODY_BYTES",
+            default.max_body_bytes,
+        )?,
+        max_json_body_bytes: env_u64(
+            "ROUTINE_LOAD_STREAM_LOAD_MAX_JSON_BODY_BYTES",
+            default.max_json_body_bytes,
+        )?,
+        max_keyed_body_bytes: env_u64(
+            "ROUTINE_LOAD_STREAM_LOAD_MAX_KEYED_BODY_BYTES",
+            default.max_keyed_body_bytes,
+        )?,
+        chunk_bytes: env_u64(
+            "ROUTINE_LOAD_STREAM_LOAD_CHUNK_BYTES",
+            default.chunk_bytes as u64,
+        )?
+        .max(1) as usize,
+    })
 }
 
 fn router(metrics: Arc<Metrics>, ready: Arc<AtomicBool>, log_dir: PathBuf) -> Router {

@@ -23,6 +23,9 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::put;
+use deltalake::arrow::record_batch::RecordBatch;
+use deltalake::kernel::Add;
+use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::{Api, Client};
@@ -32,9 +35,10 @@ use routine_load_api::{Load, LoadPlan, Table};
 use serde::Serialize;
 
 use crate::delta_sink::{CommitRequest, DeltaSink, SinkError};
-use crate::engine::{LoadEngine, SourceMessage};
+use crate::engine::{BatchCounters, ErrorRow, LoadEngine, SourceMessage};
+use crate::metrics::{Metrics, StreamLoadOutcome, StreamLoadRows};
 use crate::task_runner::secret_map;
-use request::StreamLoadRequest;
+use request::{BodyLimits, StreamLoadRequest};
 
 /// The Delta transaction identity Stream Load commits under (no Kafka partitions: a load's
 /// commit carries only data and its label).
@@ -49,8 +53,10 @@ pub struct StreamLoadContext {
     pub pod_name: String,
     pub error_log_dir: PathBuf,
     pub error_log_base_url: String,
-    /// Largest body accepted (StarRocks `streaming_load_max_mb`).
-    pub max_body_bytes: u64,
+    /// How large a body may be, and how much of it is held at once.
+    pub limits: BodyLimits,
+    /// The worker's metrics: every answer is counted.
+    pub metrics: Arc<Metrics>,
     /// Labels this worker is loading now: a `Load` left unfinished by this worker and not in
     /// here belongs to an earlier run of the worker that stopped mid-load.
     active: Arc<Mutex<HashSet<(String, String)>>>,
@@ -62,14 +68,16 @@ impl StreamLoadContext {
         pod_name: String,
         error_log_dir: PathBuf,
         error_log_base_url: String,
-        max_body_bytes: u64,
+        limits: BodyLimits,
+        metrics: Arc<Metrics>,
     ) -> Self {
         Self {
             client,
             pod_name,
             error_log_dir,
             error_log_base_url,
-            max_body_bytes,
+            limits,
+            metrics,
             active: Arc::default(),
         }
     }
@@ -80,6 +88,29 @@ pub fn router(ctx: StreamLoadContext) -> Router {
     Router::new()
         .route("/api/{db}/{table}/_stream_load", put(stream_load))
         .with_state(ctx)
+}
+
+/// The Stream Load route of the plain HTTP port of a worker that serves HTTPS: every load is
+/// refused (403, before any data is read), naming its HTTPS URL.
+pub fn https_only_router(https_url: String) -> Router {
+    Router::new().route(
+        "/api/{db}/{table}/_stream_load",
+        put(move |Path((db, table)): Path<(String, String)>| {
+            let url = https_url.clone();
+            async move {
+                json_response(
+                    StatusCode::FORBIDDEN,
+                    &fail(
+                        "",
+                        format!(
+                            "this worker takes Stream Load over HTTPS only: {}/api/{db}/{table}/_stream_load",
+                            url.trim_end_matches('/')
+                        ),
+                    ),
+                )
+            }
+        }),
+    )
 }
 
 /// StarRocks' Stream Load response.
@@ -207,35 +238,81 @@ async fn stream_load(
     body: Body,
 ) -> Response {
     let started = Instant::now();
-    let token = match auth::bearer_token(&headers) {
+    let (code, response, authorized) = answer(&ctx, &ns, &table, &headers, body, started).await;
+    // The path's names label the metrics only for a caller allowed to load there: anyone else
+    // could make up any number of them.
+    let (ns_label, table_label) = if authorized {
+        (ns.as_str(), table.as_str())
+    } else {
+        ("", "")
+    };
+    ctx.metrics.count_stream_load(
+        ns_label,
+        table_label,
+        StreamLoadOutcome::of(code.as_u16(), response.status),
+        started.elapsed().as_secs_f64(),
+        StreamLoadRows {
+            bytes: response.load_bytes,
+            loaded: response.number_loaded_rows,
+            filtered: response.number_filtered_rows,
+            unselected: response.number_unselected_rows,
+        },
+    );
+    json_response(code, &response)
+}
+
+/// The answer to one Stream Load request: the HTTP code, StarRocks' JSON, and whether the caller
+/// may load in the namespace.
+async fn answer(
+    ctx: &StreamLoadContext,
+    ns: &str,
+    table: &str,
+    headers: &HeaderMap,
+    body: Body,
+    started: Instant,
+) -> (StatusCode, LoadResponse, bool) {
+    let token = match auth::bearer_token(headers) {
         Ok(t) => t,
         Err(e) => return auth_failure(&e),
     };
-    if let Err(e) = auth::authorize(&ctx.client, token, &ns).await {
+    if let Err(e) = auth::authorize(&ctx.client, token, ns).await {
         return auth_failure(&e);
     }
-    let req = match request::parse_headers(&headers) {
+    let (code, response) = load_request(ctx, ns, table, headers, body, started).await;
+    (code, response, true)
+}
+
+/// An authorized request: its headers read, its label taken, its data loaded.
+async fn load_request(
+    ctx: &StreamLoadContext,
+    ns: &str,
+    table: &str,
+    headers: &HeaderMap,
+    body: Body,
+    started: Instant,
+) -> (StatusCode, LoadResponse) {
+    let req = match request::parse_headers(headers) {
         Ok(r) => r,
-        Err(e) => return json_response(StatusCode::BAD_REQUEST, &fail("", e.to_string())),
+        Err(e) => return (StatusCode::BAD_REQUEST, fail("", e.to_string())),
     };
     let label = req.label.clone().unwrap_or_else(generated_label);
     if let Some(len) = headers
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
-        && len > ctx.max_body_bytes
+        && len > ctx.limits.limit_for(req.format, false).0
     {
-        return json_response(
+        return (
             StatusCode::PAYLOAD_TOO_LARGE,
-            &fail(&label, body_too_large(ctx.max_body_bytes)),
+            fail(&label, ctx.limits.too_large(req.format, false)),
         );
     }
-    let key = (ns.clone(), label.clone());
+    let key = (ns.to_string(), label.clone());
     let response = {
         let run = LoadRun {
-            ctx: &ctx,
-            ns: &ns,
-            table: &table,
+            ctx,
+            ns,
+            table,
             label: &label,
             req: &req,
             started,
@@ -245,22 +322,16 @@ async fn stream_load(
     if let Ok(mut a) = ctx.active.lock() {
         a.remove(&key);
     }
-    json_response(StatusCode::OK, &response)
+    (StatusCode::OK, response)
 }
 
-fn auth_failure(e: &auth::AuthError) -> Response {
+fn auth_failure(e: &auth::AuthError) -> (StatusCode, LoadResponse, bool) {
     let code = match e {
         auth::AuthError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
         auth::AuthError::Forbidden(_) => StatusCode::FORBIDDEN,
         auth::AuthError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
     };
-    json_response(code, &fail("", e.to_string()))
-}
-
-fn body_too_large(max: u64) -> String {
-    format!(
-        "the body is larger than this worker's limit of {max} bytes (ROUTINE_LOAD_STREAM_LOAD_MAX_BODY_BYTES, StarRocks streaming_load_max_mb)"
-    )
+    (code, fail("", e.to_string()), false)
 }
 
 /// One load, from taking its label to recording its outcome.
@@ -278,6 +349,50 @@ struct Outcome {
     response: LoadResponse,
     state: LoadState,
     delta_version: Option<i64>,
+}
+
+/// What a load has read of its body so far.
+#[derive(Default)]
+struct ReadRows {
+    /// Body bytes received.
+    bytes: u64,
+    /// The row number the next row gets (1 for the body's first row, as its "offset").
+    next_offset: i64,
+    counters: BatchCounters,
+    /// Error rows kept for the error log (at most about its size; the counters count all).
+    errors: Vec<ErrorRow>,
+    errors_bytes: usize,
+    /// Data files written for an append table, committed together at the end.
+    files: Vec<Add>,
+    /// A keyed table's loaded rows, merged together at the end.
+    batches: Vec<RecordBatch>,
+    /// Time spent loading rows and writing them (the rest of the reading is waiting for data).
+    writing: Duration,
+}
+
+impl ReadRows {
+    fn keep_errors(&mut self, errors: Vec<ErrorRow>) {
+        for e in errors {
+            if self.errors_bytes > ERROR_LOG_MAX_BYTES {
+                break;
+            }
+            self.errors_bytes += e.row.len() + e.reason.len() + 64;
+            self.errors.push(e);
+        }
+    }
+}
+
+/// One batch of a keyed load's rows, in the order they were read; `None` for no batches.
+fn concat_batches(batches: &[RecordBatch]) -> Result<Option<RecordBatch>, SinkError> {
+    let Some(first) = batches.first() else {
+        return Ok(None);
+    };
+    if batches.len() == 1 {
+        return Ok(Some(first.clone()));
+    }
+    deltalake::arrow::compute::concat_batches(&first.schema(), batches)
+        .map(Some)
+        .map_err(|e| SinkError::Delta(deltalake::DeltaTableError::from(e)))
 }
 
 impl LoadRun<'_> {
@@ -492,12 +607,14 @@ impl LoadRun<'_> {
                 LoadPlan::build(&spec, self.table, &table.spec)
                     .map_err(|e| format!("planning the load: {e}"))
             });
-        let mut engine = match plan {
-            Ok(p) => LoadEngine::new(Arc::new(p)),
+        let plan = match plan {
+            Ok(p) => Arc::new(p),
             Err(m) => return cancelled(fail(self.label, m)),
         };
+        let mut engine = LoadEngine::new(plan.clone());
         let mut sink = match self.open_sink(&table).await {
-            Ok(s) => s,
+            // partial_update and merge_condition: how a row changes its key's stored row.
+            Ok(s) => s.with_update_rule(plan.update.clone()),
             Err(m) => return cancelled(fail(self.label, m)),
         };
         let table_version = sink.version();
@@ -515,50 +632,19 @@ impl LoadRun<'_> {
 
         let read_started = Instant::now();
         let deadline = Duration::from_secs(self.req.timeout_secs);
-        let limit = usize::try_from(self.ctx.max_body_bytes).unwrap_or(usize::MAX);
-        let remaining = deadline.saturating_sub(self.started.elapsed());
-        let bytes = match tokio::time::timeout(remaining, axum::body::to_bytes(body, limit)).await {
-            Ok(Ok(b)) => b,
-            Ok(Err(e)) => {
-                // axum's to_bytes reports a body past its limit as "length limit exceeded".
-                let too_large = e.to_string().contains("length limit exceeded");
-                let m = if too_large {
-                    body_too_large(self.ctx.max_body_bytes)
-                } else {
-                    format!("reading the body: {e}")
-                };
-                return cancelled(fail(self.label, m));
-            }
-            Err(_) => {
-                return cancelled(fail(
-                    self.label,
-                    format!(
-                        "timeout: the body did not arrive within {} s",
-                        self.req.timeout_secs
-                    ),
-                ));
-            }
+        let keyed = sink.key_model().model.is_keyed();
+        let mut read = ReadRows {
+            next_offset: 1,
+            ..Default::default()
         };
-        let read_ms = ms(read_started.elapsed());
-
-        let write_started = Instant::now();
-        let rows = request::split_rows(&bytes, self.req);
-        let source: Vec<SourceMessage<'_>> = rows
-            .iter()
-            .enumerate()
-            .map(|(i, r)| SourceMessage {
-                partition: 0,
-                offset: i as i64 + 1,
-                payload: r,
-                ..Default::default()
-            })
-            .collect();
-        let loaded = match tokio::task::block_in_place(|| engine.load(&source)) {
-            Ok(l) => l,
-            Err(e) => return cancelled(fail(self.label, format!("loading the rows: {e}"))),
-        };
-        drop(source);
-        let c = loaded.counters;
+        if let Err(m) = self
+            .read_body(body, &mut engine, &sink, keyed, &mut read)
+            .await
+        {
+            sink.discard_files(&read.files).await;
+            return cancelled(fail(self.label, m));
+        }
+        let c = read.counters;
         let mut response = LoadResponse {
             txn_id: -1,
             label: self.label.to_string(),
@@ -567,13 +653,14 @@ impl LoadRun<'_> {
             number_loaded_rows: c.loaded_rows,
             number_filtered_rows: c.error_rows,
             number_unselected_rows: c.unselected_rows,
-            load_bytes: bytes.len() as u64,
+            load_bytes: read.bytes,
             stream_load_plan_time_ms: plan_ms,
-            read_data_time_ms: read_ms,
+            read_data_time_ms: ms(read_started.elapsed().saturating_sub(read.writing)),
+            write_data_time_ms: ms(read.writing),
             ..Default::default()
         };
-        if !loaded.errors.is_empty() {
-            response.error_url = self.write_error_log(&loaded.errors);
+        if !read.errors.is_empty() {
+            response.error_url = self.write_error_log(&read.errors);
         }
         if let Err(m) =
             request::check_filter_ratio(c.error_rows, c.loaded_rows, self.req.max_filter_ratio)
@@ -582,7 +669,7 @@ impl LoadRun<'_> {
                 Some(url) => format!("{m}. See {url}"),
                 None => m,
             };
-            response.write_data_time_ms = ms(write_started.elapsed());
+            sink.discard_files(&read.files).await;
             return cancelled(response);
         }
         if self.started.elapsed() > deadline {
@@ -590,9 +677,9 @@ impl LoadRun<'_> {
                 "timeout: the load took longer than {} s",
                 self.req.timeout_secs
             );
+            sink.discard_files(&read.files).await;
             return cancelled(response);
         }
-        response.write_data_time_ms = ms(write_started.elapsed());
 
         let commit_started = Instant::now();
         let mut info = serde_json::Map::new();
@@ -608,14 +695,29 @@ impl LoadRun<'_> {
             info,
             ..Default::default()
         };
-        let result = sink.commit(Some(loaded.batch), &commit).await;
+        let result = if keyed {
+            // A keyed table merges the load's rows in one MERGE, in the body's order.
+            match concat_batches(&read.batches) {
+                Ok(batch) => sink.commit(batch, &commit).await,
+                Err(e) => Err(e),
+            }
+        } else {
+            sink.commit_files(read.files.clone(), &commit).await
+        };
         let version = match result {
             Ok(done) => Ok(done.version),
-            Err(SinkError::Conflict(m)) => Err(format!("committing to the Delta table: {m}")),
+            Err(SinkError::Conflict(m)) => {
+                sink.discard_files(&read.files).await;
+                Err(format!("committing to the Delta table: {m}"))
+            }
             Err(e) => match sink.landed(table_version, &commit.label).await {
                 // The commit landed although the call failed.
                 Ok(Some(v)) => Ok(v),
-                Ok(None) => Err(format!("committing to the Delta table: {e}")),
+                Ok(None) => {
+                    sink.discard_files(&read.files).await;
+                    Err(format!("committing to the Delta table: {e}"))
+                }
+                // The files stay: the commit that may have landed references them.
                 Err(e2) => Err(format!(
                     "committing to the Delta table: {e}; whether it landed is unknown ({e2}): retry with the same label"
                 )),
@@ -640,8 +742,101 @@ impl LoadRun<'_> {
         }
     }
 
+    /// Reads the body: a CSV body chunk by chunk as it arrives (each chunk's complete rows
+    /// loaded at once), a JSON body whole; `Err` says why the load stops (time out, broken or
+    /// too large a body, a row without its delimiter, a failed chunk).
+    async fn read_body(
+        &self,
+        body: Body,
+        engine: &mut LoadEngine,
+        sink: &DeltaSink,
+        keyed: bool,
+        read: &mut ReadRows,
+    ) -> Result<(), String> {
+        let deadline = Duration::from_secs(self.req.timeout_secs);
+        let limits = &self.ctx.limits;
+        let (limit, _) = limits.limit_for(self.req.format, keyed);
+        let streamed = BodyLimits::streamed(self.req.format);
+        let delimiter = &self.req.row_delimiter;
+        let mut chunks = body.into_data_stream();
+        let mut pending: Vec<u8> = Vec::new();
+        loop {
+            let remaining = deadline.saturating_sub(self.started.elapsed());
+            let bytes = match tokio::time::timeout(remaining, chunks.next()).await {
+                Err(_) => {
+                    return Err(format!(
+                        "timeout: the body did not arrive within {} s",
+                        self.req.timeout_secs
+                    ));
+                }
+                Ok(None) => break,
+                Ok(Some(Ok(bytes))) => bytes,
+                Ok(Some(Err(e))) => return Err(format!("reading the body: {e}")),
+            };
+            read.bytes += bytes.len() as u64;
+            if read.bytes > limit {
+                return Err(limits.too_large(self.req.format, keyed));
+            }
+            pending.extend_from_slice(&bytes);
+            if streamed && pending.len() >= limits.chunk_bytes {
+                let end = request::complete_rows_end(&pending, delimiter);
+                if end == 0 {
+                    return Err(limits.row_too_long(delimiter));
+                }
+                self.load_rows(engine, sink, keyed, &pending[..end], read)
+                    .await?;
+                pending.drain(..end);
+            }
+        }
+        // The rest: a CSV body's last rows, a JSON body whole.
+        self.load_rows(engine, sink, keyed, &pending, read).await
+    }
+
+    /// Loads the rows of `bytes` (whole rows of the body, in order) with the engine and adds
+    /// them to what the load has read: written as data files of an append table, kept for the
+    /// MERGE of a keyed one.
+    async fn load_rows(
+        &self,
+        engine: &mut LoadEngine,
+        sink: &DeltaSink,
+        keyed: bool,
+        bytes: &[u8],
+        read: &mut ReadRows,
+    ) -> Result<(), String> {
+        let started = Instant::now();
+        let rows = request::split_rows(bytes, self.req);
+        let first = read.next_offset;
+        let source: Vec<SourceMessage<'_>> = rows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| SourceMessage {
+                partition: 0,
+                offset: first + i as i64,
+                payload: r,
+                ..Default::default()
+            })
+            .collect();
+        read.next_offset += rows.len() as i64;
+        let loaded = tokio::task::block_in_place(|| engine.load(&source))
+            .map_err(|e| format!("loading the rows: {e}"))?;
+        drop(source);
+        read.counters.add(&loaded.counters);
+        read.keep_errors(loaded.errors);
+        if keyed {
+            read.batches.push(loaded.batch);
+        } else {
+            let files = sink
+                .write_files(loaded.batch)
+                .await
+                .map_err(|e| format!("writing the load's data files: {e}"))?;
+            read.files.extend(files);
+        }
+        read.writing += started.elapsed();
+        Ok(())
+    }
+
     /// Writes the load's error rows (StarRocks' reasons) and returns their URL.
-    fn write_error_log(&self, errors: &[crate::engine::ErrorRow]) -> Option<String> {
+    fn write_error_log(&self, errors: &[ErrorRow]) -> Option<String> {
         let file = error_log_file(self.ns, self.label);
         let path = self.ctx.error_log_dir.join(&file);
         let written = (|| -> std::io::Result<()> {

@@ -8,11 +8,100 @@ use routine_load_api::job::DataFormat;
 use routine_load_api::load::{CSV_ONLY_HEADERS, JSON_ONLY_HEADERS};
 use serde_json::{Map, Value, json};
 
-/// The largest body a load takes by default, 1 GiB. StarRocks' `streaming_load_max_mb` is 10 GiB,
-/// but it streams the body; this worker holds a load's body in memory until it commits, so the
-/// default stays well inside a worker pod's memory.
-pub const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024 * 1024;
-pub use routine_load_api::load::DEFAULT_TIMEOUT_SECS;
+/// How much of a body a load takes and holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyLimits {
+    /// The largest body (StarRocks `streaming_load_max_mb`, 10 GiB). A CSV body is streamed: it
+    /// is read, loaded and written as data files `chunk_bytes` at a time, and never held whole.
+    pub max_body_bytes: u64,
+    /// The largest JSON body (StarRocks `streaming_load_max_batch_size_mb`, 100 MiB): a JSON
+    /// body can be one document (`strip_outer_array`), so it is held whole until it is loaded.
+    pub max_json_body_bytes: u64,
+    /// The largest body of a load into a keyed table (1 GiB): its rows are held (as Arrow, not
+    /// as the body) until the load's one MERGE.
+    pub max_keyed_body_bytes: u64,
+    /// How much of a CSV body is read before its complete rows are loaded (and written); also
+    /// the longest row a CSV body may have.
+    pub chunk_bytes: usize,
+}
+
+impl Default for BodyLimits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 10 * 1024 * 1024 * 1024,
+            max_json_body_bytes: 100 * 1024 * 1024,
+            max_keyed_body_bytes: 1024 * 1024 * 1024,
+            chunk_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+impl BodyLimits {
+    /// The largest body of a load in `format` (into a keyed table or not), and the setting
+    /// that makes it so.
+    pub fn limit_for(&self, format: DataFormat, keyed: bool) -> (u64, &'static str) {
+        let mut limit = (
+            self.max_body_bytes,
+            "ROUTINE_LOAD_STREAM_LOAD_MAX_BODY_BYTES, StarRocks streaming_load_max_mb",
+        );
+        if format != DataFormat::Csv && self.max_json_body_bytes < limit.0 {
+            limit = (
+                self.max_json_body_bytes,
+                "ROUTINE_LOAD_STREAM_LOAD_MAX_JSON_BODY_BYTES: a JSON body is held whole; StarRocks streaming_load_max_batch_size_mb",
+            );
+        }
+        if keyed && self.max_keyed_body_bytes < limit.0 {
+            limit = (
+                self.max_keyed_body_bytes,
+                "ROUTINE_LOAD_STREAM_LOAD_MAX_KEYED_BODY_BYTES: a load into a keyed table holds its rows until its MERGE",
+            );
+        }
+        limit
+    }
+
+    /// Why a body is refused for its size, naming the setting to change.
+    pub fn too_large(&self, format: DataFormat, keyed: bool) -> String {
+        let (max, setting) = self.limit_for(format, keyed);
+        format!(
+            "the body is larger than this worker's limit of {max} bytes for this {} load ({setting})",
+            format_name(format)
+        )
+    }
+
+    /// Why a CSV body is refused for a row longer than a chunk.
+    pub fn row_too_long(&self, delimiter: &[u8]) -> String {
+        format!(
+            "no row delimiter {:?} in {} bytes of the body: a row is at most that long (ROUTINE_LOAD_STREAM_LOAD_CHUNK_BYTES); check row_delimiter",
+            String::from_utf8_lossy(delimiter),
+            self.chunk_bytes
+        )
+    }
+
+    /// Whether a body of `format` is loaded chunk by chunk as it arrives (CSV: its rows end at
+    /// the row delimiter) rather than whole.
+    pub fn streamed(format: DataFormat) -> bool {
+        format == DataFormat::Csv
+    }
+}
+
+fn format_name(format: DataFormat) -> &'static str {
+    match format {
+        DataFormat::Csv => "CSV",
+        DataFormat::Json => "JSON",
+        DataFormat::Avro => "Avro",
+    }
+}
+
+/// Where the complete rows of a body's unread part end: just after its last row delimiter, 0
+/// when it holds none. What follows is the start of a row whose end has not arrived. The
+/// delimiters are found from the start, as [`split_rows`] finds them, so a delimiter that can
+/// overlap itself (`||` in `a|||b`) ends the same rows whatever the cut.
+pub fn complete_rows_end(pending: &[u8], delimiter: &[u8]) -> usize {
+    memchr::memmem::find_iter(pending, delimiter)
+        .last()
+        .map_or(0, |i| i + delimiter.len())
+}
+pub use routine_load_api::load::{DEFAULT_TIMEOUT_SECS, MAX_TIMEOUT_SECS};
 
 /// The Stream Load headers this endpoint implements, with StarRocks' names.
 pub const LOAD_HEADERS: &[&str] = routine_load_api::load::STREAM_LOAD_HEADERS;
@@ -241,10 +330,25 @@ pub fn parse_headers(headers: &HeaderMap) -> Result<StreamLoadRequest, HeaderErr
             "trim_space" => {
                 f.insert("trimSpace".into(), parse_bool(known, v)?.into());
             }
+            "partial_update" => {
+                f.insert("partialUpdate".into(), parse_bool(known, v)?.into());
+            }
+            "merge_condition" => {
+                f.insert("mergeCondition".into(), v.trim().into());
+            }
             "timeout" => {
-                req.timeout_secs =
-                    v.trim().parse().ok().filter(|t| *t > 0).ok_or_else(|| {
-                        invalid(known, format!("'{v}' is not a number of seconds"))
+                req.timeout_secs = v
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|t| (1..=MAX_TIMEOUT_SECS).contains(t))
+                    .ok_or_else(|| {
+                        invalid(
+                            known,
+                            format!(
+                                "'{v}' is not a number of seconds from 1 to {MAX_TIMEOUT_SECS} (StarRocks max_stream_load_timeout_second)"
+                            ),
+                        )
                     })?;
             }
             _ => unreachable!("every LOAD_HEADERS entry is handled"),
@@ -384,6 +488,25 @@ mod tests {
         assert_eq!(spec.where_expr.as_deref(), Some("a > 1"));
         assert!(spec.strict_mode);
         assert_eq!(spec.table, "t");
+        assert!(!spec.partial_update);
+        assert_eq!(spec.merge_condition, None);
+    }
+
+    #[test]
+    fn partial_and_conditional_updates_read_as_job_fields() {
+        let req = parse_headers(&headers(&[
+            ("columns", "id, score"),
+            ("partial_update", "true"),
+            ("merge_condition", " version "),
+        ]))
+        .unwrap();
+        let spec = job_spec(&req, "t").unwrap();
+        assert!(spec.partial_update);
+        assert_eq!(spec.merge_condition.as_deref(), Some("version"));
+        let err = parse_headers(&headers(&[("partial_update", "row")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("header 'partial_update'"), "{err}");
     }
 
     #[test]
@@ -416,6 +539,7 @@ mod tests {
                 "header 'column_separator': applies only to format: csv",
             ),
             (&[("timeout", "0")], "header 'timeout'"),
+            (&[("timeout", "259201")], "header 'timeout'"),
         ];
         for (h, want) in cases {
             let err = parse_headers(&headers(h)).unwrap_err().to_string();
@@ -451,6 +575,87 @@ mod tests {
         );
         assert_eq!(split_rows(b" [{\"a\":1},\n{\"a\":2}] ", &json).len(), 1);
         assert!(split_rows(b"", &json).is_empty());
+    }
+
+    #[test]
+    fn a_streamed_body_is_cut_after_its_last_complete_row() {
+        // (unread bytes, delimiter, end of the complete rows)
+        let cases: &[(&[u8], &[u8], usize)] = &[
+            (b"", b"\n", 0),
+            (b"1,a", b"\n", 0),
+            (b"1,a\n", b"\n", 4),
+            (b"1,a\n2,b", b"\n", 4),
+            (b"1,a\n2,b\n3", b"\n", 8),
+            (b"1,a||2,b|", b"||", 5),
+            (b"1,a||2,b||", b"||", 10),
+            (b"a|||", b"||", 3),
+        ];
+        for (pending, delimiter, want) in cases {
+            assert_eq!(
+                complete_rows_end(pending, delimiter),
+                *want,
+                "{:?} at {:?}",
+                String::from_utf8_lossy(pending),
+                String::from_utf8_lossy(delimiter)
+            );
+        }
+        // Cutting a body anywhere and splitting the parts gives the rows of the whole body.
+        let newline = parse_headers(&HeaderMap::new()).unwrap();
+        let pipes = parse_headers(&headers(&[("row_delimiter", "||")])).unwrap();
+        let bodies: [(&[u8], &StreamLoadRequest); 2] = [
+            (b"1,a\n2,b\r\n\n3,c\n4,d", &newline),
+            (b"a|||b||c||||d|", &pipes),
+        ];
+        for (body, req) in bodies {
+            let whole = split_rows(body, req);
+            for cut in 0..=body.len() {
+                let (mut rows, mut pending) = (Vec::new(), body[..cut].to_vec());
+                let end = complete_rows_end(&pending, &req.row_delimiter);
+                rows.extend(split_rows(&pending[..end], req).iter().map(|r| r.to_vec()));
+                pending.drain(..end);
+                pending.extend_from_slice(&body[cut..]);
+                rows.extend(split_rows(&pending, req).iter().map(|r| r.to_vec()));
+                assert_eq!(
+                    rows,
+                    whole,
+                    "{:?} cut at {cut}",
+                    String::from_utf8_lossy(body)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn bodies_are_limited_by_format_and_model() {
+        let limits = BodyLimits {
+            max_body_bytes: 1000,
+            max_json_body_bytes: 100,
+            max_keyed_body_bytes: 500,
+            chunk_bytes: 10,
+        };
+        // (format, keyed, limit, the setting named)
+        let cases = [
+            (DataFormat::Csv, false, 1000, "MAX_BODY_BYTES"),
+            (DataFormat::Csv, true, 500, "MAX_KEYED_BODY_BYTES"),
+            (DataFormat::Json, false, 100, "MAX_JSON_BODY_BYTES"),
+            (DataFormat::Json, true, 100, "MAX_JSON_BODY_BYTES"),
+        ];
+        for (format, keyed, max, setting) in cases {
+            let (got, named) = limits.limit_for(format, keyed);
+            assert_eq!(got, max, "{format:?} keyed {keyed}");
+            assert!(named.contains(setting), "{format:?} keyed {keyed}: {named}");
+            assert!(
+                limits
+                    .too_large(format, keyed)
+                    .contains(&format!("limit of {max} bytes")),
+                "{format:?} keyed {keyed}"
+            );
+        }
+        let small = BodyLimits {
+            max_body_bytes: 50,
+            ..limits
+        };
+        assert_eq!(small.limit_for(DataFormat::Json, true).0, 50);
     }
 
     #[test]
