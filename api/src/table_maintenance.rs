@@ -267,7 +267,8 @@ mod tests {
     }
 
     /// Many small appends compacted into one file: the same rows, the offsets' transaction
-    /// identifiers kept; vacuum then deletes the replaced files.
+    /// identifiers kept; vacuum then deletes the replaced files, and a data file the table never
+    /// referenced once it is old enough.
     #[tokio::test]
     async fn compaction_keeps_rows_and_offsets_and_vacuum_deletes_the_replaced_files() {
         let dir = std::env::temp_dir().join(format!(
@@ -317,12 +318,41 @@ mod tests {
                 .count()
         };
         assert_eq!(parquet_on_disk(), 5);
+        // Files the table never referenced (a load's files whose commit never came): one
+        // written 5 days ago, one just now (a load that may still commit it).
+        let a_file = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(|e| Some(e.ok()?.path()))
+            .find(|p| p.extension().is_some_and(|x| x == "parquet"))
+            .unwrap();
+        let (old_orphan, new_orphan) = (
+            dir.join("orphan-old.parquet"),
+            dir.join("orphan-new.parquet"),
+        );
+        for orphan in [&old_orphan, &new_orphan] {
+            std::fs::copy(&a_file, orphan).unwrap();
+        }
+        std::fs::File::options()
+            .write(true)
+            .open(&old_orphan)
+            .unwrap()
+            .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(5 * 86400))
+            .unwrap();
 
         let done = compact_and_vacuum(table, 128, Some(chrono::Duration::zero()))
             .await
             .unwrap();
         assert_eq!((done.files_removed, done.files_added), (5, 1), "{done:?}");
-        assert_eq!(done.files_vacuumed, 5, "{done:?}");
+        assert_eq!(done.files_vacuumed, 6, "{done:?}");
+        assert!(
+            !old_orphan.exists(),
+            "a file never referenced for 5 days is gone"
+        );
+        assert!(
+            new_orphan.exists(),
+            "a file a running load may still commit is kept"
+        );
+        std::fs::remove_file(&new_orphan).unwrap();
         assert_eq!(parquet_on_disk(), 1, "the replaced files are gone");
         let table = delta_table::open(&loc, HashMap::new()).await.unwrap();
         assert_eq!(files(&table), 1);
