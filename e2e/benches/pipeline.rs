@@ -10,14 +10,20 @@
 //!    process.
 //! 4. Latency: produce-to-visible at half the measured CSV capacity, default and 1 s batch
 //!    interval.
-//! 5. Scale: the operator binary with N jobs x 3 tasks (fake workers) against the API server.
+//! 5. Stream Load: one ~100 MB CSV body, then 200 small loads one after another (labels per
+//!    second), through the worker's endpoint in a child process, with curl as the client.
+//! 6. Upserts: a stream into a Primary Key table of 10M keys with 10% and with 90% updates,
+//!    and the same stream appended to a Duplicate table of that size, one task each.
+//! 7. Scale: the operator binary with N jobs x 3 tasks (fake workers) against the API server.
 //!
 //! Every measured phase runs alone in a child process (this executable re-run with `__child`),
 //! which reports its own CPU time (`/proc/self/stat`) and peak RSS (`VmHWM`). Results go to
 //! `bench/results/pipeline.{json,md}` (`BENCH_OUT` overrides the path without extension).
 //!
 //! Settings (environment): `BENCH_ROWS` (3000000), `BENCH_WIDE_ROWS` (1200000),
-//! `BENCH_PHASES` (`parquet,throughput,scaling,latency,scale`), `BENCH_LATENCY_SECS` (20), `BENCH_SCALE_JOBS`
+//! `BENCH_PHASES` (`parquet,throughput,scaling,latency,streamload,upserts,scale`),
+//! `BENCH_LATENCY_SECS` (20), `BENCH_STREAM_LOAD_MB` (100), `BENCH_STREAM_LOAD_SMALL` (200),
+//! `BENCH_UPSERT_KEYS` (10000000), `BENCH_UPSERT_ROWS` (1000000), `BENCH_SCALE_JOBS`
 //! (200), `BENCH_SCALE_STEADY_SECS` (60). `ROUTINE_LOAD_E2E=0` or no testbed: prints SKIPPED.
 
 use std::collections::BTreeMap;
@@ -49,6 +55,7 @@ fn main() {
             "ceiling" => child_ceiling(&params),
             "load" => child_load(&params),
             "stream" => child_stream(&params),
+            "stream-load-server" => child_stream_load_server(&params),
             other => Err(anyhow::anyhow!("unknown child mode {other}")),
         };
         match out {
@@ -523,6 +530,39 @@ fn child_load(p: &Value) -> Result<Value> {
     })
 }
 
+/// The worker's Stream Load endpoint alone (its router and context, in this process) on
+/// 127.0.0.1:`port` until the file `stop` appears; then reports its CPU seconds and peak RSS.
+fn child_stream_load_server(p: &Value) -> Result<Value> {
+    use routine_load_worker::metrics::Metrics;
+    use routine_load_worker::stream_load::{StreamLoadContext, request::BodyLimits, router};
+    routine_load_e2e::install_crypto_provider();
+    let port = p["port"].as_u64().context("port")? as u16;
+    let stop = PathBuf::from(p["stop"].as_str().context("stop")?);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let tb = Testbed::load()?;
+        let client = tb.client().await?;
+        let ctx = StreamLoadContext::new(
+            client,
+            "bench-worker".into(),
+            std::env::temp_dir().join(unique_name("bench-errlog")),
+            format!("http://127.0.0.1:{port}"),
+            BodyLimits::default(),
+            Arc::new(Metrics::new()),
+        );
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+        let cpu0 = cpu_seconds();
+        let server = tokio::spawn(async move { axum::serve(listener, router(ctx)).await });
+        while !stop.exists() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        server.abort();
+        Ok(json!({"cpu_s": cpu_seconds() - cpu0, "peak_rss_kb": proc_status_kb("self", "VmHWM")}))
+    })
+}
+
 // ---------------------------------------------------------------------------------------------
 // Orchestration helpers
 
@@ -551,9 +591,36 @@ async fn create_load(
     topic: &str,
     tasks: &[&[i32]],
 ) -> Result<Load> {
-    let partitions: Vec<i32> = tasks.iter().flat_map(|t| t.iter().copied()).collect();
     let dir = std::env::temp_dir().join(unique_name("bench-table"));
     std::fs::create_dir_all(&dir)?;
+    let table =
+        json!({"location": format!("file://{}", dir.display()), "columns": ds.table_columns()});
+    create_load_of(
+        tb,
+        client,
+        ns,
+        name,
+        (dir, table),
+        ds.job_spec(),
+        topic,
+        tasks,
+    )
+    .await
+}
+
+/// [`create_load`] with the Table's directory and spec and the job's format fields given.
+#[allow(clippy::too_many_arguments)]
+async fn create_load_of(
+    tb: &Testbed,
+    client: &Client,
+    ns: &str,
+    name: &str,
+    (dir, table_spec): (PathBuf, Value),
+    job_spec: Value,
+    topic: &str,
+    tasks: &[&[i32]],
+) -> Result<Load> {
+    let partitions: Vec<i32> = tasks.iter().flat_map(|t| t.iter().copied()).collect();
     let pp = PostParams::default();
     let tables: Api<DynamicObject> =
         Api::namespaced_with(client.clone(), ns, &ar("Table", "tables"));
@@ -563,7 +630,7 @@ async fn create_load(
             &serde_json::from_value(json!({
                 "apiVersion": "routineload.io/v1alpha1", "kind": "Table",
                 "metadata": {"name": name},
-                "spec": {"location": format!("file://{}", dir.display()), "columns": ds.table_columns()}
+                "spec": table_spec
             }))?,
         )
         .await
@@ -586,7 +653,7 @@ async fn create_load(
     if !props.is_empty() {
         spec["kafka"]["properties"] = Value::Object(props);
     }
-    for (k, v) in ds.job_spec().as_object().context("job spec")? {
+    for (k, v) in job_spec.as_object().context("job spec")? {
         spec[k] = v.clone();
     }
     let jobs: Api<DynamicObject> =
@@ -694,11 +761,22 @@ fn produce_dataset(
     n: usize,
     partitions: i32,
 ) -> Result<Value> {
+    produce_messages(tb, topic, n, partitions, |i| ds.message(i))
+}
+
+/// Produces `n` messages `message(i)`, message `i` to partition `i % partitions`.
+fn produce_messages(
+    tb: &Testbed,
+    topic: &str,
+    n: usize,
+    partitions: i32,
+    message: impl Fn(usize) -> String,
+) -> Result<Value> {
     let p = producer(tb, "20")?;
     let t0 = Instant::now();
     let mut bytes = 0u64;
     for i in 0..n {
-        let m = ds.message(i);
+        let m = message(i);
         bytes += m.len() as u64;
         send(&p, topic, i as i32 % partitions, m.as_bytes())?;
         if i % 1000 == 0 {
@@ -900,6 +978,358 @@ async fn throughput(
         },
         "ratio_to_ceiling": e2e_rps / ceiling_mps,
         "ratio_to_ceiling_per_cpu_s": (nf / e_cpu) / (nf / c_cpu),
+    }))
+}
+
+/// splitmix64: a fixed pseudo-random number per message.
+fn splitmix(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The key of message `i` of an upsert stream: with probability `updates` one of the `keys`
+/// preloaded keys (spread uniformly over them), else a new key.
+fn upsert_key(i: usize, keys: usize, updates: f64) -> u64 {
+    let r = splitmix(i as u64);
+    if (r % 10_000) as f64 / 10_000.0 < updates {
+        (r >> 16) % keys as u64
+    } else {
+        (keys + i) as u64
+    }
+}
+
+/// Message `i` of an upsert stream, `id,v,seq`.
+fn upsert_message(i: usize, keys: usize, updates: f64) -> String {
+    format!("{},v{i},{i}", upsert_key(i, keys, updates))
+}
+
+/// The rows of a Delta table's latest version from its log alone: the `numRecords` statistics
+/// of the files added and not removed since (the log holds no checkpoint here).
+fn live_rows(dir: &Path) -> Result<u64> {
+    let log = dir.join("_delta_log");
+    let mut commits: Vec<PathBuf> = std::fs::read_dir(&log)?
+        .filter_map(|e| Some(e.ok()?.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    commits.sort();
+    let mut live: BTreeMap<String, u64> = BTreeMap::new();
+    for commit in commits {
+        for line in std::fs::read_to_string(&commit)?.lines() {
+            let a: Value = serde_json::from_str(line)?;
+            if let Some(add) = a.get("add") {
+                let stats: Value = serde_json::from_str(add["stats"].as_str().unwrap_or("{}"))?;
+                let path = add["path"].as_str().unwrap_or_default().to_string();
+                live.insert(path, stats["numRecords"].as_u64().context("numRecords")?);
+            } else if let Some(remove) = a.get("remove") {
+                live.remove(remove["path"].as_str().unwrap_or_default());
+            }
+        }
+    }
+    Ok(live.values().sum())
+}
+
+fn upsert_table_columns() -> Value {
+    json!([
+        {"name": "id", "type": "BIGINT", "nullable": false},
+        {"name": "v", "type": "STRING"},
+        {"name": "seq", "type": "BIGINT"}
+    ])
+}
+
+/// Creates the Delta table of `table_spec` and appends `keys` rows (ids `0..keys`, one file and
+/// one version per million), as the table stands before the stream.
+async fn preload_keys(table_spec: &Value, keys: usize) -> Result<()> {
+    use deltalake::arrow::array::{ArrayRef, Int64Array, StringArray};
+    use deltalake::arrow::compute::cast;
+    use deltalake::arrow::record_batch::RecordBatch;
+    use deltalake::writer::{DeltaWriter, RecordBatchWriter};
+    let spec: routine_load_api::table::TableSpec = serde_json::from_value(table_spec.clone())?;
+    let options = std::collections::HashMap::new();
+    routine_load_api::delta_table::create_or_adopt(&spec.location, &spec, options.clone())
+        .await
+        .context("creating the table")?;
+    let mut table = routine_load_api::delta_table::open(&spec.location, options).await?;
+    let mut writer = RecordBatchWriter::for_table(&table)?
+        .with_writer_properties(routine_load_worker::delta_sink::writer_properties());
+    let schema = writer.arrow_schema();
+    const CHUNK: usize = 1_000_000;
+    for start in (0..keys).step_by(CHUNK) {
+        let end = (start + CHUNK).min(keys);
+        let columns: [ArrayRef; 3] = [
+            Arc::new((start as i64..end as i64).collect::<Int64Array>()),
+            Arc::new(
+                (start..end)
+                    .map(|i| Some(format!("k{i}")))
+                    .collect::<StringArray>(),
+            ),
+            Arc::new((start..end).map(|_| Some(-1i64)).collect::<Int64Array>()),
+        ];
+        let columns = columns
+            .iter()
+            .zip(schema.fields())
+            .map(|(c, f)| cast(c, f.data_type()))
+            .collect::<Result<Vec<_>, _>>()?;
+        writer
+            .write(RecordBatch::try_new(schema.clone(), columns)?)
+            .await?;
+        writer.flush_and_commit(&mut table).await?;
+    }
+    Ok(())
+}
+
+/// Primary Key upserts: a stream of `n` messages into a table already holding `keys` keys, with
+/// 10% and with 90% of the messages updating a stored key (the rest inserting new ones), loaded
+/// by one task; and the same stream appended to a Duplicate table of the same size, for the cost
+/// of the merge.
+async fn upserts(tb: &Testbed, client: &Client, ns: &str, keys: usize, n: usize) -> Result<Value> {
+    let mut runs = Vec::new();
+    for (name, model, updates) in [
+        ("appends", "Duplicate", 0.1),
+        ("upserts-10", "Primary", 0.1),
+        ("upserts-90", "Primary", 0.9),
+    ] {
+        let topic = unique_name(&format!("bench-{name}"));
+        tb.create_topic(&topic, 1).await?;
+        let produced = {
+            let (tb, topic) = (tb.clone(), topic.clone());
+            tokio::task::spawn_blocking(move || {
+                produce_messages(&tb, &topic, n, 1, |i| upsert_message(i, keys, updates))
+            })
+            .await??
+        };
+        let dir = std::env::temp_dir().join(unique_name("bench-upserts"));
+        std::fs::create_dir_all(&dir)?;
+        let mut table = json!({
+            "location": format!("file://{}", dir.display()),
+            "columns": upsert_table_columns(),
+        });
+        if model == "Primary" {
+            table["model"] = json!("Primary");
+            table["keys"] = json!(["id"]);
+        }
+        let t0 = Instant::now();
+        preload_keys(&table, keys).await?;
+        let preload_s = t0.elapsed().as_secs_f64();
+        eprintln!("[upserts {name}] {keys} keys preloaded in {preload_s:.1}s; {produced}");
+        let job = json!({"columnSeparator": ",", "columns": ["id", "v", "seq"]});
+        let load = create_load_of(tb, client, ns, name, (dir, table), job, &topic, &[&[0]]).await?;
+        let lp = json!({"namespace": ns, "tasks": load.tasks, "job": load.job, "rows": n});
+        let e2e = tokio::task::spawn_blocking(move || run_child("load", &lp)).await??;
+        eprintln!("[upserts {name}] {e2e}");
+        let mut scan = TxnScan::new();
+        scan.update(&load.dir)?;
+        let txn = scan.committed(&load.job_uid, &[0]);
+        if txn != n as i64 {
+            bail!("{name}: the table's committed offset is {txn}, expected {n}");
+        }
+        // Appends add every message; upserts add the new keys only.
+        let new_keys = (0..n)
+            .filter(|i| upsert_key(*i, keys, updates) >= keys as u64)
+            .count();
+        let want_rows = keys + if model == "Primary" { new_keys } else { n };
+        let rows = live_rows(&load.dir)?;
+        if rows != want_rows as u64 {
+            bail!("{name}: the table holds {rows} rows, expected {want_rows}");
+        }
+        let table_bytes = dir_size(&load.dir);
+        let _ = std::fs::remove_dir_all(&load.dir);
+        delete_topic(tb, &topic).await;
+        let wall = e2e["wall_s"].as_f64().unwrap_or(f64::NAN);
+        let cpu = e2e["cpu_s"].as_f64().unwrap_or(f64::NAN);
+        runs.push(json!({
+            "run": name,
+            "model": model,
+            "update_share": if model == "Primary" { json!(updates) } else { Value::Null },
+            "stored_keys": keys,
+            "messages": n,
+            "table_rows_after": rows,
+            "preload_s": preload_s,
+            "rows_per_s": n as f64 / wall,
+            "rows_per_cpu_s": n as f64 / cpu,
+            "batches": e2e["batches"],
+            "commit_s": e2e["commit_s"],
+            "peak_rss_mib": kb_to_mib(e2e["peak_rss_kb"].as_u64().unwrap_or(0)),
+            "table_bytes": table_bytes,
+            "raw": e2e,
+        }));
+    }
+    let appends = runs[0]["rows_per_s"].as_f64().unwrap_or(f64::NAN);
+    for r in &mut runs {
+        r["over_appends"] = json!(r["rows_per_s"].as_f64().unwrap_or(f64::NAN) / appends);
+    }
+    Ok(json!({"stored_keys": keys, "messages": n, "runs": runs}))
+}
+
+/// A ServiceAccount `name` in `ns` allowed to load (`create` on `loads`), and its token.
+async fn loader_token(tb: &Testbed, client: &Client, ns: &str, name: &str) -> Result<String> {
+    use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+    tb.ensure_service_account(client, ns, name).await?;
+    let pp = PostParams::default();
+    let role: Role = serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "rules": [{"apiGroups": ["routineload.io"], "resources": ["loads"], "verbs": ["create"]}]
+    }))?;
+    Api::<Role>::namespaced(client.clone(), ns)
+        .create(&pp, &role)
+        .await
+        .context("create Role")?;
+    let binding: RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+        "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": ns}]
+    }))?;
+    Api::<RoleBinding>::namespaced(client.clone(), ns)
+        .create(&pp, &binding)
+        .await
+        .context("create RoleBinding")?;
+    tb.request_token(ns, name, Duration::from_secs(3600)).await
+}
+
+/// One Stream Load of `file` with curl, as the reference's examples do; the answer and the
+/// wall time.
+fn curl_stream_load(url: &str, token: &str, label: &str, file: &Path) -> Result<(Value, f64)> {
+    let t0 = Instant::now();
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "600", "-u"])
+        .arg(format!("bench:{token}"))
+        .args(["-H", &format!("label:{label}"), "-H", "column_separator:,"])
+        .args(["-H", &format!("columns: {}", WIKI_COLUMNS.join(","))])
+        .args(["-H", "where: deleted >= 0", "-T"])
+        .arg(file)
+        .args(["-XPUT", url])
+        .output()
+        .context("running curl")?;
+    let wall = t0.elapsed().as_secs_f64();
+    let answer: Value = serde_json::from_slice(&out.stdout).with_context(|| {
+        format!(
+            "curl: {} {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })?;
+    if answer["Status"] != "Success" {
+        bail!("Stream Load {label}: {answer}");
+    }
+    Ok((answer, wall))
+}
+
+/// Writes `rows` of the Wikipedia CSV data set (one per line) to `path`; returns the bytes.
+fn write_wiki_csv(path: &Path, rows: usize) -> Result<u64> {
+    use std::io::Write;
+    let mut w = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let mut bytes = 0;
+    for i in 0..rows {
+        let line = Dataset::Csv.message(i);
+        bytes += line.len() as u64 + 1;
+        writeln!(w, "{line}")?;
+    }
+    w.flush()?;
+    Ok(bytes)
+}
+
+/// Stream Load through the worker's endpoint (in a child process): one CSV body of about
+/// `big_mb` MB, then `small` loads of 100 rows one after another (labels per second), each
+/// with its own label, into a Duplicate table of the Wikipedia rows on a local directory.
+async fn stream_loads(
+    tb: &Testbed,
+    client: &Client,
+    ns: &str,
+    big_mb: usize,
+    small: usize,
+) -> Result<Value> {
+    let dir = std::env::temp_dir().join(unique_name("bench-stream-load"));
+    std::fs::create_dir_all(&dir)?;
+    let table = "stream-load-bench";
+    Api::<DynamicObject>::namespaced_with(client.clone(), ns, &ar("Table", "tables"))
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "apiVersion": "routineload.io/v1alpha1", "kind": "Table",
+                "metadata": {"name": table},
+                "spec": {"location": format!("file://{}", dir.display()), "columns": Dataset::Csv.table_columns()}
+            }))?,
+        )
+        .await
+        .context("create Table")?;
+    let token = loader_token(tb, client, ns, "bench-loader").await?;
+    let port = routine_load_e2e::installation::free_port()?;
+    let stop = dir.join("stop");
+    let server = spawn_child(
+        "stream-load-server",
+        &json!({"port": port, "stop": stop.display().to_string()}),
+    )?;
+    let t0 = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if t0.elapsed() > Duration::from_secs(60) {
+            bail!("the Stream Load server did not listen on {port} within 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let url = format!("http://127.0.0.1:{port}/api/{ns}/{table}/_stream_load");
+
+    let big_rows = big_mb * 1_000_000 / 150;
+    let big = dir.join("big.csv");
+    let big_bytes = write_wiki_csv(&big, big_rows)?;
+    let (answer, big_wall) = {
+        let (url, token, big) = (url.clone(), token.clone(), big.clone());
+        tokio::task::spawn_blocking(move || curl_stream_load(&url, &token, "big-1", &big)).await??
+    };
+    if answer["NumberLoadedRows"].as_u64() != Some(big_rows as u64) {
+        bail!(
+            "the big load loaded {} of {big_rows} rows",
+            answer["NumberLoadedRows"]
+        );
+    }
+    eprintln!("[stream load] {big_bytes} bytes, {big_rows} rows in {big_wall:.2}s: {answer}");
+    std::fs::remove_file(&big)?;
+
+    let small_file = dir.join("small.csv");
+    write_wiki_csv(&small_file, 100)?;
+    let small_wall = {
+        let (url, token, small_file) = (url.clone(), token.clone(), small_file.clone());
+        tokio::task::spawn_blocking(move || -> Result<f64> {
+            let t0 = Instant::now();
+            for i in 0..small {
+                curl_stream_load(&url, &token, &format!("small-{i}"), &small_file)?;
+            }
+            Ok(t0.elapsed().as_secs_f64())
+        })
+        .await??
+    };
+    eprintln!("[stream load] {small} loads of 100 rows in {small_wall:.2}s");
+    std::fs::write(&stop, b"")?;
+    let usage = tokio::task::spawn_blocking(move || child_result(server)).await??;
+    let mut scan = TxnScan::new();
+    scan.update(&dir)?;
+    let versions = scan.seen;
+    let _ = std::fs::remove_dir_all(&dir);
+    if versions < small as i64 + 1 {
+        bail!(
+            "the table has {versions} versions after {} loads",
+            small + 1
+        );
+    }
+    Ok(json!({
+        "big": {
+            "bytes": big_bytes,
+            "rows": big_rows,
+            "wall_s": big_wall,
+            "rows_per_s": big_rows as f64 / big_wall,
+            "mb_per_s": big_bytes as f64 / big_wall / 1e6,
+            "answer": answer,
+        },
+        "small": {
+            "loads": small,
+            "rows_per_load": 100,
+            "wall_s": small_wall,
+            "loads_per_s": small as f64 / small_wall,
+        },
+        "server": {
+            "cpu_s": usage["cpu_s"],
+            "peak_rss_mib": kb_to_mib(usage["peak_rss_kb"].as_u64().unwrap_or(0)),
+        },
     }))
 }
 
@@ -1456,6 +1886,62 @@ fn markdown(r: &Value) -> String {
         }
         md.push('\n');
     }
+    if r["stream_load"].is_object() {
+        let s = &r["stream_load"];
+        md.push_str(
+            "## Stream Load (the worker's endpoint in one process, curl as the client)\n\n",
+        );
+        md.push_str("| load | rows | MB | wall s | rows/s | MB/s | loads/s |\n|---|---:|---:|---:|---:|---:|---:|\n");
+        md.push_str(&format!(
+            "| one CSV body | {} | {} | {} | {} | {} | - |\n",
+            s["big"]["rows"],
+            f(&json!(s["big"]["bytes"].as_f64().unwrap_or(0.0) / 1e6), 1),
+            f(&s["big"]["wall_s"], 2),
+            f(&s["big"]["rows_per_s"], 0),
+            f(&s["big"]["mb_per_s"], 1),
+        ));
+        md.push_str(&format!(
+            "| {} loads of 100 rows, one after another | {} | - | {} | - | - | {} |\n\n",
+            s["small"]["loads"],
+            s["small"]["loads"].as_u64().unwrap_or(0) * 100,
+            f(&s["small"]["wall_s"], 2),
+            f(&s["small"]["loads_per_s"], 1),
+        ));
+        md.push_str(&format!(
+            "Server process: {} CPU s over both, peak RSS {} MiB. The big load's phases (ms): plan {}, read {}, write {}, commit {}.\n\n",
+            f(&s["server"]["cpu_s"], 1),
+            f(&s["server"]["peak_rss_mib"], 0),
+            s["big"]["answer"]["StreamLoadPlanTimeMs"],
+            s["big"]["answer"]["ReadDataTimeMs"],
+            s["big"]["answer"]["WriteDataTimeMs"],
+            s["big"]["answer"]["CommitAndPublishTimeMs"],
+        ));
+    }
+    if let Some(runs) = r["upserts"]["runs"].as_array() {
+        md.push_str(&format!(
+            "## Primary Key upserts (one task, {} messages into a table of {} keys)\n\n",
+            r["upserts"]["messages"], r["upserts"]["stored_keys"]
+        ));
+        md.push_str("| run | model | updates | rows/s | rows/CPU-s | / appends | batches | commit s | peak RSS MiB |\n");
+        md.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|\n");
+        for u in runs {
+            md.push_str(&format!(
+                "| {} | {} | {} | {} | {} | {:.2} | {} | {} | {} |\n",
+                u["run"].as_str().unwrap_or(""),
+                u["model"].as_str().unwrap_or(""),
+                u["update_share"]
+                    .as_f64()
+                    .map_or("-".to_string(), |s| format!("{:.0}%", s * 100.0)),
+                f(&u["rows_per_s"], 0),
+                f(&u["rows_per_cpu_s"], 0),
+                u["over_appends"].as_f64().unwrap_or(f64::NAN),
+                u["batches"],
+                f(&u["commit_s"], 1),
+                f(&u["peak_rss_mib"], 0),
+            ));
+        }
+        md.push('\n');
+    }
     if r["scale"].is_object() {
         let s = &r["scale"];
         md.push_str("## Operator scale\n\n");
@@ -1502,7 +1988,7 @@ async fn orchestrate(tb: Testbed) -> Result<()> {
     let rows = env_usize("BENCH_ROWS", 3_000_000);
     let wide_rows = env_usize("BENCH_WIDE_ROWS", 1_200_000);
     let phases = std::env::var("BENCH_PHASES")
-        .unwrap_or_else(|_| "parquet,throughput,scaling,latency,scale".into());
+        .unwrap_or_else(|_| "parquet,throughput,scaling,latency,streamload,upserts,scale".into());
     let started = cmd_out("date", &["-u", "+%Y-%m-%dT%H:%M:%SZ"]);
     let mut report = machine(&tb, &client).await;
     report["started"] = json!(started);
@@ -1596,6 +2082,18 @@ async fn orchestrate(tb: Testbed) -> Result<()> {
             report["latency"] = Value::Array(out.clone());
             write_report(&report)?;
         }
+    }
+    if phases.contains("streamload") {
+        let big_mb = env_usize("BENCH_STREAM_LOAD_MB", 100);
+        let small = env_usize("BENCH_STREAM_LOAD_SMALL", 200);
+        report["stream_load"] = stream_loads(&tb, &client, &ns, big_mb, small).await?;
+        write_report(&report)?;
+    }
+    if phases.contains("upserts") {
+        let keys = env_usize("BENCH_UPSERT_KEYS", 10_000_000);
+        let n = env_usize("BENCH_UPSERT_ROWS", 1_000_000);
+        report["upserts"] = upserts(&tb, &client, &ns, keys, n).await?;
+        write_report(&report)?;
     }
     if phases.contains("scale") {
         let jobs = env_usize("BENCH_SCALE_JOBS", 200);
