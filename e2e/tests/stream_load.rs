@@ -177,6 +177,34 @@ impl Setup {
         worker
     }
 
+    /// Waits until the worker's heartbeat Lease advertises `url` (annotation
+    /// `routineload.io/url`, where the plugin finds it).
+    async fn wait_for_lease_url(&self, url: &str) {
+        let inst = &self.inst;
+        wait_for(
+            &format!("the worker's Lease with its URL {url}"),
+            Duration::from_secs(30),
+            || async {
+                let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+                    Api::namespaced(inst.client.clone(), &inst.ns);
+                let lease = leases
+                    .get(&self.worker_pod)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let advertised = lease
+                    .metadata
+                    .annotations
+                    .unwrap_or_default()
+                    .get("routineload.io/url")
+                    .cloned();
+                (advertised.as_deref() == Some(url))
+                    .then_some(())
+                    .ok_or_else(|| format!("annotation: {advertised:?}"))
+            },
+        )
+        .await;
+    }
+
     /// A CSV file of the Wikipedia rows `rows`.
     fn write(&self, name: &str, rows: &[usize]) -> PathBuf {
         let path = self.dir.join(name);
@@ -473,28 +501,7 @@ async fn the_plugin_loads_a_file_once_per_label() {
     std::fs::write(&loader_kubeconfig, serde_json::to_vec(&kubeconfig).unwrap()).unwrap();
     let loader_kubeconfig = loader_kubeconfig.display().to_string();
     // The worker's Lease advertises its URL.
-    wait_for(
-        "the worker's Lease with its URL",
-        Duration::from_secs(30),
-        || async {
-            let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
-                Api::namespaced(inst.client.clone(), &inst.ns);
-            let lease = leases
-                .get(&setup.worker_pod)
-                .await
-                .map_err(|e| e.to_string())?;
-            let url = lease
-                .metadata
-                .annotations
-                .unwrap_or_default()
-                .get("routineload.io/url")
-                .cloned();
-            (url.as_deref() == Some(setup.base().as_str()))
-                .then_some(())
-                .ok_or_else(|| format!("annotation: {url:?}"))
-        },
-    )
-    .await;
+    setup.wait_for_lease_url(&setup.base()).await;
 
     let columns = COLUMN_NAMES.join(",");
     let plugin = |args: &[&str], stdin: Option<&Path>| -> (i32, Value, String) {
@@ -1323,28 +1330,7 @@ async fn stream_load_over_https() {
     assert_eq!(setup.users().1, users_of(&good, 1));
 
     // The plugin, the worker found from its Lease (which advertises the HTTPS URL).
-    wait_for(
-        "the worker's Lease with its HTTPS URL",
-        Duration::from_secs(30),
-        || async {
-            let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
-                Api::namespaced(inst.client.clone(), &inst.ns);
-            let lease = leases
-                .get(&setup.worker_pod)
-                .await
-                .map_err(|e| e.to_string())?;
-            let url = lease
-                .metadata
-                .annotations
-                .unwrap_or_default()
-                .get("routineload.io/url")
-                .cloned();
-            (url.as_deref() == Some(https_base.as_str()))
-                .then_some(())
-                .ok_or_else(|| format!("annotation: {url:?}"))
-        },
-    )
-    .await;
+    setup.wait_for_lease_url(&https_base).await;
     let token = setup.user.split_once(':').expect("loader:TOKEN").1;
     let columns = COLUMN_NAMES.join(",");
     let kubeconfig = inst.tb.kubeconfig().display().to_string();

@@ -185,24 +185,9 @@ async fn cdc_stream_into_a_primary_key_table_survives_kill_9() {
         .await
         .expect("topic");
     let (dir, location) = table_dir("keys-table");
-    inst.create(
-        TABLE,
-        json!({
-            "metadata": {"name": "accounts"},
-            "spec": {
-                "location": location,
-                "model": "Primary",
-                "keys": ["id"],
-                "columns": [
-                    {"name": "id", "type": "BIGINT", "nullable": false},
-                    {"name": "v", "type": "STRING"},
-                    {"name": "seq", "type": "BIGINT"}
-                ]
-            }
-        }),
-    )
-    .await
-    .expect("create Table");
+    inst.create(TABLE, accounts_table(&location))
+        .await
+        .expect("create Table");
     let job = inst
         .create(
             JOB,
@@ -297,24 +282,9 @@ async fn two_jobs_merge_into_one_primary_table_at_the_same_time() {
         .await
         .expect("installation");
     let (_dir, location) = table_dir("jobs-table");
-    inst.create(
-        TABLE,
-        json!({
-            "metadata": {"name": "accounts"},
-            "spec": {
-                "location": location,
-                "model": "Primary",
-                "keys": ["id"],
-                "columns": [
-                    {"name": "id", "type": "BIGINT", "nullable": false},
-                    {"name": "v", "type": "STRING"},
-                    {"name": "seq", "type": "BIGINT"}
-                ]
-            }
-        }),
-    )
-    .await
-    .expect("create Table");
+    inst.create(TABLE, accounts_table(&location))
+        .await
+        .expect("create Table");
     let events = events();
     let mut workers = Vec::new();
     let mut jobs = Vec::new();
@@ -734,6 +704,23 @@ async fn a_partial_update_job_leaves_the_columns_it_does_not_load() {
         want.len() as u64 - OLD_KEYS,
         started.elapsed().as_secs_f64()
     );
+}
+
+/// The accounts table of the CDC streams (a Primary table: id, v, seq).
+fn accounts_table(location: &str) -> serde_json::Value {
+    json!({
+        "metadata": {"name": "accounts"},
+        "spec": {
+            "location": location,
+            "model": "Primary",
+            "keys": ["id"],
+            "columns": [
+                {"name": "id", "type": "BIGINT", "nullable": false},
+                {"name": "v", "type": "STRING"},
+                {"name": "seq", "type": "BIGINT"}
+            ]
+        }
+    })
 }
 
 /// The players table (a Primary table: id, version, name, score).

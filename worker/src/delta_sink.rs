@@ -102,6 +102,8 @@ pub struct DeltaSink {
     partitions: Vec<i32>,
     checkpoint_interval: u64,
     commits_since_checkpoint: u64,
+    /// Checkpoint after versions that are multiples of this (0: not by version).
+    checkpoint_versions: u64,
     query_id: String,
     epoch: i64,
     /// The model the table's configuration records: appends for Duplicate, merges otherwise.
@@ -131,6 +133,7 @@ impl DeltaSink {
             partitions: partitions.to_vec(),
             checkpoint_interval: DEFAULT_CHECKPOINT_INTERVAL,
             commits_since_checkpoint: 0,
+            checkpoint_versions: 0,
             query_id: format!("routine-load-{job_uid}"),
             epoch,
             key_model,
@@ -157,6 +160,14 @@ impl DeltaSink {
     /// Sets the number of commits between checkpoints (0 disables checkpoints).
     pub fn with_checkpoint_interval(mut self, commits: u64) -> Self {
         self.checkpoint_interval = commits;
+        self
+    }
+
+    /// Writes a checkpoint after committing a version that is a multiple of `every` (0: never),
+    /// for writers that open a sink per commit (a Stream Load), whose commit count restarts each
+    /// time: without checkpoints every open replays more of the log.
+    pub fn with_checkpoint_at_versions(mut self, every: u64) -> Self {
+        self.checkpoint_versions = every;
         self
     }
 
@@ -378,8 +389,12 @@ impl DeltaSink {
     /// Counts a commit and writes a checkpoint every `checkpoint_interval` commits.
     async fn after_commit(&mut self, version: i64) {
         self.commits_since_checkpoint += 1;
-        if self.checkpoint_interval > 0 && self.commits_since_checkpoint >= self.checkpoint_interval
-        {
+        let by_count = self.checkpoint_interval > 0
+            && self.commits_since_checkpoint >= self.checkpoint_interval;
+        let by_version = self.checkpoint_versions > 0
+            && version > 0
+            && (version as u64).is_multiple_of(self.checkpoint_versions);
+        if by_count || by_version {
             self.commits_since_checkpoint = 0;
             // A failed checkpoint only makes reads slower; the commit stands.
             if let Err(e) = deltalake::checkpoints::create_checkpoint(&self.table, None).await {
@@ -596,6 +611,41 @@ mod tests {
     /// The production path: a task commits batch after batch on the snapshot each commit
     /// returned, without re-reading the table; pins record the start fingerprint; a label tells
     /// whether a commit landed.
+    #[tokio::test]
+    async fn a_sink_per_commit_checkpoints_at_multiples_of_its_versions() {
+        let (dir, loc) = temp_location("ckpt");
+        delta_table::create_or_adopt(&loc, &spec(&loc), HashMap::new())
+            .await
+            .unwrap();
+        // One sink per commit, as Stream Load opens them: the commit count never reaches 100.
+        for i in 0..5i64 {
+            let mut sink = DeltaSink::open(&loc, HashMap::new(), "stream-load", &[], 0)
+                .await
+                .unwrap()
+                .with_checkpoint_interval(0)
+                .with_checkpoint_at_versions(2);
+            let files = sink.write_files(batch(i * 10..i * 10 + 10)).await.unwrap();
+            let done = sink
+                .commit_files(files, &req(&BTreeMap::new(), &[], &format!("l{i}")))
+                .await
+                .unwrap();
+            assert_eq!(done.version, i + 1);
+        }
+        let mut checkpoints: Vec<String> = std::fs::read_dir(dir.join("_delta_log"))
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.ends_with(".checkpoint.parquet"))
+            .collect();
+        checkpoints.sort();
+        assert_eq!(
+            checkpoints,
+            [
+                "00000000000000000002.checkpoint.parquet",
+                "00000000000000000004.checkpoint.parquet"
+            ]
+        );
+    }
+
     #[tokio::test]
     async fn commits_in_a_row_on_the_post_commit_snapshot() {
         let (dir, loc) = temp_location("row");

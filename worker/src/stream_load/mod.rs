@@ -34,7 +34,7 @@ use routine_load_api::names::{LOAD_WORKER_ANNOTATION, WORKER_FIELD_MANAGER};
 use routine_load_api::{Load, LoadPlan, Table};
 use serde::Serialize;
 
-use crate::delta_sink::{CommitRequest, DeltaSink, SinkError};
+use crate::delta_sink::{CommitRequest, DEFAULT_CHECKPOINT_INTERVAL, DeltaSink, SinkError};
 use crate::engine::{BatchCounters, ErrorRow, LoadEngine, SourceMessage};
 use crate::metrics::{Metrics, StreamLoadOutcome, StreamLoadRows};
 use crate::task_runner::secret_map;
@@ -566,7 +566,10 @@ impl LoadRun<'_> {
         .map_err(|e| format!("checking the Delta table: {e}"))?;
         DeltaSink::open(&table.spec.location, options, SINK_IDENTITY, &[], 0)
             .await
-            .map(|s| s.with_checkpoint_interval(0))
+            .map(|s| {
+                s.with_checkpoint_interval(0)
+                    .with_checkpoint_at_versions(DEFAULT_CHECKPOINT_INTERVAL)
+            })
             .map_err(|e| format!("opening the Delta table: {e}"))
     }
 
