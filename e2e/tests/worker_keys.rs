@@ -191,13 +191,7 @@ async fn cdc_stream_into_a_primary_key_table_survives_kill_9() {
     let job = inst
         .create(
             JOB,
-            csv_job(
-                &inst,
-                "cdc",
-                "accounts",
-                &topic,
-                json!({"columns": ["id", "type", "v", "seq", "__op = if(type = 'DELETE', 1, 0)"]}),
-            ),
+            csv_job(&inst, "cdc", "accounts", &topic, cdc_columns()),
         )
         .await
         .expect("create job");
@@ -295,16 +289,7 @@ async fn two_jobs_merge_into_one_primary_table_at_the_same_time() {
             .await
             .expect("topic");
         let created = inst
-            .create(
-                JOB,
-                csv_job(
-                    &inst,
-                    job,
-                    "accounts",
-                    &topic,
-                    json!({"columns": ["id", "type", "v", "seq", "__op = if(type = 'DELETE', 1, 0)"]}),
-                ),
-            )
+            .create(JOB, csv_job(&inst, job, "accounts", &topic, cdc_columns()))
             .await
             .expect("create job");
         let job_uid = created["metadata"]["uid"].as_str().unwrap().to_string();
@@ -704,6 +689,11 @@ async fn a_partial_update_job_leaves_the_columns_it_does_not_load() {
         want.len() as u64 - OLD_KEYS,
         started.elapsed().as_secs_f64()
     );
+}
+
+/// The CDC job's columns: `id,type,v,seq`, `__op` deleting when `type` is DELETE.
+fn cdc_columns() -> serde_json::Value {
+    json!({"columns": ["id", "type", "v", "seq", "__op = if(type = 'DELETE', 1, 0)"]})
 }
 
 /// The accounts table of the CDC streams (a Primary table: id, v, seq).
