@@ -1162,31 +1162,6 @@ async fn upserts(tb: &Testbed, client: &Client, ns: &str, keys: usize, n: usize)
     Ok(json!({"stored_keys": keys, "messages": n, "runs": runs}))
 }
 
-/// A ServiceAccount `name` in `ns` allowed to load (`create` on `loads`), and its token.
-async fn loader_token(tb: &Testbed, client: &Client, ns: &str, name: &str) -> Result<String> {
-    use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-    tb.ensure_service_account(client, ns, name).await?;
-    let pp = PostParams::default();
-    let role: Role = serde_json::from_value(json!({
-        "metadata": {"name": name},
-        "rules": [{"apiGroups": ["routineload.io"], "resources": ["loads"], "verbs": ["create"]}]
-    }))?;
-    Api::<Role>::namespaced(client.clone(), ns)
-        .create(&pp, &role)
-        .await
-        .context("create Role")?;
-    let binding: RoleBinding = serde_json::from_value(json!({
-        "metadata": {"name": name},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
-        "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": ns}]
-    }))?;
-    Api::<RoleBinding>::namespaced(client.clone(), ns)
-        .create(&pp, &binding)
-        .await
-        .context("create RoleBinding")?;
-    tb.request_token(ns, name, Duration::from_secs(3600)).await
-}
-
 /// One Stream Load of `file` with curl, as the reference's examples do; the answer and the
 /// wall time.
 fn curl_stream_load(url: &str, token: &str, label: &str, file: &Path) -> Result<(Value, f64)> {
@@ -1253,7 +1228,7 @@ async fn stream_loads(
         )
         .await
         .context("create Table")?;
-    let token = loader_token(tb, client, ns, "bench-loader").await?;
+    let token = tb.loader_token(client, ns, "bench-loader", true).await?;
     let port = routine_load_e2e::installation::free_port()?;
     let stop = dir.join("stop");
     let server = spawn_child(

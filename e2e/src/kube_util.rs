@@ -125,6 +125,42 @@ impl Testbed {
         Ok(())
     }
 
+    /// A Stream Load client's token: the ServiceAccount `name` in `ns` (created), with
+    /// `may_load` a Role and RoleBinding granting `create` on `loads` there (what the workers
+    /// check), and its token for an hour.
+    pub async fn loader_token(
+        &self,
+        client: &Client,
+        ns: &str,
+        name: &str,
+        may_load: bool,
+    ) -> Result<String> {
+        use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+        self.ensure_service_account(client, ns, name).await?;
+        if may_load {
+            let pp = PostParams::default();
+            let role: Role = serde_json::from_value(serde_json::json!({
+                "metadata": {"name": name},
+                "rules": [{"apiGroups": ["routineload.io"], "resources": ["loads"], "verbs": ["create"]}]
+            }))?;
+            Api::<Role>::namespaced(client.clone(), ns)
+                .create(&pp, &role)
+                .await
+                .context("creating the loader's Role")?;
+            let binding: RoleBinding = serde_json::from_value(serde_json::json!({
+                "metadata": {"name": name},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+                "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": ns}]
+            }))?;
+            Api::<RoleBinding>::namespaced(client.clone(), ns)
+                .create(&pp, &binding)
+                .await
+                .context("creating the loader's RoleBinding")?;
+        }
+        self.request_token(ns, name, Duration::from_secs(3600))
+            .await
+    }
+
     /// A token for an existing ServiceAccount from the TokenRequest API (what
     /// `kubectl create token` does), valid for `ttl` (the API server's minimum is 10 minutes).
     pub async fn request_token(

@@ -13,12 +13,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::authentication::v1::TokenRequest;
-use k8s_openapi::api::core::v1::ServiceAccount;
-use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::jiff::Timestamp;
 use kube::Api;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::{Patch, PatchParams};
 use routine_load_e2e::installation::{Installation, TABLE, free_port, wait_for};
 use routine_load_e2e::process::LocalProcess;
 use routine_load_e2e::proxy::Proxy;
@@ -30,42 +27,10 @@ const LOAD: (&str, &str) = ("Load", "loads");
 
 /// A ServiceAccount's token; with `may_load`, a Role that lets it create loads in `ns`.
 async fn service_account_token(inst: &Installation, name: &str, may_load: bool) -> String {
-    let pp = PostParams::default();
-    let sas: Api<ServiceAccount> = Api::namespaced(inst.client.clone(), &inst.ns);
-    let sa: ServiceAccount = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
-    sas.create(&pp, &sa).await.expect("create ServiceAccount");
-    if may_load {
-        let role: Role = serde_json::from_value(json!({
-            "metadata": {"name": name},
-            "rules": [{"apiGroups": ["routineload.io"], "resources": ["loads"], "verbs": ["create"]}]
-        }))
-        .unwrap();
-        Api::<Role>::namespaced(inst.client.clone(), &inst.ns)
-            .create(&pp, &role)
-            .await
-            .expect("create Role");
-        let binding: RoleBinding = serde_json::from_value(json!({
-            "metadata": {"name": name},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
-            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": inst.ns}]
-        }))
-        .unwrap();
-        Api::<RoleBinding>::namespaced(inst.client.clone(), &inst.ns)
-            .create(&pp, &binding)
-            .await
-            .expect("create RoleBinding");
-    }
-    let req: TokenRequest =
-        serde_json::from_value(json!({"spec": {"audiences": [], "expirationSeconds": 3600}}))
-            .unwrap();
-    let issued = sas
-        .create_token_request(name, &pp, &req)
+    inst.tb
+        .loader_token(&inst.client, &inst.ns, name, may_load)
         .await
-        .expect("TokenRequest");
-    serde_json::to_value(issued).unwrap()["status"]["token"]
-        .as_str()
-        .expect("a token")
-        .to_string()
+        .expect("a loader's token")
 }
 
 /// `curl` as in the reference's examples; returns the HTTP code and the body.
@@ -1250,6 +1215,22 @@ fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     (dir.join("ca.crt"), dir.join("tls.crt"), dir.join("tls.key"))
 }
 
+/// curl with `args` to `url` fails to verify the server's certificate (curl's exit status 60).
+fn assert_certificate_refused(args: &[String], url: &str, what: &str) {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "30"])
+        .args(args)
+        .arg(url)
+        .output()
+        .expect("curl");
+    assert_eq!(
+        out.status.code(),
+        Some(60),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// A worker with a certificate serves Stream Load over HTTPS: the reference's `curl` with
 /// `--cacert` loads, a client that does not trust the CA gets no connection, plain HTTP answers
 /// 403 naming the HTTPS URL (nothing read), the heartbeat Lease advertises the HTTPS URL, and
@@ -1304,17 +1285,10 @@ async fn stream_load_over_https() {
     assert!(inst.get(LOAD, "tls-plain").await.is_err(), "no Load taken");
 
     // A client that does not trust the worker's CA: no TLS connection (curl exit 60).
-    let out = Command::new("curl")
-        .args(["-sS", "--max-time", "30"])
-        .args(load_args("tls-untrusted"))
-        .arg(&https_url)
-        .output()
-        .expect("curl");
-    assert_eq!(
-        out.status.code(),
-        Some(60),
-        "the certificate is checked: {}",
-        String::from_utf8_lossy(&out.stderr)
+    assert_certificate_refused(
+        &load_args("tls-untrusted"),
+        &https_url,
+        "the certificate is checked",
     );
 
     // The reference's curl with the CA: loaded, read back.
@@ -1388,17 +1362,12 @@ async fn stream_load_over_https() {
         answer["Status"], "Success",
         "the renewed certificate serves: {answer}"
     );
-    let out = Command::new("curl")
-        .args(["-sS", "--max-time", "30", "--cacert", &ca])
-        .args(load_args("tls-old-ca"))
-        .arg(&https_url)
-        .output()
-        .expect("curl");
-    assert_eq!(
-        out.status.code(),
-        Some(60),
-        "the old certificate is no longer served: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let mut old_ca = load_args("tls-old-ca");
+    old_ca.extend(["--cacert".to_string(), ca.clone()]);
+    assert_certificate_refused(
+        &old_ca,
+        &https_url,
+        "the old certificate is no longer served",
     );
     assert_eq!(
         setup.users().1,
