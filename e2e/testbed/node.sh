@@ -197,7 +197,7 @@ JSON
     containerd --config "$NODE_DIR/containerd/config.toml"
   local t; t=$(date +%s)
   until node_healthy containerd; do
-    alive containerd || { tail -n 20 "$LOGS/containerd.log" >&2; die "containerd did not start"; }
+    alive containerd || { exited containerd; die "containerd did not start"; }
     (( $(date +%s) - t < 30 )) || die "containerd not ready after 30s (log: $LOGS/containerd.log)"
     sleep 0.2
   done
@@ -258,7 +258,7 @@ YAML
   for c in kubelet kube-scheduler; do
     t=$(date +%s)
     until node_healthy "$c"; do
-      alive "$c" || { tail -n 30 "$LOGS/$c.log" >&2; die "$c did not start"; }
+      alive "$c" || { exited "$c"; die "$c did not start"; }
       (( $(date +%s) - t < 90 )) || die "$c not ready after 90s (log: $LOGS/$c.log)"
       sleep 0.5
     done
@@ -266,7 +266,7 @@ YAML
   t=$(date +%s)
   until [[ $("$K8S_DIR/bin/kubectl" --kubeconfig "$KUBECONFIG_FILE" get node "$NODE_NAME" \
              -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null) == True ]]; do
-    alive kubelet || { tail -n 30 "$LOGS/kubelet.log" >&2; die "kubelet exited"; }
+    alive kubelet || { exited kubelet; die "kubelet exited"; }
     (( $(date +%s) - t < 90 )) || { tail -n 30 "$LOGS/kubelet.log" >&2; die "node $NODE_NAME not Ready after 90s"; }
     sleep 0.5
   done

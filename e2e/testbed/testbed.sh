@@ -103,8 +103,7 @@ wait_for() {
   local name="$1" timeout="$2" start; start=$(date +%s)
   while ! healthy "$name"; do
     if ! alive "$name"; then
-      log "$name exited; last lines of its log:"
-      tail -n 30 "$LOGS/$name.log" "$RL_STATE/kafka/logs/server.log" 2>/dev/null | tail -n 30 >&2 || true
+      exited "$name"
       die "$name did not start"
     fi
     if (( $(date +%s) - start > timeout )); then
@@ -114,6 +113,15 @@ wait_for() {
     sleep 0.5
   done
   log "$name ready ($(since "$start"))"
+}
+
+# exited NAME: say how a daemon this script started ended (its exit status, the end of its log)
+exited() {
+  local name="$1" pid status=unknown; pid=$(pid_of "$1")
+  # only a child of this shell has a status to collect (Kafka is started by fetch-kafka.sh)
+  if [[ -n $pid ]] && jobs -p | grep -qx "$pid"; then wait "$pid" && status=0 || status=$?; fi
+  log "$name exited (status $status); last lines of its log $LOGS/$name.log:"
+  if [[ -s $LOGS/$name.log ]]; then tail -n 30 "$LOGS/$name.log" >&2; else log "(the log is empty)"; fi
 }
 
 port_free() {
@@ -126,8 +134,19 @@ start() {
   local name="$1" match="$2"; shift 2
   # 9>&-: the daemon must not inherit the lock fd (it would hold the lock for its lifetime)
   setsid "$@" >"$LOGS/$name.log" 2>&1 </dev/null 9>&- &
-  echo $! >"$PIDS/$name.pid"
+  local pid=$!
+  echo "$pid" >"$PIDS/$name.pid"
   echo "$match" >"$PIDS/$name.cmd"
+  # Until the forked shell has exec'd the daemon, its command line is this script's, and `alive`
+  # would take a starting daemon for a dead one (on a busy machine that window is long enough to
+  # be seen: "kubelet did not start" with an empty log). Wait for the exec, or for the exit.
+  local waited
+  for ((waited = 0; waited < 200; waited++)); do
+    kill -0 "$pid" 2>/dev/null || return 0
+    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$match" && return 0
+    sleep 0.05
+  done
+  log "$name: process $pid still does not run '$match' after 10s"
 }
 
 # ---------------------------------------------------------------------------------------------
