@@ -14,6 +14,10 @@
 //! reduced to one row per key ([`aggregate_by_key`]), then merged into the table on the keys
 //! with [`combine`] for every value column, in the MERGE that also records the batch's offsets:
 //! the batch is applied once, or not at all.
+//!
+//! A SUM is computed wider than its column (integers as DECIMAL(38,0), decimals with 38 digits)
+//! and cast back exactly: a sum that no longer fits the column's type fails the batch, naming
+//! the column, instead of wrapping around (a TINYINT counter past 127 is not made negative).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -27,7 +31,7 @@ use deltalake::datafusion::functions_aggregate::expr_fn::{max, min, sum};
 use deltalake::datafusion::functions_aggregate::first_last::last_value_udaf;
 use deltalake::datafusion::logical_expr::ExprFunctionExt;
 // `ident`: an unqualified column, its name taken as it is (no parsing of dots or case).
-use deltalake::datafusion::prelude::{Expr, SessionContext, ident};
+use deltalake::datafusion::prelude::{Expr, SessionContext, cast, ident};
 use routine_load_api::table_model::AggregateFunction;
 
 use crate::key_model::with_column;
@@ -61,7 +65,7 @@ pub async fn aggregate_by_key(
             .copied()
             .unwrap_or(AggregateFunction::Replace)
         {
-            AggregateFunction::Sum => sum(c),
+            AggregateFunction::Sum => sum(cast(c, sum_type(f.data_type()))),
             AggregateFunction::Max => max(c),
             AggregateFunction::Min => min(c),
             AggregateFunction::Replace => {
@@ -81,8 +85,8 @@ pub async fn aggregate_by_key(
         .aggregate(groups, aggs)?
         .collect()
         .await?;
-    // Back to the batch's layout: its column order and types (SUM widens integers and
-    // decimals; a sum that doesn't fit the column's type is an error, as in StarRocks).
+    // Back to the batch's layout: its column order and types (SUM was computed wider; a sum
+    // that doesn't fit the column's type is an error, never a wrapped value).
     let Some(first) = out.first() else {
         return Ok(RecordBatch::new_empty(schema));
     };
@@ -114,9 +118,29 @@ pub async fn aggregate_by_key(
     Ok(RecordBatch::try_new(schema, columns)?)
 }
 
-/// The value a MERGE writes for a column with `function`, from the `stored` row's value and the
-/// `incoming` (aggregated) row's.
-pub fn combine(function: AggregateFunction, stored: Expr, incoming: Expr) -> Expr {
+/// The type a SUM of a `column` type is computed in: wide enough that adding two values of the
+/// column never overflows (integers, LARGEINT included, in DECIMAL(38,0); decimals in 38 digits
+/// of the same scale); floats as they are.
+pub fn sum_type(column: &DataType) -> DataType {
+    const WIDEST: u8 = 38;
+    match column {
+        DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 => {
+            DataType::Decimal128(WIDEST, 0)
+        }
+        DataType::Decimal128(_, scale) => DataType::Decimal128(WIDEST, *scale),
+        other => other.clone(),
+    }
+}
+
+/// The value a MERGE writes for a column of type `column` with `function`, from the `stored`
+/// row's value and the `incoming` (aggregated) row's. A SUM that doesn't fit `column` is an
+/// error of the MERGE (an exact cast), never a wrapped or NULL value.
+pub fn combine(
+    function: AggregateFunction,
+    column: &DataType,
+    stored: Expr,
+    incoming: Expr,
+) -> Expr {
     use deltalake::datafusion::prelude::{coalesce, when};
     let either_null = |otherwise: Expr| {
         when(incoming.clone().is_null(), stored.clone())
@@ -125,7 +149,11 @@ pub fn combine(function: AggregateFunction, stored: Expr, incoming: Expr) -> Exp
             .expect("a CASE with WHEN arms")
     };
     match function {
-        AggregateFunction::Sum => either_null(stored.clone() + incoming.clone()),
+        AggregateFunction::Sum => {
+            let wide = sum_type(column);
+            let total = cast(stored.clone(), wide.clone()) + cast(incoming.clone(), wide);
+            either_null(cast(total, column.clone()))
+        }
         AggregateFunction::Max => either_null(
             when(incoming.clone().gt(stored.clone()), incoming.clone())
                 .otherwise(stored.clone())
@@ -190,6 +218,23 @@ mod tests {
             .collect();
         got.sort();
         got
+    }
+
+    #[test]
+    fn sums_are_computed_wider_than_their_column() {
+        use DataType::*;
+        for (column, wide) in [
+            (Int8, Decimal128(38, 0)),
+            (Int16, Decimal128(38, 0)),
+            (Int32, Decimal128(38, 0)),
+            (Int64, Decimal128(38, 0)),
+            (Decimal128(38, 0), Decimal128(38, 0)),
+            (Decimal128(10, 2), Decimal128(38, 2)),
+            (Float32, Float32),
+            (Float64, Float64),
+        ] {
+            assert_eq!(sum_type(&column), wide, "{column}");
+        }
     }
 
     #[tokio::test]

@@ -131,8 +131,8 @@ impl DeltaSink {
         let before = self.version();
         let (upserts, deletes) = key_model::count_ops(&source);
         let keys = self.key_model.keys.clone();
-        let all: Vec<String> = batch
-            .schema()
+        let batch_schema = batch.schema();
+        let all: Vec<String> = batch_schema
             .fields()
             .iter()
             .map(|f| f.name().clone())
@@ -207,10 +207,14 @@ impl DeltaSink {
                 };
                 updated.iter().fold(u, |u, c| {
                     let incoming = qualified("s", c);
-                    let value = match aggregates.get(c.as_str()) {
-                        Some(f) if aggregate => {
-                            aggregate_model::combine(*f, qualified("t", c), incoming)
-                        }
+                    let value = match (aggregates.get(c.as_str()), batch_schema.field_with_name(c))
+                    {
+                        (Some(f), Ok(field)) if aggregate => aggregate_model::combine(
+                            *f,
+                            field.data_type(),
+                            qualified("t", c),
+                            incoming,
+                        ),
                         _ => incoming,
                     };
                     u.update(c.as_str(), value)
@@ -301,8 +305,10 @@ mod tests {
     }
 
     /// Column `name` of `b`, a BIGINT column.
+    /// An integer column of any width, as i64.
     fn ints(b: &RecordBatch, name: &str) -> Vec<Option<i64>> {
         let c = b.column_by_name(name).unwrap();
+        let c = deltalake::arrow::compute::cast(c, &DataType::Int64).unwrap();
         c.as_any()
             .downcast_ref::<Int64Array>()
             .unwrap()
@@ -505,6 +511,83 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, SinkError::Conflict(_)), "{err}");
         assert_eq!(rows(&sink).await, want, "a replayed batch adds nothing");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// A SUM past its column's type fails the batch and leaves the table as it was, across
+    /// batches (the MERGE) and within one (the batch's own aggregation), instead of wrapping.
+    #[tokio::test]
+    async fn aggregate_sums_that_overflow_their_column_fail_the_batch() {
+        let (dir, loc) = temp_location("aggregate-overflow");
+        let spec: TableSpec = serde_yaml::from_str(&format!(
+            "location: {loc}\nmodel: Aggregate\nkeys: [id]\ncolumns:\n  - {{name: id, type: BIGINT, nullable: false}}\n  - {{name: small, type: TINYINT, aggregate: SUM}}\n  - {{name: big, type: BIGINT, aggregate: SUM}}\n"
+        ))
+        .unwrap();
+        let mut sink = create_and_open(&loc, &spec).await;
+        let batch = |rows: &[(i64, i8, i64)]| {
+            let schema = Arc::new(Schema::new(vec![
+                Field::new("id", DataType::Int64, false),
+                Field::new("small", DataType::Int8, true),
+                Field::new("big", DataType::Int64, true),
+            ]));
+            RecordBatch::try_new(
+                schema,
+                vec![
+                    Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0))),
+                    Arc::new(Int8Array::from_iter_values(rows.iter().map(|r| r.1))),
+                    Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.2))),
+                ],
+            )
+            .unwrap()
+        };
+        let rows = async |sink: &DeltaSink| {
+            let mut out = Vec::new();
+            for b in table_batches(sink).await {
+                let (id, small, big) = (ints(&b, "id"), ints(&b, "small"), ints(&b, "big"));
+                for i in 0..b.num_rows() {
+                    out.push((id[i].unwrap(), small[i], big[i]));
+                }
+            }
+            out.sort();
+            out
+        };
+        sink.commit(
+            Some(batch(&[(1, 100, i64::MAX - 1)])),
+            &request(0, None, 1, "o1"),
+        )
+        .await
+        .unwrap();
+        let want = [(1, Some(100), Some(i64::MAX - 1))];
+        for (what, rows_in) in [
+            ("TINYINT across batches", vec![(1, 100, 0)]),
+            ("BIGINT across batches", vec![(1, 0, 2)]),
+            ("BIGINT within the batch", vec![(2, 0, i64::MAX), (2, 0, 1)]),
+        ] {
+            let err = sink
+                .commit(Some(batch(&rows_in)), &request(0, Some(1), 2, what))
+                .await
+                .expect_err(what);
+            let message = err.to_string();
+            assert!(
+                message.contains("range") || message.contains("fit"),
+                "{what}: {message}"
+            );
+            assert_eq!(rows(&sink).await, want, "{what}: the table is unchanged");
+        }
+        sink.commit(
+            Some(batch(&[(1, 27, 1), (2, -128, i64::MIN)])),
+            &request(0, Some(1), 2, "o2"),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            rows(&sink).await,
+            [
+                (1, Some(127), Some(i64::MAX)),
+                (2, Some(-128), Some(i64::MIN))
+            ],
+            "sums up to the type's limits fit"
+        );
         std::fs::remove_dir_all(&dir).ok();
     }
 
