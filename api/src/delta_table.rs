@@ -199,6 +199,18 @@ pub async fn create_or_adopt_table(
     spec: &TableSpec,
     storage_options: HashMap<String, String>,
 ) -> Result<TableSetup, DeltaTableSetupError> {
+    Ok(create_or_adopt_loaded(location, spec, storage_options)
+        .await?
+        .0)
+}
+
+/// [`create_or_adopt_table`], and the table as loaded at the version the setup left, so a
+/// writer that goes on to commit doesn't read the log a second time.
+pub async fn create_or_adopt_loaded(
+    location: &str,
+    spec: &TableSpec,
+    storage_options: HashMap<String, String>,
+) -> Result<(TableSetup, DeltaTable), DeltaTableSetupError> {
     let want = delta_schema(spec)?;
     let model = table_model::validate(spec)?;
     let url = table_url(location)?;
@@ -231,11 +243,14 @@ pub async fn create_or_adopt_table(
                 .with_save_mode(deltalake::protocol::SaveMode::ErrorIfExists)
                 .await;
             match created {
-                Ok(t) => Ok(TableSetup {
-                    version: t.version().map_or(0, |v| v as i64),
-                    created: true,
-                    protocol_repair: None,
-                }),
+                Ok(t) => Ok((
+                    TableSetup {
+                        version: t.version().map_or(0, |v| v as i64),
+                        created: true,
+                        protocol_repair: None,
+                    },
+                    t,
+                )),
                 // Someone else created it between our load and our create: adopt it if it fits.
                 Err(_) => {
                     let t = open(location, storage_options.clone()).await?;
@@ -256,23 +271,25 @@ pub async fn create_or_adopt_table(
 }
 
 /// Adopts a loaded table: checks its schema, then repairs its protocol when it lacks features.
+/// Returns the table loaded at the version the adoption left.
 async fn adopt(
     location: &str,
-    table: DeltaTable,
+    mut table: DeltaTable,
     want: &StructType,
     partition_columns: &[String],
     model: &KeyModel,
     storage_options: HashMap<String, String>,
-) -> Result<TableSetup, DeltaTableSetupError> {
+) -> Result<(TableSetup, DeltaTable), DeltaTableSetupError> {
     check_matches(location, &table, want, partition_columns, model)?;
     let version = table.version().map_or(0, |v| v as i64);
     let (have, required) = protocol_and_needs(&table)?;
     let Some(to) = repaired_protocol(&have, &required) else {
-        return Ok(TableSetup {
+        let setup = TableSetup {
             version,
             created: false,
             protocol_repair: None,
-        });
+        };
+        return Ok((setup, table));
     };
     let added: Vec<String> = missing_features(&have, &required).into_iter().collect();
     let operation = DeltaOperation::AddFeature {
@@ -286,16 +303,21 @@ async fn adopt(
         .build(Some(table.snapshot()?), table.log_store(), operation)
         .await;
     match committed {
-        Ok(c) => Ok(TableSetup {
-            version: c.version() as i64,
-            created: false,
-            protocol_repair: Some(ProtocolRepair {
-                from: have,
-                to,
-                added,
+        Ok(c) => {
+            let setup = TableSetup {
                 version: c.version() as i64,
-            }),
-        }),
+                created: false,
+                protocol_repair: Some(ProtocolRepair {
+                    from: have,
+                    to,
+                    added,
+                    version: c.version() as i64,
+                }),
+            };
+            // The snapshot predates the repair: load the versions since.
+            table.load().await?;
+            Ok((setup, table))
+        }
         Err(e) => {
             // Another process (the operator and a worker both adopt) may have repaired it first.
             let t = open(location, storage_options).await?;
@@ -303,11 +325,12 @@ async fn adopt(
             if repaired_protocol(&have, &required).is_some() {
                 return Err(e.into());
             }
-            Ok(TableSetup {
+            let setup = TableSetup {
                 version: t.version().map_or(0, |v| v as i64),
                 created: false,
                 protocol_repair: None,
-            })
+            };
+            Ok((setup, t))
         }
     }
 }

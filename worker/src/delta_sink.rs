@@ -122,6 +122,17 @@ impl DeltaSink {
         epoch: i64,
     ) -> Result<Self, SinkError> {
         let table = delta_table::open(location, storage_options).await?;
+        Self::from_table(table, job_uid, partitions, epoch)
+    }
+
+    /// A sink on a table already loaded (by [`delta_table::create_or_adopt_loaded`]), for the
+    /// given job and partitions.
+    pub fn from_table(
+        table: DeltaTable,
+        job_uid: &str,
+        partitions: &[i32],
+        epoch: i64,
+    ) -> Result<Self, SinkError> {
         let key_model = delta_table::recorded_model(&table).map_err(|e| {
             SinkError::Delta(DeltaTableError::Generic(format!(
                 "reading the table's key model: {e}"

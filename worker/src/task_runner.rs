@@ -184,23 +184,16 @@ async fn prepare(ctx: &WorkerContext, a: &Assignment, task: &RoutineLoadTask) ->
     let storage_options =
         routine_load_api::delta_table::storage_options(&table.spec.location, &storage_secret);
     // Adopt the table (checking its schema still matches the Table), creating it if missing.
-    routine_load_api::delta_table::create_or_adopt(
+    let (_, delta) = routine_load_api::delta_table::create_or_adopt_loaded(
         &table.spec.location,
         &table.spec,
-        storage_options.clone(),
+        storage_options,
     )
     .await
     .context("checking the Delta table")?;
-    let sink = DeltaSink::open(
-        &table.spec.location,
-        storage_options,
-        &task.spec.job_uid,
-        &task.spec.partitions,
-        a.epoch,
-    )
-    .await
-    .context("opening the Delta table")?
-    .with_update_rule(update);
+    let sink = DeltaSink::from_table(delta, &task.spec.job_uid, &task.spec.partitions, a.epoch)
+        .context("opening the Delta table")?
+        .with_update_rule(update);
 
     let kafka = &job.spec.kafka;
     let credentials = match &kafka.credentials_secret {
