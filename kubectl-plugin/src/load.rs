@@ -149,10 +149,12 @@ pub struct WorkerLease {
     pub duration_secs: i64,
 }
 
-/// The base URL of the worker to send a load under `label` to: among live Leases (renewed
-/// within their duration) with a URL, sorted by name, the one the label's fingerprint picks, so
-/// a retry with the same label goes to the same worker while the workers stay the same.
-pub fn choose_worker(leases: &[WorkerLease], label: &str) -> Result<String, String> {
+/// The base URLs of the workers to send a load under `label` to, in the order to try them:
+/// among live Leases (renewed within their duration) with a URL, sorted by name, first the one
+/// the label's fingerprint picks, so a retry with the same label goes to the same worker while
+/// the workers stay the same; then the others after it by name (wrapping around), for when the
+/// first can't be reached (a pod gone before its Lease expired). Never empty.
+pub fn choose_workers(leases: &[WorkerLease], label: &str) -> Result<Vec<String>, String> {
     let mut live: Vec<&WorkerLease> = leases
         .iter()
         .filter(|l| l.url.is_some())
@@ -167,9 +169,29 @@ pub fn choose_worker(leases: &[WorkerLease], label: &str) -> Result<String, Stri
         ));
     }
     live.sort_by(|a, b| a.name.cmp(&b.name));
-    let i = routine_load_api::names::start_fingerprint(label) as usize % live.len();
-    Ok(live[i].url.clone().unwrap_or_default())
+    let first = routine_load_api::names::start_fingerprint(label) as usize % live.len();
+    Ok((0..live.len())
+        .map(|k| {
+            live[(first + k) % live.len()]
+                .url
+                .clone()
+                .unwrap_or_default()
+        })
+        .collect())
 }
+
+/// The worker could not be reached at all (no connection): nothing of the load was sent, so
+/// another worker may take it.
+#[derive(Debug)]
+pub struct Unreachable(pub String);
+
+impl std::fmt::Display for Unreachable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Unreachable {}
 
 /// The Stream Load URL of `table` in `namespace` on the worker at `base`
 /// (`http://host:port` or `https://host:port`).
@@ -354,8 +376,8 @@ pub async fn send(
     let exchange = async {
         let conn = TcpStream::connect((host.as_str(), port))
             .await
-            .with_context(|| {
-                format!("connecting to the worker at {host}:{port} (from outside the cluster: kubectl port-forward svc/FULLNAME-worker 8040 and --url http://127.0.0.1:8040)")
+            .map_err(|e| {
+                anyhow::Error::new(Unreachable(format!("connecting to the worker at {host}:{port}: {e} (from outside the cluster: kubectl port-forward svc/FULLNAME-worker 8040 and --url http://127.0.0.1:8040)")))
             })?;
         conn.set_nodelay(true).ok();
         if !https {
@@ -705,7 +727,7 @@ mod tests {
         ];
         let all: Vec<WorkerLease> = dead.iter().chain(live.iter()).cloned().collect();
         for label in ["l1", "l2", "l3", "wiki-1"] {
-            let got = choose_worker(&all, label).unwrap();
+            let got = choose_workers(&all, label).unwrap()[0].clone();
             assert!(
                 got == "http://a:8040" || got == "http://b:8040",
                 "{label}: {got}"
@@ -713,13 +735,36 @@ mod tests {
             // The same label, the same worker, whatever the Lease order.
             let mut reversed = all.clone();
             reversed.reverse();
-            assert_eq!(choose_worker(&reversed, label).unwrap(), got, "{label}");
+            assert_eq!(choose_workers(&reversed, label).unwrap()[0], got, "{label}");
         }
         let picked: std::collections::HashSet<String> = (0..20)
-            .map(|i| choose_worker(&all, &format!("label-{i}")).unwrap())
+            .map(|i| choose_workers(&all, &format!("label-{i}")).unwrap()[0].clone())
             .collect();
         assert_eq!(picked.len(), 2, "labels spread over the live workers");
-        let err = choose_worker(&dead, "l1").unwrap_err();
+        // Every live worker once (the chosen one first: above).
+        for label in ["l1", "l2", "wiki-1"] {
+            let mut order = choose_workers(&all, label).unwrap();
+            order.sort();
+            assert_eq!(order, ["http://a:8040", "http://b:8040"], "{label}");
+        }
+        let three = [
+            lease("w0", Some("http://a:8040"), Some(1)),
+            lease("w1", Some("http://b:8040"), Some(1)),
+            lease("w2", Some("http://c:8040"), Some(1)),
+        ];
+        let rotations = [
+            ["http://a:8040", "http://b:8040", "http://c:8040"],
+            ["http://b:8040", "http://c:8040", "http://a:8040"],
+            ["http://c:8040", "http://a:8040", "http://b:8040"],
+        ];
+        for i in 0..20 {
+            let order = choose_workers(&three, &format!("label-{i}")).unwrap();
+            assert!(
+                rotations.iter().any(|r| order == *r),
+                "label-{i}: {order:?} is a rotation of the workers by name"
+            );
+        }
+        let err = choose_workers(&dead, "l1").unwrap_err();
         assert!(
             err.contains("no live worker") && err.contains("--url"),
             "{err}"

@@ -217,28 +217,15 @@ async fn load_cmd(cli: &Cli, args: &cli::LoadArgs) -> Result<i32> {
     };
     let token =
         load::token_from(args, auth_info.as_ref()).map_err(|e| anyhow::anyhow!("load: {e}"))?;
-    let base = match &args.url {
-        Some(u) => u.clone(),
+    // `--url`, else every live worker, the label's first: one that can't be reached at all got
+    // nothing of the load, and the next one is tried.
+    let bases = match &args.url {
+        Some(u) => vec![u.clone()],
         None => {
             let config = config.clone().context("load: no cluster configuration")?;
             let client = Client::try_from(config).context("load: connecting to the cluster")?;
-            worker_url(&client, args.worker_namespace.as_deref(), &label).await?
+            worker_urls(&client, args.worker_namespace.as_deref(), &label).await?
         }
-    };
-    let url = load::load_url(&base, &ns, &args.table).map_err(|e| anyhow::anyhow!("load: {e}"))?;
-    let body = match &args.file {
-        Some(path) => {
-            let f = tokio::fs::File::open(path)
-                .await
-                .with_context(|| format!("load: opening {path}"))?;
-            let len = f
-                .metadata()
-                .await
-                .with_context(|| format!("load: reading the size of {path}"))?
-                .len();
-            load::Body::File(f, len)
-        }
-        None => load::Body::Stdin,
     };
     if generated {
         eprintln!(
@@ -246,16 +233,30 @@ async fn load_cmd(cli: &Cli, args: &cli::LoadArgs) -> Result<i32> {
         );
     }
     let timeout = Duration::from_secs(load::timeout_of(&headers));
-    let tls = if url.starts_with("https://") {
-        Some(load::tls_connector(args.cacert.as_deref()).context("load")?)
-    } else {
-        None
+    let mut tried = 0;
+    let (status, answer) = loop {
+        let base = &bases[tried];
+        tried += 1;
+        let url =
+            load::load_url(base, &ns, &args.table).map_err(|e| anyhow::anyhow!("load: {e}"))?;
+        let tls = if url.starts_with("https://") {
+            Some(load::tls_connector(args.cacert.as_deref()).context("load")?)
+        } else {
+            None
+        };
+        let body = load_body(args).await?;
+        match load::send(&url, tls.as_ref(), &token, &headers, body, timeout).await {
+            Ok(answer) => break answer,
+            Err(e) if e.downcast_ref::<load::Unreachable>().is_some() && tried < bases.len() => {
+                eprintln!("load: {e:#}; trying the next live worker, {}", bases[tried]);
+            }
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!("load: PUT {url} (label {label}: whether it loaded is unknown; run again with --label {label})")
+                });
+            }
+        }
     };
-    let (status, answer) = load::send(&url, tls.as_ref(), &token, &headers, body, timeout)
-        .await
-        .with_context(|| {
-            format!("load: PUT {url} (label {label}: whether it loaded is unknown; run again with --label {label})")
-        })?;
     let text = String::from_utf8_lossy(&answer);
     print!("{text}");
     if !text.ends_with('\n') {
@@ -269,8 +270,25 @@ async fn load_cmd(cli: &Cli, args: &cli::LoadArgs) -> Result<i32> {
     Ok(code)
 }
 
-/// The advertised URL of a live worker, from the workers' heartbeat Leases.
-async fn worker_url(client: &Client, namespace: Option<&str>, label: &str) -> Result<String> {
+/// The body of a load: the file given (opened for each worker tried), else stdin.
+async fn load_body(args: &cli::LoadArgs) -> Result<load::Body> {
+    let Some(path) = &args.file else {
+        return Ok(load::Body::Stdin);
+    };
+    let f = tokio::fs::File::open(path)
+        .await
+        .with_context(|| format!("load: opening {path}"))?;
+    let len = f
+        .metadata()
+        .await
+        .with_context(|| format!("load: reading the size of {path}"))?
+        .len();
+    Ok(load::Body::File(f, len))
+}
+
+/// The advertised URLs of the live workers from their heartbeat Leases, in the order a load
+/// under `label` tries them.
+async fn worker_urls(client: &Client, namespace: Option<&str>, label: &str) -> Result<Vec<String>> {
     use k8s_openapi::api::coordination::v1::Lease;
     use routine_load_api::names::{WORKER_LABEL, WORKER_URL_ANNOTATION};
     let api: Api<Lease> = match namespace {
@@ -310,7 +328,7 @@ async fn worker_url(client: &Client, namespace: Option<&str>, label: &str) -> Re
                 .map_or(20, i64::from),
         })
         .collect();
-    load::choose_worker(&leases, label).map_err(|e| anyhow::anyhow!("load: {e}"))
+    load::choose_workers(&leases, label).map_err(|e| anyhow::anyhow!("load: {e}"))
 }
 
 /// The client from KUBECONFIG / in-cluster config, and the namespace: `-n`, else the context's.
