@@ -467,11 +467,7 @@ fn child_load(p: &Value) -> Result<Value> {
             batch_interval_override: interval,
             batch_rows_override: None,
             // The worker's default budget (main.rs), without a pod memory limit.
-            load_memory: load_memory::LoadMemory::new(load_memory::resolve_limit(
-                load_memory::DEFAULT_LIMIT_BYTES,
-                load_memory::DEFAULT_LIMIT_PERCENT,
-                load_memory::pod_memory(),
-            )),
+            load_memory: load_memory::LoadMemory::new(load_memory::default_limit()),
             retry_limit: None,
             decode_threads: routine_load_worker::decode_threads(),
             unwritten: Default::default(),
@@ -533,6 +529,7 @@ fn child_load(p: &Value) -> Result<Value> {
 /// The worker's Stream Load endpoint alone (its router and context, in this process) on
 /// 127.0.0.1:`port` until the file `stop` appears; then reports its CPU seconds and peak RSS.
 fn child_stream_load_server(p: &Value) -> Result<Value> {
+    use routine_load_worker::load_memory;
     use routine_load_worker::metrics::Metrics;
     use routine_load_worker::stream_load::{StreamLoadContext, request::BodyLimits, router};
     routine_load_e2e::install_crypto_provider();
@@ -551,6 +548,7 @@ fn child_stream_load_server(p: &Value) -> Result<Value> {
             format!("http://127.0.0.1:{port}"),
             BodyLimits::default(),
             Arc::new(Metrics::new()),
+            load_memory::LoadMemory::new(load_memory::default_limit()),
         );
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
         let cpu0 = cpu_seconds();

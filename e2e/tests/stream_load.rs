@@ -177,30 +177,50 @@ impl Setup {
         path
     }
 
+    /// A JSON file of the Wikipedia rows `rows`: an array of objects whose keys are the column
+    /// names, as in the reference's JSON load.
+    fn write_json(&self, name: &str, rows: &[usize]) -> PathBuf {
+        let objects: Vec<Value> = rows
+            .iter()
+            .map(|i| {
+                let fields = row(*i);
+                let mut o = serde_json::Map::new();
+                for (name, v) in COLUMN_NAMES.iter().zip(fields.split(',')) {
+                    let value = v.parse::<i64>().map_or_else(|_| json!(v), |n| json!(n));
+                    o.insert(name.to_string(), value);
+                }
+                Value::Object(o)
+            })
+            .collect();
+        let path = self.dir.join(name);
+        std::fs::write(&path, serde_json::to_vec(&objects).unwrap()).unwrap();
+        path
+    }
+
+    /// The reference's `curl` JSON load of `file` (an array of objects) under `label`.
+    fn load_json(&self, label: &str, file: &Path) -> Value {
+        let (code, body) = self.put(label, file, &["format: json", "strip_outer_array: true"]);
+        json_of(code, &body)
+    }
+
     /// The reference's `curl` CSV load of `file` under `label`, with the headers `extra`.
     fn load(&self, label: &str, file: &Path, extra: &[&str]) -> (u16, Value) {
+        let mut headers = vec!["column_separator:,", self.columns.as_str()];
+        headers.extend_from_slice(extra);
+        let (code, body) = self.put(label, file, &headers);
+        (code, json_of(code, &body))
+    }
+
+    /// `curl` PUTs `file` under `label` with the loader's credentials and `headers`.
+    fn put(&self, label: &str, file: &Path, headers: &[&str]) -> (u16, String) {
         let label = format!("label:{label}");
         let file = file.display().to_string();
-        let mut args = vec![
-            "--location-trusted",
-            "-u",
-            &self.user,
-            "-H",
-            &label,
-            "-H",
-            "column_separator:,",
-            "-H",
-            &self.columns,
-            "-T",
-            &file,
-            "-XPUT",
-        ];
-        for e in extra {
-            args.extend(["-H", e]);
+        let mut args = vec!["--location-trusted", "-u", &self.user, "-H", &label];
+        for h in headers {
+            args.extend(["-H", h]);
         }
-        args.push(&self.url);
-        let (code, body) = curl(&args);
-        (code, json_of(code, &body))
+        args.extend(["-T", &file, "-XPUT", &self.url]);
+        curl(&args)
     }
 
     /// The `user` column of the table's latest version, sorted, and that version.
@@ -250,7 +270,6 @@ async fn stream_load_labels_filter_ratio_and_auth() {
         inst,
         location,
         url,
-        user,
         ..
     } = &setup;
     let stranger = service_account_token(inst, "stranger", false).await;
@@ -298,35 +317,8 @@ async fn stream_load_labels_filter_ratio_and_auth() {
     assert_eq!(loaded["status"]["loadedRows"], good.len(), "{loaded}");
 
     // The reference's JSON load: an array of objects whose keys are the column names.
-    let objects: Vec<Value> = (600..610)
-        .map(|i| {
-            let fields = row(i);
-            let mut o = serde_json::Map::new();
-            for (name, v) in COLUMN_NAMES.iter().zip(fields.split(',')) {
-                let value = v.parse::<i64>().map_or_else(|_| json!(v), |n| json!(n));
-                o.insert(name.to_string(), value);
-            }
-            Value::Object(o)
-        })
-        .collect();
-    let json_file = setup.dir.join("rows.json");
-    std::fs::write(&json_file, serde_json::to_vec(&objects).unwrap()).unwrap();
-    let (code, body) = curl(&[
-        "--location-trusted",
-        "-u",
-        user,
-        "-H",
-        "label:wiki-json",
-        "-H",
-        "format: json",
-        "-H",
-        "strip_outer_array: true",
-        "-T",
-        &json_file.display().to_string(),
-        "-XPUT",
-        url,
-    ]);
-    let json_load = json_of(code, &body);
+    let json_file = setup.write_json("rows.json", &(600..610).collect::<Vec<_>>());
+    let json_load = setup.load_json("wiki-json", &json_file);
     assert_eq!(json_load["Status"], "Success", "{json_load}");
     assert_eq!(json_load["NumberLoadedRows"], 10, "{json_load}");
 
@@ -437,6 +429,61 @@ async fn stream_load_labels_filter_ratio_and_auth() {
     );
 }
 
+/// Stream Loads count in the worker's load memory (StarRocks' `load_process_max_memory_limit_*`,
+/// one budget with its Routine Load tasks): with a 256 KiB limit, a 2 MB CSV body still loads
+/// whole, its rows written in many data files instead of one 64 MiB chunk (one commit); a JSON
+/// body of megabytes, which is held whole, fails with the limit named and commits nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_loads_stay_within_the_load_memory_limit() {
+    let Some(setup) = Setup::start("stream_loads_stay_within_the_load_memory_limit").await else {
+        return;
+    };
+    let _worker = setup
+        .spawn_worker(&[("ROUTINE_LOAD_LOAD_MEMORY_LIMIT_BYTES", "262144")])
+        .await;
+    let rows: Vec<usize> = (0..24_000).filter(|i| is_good(*i)).collect();
+    let csv_file = setup.write("big.csv", &rows);
+    let csv_bytes = std::fs::metadata(&csv_file).unwrap().len();
+    assert!(csv_bytes > 1_500_000, "{csv_bytes} bytes");
+
+    let (code, loaded) = setup.load("within-memory", &csv_file, &[]);
+    assert_eq!(
+        (code, loaded["Status"].as_str()),
+        (200, Some("Success")),
+        "{loaded}"
+    );
+    let (version, users) = setup.users();
+    assert_eq!(Some(version), loaded["TxnId"].as_i64(), "{loaded}");
+    assert_eq!(users, users_of(&rows, 1), "every row once");
+    let files = setup
+        .inst
+        .tb
+        .read_delta(&setup.location, None)
+        .expect("read the table")
+        .files;
+    assert!(
+        files.len() >= 4,
+        "a {csv_bytes} byte body under a 256 KiB memory limit is written in many files before \
+         its one commit, not as one chunk: {} files",
+        files.len()
+    );
+
+    let json_file = setup.write_json("big.json", &rows[..12_000]);
+    let json_bytes = std::fs::metadata(&json_file).unwrap().len();
+    let refused = setup.load_json("past-memory", &json_file);
+    assert_eq!(refused["Status"], "Fail", "{refused}");
+    let message = refused["Message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("memory limit exceeded") && message.contains("262144"),
+        "a {json_bytes} byte JSON body: {refused}"
+    );
+    let cancelled = setup.inst.get(LOAD, "past-memory").await.expect("the Load");
+    assert_eq!(cancelled["status"]["state"], "CANCELLED", "{cancelled}");
+    let (after, users) = setup.users();
+    assert_eq!(after, version, "nothing committed");
+    assert_eq!(users, users_of(&rows, 1));
+}
+
 /// `kubectl routineload load` (the plugin binary) through a real worker: found by its heartbeat
 /// Lease, or given with `--url`; the token given with `--token`, or the kubeconfig user's. A CSV
 /// file loads once and reads back; the same label again exits 3 ("Label Already Exists", nothing
@@ -467,6 +514,43 @@ async fn the_plugin_loads_a_file_once_per_label() {
     let loader_kubeconfig = loader_kubeconfig.display().to_string();
     // The worker's Lease advertises its URL.
     setup.wait_for_lease_url(&setup.base()).await;
+    // A worker gone before its Lease expired, which the first load's label picks first (by
+    // the name it sorts under): the plugin goes on to the live one.
+    let first_of_two =
+        (routine_load_api::names::start_fingerprint("plugin-1") as usize).is_multiple_of(2);
+    let gone = if first_of_two {
+        "a-gone-worker"
+    } else {
+        "zz-gone-worker"
+    };
+    assert_eq!(gone < setup.worker_pod.as_str(), first_of_two);
+    let closed_port = free_port().unwrap();
+    Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(inst.client.clone(), &inst.ns)
+        .patch(
+            gone,
+            &PatchParams::apply("e2e-gone-worker").force(),
+            &Patch::Apply(json!({
+                "apiVersion": "coordination.k8s.io/v1",
+                "kind": "Lease",
+                "metadata": {
+                    "name": gone,
+                    "labels": {routine_load_api::names::WORKER_LABEL: gone},
+                    "annotations": {
+                        routine_load_api::names::WORKER_URL_ANNOTATION:
+                            format!("http://127.0.0.1:{closed_port}"),
+                    },
+                },
+                "spec": {
+                    "holderIdentity": gone,
+                    "leaseDurationSeconds": 3600,
+                    "renewTime": k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
+                        Timestamp::now()
+                    ),
+                },
+            })),
+        )
+        .await
+        .expect("the gone worker's Lease");
 
     let columns = COLUMN_NAMES.join(",");
     let plugin = |args: &[&str], stdin: Option<&Path>| -> (i32, Value, String) {
@@ -511,6 +595,11 @@ async fn the_plugin_loads_a_file_once_per_label() {
         "{first} {err}"
     );
     assert_eq!(first["NumberLoadedRows"], good.len(), "{first}");
+    assert!(
+        err.contains(&format!("127.0.0.1:{closed_port}"))
+            && err.contains("trying the next live worker"),
+        "the gone worker was tried first: {err}"
+    );
     let (version, users) = setup.users();
     assert_eq!(Some(version), first["TxnId"].as_i64());
     assert_eq!(users, users_of(&good, 1), "every row of the file once");

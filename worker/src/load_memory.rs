@@ -1,8 +1,11 @@
 //! The worker-wide load memory limit (StarRocks BE `load_process_max_memory_limit_bytes` and
 //! `load_process_max_memory_limit_percent`): every task reserves memory for the messages of the
 //! batch it is collecting, and a task that cannot reserve more ends its batch and commits early
-//! instead of growing. The limit is the smaller of a byte count and a percentage of the pod's
-//! memory, so many tasks with big backlogs on one worker stay within the pod.
+//! instead of growing. A Stream Load reserves what it holds of its body: a CSV body loaded in
+//! chunks writes its rows early when the worker is full, a body held whole (JSON, or any body
+//! into a keyed table, until its MERGE) fails the load instead of growing. The limit is the
+//! smaller of a byte count and a percentage of the pod's memory, so many tasks with big backlogs
+//! and many loads on one worker stay within the pod.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,6 +25,12 @@ pub fn message_cost(payload_len: usize) -> u64 {
     PAYLOAD_FACTOR * payload_len as u64 + PER_MESSAGE_OVERHEAD
 }
 
+/// The memory a Stream Load reserves for `held` bytes of its body: the bytes and their decoded
+/// Arrow values, as for a batch's messages.
+pub fn body_cost(held: usize) -> u64 {
+    PAYLOAD_FACTOR * held as u64
+}
+
 /// Pure: the limit from the two settings and the pod's memory: the smaller wins; without a known
 /// pod memory only the byte limit applies.
 pub fn resolve_limit(limit_bytes: u64, limit_percent: u64, pod_memory: Option<u64>) -> u64 {
@@ -30,6 +39,11 @@ pub fn resolve_limit(limit_bytes: u64, limit_percent: u64, pod_memory: Option<u6
         None => limit_bytes,
     }
     .max(1)
+}
+
+/// The limit with StarRocks' defaults for this pod (what a worker gets without settings).
+pub fn default_limit() -> u64 {
+    resolve_limit(DEFAULT_LIMIT_BYTES, DEFAULT_LIMIT_PERCENT, pod_memory())
 }
 
 /// The pod's memory: `ROUTINE_LOAD_POD_MEMORY_LIMIT_BYTES` (the chart sets it from the container's
@@ -115,6 +129,19 @@ impl Reservation {
         self.bytes == n || before + n <= self.memory.limit
     }
 
+    /// Holds `n` bytes instead of what it holds now. Shrinking always succeeds; growing answers
+    /// as [`Reservation::grow`] (the bytes are held either way).
+    pub fn resize(&mut self, n: u64) -> bool {
+        if n <= self.bytes {
+            self.memory
+                .used
+                .fetch_sub(self.bytes - n, Ordering::Relaxed);
+            self.bytes = n;
+            return true;
+        }
+        self.grow(n - self.bytes)
+    }
+
     pub fn bytes(&self) -> u64 {
         self.bytes
     }
@@ -170,6 +197,29 @@ mod tests {
         drop(b);
         drop(c);
         assert_eq!(m.used(), 0);
+    }
+
+    #[test]
+    fn a_reservation_resizes_both_ways() {
+        let m = LoadMemory::new(1_000);
+        let mut other = m.reservation();
+        assert!(other.grow(500));
+        let mut load = m.reservation();
+        // (new size, granted, worker total after)
+        let steps = [
+            (800, true, 1_300), // a reservation's first bytes are always granted
+            (900, false, 1_400),
+            (400, true, 900),
+            (500, true, 1_000),
+            (0, true, 500),
+            (600, true, 1_100), // empty again: granted
+        ];
+        for (n, granted, total) in steps {
+            assert_eq!(load.resize(n), granted, "resize to {n}");
+            assert_eq!((load.bytes(), m.used()), (n, total), "after resize to {n}");
+        }
+        drop(load);
+        assert_eq!(m.used(), 500);
     }
 
     #[test]

@@ -155,6 +155,8 @@ async fn run() -> Result<()> {
         .load_memory
         .with_label_values(&["limit"])
         .set(load_memory_limit as i64);
+    // One budget for the batches of Routine Load tasks and the bodies of Stream Loads.
+    let load_memory = LoadMemory::new(load_memory_limit);
     let stream_load = routine_load_worker::stream_load::StreamLoadContext::new(
         client.clone(),
         pod_name.clone(),
@@ -162,6 +164,7 @@ async fn run() -> Result<()> {
         advertise.clone(),
         stream_load_limits()?,
         metrics.clone(),
+        load_memory.clone(),
     );
     let routes = router(metrics.clone(), ready.clone(), error_log_dir.clone());
     let stream_load = routine_load_worker::stream_load::router(stream_load);
@@ -217,7 +220,7 @@ async fn run() -> Result<()> {
             .ok()
             .and_then(|v| v.parse::<usize>().ok())
             .filter(|n| *n > 0),
-        load_memory: LoadMemory::new(load_memory_limit),
+        load_memory,
         retry_limit: std::env::var("ROUTINE_LOAD_RETRY_LIMIT")
             .ok()
             .and_then(|v| v.parse::<u32>().ok())

@@ -36,6 +36,7 @@ use serde::Serialize;
 
 use crate::delta_sink::{CommitRequest, DEFAULT_CHECKPOINT_INTERVAL, DeltaSink, SinkError};
 use crate::engine::{BatchCounters, ErrorRow, LoadEngine, SourceMessage};
+use crate::load_memory::{LoadMemory, Reservation, body_cost};
 use crate::metrics::{Metrics, StreamLoadOutcome, StreamLoadRows};
 use crate::task_runner::secret_map;
 use request::{BodyLimits, StreamLoadRequest};
@@ -57,6 +58,8 @@ pub struct StreamLoadContext {
     pub limits: BodyLimits,
     /// The worker's metrics: every answer is counted.
     pub metrics: Arc<Metrics>,
+    /// The worker's load memory, shared with its Routine Load tasks.
+    pub load_memory: Arc<LoadMemory>,
     /// Labels this worker is loading now: a `Load` left unfinished by this worker and not in
     /// here belongs to an earlier run of the worker that stopped mid-load.
     active: Arc<Mutex<HashSet<(String, String)>>>,
@@ -70,6 +73,7 @@ impl StreamLoadContext {
         error_log_base_url: String,
         limits: BodyLimits,
         metrics: Arc<Metrics>,
+        load_memory: Arc<LoadMemory>,
     ) -> Self {
         Self {
             client,
@@ -78,6 +82,7 @@ impl StreamLoadContext {
             error_log_base_url,
             limits,
             metrics,
+            load_memory,
             active: Arc::default(),
         }
     }
@@ -368,6 +373,8 @@ struct ReadRows {
     batches: Vec<RecordBatch>,
     /// Time spent loading rows and writing them (the rest of the reading is waiting for data).
     writing: Duration,
+    /// The load memory a keyed load's rows hold until their MERGE.
+    held: Option<Reservation>,
 }
 
 impl ReadRows {
@@ -380,6 +387,64 @@ impl ReadRows {
             self.errors.push(e);
         }
     }
+}
+
+/// What a Stream Load does after receiving more of its body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NextStep {
+    /// Read on.
+    Read,
+    /// Load the complete rows received so far.
+    LoadRows,
+    /// A chunk's worth of body without the row delimiter: fail the load.
+    RowTooLong,
+    /// The worker's load memory is full and this load holds its body whole: fail the load.
+    OutOfMemory,
+}
+
+/// Pure: the next step of reading a body. `streamed`: a CSV body, loaded chunk by chunk;
+/// `keyed`: its rows are held until the MERGE all the same; `full_chunk`: a chunk's worth of
+/// bytes waits; `within_memory`: the worker's load memory holds what the load holds;
+/// `complete_rows`: what waits contains whole rows. A full worker makes a streamed append load
+/// write its rows early (smaller files, as StarRocks flushes to disk at its memory limit).
+fn next_step(
+    streamed: bool,
+    keyed: bool,
+    full_chunk: bool,
+    within_memory: bool,
+    complete_rows: bool,
+) -> NextStep {
+    let held_whole = !streamed || keyed;
+    // Rows are loaded at a chunk's size, or earlier when the worker is full.
+    let load_now = full_chunk || !within_memory;
+    if !within_memory && held_whole {
+        NextStep::OutOfMemory
+    } else if !streamed || !load_now {
+        NextStep::Read
+    } else if complete_rows {
+        NextStep::LoadRows
+    } else if full_chunk {
+        NextStep::RowTooLong
+    } else {
+        NextStep::Read
+    }
+}
+
+/// Why a load that holds its body whole failed when the worker's load memory was full.
+fn memory_exceeded(memory: &LoadMemory, keyed: bool) -> String {
+    let held = if keyed {
+        "its rows (a keyed table's rows are held until their MERGE)"
+    } else {
+        "its body (a JSON body is held whole)"
+    };
+    format!(
+        "memory limit exceeded: this worker's loads (Routine Load batches and Stream Loads) hold \
+         {} bytes of its load memory limit of {} bytes (the chart's worker.loadMemoryLimitBytes \
+         / loadMemoryLimitPercent), and this load holds {held}; nothing was committed: retry \
+         later, on another worker, or with a smaller body",
+        memory.used(),
+        memory.limit()
+    )
 }
 
 /// One batch of a keyed load's rows, in the order they were read; `None` for no batches.
@@ -557,15 +622,14 @@ impl LoadRun<'_> {
             None => BTreeMap::new(),
         };
         let options = routine_load_api::delta_table::storage_options(&table.spec.location, &secret);
-        routine_load_api::delta_table::create_or_adopt(
+        let (_, delta) = routine_load_api::delta_table::create_or_adopt_loaded(
             &table.spec.location,
             &table.spec,
-            options.clone(),
+            options,
         )
         .await
         .map_err(|e| format!("checking the Delta table: {e}"))?;
-        DeltaSink::open(&table.spec.location, options, SINK_IDENTITY, &[], 0)
-            .await
+        DeltaSink::from_table(delta, SINK_IDENTITY, &[], 0)
             .map(|s| {
                 s.with_checkpoint_interval(0)
                     .with_checkpoint_at_versions(DEFAULT_CHECKPOINT_INTERVAL)
@@ -763,6 +827,9 @@ impl LoadRun<'_> {
         let delimiter = &self.req.row_delimiter;
         let mut chunks = body.into_data_stream();
         let mut pending: Vec<u8> = Vec::new();
+        // What the load holds, in the worker's load memory: the bytes not loaded yet, and for a
+        // keyed table everything loaded so far too (its rows wait for the MERGE).
+        let mut reservation = self.ctx.load_memory.reservation();
         loop {
             let remaining = deadline.saturating_sub(self.started.elapsed());
             let bytes = match tokio::time::timeout(remaining, chunks.next()).await {
@@ -781,18 +848,34 @@ impl LoadRun<'_> {
                 return Err(limits.too_large(self.req.format, keyed));
             }
             pending.extend_from_slice(&bytes);
-            if streamed && pending.len() >= limits.chunk_bytes {
-                let end = request::complete_rows_end(&pending, delimiter);
-                if end == 0 {
-                    return Err(limits.row_too_long(delimiter));
+            let held = |pending: usize, read: u64| if keyed { read as usize } else { pending };
+            let within_memory = reservation.resize(body_cost(held(pending.len(), read.bytes)));
+            let full_chunk = pending.len() >= limits.chunk_bytes;
+            let end = if streamed && (full_chunk || !within_memory) {
+                request::complete_rows_end(&pending, delimiter)
+            } else {
+                0
+            };
+            match next_step(streamed, keyed, full_chunk, within_memory, end > 0) {
+                NextStep::Read => {}
+                NextStep::LoadRows => {
+                    self.load_rows(engine, sink, keyed, &pending[..end], read)
+                        .await?;
+                    pending.drain(..end);
+                    reservation.resize(body_cost(held(pending.len(), read.bytes)));
                 }
-                self.load_rows(engine, sink, keyed, &pending[..end], read)
-                    .await?;
-                pending.drain(..end);
+                NextStep::RowTooLong => return Err(limits.row_too_long(delimiter)),
+                NextStep::OutOfMemory => {
+                    return Err(memory_exceeded(&self.ctx.load_memory, keyed));
+                }
             }
         }
         // The rest: a CSV body's last rows, a JSON body whole.
-        self.load_rows(engine, sink, keyed, &pending, read).await
+        self.load_rows(engine, sink, keyed, &pending, read).await?;
+        if keyed {
+            read.held = Some(reservation);
+        }
+        Ok(())
     }
 
     /// Loads the rows of `bytes` (whole rows of the body, in order) with the engine and adds
@@ -897,6 +980,39 @@ impl LoadRun<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reading_a_body_goes_on_by_its_kind_its_chunk_and_the_memory() {
+        use NextStep::*;
+        // (streamed, keyed, full chunk, within memory, complete rows, step)
+        let cases = [
+            // A CSV body into an append table: rows written per chunk, earlier when full.
+            (true, false, false, true, true, Read),
+            (true, false, true, true, true, LoadRows),
+            (true, false, true, true, false, RowTooLong),
+            (true, false, false, false, true, LoadRows),
+            (true, false, false, false, false, Read),
+            (true, false, true, false, false, RowTooLong),
+            // Into a keyed table: loaded per chunk, but held until the MERGE.
+            (true, true, false, true, true, Read),
+            (true, true, true, true, true, LoadRows),
+            (true, true, true, true, false, RowTooLong),
+            (true, true, true, false, true, OutOfMemory),
+            (true, true, false, false, true, OutOfMemory),
+            // A JSON body, held whole.
+            (false, false, true, true, false, Read),
+            (false, false, false, false, false, OutOfMemory),
+            (false, true, false, false, false, OutOfMemory),
+        ];
+        for (streamed, keyed, full_chunk, within, complete, want) in cases {
+            assert_eq!(
+                next_step(streamed, keyed, full_chunk, within, complete),
+                want,
+                "streamed {streamed}, keyed {keyed}, full chunk {full_chunk}, within memory \
+                 {within}, complete rows {complete}"
+            );
+        }
+    }
 
     #[test]
     fn an_existing_label_is_decided_by_its_load_state() {
