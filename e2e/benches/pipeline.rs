@@ -1188,6 +1188,31 @@ fn curl_stream_load(url: &str, token: &str, label: &str, file: &Path) -> Result<
     Ok((answer, wall))
 }
 
+/// The phases of one Stream Load in ms, from its answer and the client's wall time.
+fn small_load_times(answer: &Value, wall_s: f64) -> Value {
+    let ms = |k: &str| answer[k].as_f64().unwrap_or(0.0);
+    json!({
+        "client": wall_s * 1000.0,
+        "load": ms("LoadTimeMs"),
+        "label": ms("BeginTxnTimeMs"),
+        "plan": ms("StreamLoadPlanTimeMs"),
+        "read": ms("ReadDataTimeMs"),
+        "write": ms("WriteDataTimeMs"),
+        "commit": ms("CommitAndPublishTimeMs"),
+    })
+}
+
+/// The median of every phase of [`small_load_times`] over `loads`.
+fn median_times(loads: &[Value]) -> Value {
+    let mut out = serde_json::Map::new();
+    for k in ["client", "load", "label", "plan", "read", "write", "commit"] {
+        let mut v: Vec<f64> = loads.iter().filter_map(|l| l[k].as_f64()).collect();
+        v.sort_by(f64::total_cmp);
+        out.insert(k.into(), json!(v.get(v.len() / 2).copied().unwrap_or(0.0)));
+    }
+    Value::Object(out)
+}
+
 /// Writes `rows` of the Wikipedia CSV data set (one per line) to `path`; returns the bytes.
 fn write_wiki_csv(path: &Path, rows: usize) -> Result<u64> {
     use std::io::Write;
@@ -1260,14 +1285,17 @@ async fn stream_loads(
 
     let small_file = dir.join("small.csv");
     write_wiki_csv(&small_file, 100)?;
-    let small_wall = {
+    let (small_wall, small_loads) = {
         let (url, token, small_file) = (url.clone(), token.clone(), small_file.clone());
-        tokio::task::spawn_blocking(move || -> Result<f64> {
+        tokio::task::spawn_blocking(move || -> Result<(f64, Vec<Value>)> {
             let t0 = Instant::now();
+            let mut loads = Vec::with_capacity(small);
             for i in 0..small {
-                curl_stream_load(&url, &token, &format!("small-{i}"), &small_file)?;
+                let (answer, wall) =
+                    curl_stream_load(&url, &token, &format!("small-{i}"), &small_file)?;
+                loads.push(small_load_times(&answer, wall));
             }
-            Ok(t0.elapsed().as_secs_f64())
+            Ok((t0.elapsed().as_secs_f64(), loads))
         })
         .await??
     };
@@ -1298,6 +1326,10 @@ async fn stream_loads(
             "rows_per_load": 100,
             "wall_s": small_wall,
             "loads_per_s": small as f64 / small_wall,
+            // Medians (ms) over the first and the second half of the loads: where a small
+            // load's time goes, and whether it grows with the table's versions.
+            "first_half_ms": median_times(&small_loads[..small / 2]),
+            "second_half_ms": median_times(&small_loads[small / 2..]),
         },
         "server": {
             "cpu_s": usage["cpu_s"],
@@ -1889,6 +1921,25 @@ fn markdown(r: &Value) -> String {
             s["big"]["answer"]["WriteDataTimeMs"],
             s["big"]["answer"]["CommitAndPublishTimeMs"],
         ));
+        md.push_str("A small load's median phases (ms): the client's wall time (curl, the token and RBAC checks, the label's `Load`, its status writes), the load's own `LoadTimeMs` (up to its outcome, before the outcome's status write), and its phases:\n\n");
+        md.push_str("| loads | client | load | label (`Load` created) | plan (Table, Delta open) | read | write | commit |\n|---|---:|---:|---:|---:|---:|---:|---:|\n");
+        for (half, key) in [
+            ("first half", "first_half_ms"),
+            ("second half", "second_half_ms"),
+        ] {
+            let t = &s["small"][key];
+            md.push_str(&format!(
+                "| {half} | {} | {} | {} | {} | {} | {} | {} |\n",
+                f(&t["client"], 1),
+                f(&t["load"], 1),
+                f(&t["label"], 1),
+                f(&t["plan"], 1),
+                f(&t["read"], 1),
+                f(&t["write"], 1),
+                f(&t["commit"], 1),
+            ));
+        }
+        md.push('\n');
     }
     if let Some(runs) = r["upserts"]["runs"].as_array() {
         md.push_str(&format!(
