@@ -211,24 +211,42 @@ pub async fn create_or_adopt_loaded(
     spec: &TableSpec,
     storage_options: HashMap<String, String>,
 ) -> Result<(TableSetup, DeltaTable), DeltaTableSetupError> {
+    create_or_adopt_from(location, spec, storage_options, None).await
+}
+
+/// [`create_or_adopt_loaded`] from `kept`, a snapshot of the table at `location` this process
+/// loaded earlier with the same options: brought up to date with the versions committed since
+/// (no read of the log from its last checkpoint), then checked as an adopted table is. A kept
+/// snapshot that can't be brought up to date is dropped and the table read afresh.
+pub async fn create_or_adopt_from(
+    location: &str,
+    spec: &TableSpec,
+    storage_options: HashMap<String, String>,
+    kept: Option<DeltaTable>,
+) -> Result<(TableSetup, DeltaTable), DeltaTableSetupError> {
     let want = delta_schema(spec)?;
     let model = table_model::validate(spec)?;
+    let adopt_table = |table: DeltaTable| {
+        adopt(
+            location,
+            table,
+            &want,
+            &spec.partition_columns,
+            &model,
+            storage_options.clone(),
+        )
+    };
+    if let Some(mut table) = kept
+        && table.load().await.is_ok()
+    {
+        return adopt_table(table).await;
+    }
     let url = table_url(location)?;
     let mut table = deltalake::DeltaTableBuilder::from_url(url)?
         .with_storage_options(storage_options.clone())
         .build()?;
     match table.load().await {
-        Ok(()) => {
-            adopt(
-                location,
-                table,
-                &want,
-                &spec.partition_columns,
-                &model,
-                storage_options,
-            )
-            .await
-        }
+        Ok(()) => adopt_table(table).await,
         Err(DeltaTableError::NotATable(_)) => {
             let schema_json = serde_json::to_value(&want).map_err(DeltaTableError::from)?;
             let protocol = lowest_protocol(&required_features(&schema_json, &HashMap::new()));
@@ -252,18 +270,7 @@ pub async fn create_or_adopt_loaded(
                     t,
                 )),
                 // Someone else created it between our load and our create: adopt it if it fits.
-                Err(_) => {
-                    let t = open(location, storage_options.clone()).await?;
-                    adopt(
-                        location,
-                        t,
-                        &want,
-                        &spec.partition_columns,
-                        &model,
-                        storage_options,
-                    )
-                    .await
-                }
+                Err(_) => adopt_table(open(location, storage_options.clone()).await?).await,
             }
         }
         Err(e) => Err(e.into()),
@@ -1003,6 +1010,51 @@ mod tests {
             p.to_string(),
             "3/7 reader [timestampNtz] writer [invariants,timestampNtz]"
         );
+    }
+
+    /// A kept snapshot is brought up to the versions committed since by another writer, and
+    /// still checked against the spec.
+    #[test]
+    fn a_kept_snapshot_is_brought_up_to_date_and_checked() {
+        let cols = vec![col("id", "BIGINT"), col("name", "VARCHAR(20)")];
+        rt().block_on(async {
+            let (dir, location) = temp_location("kept");
+            let s = spec(&location, cols.clone());
+            let (_, kept) = create_or_adopt_loaded(&location, &s, HashMap::new())
+                .await
+                .unwrap();
+            assert_eq!(kept.version(), Some(0));
+            // Another writer commits version 1 (a property-only commit is enough).
+            let other = open(&location, HashMap::new()).await.unwrap();
+            CommitBuilder::default()
+                .with_actions(vec![])
+                .build(
+                    Some(other.snapshot().unwrap()),
+                    other.log_store(),
+                    DeltaOperation::SetTableProperties {
+                        properties: HashMap::from([("k".to_string(), "v".to_string())]),
+                    },
+                )
+                .await
+                .unwrap();
+            let (setup, table) = create_or_adopt_from(&location, &s, HashMap::new(), Some(kept))
+                .await
+                .unwrap();
+            assert_eq!((setup.version, table.version()), (1, Some(1)));
+            let mut other_cols = cols.clone();
+            other_cols[0] = col("id", "INT");
+            let err = create_or_adopt_from(
+                &location,
+                &spec(&location, other_cols),
+                HashMap::new(),
+                Some(table),
+            )
+            .await
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains("column 'id'"), "{err}");
+            std::fs::remove_dir_all(&dir).ok();
+        });
     }
 
     fn temp_location(tag: &str) -> (std::path::PathBuf, String) {

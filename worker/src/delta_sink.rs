@@ -182,6 +182,11 @@ impl DeltaSink {
         self
     }
 
+    /// The Delta table at this sink's snapshot.
+    pub fn table(&self) -> &DeltaTable {
+        &self.table
+    }
+
     /// The table's current version in this sink's snapshot.
     pub fn version(&self) -> i64 {
         self.table.version().map_or(-1, |v| v as i64)

@@ -10,6 +10,7 @@
 
 pub mod auth;
 pub mod request;
+mod table_cache;
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
@@ -40,6 +41,7 @@ use crate::load_memory::{LoadMemory, Reservation, body_cost};
 use crate::metrics::{Metrics, StreamLoadOutcome, StreamLoadRows};
 use crate::task_runner::secret_map;
 use request::{BodyLimits, StreamLoadRequest};
+use table_cache::TableCache;
 
 /// The Delta transaction identity Stream Load commits under (no Kafka partitions: a load's
 /// commit carries only data and its label).
@@ -63,6 +65,8 @@ pub struct StreamLoadContext {
     /// Labels this worker is loading now: a `Load` left unfinished by this worker and not in
     /// here belongs to an earlier run of the worker that stopped mid-load.
     active: Arc<Mutex<HashSet<(String, String)>>>,
+    /// The Delta tables loads have read, kept for the next load of each.
+    tables: Arc<TableCache>,
 }
 
 impl StreamLoadContext {
@@ -84,6 +88,7 @@ impl StreamLoadContext {
             metrics,
             load_memory,
             active: Arc::default(),
+            tables: Arc::default(),
         }
     }
 }
@@ -596,7 +601,7 @@ impl LoadRun<'_> {
             return Ok(None);
         };
         let table = self.table_spec().await?;
-        let mut sink = self.open_sink(&table).await?;
+        let (mut sink, _) = self.open_sink(&table).await?;
         sink.landed(since, &commit_label(self.ns, self.label))
             .await
             .map_err(|e| format!("reading the Delta table's history: {e}"))
@@ -614,7 +619,8 @@ impl LoadRun<'_> {
             })
     }
 
-    async fn open_sink(&self, table: &Table) -> Result<DeltaSink, String> {
+    /// A sink on the load's Delta table, and the key its snapshot is kept under for the next load.
+    async fn open_sink(&self, table: &Table) -> Result<(DeltaSink, String), String> {
         let secret = match &table.spec.credentials_secret {
             Some(s) => secret_map(&self.ctx.client, self.ns, &s.name)
                 .await
@@ -622,17 +628,29 @@ impl LoadRun<'_> {
             None => BTreeMap::new(),
         };
         let options = routine_load_api::delta_table::storage_options(&table.spec.location, &secret);
-        let (_, delta) = routine_load_api::delta_table::create_or_adopt_loaded(
+        let key = table_cache::cache_key(
+            table.metadata.uid.as_deref().unwrap_or_default(),
+            &table.spec.location,
+            &options,
+        );
+        let kept = self.ctx.tables.get(&key);
+        let (_, delta) = routine_load_api::delta_table::create_or_adopt_from(
             &table.spec.location,
             &table.spec,
             options,
+            kept,
         )
         .await
-        .map_err(|e| format!("checking the Delta table: {e}"))?;
+        .map_err(|e| {
+            self.ctx.tables.forget(&key);
+            format!("checking the Delta table: {e}")
+        })?;
         DeltaSink::from_table(delta, SINK_IDENTITY, &[], 0)
             .map(|s| {
-                s.with_checkpoint_interval(0)
-                    .with_checkpoint_at_versions(DEFAULT_CHECKPOINT_INTERVAL)
+                let s = s
+                    .with_checkpoint_interval(0)
+                    .with_checkpoint_at_versions(DEFAULT_CHECKPOINT_INTERVAL);
+                (s, key)
             })
             .map_err(|e| format!("opening the Delta table: {e}"))
     }
@@ -679,9 +697,9 @@ impl LoadRun<'_> {
             Err(m) => return cancelled(fail(self.label, m)),
         };
         let mut engine = LoadEngine::new(plan.clone());
-        let mut sink = match self.open_sink(&table).await {
+        let (mut sink, kept_key) = match self.open_sink(&table).await {
             // partial_update and merge_condition: how a row changes its key's stored row.
-            Ok(s) => s.with_update_rule(plan.update.clone()),
+            Ok((s, key)) => (s.with_update_rule(plan.update.clone()), key),
             Err(m) => return cancelled(fail(self.label, m)),
         };
         let table_version = sink.version();
@@ -793,6 +811,7 @@ impl LoadRun<'_> {
         response.commit_and_publish_time_ms = ms(commit_started.elapsed());
         match version {
             Ok(v) => {
+                self.ctx.tables.put(kept_key, sink.table().clone());
                 response.txn_id = v;
                 response.status = STATUS_SUCCESS;
                 response.message = "OK".into();
