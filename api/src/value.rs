@@ -133,14 +133,27 @@ pub fn parse_decimal(text: &[u8], precision: u8, scale: u8) -> Result<i128, Conv
     if int_digits.len() > (precision - scale) as usize {
         return Err(ConvertError::IntTooLong);
     }
-    let mut value: i128 = 0;
-    for &b in int_digits {
-        value = value * 10 + (b - b'0') as i128;
-    }
-    for i in 0..scale as usize {
-        let digit = frac_digits.get(i).map_or(0, |b| (b - b'0') as i128);
-        value = value * 10 + digit;
-    }
+    let digit = |i: usize| frac_digits.get(i).map_or(0, |b| b - b'0');
+    let value: i128 = if int_digits.len() + scale as usize <= 18 {
+        // Up to 18 digits fit in a u64: no 128-bit multiplications (the common case).
+        let mut v: u64 = 0;
+        for &b in int_digits {
+            v = v * 10 + (b - b'0') as u64;
+        }
+        for i in 0..scale as usize {
+            v = v * 10 + digit(i) as u64;
+        }
+        v as i128
+    } else {
+        let mut v: i128 = 0;
+        for &b in int_digits {
+            v = v * 10 + (b - b'0') as i128;
+        }
+        for i in 0..scale as usize {
+            v = v * 10 + digit(i) as i128;
+        }
+        v
+    };
     Ok(if negative { -value } else { value })
 }
 
@@ -160,6 +173,13 @@ fn digits<const N: usize>(t: &[u8], at: usize) -> Option<u32> {
 /// since 1970-01-01, and the number of bytes it used.
 fn parse_date_prefix(t: &[u8]) -> Option<(i32, usize)> {
     let year = digits::<4>(t, 0)? as i32;
+    // The common `YYYY-MM-DD` at fixed positions first; the general form reads it the same way.
+    if t.get(4) == Some(&b'-')
+        && t.get(7) == Some(&b'-')
+        && let (Some(month), Some(day)) = (digits::<2>(t, 5), digits::<2>(t, 8))
+    {
+        return Some((days_since_epoch(year, month, day)?, 10));
+    }
     let (month, day, used) = match t.get(4) {
         Some(b'-') | Some(b'/') => {
             let sep = t[4];
@@ -339,12 +359,52 @@ mod tests {
     }
 
     #[test]
+    fn decimals_of_up_to_and_more_than_eighteen_digits_agree() {
+        // (text, precision, scale, unscaled): 18 digits take the u64 path, 19 and more the i128 one.
+        let cases: &[(&str, u8, u8, i128)] = &[
+            ("999999999999999999", 18, 0, 999_999_999_999_999_999),
+            ("9999999999999999999", 19, 0, 9_999_999_999_999_999_999),
+            ("-99999999.9999999999", 18, 10, -999_999_999_999_999_999),
+            ("99999999.99999999999", 19, 11, 9_999_999_999_999_999_999),
+            ("12345678.9", 38, 10, 123_456_789_000_000_000),
+            ("123456789.9", 38, 10, 1_234_567_899_000_000_000),
+            (
+                "-99999999999999999999999999999999999999",
+                38,
+                0,
+                -99_999_999_999_999_999_999_999_999_999_999_999_999,
+            ),
+            ("0.000000000000000001", 38, 18, 1),
+        ];
+        for &(text, precision, scale, want) in cases {
+            assert_eq!(
+                parse_decimal(text.as_bytes(), precision, scale),
+                Ok(want),
+                "{text} as DECIMAL({precision}, {scale})"
+            );
+        }
+    }
+
+    #[test]
     fn dates_and_datetimes() {
         assert_eq!(parse_date(b"1970-01-02"), Ok(1));
         assert_eq!(parse_date(b"19700102"), Ok(1));
         assert_eq!(parse_date(b"1970/1/2"), Ok(1));
         assert_eq!(parse_date(b"1970-01-02 00:00:00"), Ok(1));
         assert_eq!(parse_date(b"1970-02-30"), Err(ConvertError::Invalid));
+        // The fixed `YYYY-MM-DD` form and the general one read the same dates.
+        for (text, days) in [
+            ("2015-09-12", Ok(16_690)),
+            ("2015-9-12", Ok(16_690)),
+            ("2015-09-1", Ok(16_679)),
+            ("2015-09-1x", Err(ConvertError::Invalid)),
+            ("2015-13-01", Err(ConvertError::Invalid)),
+            ("2015-0a-01", Err(ConvertError::Invalid)),
+            ("2015-09-12x", Err(ConvertError::Invalid)),
+            ("2016-02-29", Ok(16_860)),
+        ] {
+            assert_eq!(parse_date(text.as_bytes()), days, "{text}");
+        }
         assert_eq!(parse_datetime(b"1970-01-01 00:00:01"), Ok(1_000_000));
         assert_eq!(parse_datetime(b"1970-01-01T00:01:00.5"), Ok(60_500_000));
         assert_eq!(parse_datetime(b"1970-01-02"), Ok(86_400_000_000));

@@ -247,11 +247,16 @@ fn proc_status_kb(pid: &str, field: &str) -> u64 {
 /// Runs this executable as a child for one measured phase; returns its RESULT json.
 fn run_child(mode: &str, params: &Value) -> Result<Value> {
     let exe = std::env::current_exe()?;
-    // BENCH_PERF=<dir>: record the load children with `perf record -g` into <dir>/<job>.perf.data.
+    // BENCH_PERF=<dir>: record the load children with `perf record -F 499 -g` into
+    // <dir>/<job>.perf.data; BENCH_PERF_ARGS replaces `-F 499 -g` (e.g. `--call-graph=dwarf`
+    // for callers through code built without frame pointers, or `-e page-faults -g`).
     let mut cmd = match std::env::var("BENCH_PERF") {
         Ok(dir) if mode == "load" => {
             let mut c = Command::new("perf");
-            c.args(["record", "-F", "499", "-g", "-o"])
+            let args = std::env::var("BENCH_PERF_ARGS").unwrap_or_else(|_| "-F 499 -g".into());
+            c.arg("record")
+                .args(args.split_whitespace())
+                .arg("-o")
                 .arg(Path::new(&dir).join(format!(
                     "{}.perf.data",
                     params["job"].as_str().unwrap_or("load")
@@ -1469,6 +1474,13 @@ fn parquet_settings(ds: Dataset, rows: usize) -> Result<Value> {
             "zstd level 1, no dictionary",
             base()
                 .set_compression(Compression::ZSTD(ZstdLevel::try_new(1)?))
+                .set_dictionary_enabled(false)
+                .build(),
+        ),
+        (
+            "uncompressed, no dictionary",
+            base()
+                .set_compression(Compression::UNCOMPRESSED)
                 .set_dictionary_enabled(false)
                 .build(),
         ),

@@ -263,10 +263,22 @@ impl DeltaSink {
         batch: Option<RecordBatch>,
         req: &CommitRequest,
     ) -> Result<Committed, SinkError> {
+        self.commit_parts(batch.into_iter().collect(), req).await
+    }
+
+    /// [`commit`](Self::commit) for a batch in parts (in row order, one schema): an append
+    /// table writes them one after another into the same data file, so they are never joined
+    /// into one batch (a copy of every value); a keyed table joins them for its MERGE.
+    pub async fn commit_parts(
+        &mut self,
+        parts: Vec<RecordBatch>,
+        req: &CommitRequest,
+    ) -> Result<Committed, SinkError> {
         if self.key_model.model.is_keyed() {
+            let batch = join_parts(&parts)?;
             return self.commit_keyed(batch, req).await;
         }
-        self.commit_append(batch, req, serde_json::Map::new()).await
+        self.commit_append(parts, req, serde_json::Map::new()).await
     }
 
     /// The model the table records.
@@ -278,17 +290,14 @@ impl DeltaSink {
     /// `extra` goes into `commitInfo.routineLoad` beside the request's info.
     async fn commit_append(
         &mut self,
-        batch: Option<RecordBatch>,
+        parts: Vec<RecordBatch>,
         req: &CommitRequest,
         extra: serde_json::Map<String, serde_json::Value>,
     ) -> Result<Committed, SinkError> {
         if let Some(conflict) = resumed_elsewhere(&self.offsets().await?, req) {
             return Err(SinkError::Conflict(conflict));
         }
-        let files = match batch {
-            Some(batch) => self.write_files(batch).await?,
-            None => Vec::new(),
-        };
+        let files = self.write_parts(parts).await?;
         self.commit_written(files, req, extra).await
     }
 
@@ -296,12 +305,20 @@ impl DeltaSink {
     /// batch). [`commit_files`](Self::commit_files) commits them in one version; files never
     /// committed are not part of the table and VACUUM deletes them.
     pub async fn write_files(&self, batch: RecordBatch) -> Result<Vec<Add>, SinkError> {
-        if batch.num_rows() == 0 {
+        self.write_parts(vec![batch]).await
+    }
+
+    /// [`write_files`](Self::write_files) for a batch in parts, written in order into the same
+    /// files.
+    async fn write_parts(&self, parts: Vec<RecordBatch>) -> Result<Vec<Add>, SinkError> {
+        if parts.iter().all(|p| p.num_rows() == 0) {
             return Ok(Vec::new());
         }
         let mut writer =
             RecordBatchWriter::for_table(&self.table)?.with_writer_properties(writer_properties());
-        writer.write(batch).await?;
+        for part in parts.into_iter().filter(|p| p.num_rows() > 0) {
+            writer.write(part).await?;
+        }
         Ok(writer.flush().await?)
     }
 
@@ -416,6 +433,24 @@ impl DeltaSink {
             if let Err(e) = deltalake::checkpoints::create_checkpoint(&self.table, None).await {
                 tracing::warn!(error = %e, version, "checkpoint failed");
             }
+        }
+    }
+}
+
+/// The parts of a batch as one (None for no rows): a keyed table's MERGE reads one batch.
+fn join_parts(parts: &[RecordBatch]) -> Result<Option<RecordBatch>, SinkError> {
+    let parts: Vec<&RecordBatch> = parts.iter().filter(|p| p.num_rows() > 0).collect();
+    match parts.as_slice() {
+        [] => Ok(None),
+        [one] => Ok(Some((*one).clone())),
+        [first, ..] => {
+            deltalake::arrow::compute::concat_batches(&first.schema(), parts.iter().copied())
+                .map(Some)
+                .map_err(|e| {
+                    SinkError::Delta(DeltaTableError::Generic(format!(
+                        "joining the parts of a batch for its MERGE: {e}"
+                    )))
+                })
         }
     }
 }
@@ -660,6 +695,56 @@ mod tests {
                 "00000000000000000004.checkpoint.parquet"
             ]
         );
+    }
+
+    #[tokio::test]
+    async fn a_batch_in_parts_is_one_data_file_with_the_rows_in_order() {
+        use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+        let (dir, loc) = temp_location("parts");
+        delta_table::create_or_adopt(&loc, &spec(&loc), HashMap::new())
+            .await
+            .unwrap();
+        let mut sink = DeltaSink::open(&loc, HashMap::new(), "uid", &[0], 1)
+            .await
+            .unwrap();
+        let start = next_offsets(&sink.refresh().await.unwrap());
+        let parts = vec![batch(0..5), batch(5..5), batch(5..12), batch(12..20)];
+        let done = sink
+            .commit_parts(parts, &req(&start, &[(0, 20)], "parts"))
+            .await
+            .unwrap();
+        assert_eq!(done.files, 1, "the parts go into one data file");
+        let snap = sink.table.snapshot().unwrap();
+        let file: String = snap
+            .log_data()
+            .into_iter()
+            .next()
+            .expect("one file")
+            .path()
+            .into_owned();
+        let data = std::fs::File::open(dir.join(file)).unwrap();
+        let mut ids = Vec::new();
+        for b in ParquetRecordBatchReaderBuilder::try_new(data)
+            .unwrap()
+            .build()
+            .unwrap()
+        {
+            let b = b.unwrap();
+            let c = b.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
+            ids.extend(c.values().iter().copied());
+        }
+        assert_eq!(ids, (0..20).collect::<Vec<i64>>());
+        // No rows at all: a commit of the offsets alone.
+        let empty = sink
+            .commit_parts(
+                vec![batch(20..20)],
+                &req(&BTreeMap::from([(0, Some(20))]), &[(0, 30)], "empty"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(empty.files, 0);
+        assert_eq!(row_count(&sink).await, 20);
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[tokio::test]

@@ -28,7 +28,7 @@ use routine_load_api::{LoadPlan, RoutineLoadJob, RoutineLoadTask, RoutineLoadTas
 use tokio::sync::watch;
 
 use crate::delta_sink::{CommitRequest, Committed, DeltaSink, SinkError};
-use crate::engine::{LoadEngine, LoadedBatch, SourceMessage};
+use crate::engine::{BatchCounters, ErrorRow, LoadEngine, LoadedParts, SourceMessage};
 use crate::error_window::ErrorWindow;
 use crate::heartbeat::{Heartbeat, Mark};
 use crate::load_memory::{LoadMemory, Reservation, message_cost};
@@ -1035,7 +1035,7 @@ enum Flow {
 
 /// A collected batch, decoded.
 struct Decoded {
-    loaded: LoadedBatch,
+    loaded: LoadedParts,
     resumed_from: BTreeMap<i32, Option<i64>>,
     next: BTreeMap<i32, i64>,
     reservation: Reservation,
@@ -1047,7 +1047,9 @@ struct Decoded {
 struct InFlight {
     /// The sink comes back with the outcome (the version, or why not) and the commit's time.
     commit: tokio::task::JoinHandle<(Result<i64, String>, Duration)>,
-    loaded: LoadedBatch,
+    /// The batch's error rows and counters (its rows went to the commit).
+    errors: Vec<ErrorRow>,
+    counters: BatchCounters,
     next: BTreeMap<i32, i64>,
     label: String,
     first_error: Option<String>,
@@ -1184,7 +1186,7 @@ impl TaskLoop {
         {
             // The rows that passed the limit are logged so the reason can point at them; the
             // batch is not committed and the job pauses.
-            self.log_errors(&d.loaded);
+            self.log_errors(&d.loaded.errors);
             let reason = format!("{}. See {}", exceeded.reason, self.log_url);
             self.count_aborted();
             self.status.error_window_exceeded = Some(reason.clone());
@@ -1204,7 +1206,11 @@ impl TaskLoop {
         if let Some(end) = self.check_still_ours(d.mark).await? {
             return Ok(Some(end));
         }
-        let batch = (d.loaded.batch.num_rows() > 0).then(|| d.loaded.batch.clone());
+        let LoadedParts {
+            parts,
+            errors,
+            counters,
+        } = d.loaded;
         let label = req.label.clone();
         let sink = Arc::clone(&self.sink);
         let task = self.a.name.clone();
@@ -1212,13 +1218,14 @@ impl TaskLoop {
             tokio::runtime::Handle::current().block_on(async move {
                 let mut sink = sink.lock().await;
                 let t0 = Instant::now();
-                let outcome = commit_or_find(&mut sink, batch, &req, &task).await;
+                let outcome = commit_or_find(&mut sink, parts, &req, &task).await;
                 (outcome, t0.elapsed())
             })
         });
         self.inflight = Some(InFlight {
             commit,
-            loaded: d.loaded,
+            errors,
+            counters,
             next: d.next,
             label,
             first_error,
@@ -1268,11 +1275,11 @@ impl TaskLoop {
         };
 
         // In the table: now, and only now, the batch counts.
-        let c = f.loaded.counters;
+        let c = f.counters;
         self.failures.clear();
         self.window
             .commit(c.total_rows, c.error_rows, f.first_error.as_deref());
-        self.log_errors(&f.loaded);
+        self.log_errors(&f.errors);
         let m = &self.ctx.metrics;
         let (ns, job) = (self.a.namespace.as_str(), self.job_name.as_str());
         m.commit_seconds
@@ -1551,11 +1558,11 @@ impl TaskLoop {
         }
     }
 
-    fn log_errors(&mut self, loaded: &LoadedBatch) {
-        if loaded.errors.is_empty() {
+    fn log_errors(&mut self, errors: &[ErrorRow]) {
+        if errors.is_empty() {
             return;
         }
-        if let Err(e) = append_error_log(&self.log_path, &loaded.errors) {
+        if let Err(e) = append_error_log(&self.log_path, errors) {
             tracing::warn!(error = %e, "writing the error log");
         }
         self.status.error_log_url = Some(self.log_url.clone());
@@ -1595,12 +1602,12 @@ impl TaskLoop {
 /// version, or why the batch is not in the table.
 async fn commit_or_find(
     sink: &mut DeltaSink,
-    batch: Option<deltalake::arrow::record_batch::RecordBatch>,
+    parts: Vec<deltalake::arrow::record_batch::RecordBatch>,
     req: &CommitRequest,
     task: &str,
 ) -> Result<i64, String> {
     let since = sink.version();
-    match sink.commit(batch, req).await {
+    match sink.commit_parts(parts, req).await {
         Ok(done) => Ok(done.version),
         Err(e @ SinkError::Conflict(_)) => Err(format!("batch not committed: {e}")),
         Err(e) => {

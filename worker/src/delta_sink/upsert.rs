@@ -59,7 +59,9 @@ impl DeltaSink {
         req: &CommitRequest,
     ) -> Result<Committed, SinkError> {
         let Some(batch) = batch.filter(|b| b.num_rows() > 0) else {
-            return self.commit_append(None, req, serde_json::Map::new()).await;
+            return self
+                .commit_append(Vec::new(), req, serde_json::Map::new())
+                .await;
         };
         let keys = &self.key_model.keys;
         let source = if self.key_model.model == TableModel::Aggregate {
@@ -236,7 +238,7 @@ impl DeltaSink {
         if version == before {
             // Nothing to change (deletes of keys the table doesn't have): delta-rs made no
             // commit, and the offsets still need theirs.
-            return self.commit_append(None, req, info_if_unchanged).await;
+            return self.commit_append(Vec::new(), req, info_if_unchanged).await;
         }
         self.after_commit(version).await;
         Ok(Committed {

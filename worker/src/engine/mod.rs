@@ -35,7 +35,7 @@ use csv::CsvSplitter;
 pub use error_row::{ErrorRow, reason};
 use error_row::{conversion_reason, loggable};
 use json::JsonDecoder;
-pub use parallel::{decoding_engines, load_in_parallel};
+pub use parallel::{LoadedParts, decoding_engines, load_in_parallel};
 
 /// One Kafka message to load.
 #[derive(Debug, Clone, Copy, Default)]

@@ -1,14 +1,15 @@
 //! Decoding one batch on several threads: the messages are cut into contiguous runs, each run
 //! is loaded by its own engine (same plan) on its own scoped thread, and the parts are joined
 //! back in message order. Every step of a load works row by row (or message by message for
-//! JSON arrays), so the joined result is the one a single engine gives: the same rows in the
-//! same order, the same error rows in the same order, the counters summed.
+//! JSON arrays), so the parts in order are what a single engine gives: the same rows in the
+//! same order, the same error rows in the same order, the counters summed. The parts' rows are
+//! not copied into one batch: the writer takes the parts one after another.
 
 use std::sync::Arc;
 
-use deltalake::arrow::compute::concat_batches;
+use deltalake::arrow::record_batch::RecordBatch;
 
-use super::{EngineError, LoadEngine, LoadedBatch, SourceMessage};
+use super::{BatchCounters, EngineError, ErrorRow, LoadEngine, LoadedBatch, SourceMessage};
 
 /// Fewer messages than this per thread are not worth a thread.
 const MIN_MESSAGES_PER_THREAD: usize = 16 * 1024;
@@ -46,15 +47,32 @@ fn runs(messages: usize, engines: usize) -> Vec<std::ops::Range<usize>> {
         .collect()
 }
 
+/// A batch loaded in parts: its rows are the parts' rows in order.
+#[derive(Debug)]
+pub struct LoadedParts {
+    /// Rows to write, in the table's schema, in message order.
+    pub parts: Vec<RecordBatch>,
+    /// Rows not loaded, with reasons, in message order.
+    pub errors: Vec<ErrorRow>,
+    pub counters: BatchCounters,
+}
+
+impl LoadedParts {
+    /// The rows to write.
+    pub fn num_rows(&self) -> usize {
+        self.parts.iter().map(RecordBatch::num_rows).sum()
+    }
+}
+
 /// Loads `messages` with `engines` (the first on the calling thread, the others on scoped
-/// threads) into one batch, equal to what `engines[0].load(messages)` gives.
+/// threads): in order, the rows and error rows `engines[0].load(messages)` gives.
 pub fn load_in_parallel(
     engines: &mut [LoadEngine],
     messages: &[SourceMessage<'_>],
-) -> Result<LoadedBatch, EngineError> {
+) -> Result<LoadedParts, EngineError> {
     let runs = runs(messages.len(), engines.len());
     if runs.len() <= 1 {
-        return engines[0].load(messages);
+        return engines[0].load(messages).map(|one| join(vec![one]));
     }
     let parts: Vec<Result<LoadedBatch, EngineError>> = std::thread::scope(|s| {
         let (first, rest) = engines.split_first_mut().expect("at least one engine");
@@ -74,32 +92,24 @@ pub fn load_in_parallel(
         );
         parts
     });
-    join(parts.into_iter().collect::<Result<Vec<_>, _>>()?)
+    Ok(join(parts.into_iter().collect::<Result<Vec<_>, _>>()?))
 }
 
-/// The parts of one batch, in message order, as one.
-fn join(mut parts: Vec<LoadedBatch>) -> Result<LoadedBatch, EngineError> {
-    if parts.len() == 1 {
-        return Ok(parts.remove(0));
-    }
-    let schema = parts[0].batch.schema();
-    let batch = concat_batches(&schema, parts.iter().map(|p| &p.batch)).map_err(|source| {
-        EngineError::Arrow {
-            step: "joining the decoded parts of a",
-            source,
-        }
-    })?;
+/// The parts of one batch, in message order.
+fn join(parts: Vec<LoadedBatch>) -> LoadedParts {
     let mut errors = Vec::with_capacity(parts.iter().map(|p| p.errors.len()).sum());
-    let mut counters = super::BatchCounters::default();
+    let mut counters = BatchCounters::default();
+    let mut batches = Vec::with_capacity(parts.len());
     for p in parts {
         counters.add(&p.counters);
         errors.extend(p.errors);
+        batches.push(p.batch);
     }
-    Ok(LoadedBatch {
-        batch,
+    LoadedParts {
+        parts: batches,
         errors,
         counters,
-    })
+    }
 }
 
 #[cfg(test)]
