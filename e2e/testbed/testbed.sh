@@ -59,7 +59,9 @@ alive() {
   local pid; pid=$(pid_of "$1")
   [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 1
   local expect; expect=$(cat "$PIDS/$1.cmd" 2>/dev/null || true)
-  [[ -z $expect ]] || tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$expect"
+  # no `tr | grep -q` pipeline: under pipefail, grep quitting at the first match can fail tr
+  # with SIGPIPE, and a live daemon would look dead
+  [[ -z $expect ]] || [[ $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) == *"$expect"* ]]
 }
 
 admin_curl() {
@@ -119,7 +121,10 @@ wait_for() {
 exited() {
   local name="$1" pid status=unknown; pid=$(pid_of "$1")
   # only a child of this shell has a status to collect (Kafka is started by fetch-kafka.sh)
-  if [[ -n $pid ]] && jobs -p | grep -qx "$pid"; then wait "$pid" && status=0 || status=$?; fi
+  # (never wait on one still running: that would block for as long as it runs)
+  if [[ -n $pid ]] && ! kill -0 "$pid" 2>/dev/null && [[ $(jobs -p) == *"$pid"* ]]; then
+    wait "$pid" && status=0 || status=$?
+  fi
   log "$name exited (status $status); last lines of its log $LOGS/$name.log:"
   if [[ -s $LOGS/$name.log ]]; then tail -n 30 "$LOGS/$name.log" >&2; else log "(the log is empty)"; fi
 }
