@@ -452,19 +452,6 @@ fn memory_exceeded(memory: &LoadMemory, keyed: bool) -> String {
     )
 }
 
-/// One batch of a keyed load's rows, in the order they were read; `None` for no batches.
-fn concat_batches(batches: &[RecordBatch]) -> Result<Option<RecordBatch>, SinkError> {
-    let Some(first) = batches.first() else {
-        return Ok(None);
-    };
-    if batches.len() == 1 {
-        return Ok(Some(first.clone()));
-    }
-    deltalake::arrow::compute::concat_batches(&first.schema(), batches)
-        .map(Some)
-        .map_err(|e| SinkError::Delta(deltalake::DeltaTableError::from(e)))
-}
-
 impl LoadRun<'_> {
     fn loads(&self) -> Api<Load> {
         Api::namespaced(self.ctx.client.clone(), self.ns)
@@ -782,10 +769,7 @@ impl LoadRun<'_> {
         };
         let result = if keyed {
             // A keyed table merges the load's rows in one MERGE, in the body's order.
-            match concat_batches(&read.batches) {
-                Ok(batch) => sink.commit(batch, &commit).await,
-                Err(e) => Err(e),
-            }
+            sink.commit_parts(read.batches.clone(), &commit).await
         } else {
             sink.commit_files(read.files.clone(), &commit).await
         };
