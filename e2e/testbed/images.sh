@@ -80,7 +80,7 @@ build_base() {
 
 import_pause() {
   local sock=$1
-  ctr --address "$sock" -n k8s.io images ls -q | grep -qxF "$PAUSE_IMAGE" && return
+  ctr --address "$sock" -n k8s.io images ls -q | grep -xF "$PAUSE_IMAGE" >/dev/null && return
   ctr --address "$sock" -n k8s.io images import --no-unpack=false "$PAUSE_DIR/pause.tar" >/dev/null
   # the kubelet must never garbage-collect or try to pull the sandbox image
   ctr --address "$sock" -n k8s.io images label "$PAUSE_IMAGE" io.cri-containerd.pinned=pinned >/dev/null
@@ -105,7 +105,7 @@ build_image() {
   local ref; ref=$(chart_ref "$target")
   local key; key="$(stat -c '%s %Y' "$bin") $(sha256sum "$DOCKERFILE" | cut -c1-16) $(basename "$(base_dir)")"
   if [[ $(cat "$WORK/$target.key" 2>/dev/null) == "$key" ]] &&
-     ctr --address "$sock" -n k8s.io images ls -q | grep -qxF "$ref"; then
+     ctr --address "$sock" -n k8s.io images ls -q | grep -xF "$ref" >/dev/null; then
     log "image $ref: up to date"
     return
   fi

@@ -59,9 +59,15 @@ alive() {
   local pid; pid=$(pid_of "$1")
   [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 1
   local expect; expect=$(cat "$PIDS/$1.cmd" 2>/dev/null || true)
-  # no `tr | grep -q` pipeline: under pipefail, grep quitting at the first match can fail tr
-  # with SIGPIPE, and a live daemon would look dead
-  [[ -z $expect ]] || [[ $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) == *"$expect"* ]]
+  [[ -z $expect ]] || runs "$pid" "$expect" || { sleep 0.3; runs "$pid" "$expect"; }
+}
+
+# runs PID TEXT: the command line of PID contains TEXT. A line read while the process is being
+# exec'd (by setsid or env) can come back empty, so `alive` looks twice before it says no. No
+# `tr | grep -q` pipeline: under pipefail, grep quitting at the first match can fail tr with
+# SIGPIPE.
+runs() {
+  [[ $(tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null) == *"$2"* ]]
 }
 
 admin_curl() {
@@ -148,7 +154,7 @@ start() {
   local waited
   for ((waited = 0; waited < 200; waited++)); do
     kill -0 "$pid" 2>/dev/null || return 0
-    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$match" && return 0
+    runs "$pid" "$match" && return 0
     sleep 0.05
   done
   log "$name: process $pid still does not run '$match' after 10s"
