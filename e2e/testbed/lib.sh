@@ -37,6 +37,19 @@ die() { log "ERROR: $*"; exit 1; }
 # elapsed SECONDS_START -> "Ns"
 since() { echo "$(( $(date +%s) - $1 ))s"; }
 
+# runs PID TEXT: the command line of PID contains TEXT (one read). No `tr | grep -q` pipeline:
+# under pipefail, grep quitting at the first match can fail tr with SIGPIPE.
+runs() {
+  [[ $(tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null) == *"$2"* ]]
+}
+
+# still_runs PID TEXT: `runs`, looking twice 0.3 s apart before it says no: a command line read
+# while the process is being exec'd (by setsid, env or a subshell) can come back empty, and one
+# such read must not make a live daemon look dead.
+still_runs() {
+  runs "$1" "$2" || { sleep 0.3; runs "$1" "$2"; }
+}
+
 # Run a long command with its output in a log file, printing a progress line every 30 s.
 run_logged() {
   local logfile="$1"; shift

@@ -129,7 +129,7 @@ alive() {
   local pid; pid=$(cat "$SR_PID" 2>/dev/null || true)
   [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 1
   local expect; expect=$(cat "$SR_CMD" 2>/dev/null || true)
-  [[ -z $expect ]] || [[ $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) == *"$expect"* ]]
+  [[ -z $expect ]] || still_runs "$pid" "$expect"
 }
 
 # healthy PORT: the ccompat API answers

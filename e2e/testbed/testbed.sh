@@ -59,15 +59,7 @@ alive() {
   local pid; pid=$(pid_of "$1")
   [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 1
   local expect; expect=$(cat "$PIDS/$1.cmd" 2>/dev/null || true)
-  [[ -z $expect ]] || runs "$pid" "$expect" || { sleep 0.3; runs "$pid" "$expect"; }
-}
-
-# runs PID TEXT: the command line of PID contains TEXT. A line read while the process is being
-# exec'd (by setsid or env) can come back empty, so `alive` looks twice before it says no. No
-# `tr | grep -q` pipeline: under pipefail, grep quitting at the first match can fail tr with
-# SIGPIPE.
-runs() {
-  [[ $(tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null) == *"$2"* ]]
+  [[ -z $expect ]] || still_runs "$pid" "$expect"
 }
 
 admin_curl() {
