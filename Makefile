@@ -32,7 +32,7 @@ e2e-test: testbed-up ## every test, including those against the real testbed
 
 test: lint e2e-test ## the whole suite, as CI runs it
 
-bench-engine: ## criterion benchmark of the load engine alone (Wikipedia rows, CSV, JSON and Avro)
+bench-engine: ## criterion benchmark of the load engine alone (Wikipedia rows as CSV, JSON and Avro; 50-column CSV rows)
 	$(CARGO) bench --workspace --bench engine
 
 .PHONY: bench-pipeline

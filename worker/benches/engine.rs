@@ -1,4 +1,5 @@
-//! Load engine throughput on the reference's Wikipedia rows (CSV, JSON and Avro), one core.
+//! Load engine throughput on the reference's Wikipedia rows (CSV, JSON and Avro) and the
+//! end-to-end bench's 50-column CSV rows, one core.
 //!
 //! `make bench-engine` runs it; criterion reports rows/s as "elem/s".
 
@@ -49,6 +50,57 @@ fn wikipedia_rows() -> Vec<(String, String)> {
             (csv, json)
         })
         .collect()
+}
+
+const WIDE_TYPES: [&str; 7] = [
+    "BIGINT",
+    "INT",
+    "DOUBLE",
+    "VARCHAR(64)",
+    "DATETIME",
+    "DECIMAL(18,4)",
+    "DATE",
+];
+
+/// An engine for the 50-column table (`c00`..`c49`), CSV, with the end-to-end bench's WHERE.
+fn wide_engine() -> LoadEngine {
+    let columns: String = (0..50)
+        .map(|c| format!("  - {{name: c{c:02}, type: '{}'}}\n", WIDE_TYPES[c % 7]))
+        .collect();
+    let table: TableSpec = serde_yaml::from_str(&format!(
+        "location: 'file:///tmp/wide50'\ncolumns:\n{columns}"
+    ))
+    .expect("table");
+    let job: RoutineLoadJobSpec = serde_yaml::from_str(
+        "table: wide\nkafka: {brokerList: 'localhost:9092', topic: wide}\ncolumnSeparator: ','\nwhere: c00 >= 0",
+    )
+    .expect("job");
+    LoadEngine::new(Arc::new(
+        LoadPlan::build(&job, "wide", &table).expect("plan"),
+    ))
+}
+
+/// Row `i` of the end-to-end pipeline bench's 50-column data set.
+fn wide_row(i: usize) -> String {
+    const PAD: &str =
+        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    (0..50)
+        .map(|c| match c % 7 {
+            0 => ((i as i64) * 1000 + c as i64).to_string(),
+            1 => ((i + c) % 1_000_000).to_string(),
+            2 => format!("{:.3}", (i as f64) * 0.37 + c as f64),
+            3 => format!("v{c}-{}", &PAD[..(i + c) % 17 + 4]),
+            4 => format!(
+                "2015-09-12 {:02}:{:02}:{:02}",
+                (i / 3600) % 24,
+                (i / 60 + c) % 60,
+                i % 60
+            ),
+            5 => format!("{}.{:04}", i % 100_000, (i * 7 + c) % 10_000),
+            _ => format!("2015-{:02}-{:02}", c % 12 + 1, i % 28 + 1),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Row `i` of the end-to-end pipeline bench's JSON data set.
@@ -208,6 +260,28 @@ fn bench(c: &mut Criterion) {
                 .expect("load")
                 .counters
                 .loaded_rows
+        })
+    });
+
+    // The end-to-end bench's 50-column rows (BIGINT, INT, DOUBLE, VARCHAR(64), DATETIME,
+    // DECIMAL(18,4), DATE in turn, ~614 bytes): where the typed conversion costs most.
+    let wide: Vec<String> = (0..ROWS).map(wide_row).collect();
+    let wide: Vec<SourceMessage<'_>> = wide
+        .iter()
+        .enumerate()
+        .map(|(i, csv)| SourceMessage {
+            partition: 0,
+            offset: i as i64,
+            payload: csv.as_bytes(),
+            ..Default::default()
+        })
+        .collect();
+    let mut wide_engine = wide_engine();
+    group.bench_function("wide50_csv", |b| {
+        b.iter(|| {
+            let out = wide_engine.load(&wide).expect("load");
+            assert_eq!(out.counters.error_rows, 0);
+            out.counters.loaded_rows
         })
     });
 
