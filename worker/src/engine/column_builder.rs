@@ -111,20 +111,111 @@ impl ColumnBuilder {
                 builder,
                 max_length,
                 json,
-            } => {
-                if let Some(max) = max_length
-                    && text.len() > *max as usize
-                {
-                    return Err(ConvertError::TooLong);
-                }
-                let s = std::str::from_utf8(text).map_err(|_| ConvertError::Invalid)?;
-                if *json && serde_json::from_str::<serde::de::IgnoredAny>(s).is_err() {
-                    return Err(ConvertError::Invalid);
-                }
-                builder.append_value(s);
-            }
+            } => builder.append_value(checked_text(text, *max_length, *json)?),
         }
         Ok(())
+    }
+
+    /// Appends one value per item of `texts`, a column at a time (the type is matched once, not
+    /// per value). None appends NULL: a row that already failed. `\N` appends NULL, reported
+    /// as [`Rejected::Null`] unless `nullable`; a text that does not convert appends NULL,
+    /// reported as [`Rejected::Convert`]. `rejected` gets the item's index.
+    pub fn append_texts<'a>(
+        &mut self,
+        texts: impl Iterator<Item = Option<&'a [u8]>>,
+        nullable: bool,
+        mut rejected: impl FnMut(usize, Rejected),
+    ) {
+        let r = &mut rejected;
+        match self {
+            ColumnBuilder::Boolean(b) => append_all(
+                texts,
+                nullable,
+                value::parse_bool,
+                |v| b.append_option(v),
+                r,
+            ),
+            ColumnBuilder::TinyInt(b) => append_all(
+                texts,
+                nullable,
+                |t| Ok(parse_int::<i8>(t)? as i8),
+                |v| b.append_option(v),
+                r,
+            ),
+            ColumnBuilder::SmallInt(b) => append_all(
+                texts,
+                nullable,
+                |t| Ok(parse_int::<i16>(t)? as i16),
+                |v| b.append_option(v),
+                r,
+            ),
+            ColumnBuilder::Int(b) => append_all(
+                texts,
+                nullable,
+                |t| Ok(parse_int::<i32>(t)? as i32),
+                |v| b.append_option(v),
+                r,
+            ),
+            ColumnBuilder::BigInt(b) => append_all(
+                texts,
+                nullable,
+                |t| Ok(parse_int::<i64>(t)? as i64),
+                |v| b.append_option(v),
+                r,
+            ),
+            ColumnBuilder::Decimal {
+                builder,
+                precision,
+                scale,
+            } => {
+                let (precision, scale) = (*precision, *scale);
+                append_all(
+                    texts,
+                    nullable,
+                    |t| value::parse_decimal(t, precision, scale),
+                    |v| builder.append_option(v),
+                    r,
+                )
+            }
+            ColumnBuilder::Float(b) => append_all(
+                texts,
+                nullable,
+                |t| Ok(value::parse_f64(t)? as f32),
+                |v| b.append_option(v),
+                r,
+            ),
+            ColumnBuilder::Double(b) => {
+                append_all(texts, nullable, value::parse_f64, |v| b.append_option(v), r)
+            }
+            ColumnBuilder::Date(b) => append_all(
+                texts,
+                nullable,
+                value::parse_date,
+                |v| b.append_option(v),
+                r,
+            ),
+            ColumnBuilder::DateTime(b) => append_all(
+                texts,
+                nullable,
+                value::parse_datetime,
+                |v| b.append_option(v),
+                r,
+            ),
+            ColumnBuilder::Text {
+                builder,
+                max_length,
+                json,
+            } => {
+                let (max_length, json) = (*max_length, *json);
+                append_all(
+                    texts,
+                    nullable,
+                    |t| checked_text(t, max_length, json),
+                    |v| builder.append_option(v),
+                    r,
+                )
+            }
+        }
     }
 
     /// Appends NULL.
@@ -169,6 +260,61 @@ impl ColumnBuilder {
             ColumnBuilder::Text { builder, .. } => Arc::new(builder.finish()),
         }
     }
+}
+
+/// What [`ColumnBuilder::append_texts`] found wrong with a value it appended NULL for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejected {
+    /// `\N` in a column that is not nullable.
+    Null,
+    /// A text that does not convert to the column's type.
+    Convert(ConvertError),
+}
+
+/// The loop of [`ColumnBuilder::append_texts`] for one builder type: `parse` and `append` are
+/// that type's, so the loop is compiled once per type with both inlined.
+#[inline(always)]
+fn append_all<'a, T>(
+    texts: impl Iterator<Item = Option<&'a [u8]>>,
+    nullable: bool,
+    mut parse: impl FnMut(&'a [u8]) -> Result<T, ConvertError>,
+    mut append: impl FnMut(Option<T>),
+    rejected: &mut impl FnMut(usize, Rejected),
+) {
+    for (k, text) in texts.enumerate() {
+        match text {
+            None => append(None),
+            Some(b"\\N") => {
+                append(None);
+                if !nullable {
+                    rejected(k, Rejected::Null);
+                }
+            }
+            Some(text) => match parse(text) {
+                Ok(v) => append(Some(v)),
+                Err(err) => {
+                    append(None);
+                    rejected(k, Rejected::Convert(err));
+                }
+            },
+        }
+    }
+}
+
+/// A text value as a string column holds it: within the column's length, UTF-8, and for JSON
+/// a JSON document.
+#[inline]
+fn checked_text(text: &[u8], max_length: Option<u32>, json: bool) -> Result<&str, ConvertError> {
+    if let Some(max) = max_length
+        && text.len() > max as usize
+    {
+        return Err(ConvertError::TooLong);
+    }
+    let s = std::str::from_utf8(text).map_err(|_| ConvertError::Invalid)?;
+    if json && serde_json::from_str::<serde::de::IgnoredAny>(s).is_err() {
+        return Err(ConvertError::Invalid);
+    }
+    Ok(s)
 }
 
 /// The integer types' ranges for [`value::parse_int`].

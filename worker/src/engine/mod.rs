@@ -11,11 +11,11 @@
 mod avro;
 mod column_builder;
 mod csv;
+mod csv_columns;
 pub mod error_row;
 mod json;
 mod parallel;
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
 use deltalake::arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, new_null_array};
@@ -298,23 +298,24 @@ impl LoadEngine {
 
         // Step 1: decode and convert source fields.
         self.avro.start_batch();
-        let mut split: Vec<Cow<'_, [u8]>> = Vec::with_capacity(fields.len() + 1);
         let mut json_rows: Vec<json::RowFields<'_>> = Vec::new();
-        for (m, message) in messages.iter().enumerate() {
-            counters.received_bytes += message.payload.len() as u64;
+        let per_message = match plan.format {
+            DataFormat::Csv => {
+                self.convert_csv(
+                    messages,
+                    &mut builders,
+                    &mut errors,
+                    &mut bad_rows,
+                    &mut origins,
+                );
+                &[][..]
+            }
+            DataFormat::Avro | DataFormat::Json => messages,
+        };
+        counters.received_bytes = messages.iter().map(|m| m.payload.len() as u64).sum();
+        for (m, message) in per_message.iter().enumerate() {
             match plan.format {
-                DataFormat::Csv => {
-                    self.csv.split(message.payload, &mut split);
-                    let failure = if split.len() < fields.len() {
-                        Some(FieldFailure::whole_row(reason::FEWER_COLUMNS))
-                    } else if split.len() > fields.len() {
-                        Some(FieldFailure::whole_row(reason::MORE_COLUMNS))
-                    } else {
-                        self.convert_row(&mut builders, split.iter().map(|f| Some(f.as_ref())))
-                    };
-                    self.finish_row(&mut builders, failure, message, &mut errors, &mut bad_rows);
-                    origins.push(RowOrigin { message: m as u32 });
-                }
+                DataFormat::Csv => unreachable!("CSV converts a chunk of messages at a time"),
                 DataFormat::Avro => {
                     let decoded = self
                         .avro
@@ -606,50 +607,62 @@ impl LoadEngine {
     ) -> Option<FieldFailure> {
         let fields = &self.plan.source_fields;
         for (i, value) in values.enumerate() {
-            let field = &fields[i];
             let builder = &mut builders[i];
             let text = match value {
                 Some(b"\\N") | None => {
-                    if field.nullable {
+                    if fields[i].nullable {
                         builder.append_null();
                         continue;
                     }
-                    return Some(FieldFailure {
-                        reason: reason::NULL_IN_NOT_NULL.to_string(),
-                        column: Some(field.name.clone()),
-                        value: None,
-                        at: i,
-                    });
+                    return Some(self.null_failure(i));
                 }
                 Some(text) => text,
             };
             if let Err(err) = builder.append_text(text) {
-                let column_type = field.column_type.unwrap_or(ColumnType::String);
-                // Without strict mode, a value that fails conversion loads as NULL where the
-                // column allows it; text that is too long or not UTF-8 is always an error.
-                let to_null = !self.plan.strict_mode && field.nullable && !is_text(&column_type);
-                if to_null {
-                    builder.append_null();
-                    continue;
+                match self.conversion_failure(i, text, err) {
+                    None => builder.append_null(),
+                    failure => return failure,
                 }
-                let reason = if !self.plan.strict_mode
-                    && !field.nullable
-                    && err == ConvertError::Invalid
-                    && !is_text(&column_type)
-                {
-                    reason::NULL_IN_NOT_NULL.to_string()
-                } else {
-                    conversion_reason(err, &column_type, self.plan.format)
-                };
-                return Some(FieldFailure {
-                    reason,
-                    column: Some(field.name.clone()),
-                    value: Some(loggable(text)),
-                    at: i,
-                });
             }
         }
         None
+    }
+
+    /// The failure of source field `i`, not nullable, holding NULL.
+    fn null_failure(&self, i: usize) -> FieldFailure {
+        FieldFailure {
+            reason: reason::NULL_IN_NOT_NULL.to_string(),
+            column: Some(self.plan.source_fields[i].name.clone()),
+            value: None,
+            at: i,
+        }
+    }
+
+    /// What `text` of source field `i`, which failed to convert with `err`, makes of its row:
+    /// None loads the value as NULL.
+    fn conversion_failure(&self, i: usize, text: &[u8], err: ConvertError) -> Option<FieldFailure> {
+        let field = &self.plan.source_fields[i];
+        let column_type = field.column_type.unwrap_or(ColumnType::String);
+        // Without strict mode, a value that fails conversion loads as NULL where the column
+        // allows it; text that is too long or not UTF-8 is always an error.
+        if !self.plan.strict_mode && field.nullable && !is_text(&column_type) {
+            return None;
+        }
+        let reason = if !self.plan.strict_mode
+            && !field.nullable
+            && err == ConvertError::Invalid
+            && !is_text(&column_type)
+        {
+            reason::NULL_IN_NOT_NULL.to_string()
+        } else {
+            conversion_reason(err, &column_type, self.plan.format)
+        };
+        Some(FieldFailure {
+            reason,
+            column: Some(field.name.clone()),
+            value: Some(loggable(text)),
+            at: i,
+        })
     }
 
     /// Pads the builders of a failed row with NULLs and records the error row.
@@ -661,23 +674,12 @@ impl LoadEngine {
         errors: &mut Vec<ErrorRow>,
         bad_rows: &mut Vec<bool>,
     ) {
-        match failure {
-            None => bad_rows.push(false),
-            Some(failure) => {
-                for b in &mut builders[failure.at..] {
-                    b.append_null();
-                }
-                errors.push(ErrorRow {
-                    partition: message.partition,
-                    offset: message.offset,
-                    reason: failure.reason,
-                    column: failure.column,
-                    value: failure.value,
-                    row: loggable(message.payload),
-                });
-                bad_rows.push(true);
+        if let Some(failure) = &failure {
+            for b in &mut builders[failure.at..] {
+                b.append_null();
             }
         }
+        record_row(failure, message, errors, bad_rows);
     }
 
     fn error_for(
@@ -782,6 +784,29 @@ impl LoadEngine {
 }
 
 /// CHAR, VARCHAR and STRING: their failures (too long, not UTF-8) can't become NULL.
+/// Records whether a converted row failed, with its error row if it did.
+fn record_row(
+    failure: Option<FieldFailure>,
+    message: &SourceMessage<'_>,
+    errors: &mut Vec<ErrorRow>,
+    bad_rows: &mut Vec<bool>,
+) {
+    match failure {
+        None => bad_rows.push(false),
+        Some(failure) => {
+            errors.push(ErrorRow {
+                partition: message.partition,
+                offset: message.offset,
+                reason: failure.reason,
+                column: failure.column,
+                value: failure.value,
+                row: loggable(message.payload),
+            });
+            bad_rows.push(true);
+        }
+    }
+}
+
 fn is_text(column_type: &ColumnType) -> bool {
     column_type.is_string() && *column_type != ColumnType::Json
 }

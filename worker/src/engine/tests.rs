@@ -363,6 +363,71 @@ fn null_marker_and_not_null_columns() {
     assert_eq!(out.errors[0].column.as_deref(), Some("event_time"));
 }
 
+/// CSV converts a chunk of rows a column at a time; a failing field must still fail its row from
+/// that field on, whatever column and whatever chunk it is in. Seven kinds of rows over 700 rows
+/// (three chunks), each with the outcome row-by-row conversion gives.
+#[test]
+fn csv_failures_are_the_first_failing_field_of_their_row_across_chunks() {
+    const TABLE: &str = r#"
+location: 'file:///tmp/t'
+columns:
+  - {name: id, type: BIGINT, nullable: false}
+  - {name: name, type: VARCHAR(5)}
+  - {name: n, type: INT}
+  - {name: d, type: DATE, nullable: false}
+"#;
+    let mut e = engine(TABLE, "columnSeparator: ','\nstrictMode: false");
+    // (row, Ok(n as loaded) or Err((reason, column)))
+    let kind = |i: usize| -> (String, Result<&str, (&str, Option<&str>)>) {
+        match i % 7 {
+            0 => (format!("{i},ab,{i},2015-09-12"), Ok("good")),
+            1 => (format!("{i},ab,{i}"), Err((reason::FEWER_COLUMNS, None))),
+            // Two bad fields: the first one names the failure.
+            2 => (
+                format!("{i},abcdefg,{i},nope"),
+                Err((reason::TOO_LONG, Some("name"))),
+            ),
+            3 => (format!("{i},ab,x{i},2015-09-12"), Ok("NULL")),
+            4 => (
+                format!("\\N,abcdefg,{i},2015-09-12"),
+                Err((reason::NULL_IN_NOT_NULL, Some("id"))),
+            ),
+            5 => (
+                format!("{i},ab,{i},2015-13-01"),
+                Err((reason::NULL_IN_NOT_NULL, Some("d"))),
+            ),
+            _ => (format!("{i},ab,99999999999,2015-09-12"), Ok("NULL")),
+        }
+    };
+    let rows: Vec<_> = (0..700).map(kind).collect();
+    let payloads: Vec<&str> = rows.iter().map(|(row, _)| row.as_str()).collect();
+    let out = load(&mut e, &payloads);
+
+    let loaded: Vec<usize> = (0..700).filter(|&i| rows[i].1.is_ok()).collect();
+    assert_eq!(out.counters.total_rows, 700);
+    assert_eq!(out.counters.loaded_rows as usize, loaded.len());
+    let ids: Vec<String> = loaded.iter().map(|i| i.to_string()).collect();
+    assert_eq!(column(&out, "id"), ids);
+    let n: Vec<String> = loaded
+        .iter()
+        .map(|&i| match rows[i].1 {
+            Ok("good") => i.to_string(),
+            _ => "NULL".to_string(),
+        })
+        .collect();
+    assert_eq!(column(&out, "n"), n);
+    assert!(column(&out, "name").iter().all(|v| v == "ab"));
+    let errors: Vec<(i64, &str, Option<&str>)> = out
+        .errors
+        .iter()
+        .map(|e| (e.offset, e.reason.as_str(), e.column.as_deref()))
+        .collect();
+    let expected: Vec<(i64, &str, Option<&str>)> = (0..700)
+        .filter_map(|i| rows[i].1.err().map(|(why, col)| (i as i64, why, col)))
+        .collect();
+    assert_eq!(errors, expected);
+}
+
 #[test]
 fn invalid_utf8_is_an_error_row() {
     let mut e = engine(WIKIPEDIA_TABLE, WIKIPEDIA_JOB);
